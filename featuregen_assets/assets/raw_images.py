@@ -1,0 +1,76 @@
+"""`raw_images`: download a category's link file into the image store and `raw_images` table."""
+
+import dagster as dg
+from pydantic import Field
+
+from featuregen_assets.core import paths
+from featuregen_assets.core.download import DownloadSettings, Progress
+from featuregen_assets.core.image_store import ImageStore
+from featuregen_assets.core.ingest import ingest_link_file, status_counts
+from featuregen_assets.partitions import category_partitions
+from featuregen_assets.resources.postgres import PostgresResource
+
+
+class RawImagesConfig(dg.Config):
+    """Download settings; the defaults (and FEATUREGEN_* variables) serve UI backfills."""
+
+    force: bool = Field(default=False, description="Download links already `ok` again.")
+    concurrency: int = Field(default=64, description="Downloads in flight at once.")
+    per_host: int = Field(default=16, description="Downloads in flight per host.")
+    max_bytes: int = Field(default=50 * 2**20, description="Largest body accepted, in bytes.")
+
+
+@dg.asset(
+    partitions_def=category_partitions,
+    group_name="ingest",
+    kinds={"python", "postgres"},
+    metadata={"table": "public.raw_images", "partition_expr": "category"},
+)
+def raw_images(
+    context: dg.AssetExecutionContext, config: RawImagesConfig, postgres: PostgresResource
+) -> dg.MaterializeResult:
+    """Images of the category's link file, downloaded, validated and stored by content hash."""
+    category = context.partition_key
+    link_file = paths.links_dir() / f"{category}.txt"
+    if not link_file.is_file():
+        raise dg.Failure(f"no link file for category {category!r}: expected {link_file}")
+
+    settings = DownloadSettings.from_env(
+        concurrency=config.concurrency, per_host=config.per_host, max_bytes=config.max_bytes
+    )
+
+    def log_progress(progress: Progress) -> None:
+        context.log.info(
+            f"{category}: {progress.done}/{progress.total or '?'} links,"
+            f" {progress.ok} ok, {progress.failed} failed, {progress.rate:.1f} links/s"
+        )
+
+    with postgres.connection() as conn:
+        summary = ingest_link_file(
+            link_file,
+            category,
+            conn,
+            ImageStore(paths.images_dir()),
+            settings,
+            force=config.force,
+            on_progress=log_progress,
+        )
+        stored = status_counts(conn, category)
+
+    for bad in summary.bad_lines:
+        context.log.warning(f"{link_file.name}:{bad.line_no}: skipped ({bad.reason}): {bad.text!r}")
+    total = sum(stored.values())
+    failure_rate = (total - stored.get("ok", 0)) / total if total else 0.0
+    return dg.MaterializeResult(
+        metadata={
+            "links": summary.links,
+            "attempted": summary.attempted,
+            "skipped_already_ok": summary.skipped_ok,
+            "duplicate_lines": summary.duplicates,
+            "bad_lines": len(summary.bad_lines),
+            "this_run_by_status": dict(summary.statuses),
+            "stored_by_status": stored,
+            "failure_rate": failure_rate,
+            "dagster/row_count": total,
+        },
+    )

@@ -1,0 +1,120 @@
+"""`featuregen`: run category pipelines, the offline demo, search, and manage the database."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from featuregen_assets.core.links import category_error
+    from featuregen_assets.runs import run_category
+
+    reason = category_error(args.category)
+    if reason:
+        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
+        return 2
+    run_config = (
+        {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
+    )
+    result = run_category(args.category, select=args.select, run_config=run_config)
+    failed_checks = [
+        evaluation.check_name
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+    if failed_checks:
+        print(f"failed checks: {', '.join(failed_checks)}", file=sys.stderr)
+    print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from featuregen_assets.demo import run_demo
+
+    return run_demo(per_category=args.per_category, categories=args.categories, seed=args.seed)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from featuregen_assets.core import db
+    from featuregen_assets.core.summary import format_table, summarize
+
+    with db.connection(db.database_url()) as conn:
+        print(format_table(summarize(conn)))
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from featuregen_assets.core import db
+
+    if args.action == "url":
+        print(db.database_url())
+    elif args.action == "stop":
+        print("stopped" if db.stop_embedded_server() else "not running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="featuregen",
+        description="Image links → DINOv2 feature store in PostgreSQL + pgvector, via Dagster.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="Run a category's pipeline on its link file (adds the partition if new).",
+        description="Run raw_images → image_prompts, image_embeddings for one category's link"
+        " file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
+    )
+    run.add_argument("--category", required=True, help="Category slug: <category>.txt")
+    run.add_argument(
+        "--select",
+        nargs="+",
+        metavar="ASSET",
+        help="Only these assets (raw_images, image_prompts, image_embeddings).",
+    )
+    run.add_argument(
+        "--force-download", action="store_true", help="Download links already ok again."
+    )
+    run.set_defaults(func=_cmd_run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="Offline demo: synthetic images served on 127.0.0.1, every pipeline run.",
+        description="Generate synthetic scenes, serve them on 127.0.0.1, write link files, run"
+        " every category's pipeline with the tiny models and print what the tables hold.",
+    )
+    demo.add_argument("--per-category", type=int, default=64, help="Images per category.")
+    demo.add_argument("--categories", nargs="+", help="Categories (default: all nine).")
+    demo.add_argument("--seed", type=int, default=0, help="Seed of the synthetic scenes.")
+    demo.set_defaults(func=_cmd_demo)
+
+    summary = commands.add_parser(
+        "summary",
+        help="Per-category counts read from the tables.",
+        description="Links, downloads, failures by reason and rows per table, per category.",
+    )
+    summary.set_defaults(func=_cmd_summary)
+
+    database = commands.add_parser(
+        "db",
+        help="The database: print its URL (for psql) or stop the embedded server.",
+        description="`featuregen db url` starts the embedded server if needed and prints a URL"
+        " for psql; `featuregen db stop` stops it.",
+    )
+    database.add_argument("action", choices=["url", "stop"])
+    database.set_defaults(func=_cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `featuregen` command."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

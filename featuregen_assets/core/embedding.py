@@ -1,0 +1,237 @@
+"""DINOv2 feature vectors for image files: decode in loader workers, one batched forward.
+
+Workers open each file (JPEG draft mode, EXIF orientation, RGB), resize and centre-crop it
+in one Pillow call to the model's preprocessing (from its image-processor config) and hand
+uint8 pixels over; the device normalises, runs the model under ``inference_mode`` and
+returns L2-normalised CLS (or CLS ⊕ mean-of-patches) vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+
+from featuregen_assets.core.compute import (
+    ComputeSettings,
+    autocast,
+    configure_cpu_threads,
+    free_memory,
+    loader_worker_init,
+    resolve_device,
+    resolve_dtype,
+)
+from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
+
+POOLINGS = ("cls", "cls+mean")
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """``pooling``: ``cls`` or ``cls+mean`` (CLS concatenated with the mean of patch tokens)."""
+
+    pooling: str = "cls"
+    normalize: bool = True
+
+
+def open_rgb(path: Path | str, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an image file upright (EXIF orientation) in RGB.
+
+    ``draft`` lets a JPEG decode at a reduced scale no smaller than that size (DCT scaling):
+    several times cheaper for large photos that are about to be shrunk anyway.
+    """
+    with Image.open(path) as im:
+        if draft is not None and im.format == "JPEG":
+            im.draft("RGB", draft)
+        im = ImageOps.exif_transpose(im)
+        return im.convert("RGB")
+
+
+@dataclass(frozen=True)
+class CropResize:
+    """Resize (shortest edge, or to a fixed size) then centre-crop, as one Pillow resample."""
+
+    shortest_edge: int | None
+    size: tuple[int, int] | None  # (height, width) when resizing to a fixed size
+    crop: tuple[int, int] | None  # (height, width)
+    resample: int
+
+    @classmethod
+    def from_processor(cls, processor) -> CropResize:
+        """Read the geometry from a transformers image processor (BitImageProcessor config)."""
+        size, crop = processor.size, processor.crop_size
+        shortest = size.get("shortest_edge") if processor.do_resize else None
+        fixed = (size["height"], size["width"]) if processor.do_resize and not shortest else None
+        cropped = (crop["height"], crop["width"]) if processor.do_center_crop else None
+        return cls(shortest, fixed, cropped, int(processor.resample))
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after the resize, before the crop."""
+        if self.shortest_edge:
+            s = self.shortest_edge
+            if width <= height:
+                return s, int(s * height / width)
+            return int(s * width / height), s
+        if self.size:
+            return self.size[1], self.size[0]
+        return width, height
+
+    def draft_size(self) -> tuple[int, int] | None:
+        """The smallest decode size that still covers the resize target."""
+        if self.shortest_edge:
+            return self.shortest_edge, self.shortest_edge
+        return (self.size[1], self.size[0]) if self.size else None
+
+    def __call__(self, im: Image.Image) -> np.ndarray:
+        """HWC uint8 pixels of the resized, cropped image."""
+        w, h = im.size
+        rw, rh = self.output_size(w, h)
+        cw, ch = (self.crop[1], self.crop[0]) if self.crop else (rw, rh)
+        left, top = (rw - cw) // 2, (rh - ch) // 2  # the crop in resized coordinates
+        sx, sy = rw / w, rh / h
+        box = (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy)
+        out = im.resize((cw, ch), self.resample, box=box, reducing_gap=3.0)
+        return np.asarray(out, dtype=np.uint8)
+
+
+class _ImageFiles(Dataset):
+    def __init__(self, paths: Sequence[Path], transform: CropResize):
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        try:
+            return i, self.transform(open_rgb(self.paths[i], self.transform.draft_size())), None
+        except Exception as e:  # any undecodable file is reported, not fatal
+            return i, None, f"{type(e).__name__}: {e}"
+
+
+def _collate(items):
+    ok = [(i, px) for i, px, _ in items if px is not None]
+    failed = [(i, err) for i, px, err in items if px is None]
+    pixels = torch.from_numpy(np.stack([px for _, px in ok])) if ok else None
+    return [i for i, _ in ok], pixels, failed
+
+
+class ImageEmbedder:
+    """A DINOv2 model (any size, with or without registers) loaded once, embedding files."""
+
+    def __init__(self, spec: ModelSpec, compute: ComputeSettings, settings: EmbeddingSettings):
+        from transformers import AutoImageProcessor, AutoModel
+
+        if settings.pooling not in POOLINGS:
+            raise ValueError(f"pooling {settings.pooling!r}: expected one of {POOLINGS}")
+        self.spec, self.compute, self.settings = spec, compute, settings
+        self.device = resolve_device(compute)
+        self.dtype = resolve_dtype(compute, self.device)
+        if self.device.type == "cpu":
+            configure_cpu_threads()
+        processor = AutoImageProcessor.from_pretrained(spec.name_or_path)
+        self.transform = CropResize.from_processor(processor)
+        scale = processor.rescale_factor if processor.do_rescale else 1.0
+        mean = processor.image_mean if processor.do_normalize else [0.0, 0.0, 0.0]
+        std = processor.image_std if processor.do_normalize else [1.0, 1.0, 1.0]
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._mul = (scale / std_t).to(self.device)
+        self._add = (-torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t).to(
+            self.device
+        )
+        self.model = AutoModel.from_pretrained(
+            spec.name_or_path, dtype=self.dtype, attn_implementation=compute.attn_implementation
+        )
+        self.model.eval().to(self.device)
+        self._forward = torch.compile(self.model) if compute.compile else self.model
+        config = self.model.config
+        self._skip = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
+        self.dim = config.hidden_size * (2 if settings.pooling == "cls+mean" else 1)
+        self.key = model_key(
+            spec.model_id,
+            {
+                "model": config_fingerprint(config),
+                "embedding": asdict(settings),
+                "preprocess": asdict(self.transform),
+                "normalization": [scale, list(mean), list(std)],
+            },
+        )
+
+    def pixels_to_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC pixels (any device) to the model's normalised NCHW input on its device."""
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return (x * self._mul + self._add).to(self.dtype)
+
+    @torch.inference_mode()
+    def embed_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Vectors (float32, on the device) for a normalised NCHW batch already on the device."""
+        with autocast(self.device, self.dtype):
+            hidden = self._forward(pixel_values=x).last_hidden_state
+        vec = hidden[:, 0]
+        if self.settings.pooling == "cls+mean":
+            vec = torch.cat([vec, hidden[:, self._skip :].mean(dim=1)], dim=-1)
+        vec = vec.float()
+        return F.normalize(vec, dim=-1) if self.settings.normalize else vec
+
+    def loader(self, paths: Sequence[Path]) -> DataLoader:
+        """Batches of (indices, uint8 NHWC pixels or None, [(index, error)]) decoded in workers."""
+        workers = max(0, self.compute.num_workers)
+        return DataLoader(
+            _ImageFiles(paths, self.transform),
+            batch_size=self.compute.batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=loader_worker_init if workers else None,
+            prefetch_factor=4 if workers else None,
+            persistent_workers=False,
+        )
+
+    def embed_files(
+        self, paths: Sequence[Path]
+    ) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+        """(index into ``paths``, unit float32 vector or None, error or None), in index order.
+
+        On a GPU the next batch's forward is queued before the last batch's vectors are read
+        back, so the host never waits on the device while it has work to hand over.
+        """
+        pending = None  # (indices, failed, host vectors, copy-done event)
+        for indices, pixels, failed in self.loader(paths):
+            current = None
+            if pixels is not None:
+                vec = self.embed_pixels(self.pixels_to_input(pixels))
+                if self.device.type == "cuda":
+                    host = torch.empty(vec.shape, dtype=vec.dtype, pin_memory=True)
+                    host.copy_(vec, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                    current = (indices, failed, host, done)
+                else:
+                    current = (indices, failed, vec, None)
+            else:
+                current = (indices, failed, None, None)
+            if pending is not None:
+                yield from _emit(*pending)
+            pending = current
+        if pending is not None:
+            yield from _emit(*pending)
+
+    def close(self) -> None:
+        """Drop the model and return its GPU memory."""
+        self.model = self._forward = None
+        free_memory(self.device)
+
+
+def _emit(indices, failed, vectors, done) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    if done is not None:
+        done.synchronize()
+    rows: list[tuple[int, np.ndarray | None, str | None]] = [(i, None, e) for i, e in failed]
+    if vectors is not None:
+        arr = vectors.numpy()
+        rows += [(i, arr[k], None) for k, i in enumerate(indices)]
+    yield from sorted(rows, key=lambda r: r[0])

@@ -1,0 +1,91 @@
+"""Queries over the three tables that the feature assets share."""
+
+from __future__ import annotations
+
+import psycopg
+
+
+def images_of(conn: psycopg.Connection, category: str) -> list[tuple[str, str]]:
+    """Distinct `(image_id, path)` of the category's downloaded images, in image-id order."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (image_id) image_id, path FROM raw_images"
+        " WHERE category = %s AND status = 'ok' ORDER BY image_id",
+        (category,),
+    )
+    return rows.fetchall()
+
+
+def missing_embeddings(
+    conn: psycopg.Connection, category: str, model: str
+) -> list[tuple[str, str]]:
+    """Images of the category with no embedding from `model` yet."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (r.image_id) r.image_id, r.path FROM raw_images r"
+        " WHERE r.category = %s AND r.status = 'ok' AND NOT EXISTS ("
+        "   SELECT 1 FROM image_embeddings e WHERE e.image_id = r.image_id AND e.model = %s)"
+        " ORDER BY r.image_id",
+        (category, model),
+    )
+    return rows.fetchall()
+
+
+def missing_prompts(
+    conn: psycopg.Connection, category: str, model: str, source: str
+) -> list[tuple[str, str]]:
+    """Images of the category with no prompt from `model` and `source` yet."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (r.image_id) r.image_id, r.path FROM raw_images r"
+        " WHERE r.category = %s AND r.status = 'ok' AND NOT EXISTS ("
+        "   SELECT 1 FROM image_prompts p"
+        "   WHERE p.image_id = r.image_id AND p.model = %s AND p.source = %s)"
+        " ORDER BY r.image_id",
+        (category, model, source),
+    )
+    return rows.fetchall()
+
+
+def link_captions(conn: psycopg.Connection, category: str) -> list[tuple[str, str]]:
+    """`(image_id, caption)` of the category's downloaded links that came with a caption."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (image_id) image_id, caption FROM raw_images"
+        " WHERE category = %s AND status = 'ok' AND caption IS NOT NULL AND caption <> ''"
+        " ORDER BY image_id, url",
+        (category,),
+    )
+    return rows.fetchall()
+
+
+def embedding_stats(conn: psycopg.Connection, category: str, model: str) -> dict[str, float]:
+    """Counts and norms of the category's embeddings from `model`, for the asset checks."""
+    row = conn.execute(
+        """
+        SELECT count(DISTINCT r.image_id),
+               count(DISTINCT e.image_id),
+               min(vector_dims(e.embedding)), max(vector_dims(e.embedding)),
+               min(vector_norm(e.embedding)), max(vector_norm(e.embedding))
+        FROM raw_images r
+        LEFT JOIN image_embeddings e ON e.image_id = r.image_id AND e.model = %s
+        WHERE r.category = %s AND r.status = 'ok'
+        """,
+        (model, category),
+    ).fetchone()
+    keys = ("images", "embedded", "min_dim", "max_dim", "min_norm", "max_norm")
+    return dict(zip(keys, row, strict=True))
+
+
+def prompt_stats(conn: psycopg.Connection, category: str, model: str) -> dict[str, float]:
+    """Counts of the category's generated prompts from `model`, for the asset checks."""
+    row = conn.execute(
+        """
+        SELECT count(DISTINCT r.image_id),
+               count(DISTINCT p.image_id),
+               count(DISTINCT p.image_id) FILTER (WHERE btrim(p.prompt) = ''),
+               count(DISTINCT p.image_id) FILTER (WHERE p.truncated)
+        FROM raw_images r
+        LEFT JOIN image_prompts p
+          ON p.image_id = r.image_id AND p.model = %s AND p.source = 'generated'
+        WHERE r.category = %s AND r.status = 'ok'
+        """,
+        (model, category),
+    ).fetchone()
+    return dict(zip(("images", "prompted", "empty", "truncated"), row, strict=True))

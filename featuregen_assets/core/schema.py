@@ -1,0 +1,96 @@
+"""The database schema as ordered migrations, applied once each and recorded."""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "feature store tables",
+        """
+        CREATE EXTENSION IF NOT EXISTS vector;
+
+        CREATE TABLE raw_images (
+            category      text        NOT NULL,
+            url           text        NOT NULL,
+            status        text        NOT NULL,
+            error         text,
+            image_id      text,
+            path          text,
+            width         integer,
+            height        integer,
+            mime          text,
+            format        text,
+            bytes         bigint,
+            caption       text,
+            attempts      integer     NOT NULL DEFAULT 1,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (category, url),
+            CHECK ((status = 'ok') = (image_id IS NOT NULL))
+        );
+        CREATE INDEX raw_images_image_id ON raw_images (image_id);
+        CREATE INDEX raw_images_status ON raw_images (category, status);
+
+        CREATE TABLE image_prompts (
+            image_id      text        NOT NULL,
+            model         text        NOT NULL,
+            source        text        NOT NULL,
+            prompt        text        NOT NULL,
+            truncated     boolean     NOT NULL DEFAULT false,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (image_id, model, source)
+        );
+
+        CREATE TABLE image_embeddings (
+            image_id      text        NOT NULL,
+            model         text        NOT NULL,
+            embedding     vector      NOT NULL,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (image_id, model)
+        );
+        """,
+    ),
+)
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    """The highest migration applied to the database, 0 for an empty one."""
+    exists = conn.execute("SELECT to_regclass('public.schema_migrations')").fetchone()[0]
+    if exists is None:
+        return 0
+    return conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(conn: psycopg.Connection) -> int:
+    """Apply every pending migration in order, under an advisory lock; return the version."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer     PRIMARY KEY,
+                description text        NOT NULL,
+                checksum    text        NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        version = current_version(conn)
+        for number, description, sql in MIGRATIONS:
+            if number <= version:
+                continue
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description, checksum)"
+                " VALUES (%s, %s, %s)",
+                (number, description, hashlib.sha256(sql.encode()).hexdigest()[:16]),
+            )
+            version = number
+    return version
+
+
+_LOCK_ID = int.from_bytes(hashlib.sha256(b"featuregen-schema").digest()[:7], "big")

@@ -1,0 +1,56 @@
+"""The offline demo: synthetic scenes served on 127.0.0.1, run through every pipeline."""
+
+import os
+import time
+from collections.abc import Sequence
+
+from featuregen_assets.core import paths
+
+DEMO_PORT = 8741
+
+
+def _configure_environment() -> None:
+    """Tiny models, the loopback server admitted, link files under the state directory."""
+    os.environ.setdefault("FEATUREGEN_MODELS", "tiny")
+    allowed = [n for n in os.environ.get("FEATUREGEN_ALLOWED_NETWORKS", "").split(",") if n]
+    if "127.0.0.1" not in allowed:
+        os.environ["FEATUREGEN_ALLOWED_NETWORKS"] = ",".join([*allowed, "127.0.0.1"])
+    os.environ["FEATUREGEN_LINKS_DIR"] = str(paths.featuregen_home() / "demo" / "links")
+
+
+def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, seed: int = 0) -> int:
+    """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
+    _configure_environment()
+    from featuregen_assets.core import db
+    from featuregen_assets.core.demo_server import DemoServer
+    from featuregen_assets.core.summary import format_table, summarize
+    from featuregen_assets.core.synthetic import CATEGORIES, generate_dataset, write_link_files
+    from featuregen_assets.runs import dagster_instance, run_category
+
+    home = paths.featuregen_home()
+    categories = list(categories or CATEGORIES)
+    started = time.perf_counter()
+    site = home / "demo" / "site"
+    scenes = generate_dataset(site, categories, per_category, seed)
+    print(f"generated {len(scenes)} synthetic scenes in {site}")
+
+    instance = dagster_instance()
+    failures = []
+    port = int(os.environ.get("FEATUREGEN_DEMO_PORT", DEMO_PORT))
+    with DemoServer(site, port=port) as server:
+        write_link_files(scenes, server.base_url, paths.links_dir())
+        print(f"serving them at {server.base_url}; link files in {paths.links_dir()}")
+        for category in categories:
+            result = run_category(category, instance=instance)
+            status = "ok" if result.success else "FAILED"
+            print(f"  {category}: run {result.run_id[:8]} {status}")
+            if not result.success:
+                failures.append(category)
+
+    with db.connection(db.database_url()) as conn:
+        summaries = [s for s in summarize(conn) if s.category in categories]
+    print()
+    print(format_table(summaries))
+    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
+    print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
+    return 1 if failures else 0

@@ -1,0 +1,242 @@
+"""The pgvector IO manager, in the shape of Dagster's database IO managers (dagster-duckdb).
+
+Definition metadata on an asset steers it:
+- `partition_expr`: the column holding the partition key. A dotted name of another table
+  (`raw_images.category`) selects rows through that table by `image_id` instead.
+- `primary_key`: columns identifying a row. With it, writes upsert (rows of other partitions
+  and earlier rows are kept); without it, a write replaces the partition's rows.
+- `hnsw_by`: a column (e.g. `model`) per distinct value of which an HNSW cosine index is kept
+  on the vector column, cast to its dimension (pgvector indexes need a fixed dimension).
+"""
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import psycopg
+from dagster._core.storage.db_io_manager import (
+    DbClient,
+    DbIOManager,
+    DbTypeHandler,
+    TablePartitionDimension,
+    TableSlice,
+)
+from psycopg import sql
+
+from featuregen_assets.core import db
+from featuregen_assets.core.table import Table
+from featuregen_assets.resources.postgres import PostgresResource
+
+
+def _identifier(table_slice: TableSlice) -> sql.Composed:
+    return sql.Identifier(table_slice.schema, table_slice.table)
+
+
+def _partition_condition(dimension: TablePartitionDimension, join_key: str = "image_id") -> str:
+    keys = ", ".join("'" + key.replace("'", "''") + "'" for key in dimension.partitions)
+    source, dot, column = dimension.partition_expr.rpartition(".")
+    if dot:
+        return f"{join_key} IN (SELECT {join_key} FROM {source} WHERE {column} IN ({keys}))"
+    return f"{dimension.partition_expr} IN ({keys})"
+
+
+def _where(table_slice: TableSlice) -> str:
+    conditions = [_partition_condition(d) for d in table_slice.partition_dimensions or []]
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+class PgvectorDbClient(DbClient[psycopg.Connection]):
+    """Connects to the featuregen database and selects or deletes table slices."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @contextmanager
+    def connect(self, context, table_slice: TableSlice) -> Iterator[psycopg.Connection]:
+        with db.connection(self.url) as conn:
+            yield conn
+
+    def ensure_schema_exists(self, context, table_slice: TableSlice, connection) -> None:
+        connection.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table_slice.schema))
+        )
+
+    def delete_table_slice(self, context, table_slice: TableSlice, connection) -> None:
+        if (context.definition_metadata or {}).get("primary_key"):
+            return  # upserted tables keep their rows
+        exists = connection.execute(
+            "SELECT to_regclass(%s)", (f'"{table_slice.schema}"."{table_slice.table}"',)
+        ).fetchone()[0]
+        if exists is None:
+            return
+        statement = sql.SQL("DELETE FROM {}").format(_identifier(table_slice)).as_string(connection)
+        connection.execute(statement + _where(table_slice))
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        columns = ", ".join(table_slice.columns) if table_slice.columns else "*"
+        return (
+            f"SELECT {columns} FROM {table_slice.schema}.{table_slice.table}{_where(table_slice)}"
+        )
+
+
+def _column_types(conn: psycopg.Connection, table_slice: TableSlice) -> dict[str, str]:
+    rows = conn.execute(
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+        FROM pg_attribute a
+        WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+        """,
+        (f'"{table_slice.schema}"."{table_slice.table}"',),
+    ).fetchall()
+    return dict(rows)
+
+
+def _sql_type(values: Any) -> str:
+    if hasattr(values, "ndim") and values.ndim == 2:
+        return "vector"
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, bool):
+        return "boolean"
+    if isinstance(sample, int):
+        return "bigint"
+    if isinstance(sample, float):
+        return "double precision"
+    return "text"
+
+
+def _create_table(conn: psycopg.Connection, table_slice: TableSlice, obj: Table) -> None:
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_sql_type(values)))
+        for name, values in obj.columns.items()
+    )
+    conn.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(_identifier(table_slice), columns)
+    )
+
+
+def copy_rows(conn: psycopg.Connection, target: sql.Composable, obj: Table, types: Sequence[str]):
+    """Bulk-write a table's rows into `target` with `COPY ... FORMAT BINARY`."""
+    names = sql.SQL(", ").join(map(sql.Identifier, obj.names))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(target, names)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(list(types))
+        for row in obj.rows():
+            copy.write_row(row)
+
+
+def _upsert(conn, table_slice: TableSlice, obj: Table, types, primary_key: Sequence[str]) -> None:
+    staging = sql.Identifier(f"_staging_{table_slice.table}")
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+            staging, _identifier(table_slice)
+        )
+    )
+    copy_rows(conn, staging, obj, types)
+    names = sql.SQL(", ").join(map(sql.Identifier, obj.names))
+    updates = [n for n in obj.names if n not in primary_key]
+    action = (
+        sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updates
+            )
+        )
+        if updates
+        else sql.SQL("DO NOTHING")
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+            _identifier(table_slice),
+            names,
+            names,
+            staging,
+            sql.SQL(", ").join(map(sql.Identifier, primary_key)),
+            action,
+        )
+    )
+    conn.execute(sql.SQL("DROP TABLE {}").format(staging))
+
+
+def ensure_hnsw_indexes(conn, table_slice: TableSlice, obj: Table, by: str) -> list[str]:
+    """Keep one HNSW cosine index per value of column `by` on each vector column."""
+    created = []
+    for column, dim in obj.vector_dims().items():
+        for value in sorted(set(obj.columns[by])):
+            digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
+            name = f"{table_slice.table}_hnsw_{digest}"
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
+                    "(({}::vector({})) vector_cosine_ops) WHERE {} = {}"
+                ).format(
+                    sql.Identifier(name),
+                    _identifier(table_slice),
+                    sql.Identifier(column),
+                    sql.Literal(dim),
+                    sql.Identifier(by),
+                    sql.Literal(value),
+                )
+            )
+            created.append(name)
+    return created
+
+
+class TableTypeHandler(DbTypeHandler[Table]):
+    """Writes `Table`s with binary COPY (vectors as float32 arrays) and reads them back."""
+
+    def handle_output(
+        self, context: dg.OutputContext, table_slice: TableSlice, obj: Table, connection
+    ) -> Mapping[str, Any]:
+        metadata = context.definition_metadata or {}
+        types = _column_types(connection, table_slice)
+        if not types:
+            _create_table(connection, table_slice, obj)
+            types = _column_types(connection, table_slice)
+        missing = [name for name in obj.names if name not in types]
+        if missing:
+            raise ValueError(f"{table_slice.table} has no columns {missing}")
+        column_types = [types[name] for name in obj.names]
+        if len(obj):
+            if metadata.get("primary_key"):
+                _upsert(connection, table_slice, obj, column_types, metadata["primary_key"])
+            else:
+                copy_rows(connection, _identifier(table_slice), obj, column_types)
+            if metadata.get("hnsw_by"):
+                ensure_hnsw_indexes(connection, table_slice, obj, metadata["hnsw_by"])
+        count_slice = table_slice._replace(columns=["count(*)"])
+        total = connection.execute(PgvectorDbClient.get_select_statement(count_slice)).fetchone()
+        return {
+            "rows_written": len(obj),
+            "dagster/row_count": total[0],
+            "table": f"{table_slice.schema}.{table_slice.table}",
+        }
+
+    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> Table:
+        with connection.cursor() as cur:
+            cur.execute(PgvectorDbClient.get_select_statement(table_slice))
+            names = [column.name for column in cur.description]
+            rows = cur.fetchall()
+        return Table.from_rows([dict(zip(names, row, strict=True)) for row in rows], names)
+
+    @property
+    def supported_types(self) -> Sequence[type[object]]:
+        return [Table]
+
+
+class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores asset outputs (`Table`) in PostgreSQL + pgvector tables named after the asset."""
+
+    postgres: PostgresResource
+    db_schema: str = "public"
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            type_handlers=[TableTypeHandler()],
+            db_client=PgvectorDbClient(self.postgres.database_url()),
+            database="featuregen",
+            schema=self.db_schema,
+            io_manager_name="PgvectorIOManager",
+            default_load_type=Table,
+        )

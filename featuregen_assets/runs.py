@@ -1,0 +1,59 @@
+"""Launch the category pipeline in-process against the Dagster instance in FEATUREGEN_HOME."""
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from featuregen_assets.core.paths import featuregen_home
+from featuregen_assets.partitions import category_partitions
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The persistent instance: DAGSTER_HOME, default FEATUREGEN_HOME/dagster."""
+    home = os.environ.setdefault("DAGSTER_HOME", str(featuregen_home() / "dagster"))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+def ensure_partition(instance: dg.DagsterInstance, category: str) -> None:
+    """Add the category as a partition unless it is one."""
+    if not instance.has_dynamic_partition(category_partitions.name, category):
+        instance.add_dynamic_partitions(category_partitions.name, [category])
+
+
+def run_category(
+    category: str,
+    select: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run the category pipeline (or the `select`ed assets) for one partition."""
+    from featuregen_assets.definitions import defs
+
+    instance = instance or dagster_instance()
+    ensure_partition(instance, category)
+    job = defs.resolve_job_def("category_pipeline")
+    return job.execute_in_process(
+        partition_key=category,
+        instance=instance,
+        asset_selection=[dg.AssetKey(key) for key in select] if select else None,
+        run_config=run_config,
+        raise_on_error=False,
+        tags={"featuregen/launched_by": "cli"},
+    )
+
+
+def materialize_unpartitioned(
+    keys: Sequence[str], instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
+    """Materialise unpartitioned assets (the trained models) by key."""
+    from featuregen_assets.definitions import defs
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance or dagster_instance(),
+        asset_selection=[dg.AssetKey(key) for key in keys],
+        raise_on_error=False,
+    )

@@ -1,0 +1,60 @@
+"""`link_file_sensor`: each new or changed `<category>.txt` becomes a partition and a run."""
+
+import json
+
+import dagster as dg
+
+from featuregen_assets.core import paths
+from featuregen_assets.core.links import category_error, category_of, file_digest
+from featuregen_assets.jobs import category_pipeline_job
+from featuregen_assets.partitions import category_partitions
+
+
+@dg.sensor(
+    job=category_pipeline_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches FEATUREGEN_LINKS_DIR for new or changed <category>.txt link files.",
+)
+def link_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Request one run per new or changed link file; the cursor holds what was seen."""
+    seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
+    directory = paths.links_dir()
+    files = sorted(directory.glob("*.txt")) if directory.is_dir() else []
+    known = set(context.instance.get_dynamic_partitions(category_partitions.name))
+    new_partitions: list[str] = []
+    run_requests: list[dg.RunRequest] = []
+    cursor: dict[str, dict] = {}
+
+    for path in files:
+        category = category_of(path)
+        reason = category_error(category)
+        if reason:
+            context.log.warning(f"skipping link file {path.name}: {reason}")
+            continue
+        stat = path.stat()
+        previous = seen.get(path.name, {})
+        if previous.get("mtime_ns") == stat.st_mtime_ns and previous.get("size") == stat.st_size:
+            cursor[path.name] = previous
+            continue
+        digest = file_digest(path)
+        cursor[path.name] = {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size, "sha": digest}
+        if previous.get("sha") == digest:
+            continue
+        if category not in known:
+            new_partitions.append(category)
+        run_requests.append(
+            dg.RunRequest(
+                partition_key=category,
+                run_key=f"{category}:{digest}",
+                tags={"link_file": path.name},
+            )
+        )
+
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=(
+            [category_partitions.build_add_request(new_partitions)] if new_partitions else []
+        ),
+        cursor=json.dumps(cursor, sort_keys=True),
+    )

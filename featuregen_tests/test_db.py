@@ -1,0 +1,67 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from featuregen_assets.core import db, schema
+
+CHILD = """
+import sys
+from featuregen_assets.core import db, schema
+with db.connection(db.database_url()) as conn:
+    schema.migrate(conn)
+    conn.execute(
+        "INSERT INTO raw_images (category, url, status) VALUES ('c', %s, 'http_404')",
+        (sys.argv[1],),
+    )
+    print(conn.execute("SHOW data_directory").fetchone()[0])
+"""
+
+
+def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    env = {"FEATUREGEN_HOME": str(home), "PATH": "/usr/bin:/bin"}
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(n)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    results = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], results
+    outputs = [out.strip() for out, _ in results]
+    assert len(set(outputs)) == 1  # one data directory, one server
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    try:
+        with db.connection(db.database_url(home)) as conn:
+            urls = sorted(url for (url,) in conn.execute("SELECT url FROM raw_images"))
+            assert urls == ["0", "1"]
+    finally:
+        assert db.stop_embedded_server(home)
+    assert not db.stop_embedded_server(home)
+
+
+def test_migrations_are_recorded_and_idempotent(database_url: str) -> None:
+    with db.connection(database_url) as conn:
+        assert schema.migrate(conn) == schema.MIGRATIONS[-1][0]
+        versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert [v for (v,) in versions] == [m[0] for m in schema.MIGRATIONS]
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+        assert {"raw_images", "image_prompts", "image_embeddings"} <= tables
+
+
+def test_raw_images_rejects_an_ok_row_without_image_id(database_url: str) -> None:
+    with db.connection(database_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO raw_images (category, url, status) VALUES ('a', 'u', 'ok')")

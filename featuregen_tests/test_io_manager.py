@@ -1,0 +1,170 @@
+import dagster as dg
+import numpy as np
+import pytest
+
+from featuregen_assets.core import db
+from featuregen_assets.core.table import Table
+from featuregen_assets.resources.io_manager import PgvectorIOManager
+from featuregen_assets.resources.postgres import PostgresResource
+
+colours = dg.StaticPartitionsDefinition(["red", "blue"])
+
+
+def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@dg.asset(partitions_def=colours, metadata={"partition_expr": "colour"})
+def swatches(context: dg.AssetExecutionContext) -> Table:
+    n = 3 if context.partition_key == "red" else 2
+    return Table(
+        {
+            "colour": [context.partition_key] * n,
+            "name": [f"{context.partition_key}-{i}" for i in range(n)],
+            "embedding": _vectors(n, 8, seed=len(context.partition_key)),
+        }
+    )
+
+
+@dg.asset(partitions_def=colours, io_manager_key="mem")
+def swatch_names(swatches: Table) -> list[str]:
+    return list(swatches.columns["name"])
+
+
+@dg.asset(
+    ins={"swatches": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}, io_manager_key="mem"
+)
+def all_swatches(swatches: Table) -> list[str]:
+    return sorted(swatches.columns["name"])
+
+
+def _resources(url: str) -> dict:
+    postgres = PostgresResource(url=url)
+    return {
+        "io_manager": PgvectorIOManager(postgres=postgres),
+        "postgres": postgres,
+        "mem": dg.InMemoryIOManager(),
+    }
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    with db.connection(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_round_trip_and_rematerialisation_touches_only_its_partition(database_url: str) -> None:
+    resources = _resources(database_url)
+    with dg.instance_for_test() as instance:
+        for key in ("red", "blue"):
+            result = dg.materialize(
+                [swatches], partition_key=key, resources=resources, instance=instance
+            )
+            assert result.success
+        blue_before = _rows(
+            database_url, "SELECT name, embedding FROM swatches WHERE colour = 'blue'"
+        )
+
+        again = dg.materialize(
+            [swatches], partition_key="red", resources=resources, instance=instance
+        )
+        metadata = again.asset_materializations_for_node("swatches")[0].metadata
+        assert metadata["dagster/row_count"].value == 3
+        assert metadata["rows_written"].value == 3
+        assert metadata["dagster/table_name"].value == "featuregen.public.swatches"
+
+        counts = _rows(
+            database_url, "SELECT colour, count(*) FROM swatches GROUP BY colour ORDER BY 1"
+        )
+        assert counts == [("blue", 2), ("red", 3)]
+        blue_after = _rows(
+            database_url, "SELECT name, embedding FROM swatches WHERE colour = 'blue'"
+        )
+        assert [n for n, _ in blue_after] == [n for n, _ in blue_before]
+        assert all(
+            np.array_equal(a[1].to_numpy(), b[1].to_numpy())
+            for a, b in zip(blue_before, blue_after, strict=True)
+        )
+
+        downstream = dg.materialize(
+            [swatches.to_source_asset(), swatch_names],
+            partition_key="blue",
+            resources=resources,
+            instance=instance,
+        )
+        assert downstream.output_for_node("swatch_names") == ["blue-0", "blue-1"]
+
+        everything = dg.materialize(
+            [swatches.to_source_asset(), all_swatches], resources=resources, instance=instance
+        )
+        assert everything.output_for_node("all_swatches") == [
+            "blue-0",
+            "blue-1",
+            "red-0",
+            "red-1",
+            "red-2",
+        ]
+
+
+def test_vectors_round_trip_as_float32_with_their_dimension(database_url: str) -> None:
+    resources = _resources(database_url)
+    with dg.instance_for_test() as instance:
+        dg.materialize([swatches], partition_key="red", resources=resources, instance=instance)
+    query = "SELECT embedding, vector_dims(embedding) FROM swatches ORDER BY name"
+    stored = _rows(database_url, query)
+    expected = _vectors(3, 8, seed=3)
+    for (vector, dims), want in zip(stored, expected, strict=True):
+        assert dims == 8
+        assert vector.to_numpy().dtype == np.float32
+        np.testing.assert_array_equal(vector.to_numpy(), want)
+
+
+@dg.asset(
+    partitions_def=colours,
+    metadata={
+        "partition_expr": "raw_images.category",
+        "primary_key": ["image_id", "model"],
+        "hnsw_by": "model",
+    },
+)
+def image_embeddings(context: dg.AssetExecutionContext) -> Table:
+    ids = {"red": ["a", "b"], "blue": ["b", "c"]}[context.partition_key]
+    return Table({"image_id": ids, "model": ["m@1"] * 2, "embedding": _vectors(2, 4, seed=7)})
+
+
+def test_upserted_table_keeps_other_rows_and_indexes_each_model(database_url: str) -> None:
+    with db.connection(database_url) as conn:
+        conn.execute(
+            "INSERT INTO raw_images (category, url, status, image_id) VALUES"
+            " ('red', 'u1', 'ok', 'a'), ('red', 'u2', 'ok', 'b'),"
+            " ('blue', 'u3', 'ok', 'b'), ('blue', 'u4', 'ok', 'c')"
+        )
+    resources = _resources(database_url)
+    with dg.instance_for_test() as instance:
+        for key in ("red", "blue", "red"):
+            result = dg.materialize(
+                [image_embeddings], partition_key=key, resources=resources, instance=instance
+            )
+            metadata = result.asset_materializations_for_node("image_embeddings")[0].metadata
+            assert metadata["dagster/row_count"].value == 2
+    assert _rows(database_url, "SELECT image_id FROM image_embeddings ORDER BY 1") == [
+        ("a",),
+        ("b",),
+        ("c",),
+    ]
+    indexes = _rows(
+        database_url,
+        "SELECT indexdef FROM pg_indexes"
+        " WHERE tablename = 'image_embeddings' AND indexdef LIKE '%hnsw%'",
+    )
+    assert len(indexes) == 1
+    assert "vector(4)" in indexes[0][0] and "vector_cosine_ops" in indexes[0][0]
+
+
+def test_unknown_column_is_a_clear_error(database_url: str) -> None:
+    @dg.asset(metadata={"primary_key": ["image_id", "model"]}, name="image_embeddings")
+    def bad() -> Table:
+        return Table({"image_id": ["x"], "colour": ["red"]})
+
+    with dg.instance_for_test() as instance, pytest.raises(ValueError, match="no columns"):
+        dg.materialize([bad], resources=_resources(database_url), instance=instance)

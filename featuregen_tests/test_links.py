@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from featuregen_assets.core.links import category_error, parse_link_file
+
+
+def test_parse_link_file_keeps_urls_captions_and_reports_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "cafe.txt"
+    path.write_text(
+        "# a comment\n"
+        "\n"
+        "http://a.example/1.jpg\ta red circle\n"
+        "   \n"
+        "http://a.example/2.jpg\n"
+        "not a url at all\n"
+        "\tcaption without url\n"
+        "http://a.example/1.jpg\tthe same URL again\n"
+        "http://a.example/3.jpg\t  \n",
+        encoding="utf-8",
+    )
+    parsed = parse_link_file(path)
+    assert parsed.category == "cafe"
+    assert [(link.url, link.caption, link.line_no) for link in parsed.links] == [
+        ("http://a.example/1.jpg", "a red circle", 3),
+        ("http://a.example/2.jpg", None, 5),
+        ("http://a.example/3.jpg", None, 9),
+    ]
+    assert [(bad.line_no, bad.reason) for bad in parsed.bad_lines] == [
+        (6, "not a URL"),
+        (7, "no URL before the TAB"),
+    ]
+    assert parsed.duplicates == 1
+
+
+def test_undecodable_line_is_reported_with_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "bank.txt"
+    path.write_bytes(b"http://a.example/1.jpg\n\xff\xfe broken\nhttp://a.example/2.jpg\n")
+    parsed = parse_link_file(path)
+    assert [link.line_no for link in parsed.links] == [1, 3]
+    assert [(bad.line_no, bad.reason) for bad in parsed.bad_lines] == [
+        (2, "line is not valid UTF-8")
+    ]
+
+
+@pytest.mark.parametrize("name", ["city_street", "road-accident", "shop", "a1"])
+def test_valid_categories(name: str) -> None:
+    assert category_error(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "City", "has space", "comma,name", "-lead", "x" * 65, "é"])
+def test_invalid_categories(name: str) -> None:
+    assert category_error(name)
