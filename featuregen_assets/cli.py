@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `featuregen` command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("FEATUREGEN_PROGRESS", "bar")
     args = build_parser().parse_args(argv)
     return args.func(args)
 

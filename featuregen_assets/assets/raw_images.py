@@ -4,9 +4,10 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.core import paths
-from featuregen_assets.core.download import DownloadSettings, Progress
+from featuregen_assets.core.download import DownloadSettings
 from featuregen_assets.core.image_store import ImageStore
 from featuregen_assets.core.ingest import ingest_link_file, status_counts
+from featuregen_assets.core.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -15,9 +16,15 @@ class RawImagesConfig(dg.Config):
     """Download settings; the defaults (and FEATUREGEN_* variables) serve UI backfills."""
 
     force: bool = Field(default=False, description="Download links already `ok` again.")
-    concurrency: int = Field(default=64, description="Downloads in flight at once.")
-    per_host: int = Field(default=16, description="Downloads in flight per host.")
-    max_bytes: int = Field(default=50 * 2**20, description="Largest body accepted, in bytes.")
+    concurrency: int | None = Field(
+        default=None, description="Downloads in flight at once (FEATUREGEN_DOWNLOAD_CONCURRENCY)."
+    )
+    per_host: int | None = Field(
+        default=None, description="Downloads in flight per host (FEATUREGEN_DOWNLOAD_PER_HOST)."
+    )
+    max_bytes: int | None = Field(
+        default=None, description="Largest body accepted (FEATUREGEN_DOWNLOAD_MAX_BYTES)."
+    )
 
 
 @dg.asset(
@@ -35,15 +42,13 @@ def raw_images(
     if not link_file.is_file():
         raise dg.Failure(f"no link file for category {category!r}: expected {link_file}")
 
-    settings = DownloadSettings.from_env(
-        concurrency=config.concurrency, per_host=config.per_host, max_bytes=config.max_bytes
-    )
-
-    def log_progress(progress: Progress) -> None:
-        context.log.info(
-            f"{category}: {progress.done}/{progress.total or '?'} links,"
-            f" {progress.ok} ok, {progress.failed} failed, {progress.rate:.1f} links/s"
-        )
+    overrides = {
+        name: value
+        for name, value in config.model_dump().items()
+        if name != "force" and value is not None
+    }
+    settings = DownloadSettings.from_env(**overrides)
+    progress = ProgressReporter(category, context.log.info)
 
     with postgres.connection() as conn:
         summary = ingest_link_file(
@@ -53,7 +58,8 @@ def raw_images(
             ImageStore(paths.images_dir()),
             settings,
             force=config.force,
-            on_progress=log_progress,
+            on_progress=progress,
+            progress_every_s=progress.interval_s,
         )
         stored = status_counts(conn, category)
 

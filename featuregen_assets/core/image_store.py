@@ -34,7 +34,7 @@ class ImageStore:
         if path.exists():
             return image_id, path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -45,3 +45,23 @@ class ImageStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return image_id, path
+
+    def sweep_orphans(self) -> int:
+        """Delete temporary files left by writers that died (their pid no longer runs)."""
+        removed = 0
+        for tmp in self.root.glob("??/.tmp-*.part"):
+            pid = tmp.name.split("-")[1]
+            if pid.isdigit() and not _running(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

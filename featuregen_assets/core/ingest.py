@@ -86,6 +86,7 @@ def ingest_link_file(
     *,
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 5.0,
 ) -> IngestSummary:
     """Download the links of `path` not yet `ok` (all when `force`) and upsert their rows.
 
@@ -115,7 +116,15 @@ def ingest_link_file(
 
     total = sum(1 for item in iter_lines(path) if isinstance(item, Link) and item.url not in done)
     batch: list[tuple] = []
-    results = download_links(pending(), store, settings, on_progress=on_progress, total=total)
+    store.sweep_orphans()
+    results = download_links(
+        pending(),
+        store,
+        settings,
+        on_progress=on_progress,
+        progress_every_s=progress_every_s,
+        total=total,
+    )
     for result in results:
         summary.attempted += 1
         summary.statuses[result.status] += 1

@@ -1,0 +1,89 @@
+"""Where and in which precision models run: device, dtype, batching and loader settings."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ComputeSettings:
+    """How a model step runs.
+
+    device: ``auto`` (the first GPU if there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    dtype: ``auto`` (bfloat16 on a GPU that supports it, float32 otherwise) or an explicit
+    ``float32`` | ``bfloat16`` | ``float16``.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    num_workers: int = 2
+    attn_implementation: str = "sdpa"
+    compile: bool = False
+
+
+def resolve_device(settings: ComputeSettings) -> torch.device:
+    """The torch device the settings ask for; raises if a GPU is asked for and there is none."""
+    name = settings.device.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(
+            f"unsupported device {settings.device!r} (auto, cpu, cuda or cuda:N)"
+        ) from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {settings.device!r} asked for, but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {settings.device!r}: only {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {settings.device!r} (auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def resolve_dtype(settings: ComputeSettings, device: torch.device) -> torch.dtype:
+    """The parameter dtype: explicit, or bfloat16 on a bf16-capable GPU and float32 elsewhere."""
+    name = settings.dtype.strip().lower()
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in _DTYPES:
+        raise ValueError(f"unsupported dtype {settings.dtype!r} (auto, {', '.join(_DTYPES)})")
+    return _DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
+    """Autocast to ``dtype`` on a GPU with reduced precision; a no-op otherwise."""
+    if device.type == "cuda" and dtype != torch.float32:
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def configure_cpu_threads() -> int:
+    """Give torch one intra-op thread per CPU this process may use; returns the count."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores))
+    return torch.get_num_threads()
+
+
+def loader_worker_init(_worker_id: int) -> None:
+    """DataLoader worker init: one torch thread per worker so workers don't oversubscribe."""
+    torch.set_num_threads(1)
+
+
+def free_memory(device: torch.device) -> None:
+    """Return cached GPU memory to the driver after a model is dropped."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

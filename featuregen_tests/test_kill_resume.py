@@ -1,0 +1,89 @@
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+from featuregen_assets.core import db
+from featuregen_tests.servers import LoopbackServer, jpeg_bytes
+
+LINKS = 1000
+
+
+def _ok_rows() -> int:
+    with db.connection(db.database_url()) as conn:
+        return conn.execute("SELECT count(*) FROM raw_images WHERE status = 'ok'").fetchone()[0]
+
+
+def _slow_image(body: bytes, delay_s: list[float]):
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(delay_s[0])
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    return handle
+
+
+def _run_cli(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "featuregen_assets.cli",
+            "run",
+            "--category",
+            "big",
+            "--select",
+            "raw_images",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> None:
+    delay = [0.05]
+    with LoopbackServer() as server:
+        urls = [
+            server.route(
+                f"/img/{i}.jpg",
+                _slow_image(jpeg_bytes(16 + i % 32, 16 + i // 32), delay),
+            )
+            for i in range(LINKS)
+        ]
+        links = Path(os.environ["FEATUREGEN_LINKS_DIR"]) / "big.txt"
+        links.write_text("".join(f"{url}\n" for url in urls))
+        env = {**os.environ, "FEATUREGEN_DOWNLOAD_CONCURRENCY": "8"}
+
+        first = _run_cli(env)
+        deadline = time.monotonic() + 120
+        while _ok_rows() < 100:
+            assert first.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        interrupted = _ok_rows()
+        assert 100 <= interrupted < LINKS
+
+        delay[0] = 0.0
+        second = _run_cli(env)
+        assert second.wait(timeout=300) == 0
+
+    with db.connection(db.database_url()) as conn:
+        rows = conn.execute("SELECT url, status, image_id, path FROM raw_images").fetchall()
+    assert len(rows) == LINKS
+    assert {status for _, status, _, _ in rows} == {"ok"}
+    assert len({url for url, *_ in rows}) == LINKS
+    store = fg_env / "images"
+    files = [p for p in store.rglob("*") if p.is_file()]
+    assert len(files) == LINKS
+    for path in files:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem
+    assert {Path(path) for *_, path in rows} == set(files)
