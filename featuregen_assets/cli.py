@@ -44,6 +44,40 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from featuregen_assets.core import db, search
+
+    if bool(args.query) == bool(args.image):
+        print("error: give a text query or --image PATH (one of them)", file=sys.stderr)
+        return 2
+    with db.connection(db.database_url()) as conn:
+        try:
+            if args.image:
+                from featuregen_assets.definitions import build_resources
+
+                embedder = build_resources()["embedder"].build()
+                hits = search.search_image(
+                    conn, embedder, Path(args.image), k=args.k, category=args.category
+                )
+            else:
+                hits = search.search_text(conn, args.query, k=args.k, category=args.category)
+        except (LookupError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps([hit.as_dict() for hit in hits], indent=2))
+        return 0
+    for rank, hit in enumerate(hits, start=1):
+        print(f"{rank:>3}  {hit.score:.3f}  {hit.category:<14} {hit.path}")
+        for label, text in (("prompt", hit.prompt), ("caption", hit.caption)):
+            if text:
+                print(f"     {label}: {text}")
+    return 0
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from featuregen_assets.core import db
 
@@ -98,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.set_defaults(func=_cmd_summary)
 
+    search = commands.add_parser(
+        "search",
+        help="Text-to-image search (or --image: more like this image).",
+        description="Encode the query with the newest aligned text encoder and return the"
+        " nearest images by cosine through pgvector's HNSW index; with --image, search with"
+        " the image's own DINOv2 vector.",
+    )
+    search.add_argument("query", nargs="?", help="What to look for, in words.")
+    search.add_argument("--image", metavar="PATH", help="Find images like this image file.")
+    search.add_argument("--category", help="Only images of this category.")
+    search.add_argument("-k", type=int, default=10, help="How many results (default 10).")
+    search.add_argument("--json", action="store_true", help="Print the results as JSON.")
+    search.set_defaults(func=_cmd_search)
+
     database = commands.add_parser(
         "db",
         help="The database: print its URL (for psql) or stop the embedded server.",
@@ -113,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `featuregen` command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("FEATUREGEN_PROGRESS", "bar")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
     return args.func(args)
 

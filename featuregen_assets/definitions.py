@@ -1,10 +1,10 @@
 """The whole graph wired in one place: assets, checks, sensors, jobs and resources."""
 
-import os
-
 import dagster as dg
 
 from featuregen_assets import checks
+from featuregen_assets.assets.aligned_text_encoder import aligned_text_encoder
+from featuregen_assets.assets.decoder_model import decoder_model
 from featuregen_assets.assets.image_embeddings import image_embeddings
 from featuregen_assets.assets.image_prompts import image_prompts
 from featuregen_assets.assets.raw_images import raw_images
@@ -21,28 +21,16 @@ from featuregen_assets.sensors import link_file_sensor
 
 
 def build_resources() -> dict[str, object]:
-    """Resources configured from FEATUREGEN_* environment variables."""
-    postgres = PostgresResource(
-        url=os.environ.get("FEATUREGEN_DATABASE_URL") or None,
-        home=os.environ.get("FEATUREGEN_HOME") or None,
-    )
-    models = ModelsResource(
-        profile=os.environ.get("FEATUREGEN_MODELS", "real"),
-        dinov2=os.environ.get("FEATUREGEN_DINOV2", "facebook/dinov2-base"),
-    )
-    compute = ComputeResource(
-        device=os.environ.get("FEATUREGEN_DEVICE", "auto"),
-        batch_size=int(os.environ.get("FEATUREGEN_BATCH_SIZE", "32")),
-        num_workers=int(os.environ.get("FEATUREGEN_NUM_WORKERS", "2")),
-    )
+    """The resources; unset settings come from FEATUREGEN_* variables when a run starts."""
+    postgres = PostgresResource()
+    models = ModelsResource()
+    compute = ComputeResource()
     return {
         "postgres": postgres,
+        "models": models,
+        "compute": compute,
         "pgvector_io_manager": PgvectorIOManager(postgres=postgres),
-        "embedder": EmbedderResource(
-            models=models,
-            compute=compute,
-            pooling=os.environ.get("FEATUREGEN_POOLING", "cls"),
-        ),
+        "embedder": EmbedderResource(models=models, compute=compute),
         "captioner": CaptionerResource(models=models, compute=compute),
     }
 
@@ -55,7 +43,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[raw_images, image_prompts, image_embeddings],
+    assets=[raw_images, image_prompts, image_embeddings, aligned_text_encoder, decoder_model],
     asset_checks=[
         checks.failure_rate_below_threshold,
         checks.embeddings_complete_and_normalised,

@@ -23,11 +23,17 @@ def ensure_partition(instance: dg.DagsterInstance, category: str) -> None:
         instance.add_dynamic_partitions(category_partitions.name, [category])
 
 
+def quiet_logs(level: str) -> dict:
+    """Run config that shows only run-log lines at `level` or above on the console."""
+    return {"loggers": {"console": {"config": {"log_level": level}}}}
+
+
 def run_category(
     category: str,
     select: Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
     run_config: dict | None = None,
+    log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
     """Run the category pipeline (or the `select`ed assets) for one partition."""
     from featuregen_assets.definitions import defs
@@ -39,21 +45,25 @@ def run_category(
         partition_key=category,
         instance=instance,
         asset_selection=[dg.AssetKey(key) for key in select] if select else None,
-        run_config=run_config,
+        run_config={**(run_config or {}), **quiet_logs(log_level)},
         raise_on_error=False,
         tags={"featuregen/launched_by": "cli"},
     )
 
 
 def materialize_unpartitioned(
-    keys: Sequence[str], instance: dg.DagsterInstance | None = None
+    keys: Sequence[str],
+    instance: dg.DagsterInstance | None = None,
+    run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialise unpartitioned assets (the trained models) by key."""
     from featuregen_assets.definitions import defs
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
+    return dg.materialize(
+        [defs.get_assets_def(key) for key in keys],
         instance=instance or dagster_instance(),
-        asset_selection=[dg.AssetKey(key) for key in keys],
+        resources=defs.resources,
+        run_config=run_config,
         raise_on_error=False,
+        tags={"featuregen/launched_by": "cli"},
     )

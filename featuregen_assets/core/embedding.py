@@ -69,7 +69,7 @@ class CropResize:
         shortest = size.get("shortest_edge") if processor.do_resize else None
         fixed = (size["height"], size["width"]) if processor.do_resize and not shortest else None
         cropped = (crop["height"], crop["width"]) if processor.do_center_crop else None
-        return cls(shortest, fixed, cropped, int(processor.resample))
+        return cls(shortest, fixed, cropped, _pil_resample(processor.resample))
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the resize, before the crop."""
@@ -98,6 +98,14 @@ class CropResize:
         box = (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy)
         out = im.resize((cw, ch), self.resample, box=box, reducing_gap=3.0)
         return np.asarray(out, dtype=np.uint8)
+
+
+def _pil_resample(resample) -> int:
+    """Pillow's filter for a processor's ``resample`` (Pillow enum or torchvision mode)."""
+    if isinstance(resample, int):
+        return int(resample)
+    name = str(getattr(resample, "name", resample)).upper()
+    return int(getattr(Image.Resampling, name, Image.Resampling.BICUBIC))
 
 
 class _ImageFiles(Dataset):

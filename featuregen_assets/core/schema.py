@@ -54,6 +54,23 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        "trained model registry",
+        """
+        CREATE TABLE models (
+            name          text        NOT NULL,
+            version       text        NOT NULL,
+            path          text        NOT NULL,
+            embedding_model text      NOT NULL,
+            config        jsonb       NOT NULL,
+            metrics       jsonb       NOT NULL,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (name, version)
+        );
+        CREATE INDEX models_latest ON models (name, created_at DESC);
+        """,
+    ),
 )
 
 

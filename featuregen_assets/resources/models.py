@@ -1,5 +1,6 @@
 """GPU-step resources: compute settings and the two feature models, loaded once per step."""
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -7,28 +8,47 @@ from pydantic import Field, PrivateAttr
 
 from featuregen_assets.core import paths
 from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.model_profiles import DEFAULT_DINOV2, ModelSpec, resolve_models
+from featuregen_assets.core.model_profiles import (
+    DEFAULT_DINOV2,
+    ModelSpec,
+    profile_from_env,
+    resolve_models,
+)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
 
 
 class ComputeResource(dg.ConfigurableResource):
-    """Where and how model steps run."""
+    """Where and how model steps run; unset fields come from FEATUREGEN_* at run time."""
 
-    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
-    dtype: str = Field(
-        default="auto", description="auto (bf16 on GPU, fp32 on CPU) | float32 | ..."
+    device: str | None = Field(
+        default=None, description="auto | cpu | cuda | cuda:N (FEATUREGEN_DEVICE, auto)"
     )
-    batch_size: int = Field(default=32, description="Images per forward pass.")
-    num_workers: int = Field(default=2, description="Data-loader worker processes.")
+    dtype: str | None = Field(
+        default=None, description="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16"
+    )
+    batch_size: int | None = Field(
+        default=None, description="Images per forward pass (FEATUREGEN_BATCH_SIZE, 32)."
+    )
+    num_workers: int | None = Field(
+        default=None, description="Data-loader worker processes (FEATUREGEN_NUM_WORKERS, 2)."
+    )
     attn_implementation: str = Field(default="sdpa", description="sdpa | eager | flash_attention_2")
     compile: bool = Field(default=False, description="torch.compile the model.")
 
     def settings(self) -> ComputeSettings:
         """The plain-Python compute settings."""
         return ComputeSettings(
-            device=self.device,
-            dtype=self.dtype,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            device=self.device or _env("FEATUREGEN_DEVICE", "auto"),
+            dtype=self.dtype or _env("FEATUREGEN_DTYPE", "auto"),
+            batch_size=self.batch_size or int(_env("FEATUREGEN_BATCH_SIZE", "32")),
+            num_workers=(
+                self.num_workers
+                if self.num_workers is not None
+                else int(_env("FEATUREGEN_NUM_WORKERS", "2"))
+            ),
             attn_implementation=self.attn_implementation,
             compile=self.compile,
         )
@@ -37,12 +57,19 @@ class ComputeResource(dg.ConfigurableResource):
 class ModelsResource(dg.ConfigurableResource):
     """Which models make the features: profile `real` (hub ids) or `tiny` (built locally)."""
 
-    profile: str = Field(default="real", description="real | tiny (FEATUREGEN_MODELS)")
-    dinov2: str = Field(default=DEFAULT_DINOV2, description="DINOv2 variant of the real profile.")
+    profile: str | None = Field(
+        default=None, description="real | tiny (FEATUREGEN_MODELS, default real)"
+    )
+    dinov2: str | None = Field(
+        default=None,
+        description=f"DINOv2 of the real profile (FEATUREGEN_DINOV2, {DEFAULT_DINOV2})",
+    )
 
     def spec(self, role: str) -> ModelSpec:
         """The model of `role` (dinov2, qwen2vl, clip_text) in this profile."""
-        return resolve_models(self.profile, paths.models_dir(), self.dinov2)[role]
+        profile = self.profile or profile_from_env()
+        dinov2 = self.dinov2 or _env("FEATUREGEN_DINOV2", DEFAULT_DINOV2)
+        return resolve_models(profile, paths.models_dir(), dinov2)[role]
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -50,18 +77,24 @@ class EmbedderResource(dg.ConfigurableResource):
 
     models: ModelsResource
     compute: ComputeResource
-    pooling: str = Field(default="cls", description="cls | cls+mean (CLS ⊕ mean of patches)")
+    pooling: str | None = Field(
+        default=None, description="cls | cls+mean: CLS ⊕ mean of patches (FEATUREGEN_POOLING, cls)"
+    )
 
     _embedder = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+    def build(self):
+        """A new `ImageEmbedder` with this resource's settings."""
         from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
 
-        self._embedder = ImageEmbedder(
+        return ImageEmbedder(
             self.models.spec("dinov2"),
             self.compute.settings(),
-            EmbeddingSettings(pooling=self.pooling),
+            EmbeddingSettings(pooling=self.pooling or _env("FEATUREGEN_POOLING", "cls")),
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._embedder = self.build()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._embedder is not None:

@@ -1,5 +1,6 @@
 """The Postgres resource: one database URL for every asset, with the schema migrated."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -9,12 +10,12 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from featuregen_assets.core import db, schema
+from featuregen_assets.core import db, paths, schema
 
 
 @cache
-def _migrated_url(url: str | None, home: str | None) -> str:
-    resolved = url or db.database_url(Path(home) if home else None)
+def _migrated_url(url: str | None, home: str) -> str:
+    resolved = url or db.database_url(Path(home))
     with db.connection(resolved) as conn:
         schema.migrate(conn)
     return resolved
@@ -33,7 +34,8 @@ class PostgresResource(dg.ConfigurableResource):
 
     def database_url(self) -> str:
         """The database URL, the embedded server started and the schema migrated if needed."""
-        return _migrated_url(self.url, self.home)
+        url = self.url or os.environ.get("FEATUREGEN_DATABASE_URL") or None
+        return _migrated_url(url, str(Path(self.home) if self.home else paths.featuregen_home()))
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

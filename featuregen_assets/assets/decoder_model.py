@@ -1,0 +1,102 @@
+"""`decoder_model`: a convolutional decoder from a stored DINOv2 vector back to the image."""
+
+from dataclasses import asdict
+
+import dagster as dg
+from pydantic import Field
+
+from featuregen_assets.assets.training import (
+    artifact_dir,
+    embedding_model_for,
+    new_version,
+    overrides,
+    register,
+    training_metadata,
+)
+from featuregen_assets.core.decoder import DecoderConfig, encoder_for, train_decoder
+from featuregen_assets.core.plots import markdown_image
+from featuregen_assets.core.registry import RegisteredModel
+from featuregen_assets.core.training_data import embedded_images
+from featuregen_assets.resources.models import EmbedderResource
+from featuregen_assets.resources.postgres import PostgresResource
+
+NAME = "decoder_model"
+
+
+class DecoderModelConfig(dg.Config):
+    """Training settings; unset fields take `core.decoder.DecoderConfig`'s defaults."""
+
+    embedding_model: str | None = Field(
+        default=None, description="Stored vectors to decode; default: the most stored model."
+    )
+    image_size: int | None = Field(default=None, description="Output side, a power of two.")
+    base_channels: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    held_out_fraction: float | None = None
+    max_steps: int | None = Field(default=None, description="Stop after this many steps.")
+
+
+@dg.asset(deps=["image_embeddings"], group_name="models", kinds={"pytorch"}, pool="gpu")
+def decoder_model(
+    context: dg.AssetExecutionContext,
+    config: DecoderModelConfig,
+    postgres: PostgresResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
+    embedding_model = embedding_model_for(postgres, config.embedding_model)
+    with postgres.connection() as conn:
+        images = embedded_images(conn, embedding_model)
+    if len(images.image_ids) < 2:
+        raise dg.Failure(f"too few images embedded by {embedding_model} to train a decoder")
+    reencoder = embedder.embedder
+    if reencoder.key != embedding_model:
+        context.log.warning(
+            f"feature consistency skipped: the configured embedder ({reencoder.key}) did not"
+            f" make the stored vectors ({embedding_model})"
+        )
+    settings = DecoderConfig(
+        device=reencoder.device.type, **overrides(config, exclude={"embedding_model"})
+    )
+    result = train_decoder(
+        images.vectors,
+        images.paths,
+        images.image_ids,
+        settings,
+        encode=encoder_for(reencoder) if reencoder.key == embedding_model else None,
+        log=context.log.info,
+    )
+    recorded = asdict(settings)
+    version = new_version({**recorded, "embedding_model": embedding_model})
+    model = RegisteredModel(
+        NAME, version, artifact_dir(NAME, version), embedding_model, recorded, result.metrics
+    )
+    result.decoder.save(model.path, metrics=result.metrics)
+    if result.grid is not None:
+        result.grid.save(model.path / "reconstructions.png")
+    register(postgres, model)
+
+    headline = {
+        key: result.metrics[key]
+        for key in (
+            "psnr",
+            "mean_image_psnr",
+            "psnr_gain_db",
+            "ssim",
+            "reencoded_cosine",
+            "reencoded_top1",
+            "chance_top1",
+            "held_out_images",
+        )
+        if key in result.metrics
+    }
+    metadata = training_metadata(model, result.loss_curve, headline)
+    if result.grid is not None:
+        metadata["reconstructions"] = dg.MetadataValue.md(
+            "Top: held-out originals. Bottom: decoded from their DINOv2 vectors.\n\n"
+            + markdown_image(result.grid, "originals and reconstructions")
+        )
+    return dg.MaterializeResult(metadata=metadata)

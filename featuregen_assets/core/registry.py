@@ -1,0 +1,64 @@
+"""The `models` table: trained models (text encoder, decoder) with their config and metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One trained model version and where its files are."""
+
+    name: str
+    version: str
+    path: Path
+    embedding_model: str
+    config: dict
+    metrics: dict
+
+
+def register_model(conn: psycopg.Connection, model: RegisteredModel) -> None:
+    """Record a trained model version (replacing a record of the same name and version)."""
+    conn.execute(
+        """
+        INSERT INTO models (name, version, path, embedding_model, config, metrics)
+        VALUES (%s, %s, %s, %s, %s, %s)
+        ON CONFLICT (name, version) DO UPDATE SET
+            path = EXCLUDED.path, embedding_model = EXCLUDED.embedding_model,
+            config = EXCLUDED.config, metrics = EXCLUDED.metrics, created_at = now()
+        """,
+        (
+            model.name,
+            model.version,
+            str(model.path),
+            model.embedding_model,
+            Jsonb(json.loads(json.dumps(model.config, default=str))),
+            Jsonb(json.loads(json.dumps(model.metrics, default=str))),
+        ),
+    )
+
+
+def latest_model(conn: psycopg.Connection, name: str) -> RegisteredModel | None:
+    """The newest registered version of `name`, or None."""
+    row = conn.execute(
+        "SELECT name, version, path, embedding_model, config, metrics FROM models"
+        " WHERE name = %s ORDER BY created_at DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+    if row is None:
+        return None
+    name, version, path, embedding_model, config, metrics = row
+    return RegisteredModel(name, version, Path(path), embedding_model, config, metrics)
+
+
+def most_embedded_model(conn: psycopg.Connection) -> str | None:
+    """The embedding model with the most stored vectors (the default to train against)."""
+    row = conn.execute(
+        "SELECT model FROM image_embeddings GROUP BY model ORDER BY count(*) DESC, model LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,118 @@
+"""Nearest-neighbour search over the stored DINOv2 vectors, through pgvector's HNSW index."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One image found: score (cosine similarity), file, link, category, prompt, link caption."""
+
+    image_id: str
+    score: float
+    path: str
+    url: str
+    category: str
+    prompt: str | None
+    caption: str | None
+
+    def as_dict(self) -> dict:
+        """The hit as a JSON-ready dict."""
+        return asdict(self)
+
+
+def search_vectors(
+    conn: psycopg.Connection,
+    query: np.ndarray,
+    embedding_model: str,
+    *,
+    k: int = 10,
+    category: str | None = None,
+) -> list[SearchHit]:
+    """The `k` images whose `embedding_model` vectors are nearest `query` by cosine.
+
+    The ORDER BY matches the per-model partial HNSW index (`embedding::vector(d)`, cosine),
+    and iterative index scans keep returning rows until `k` pass a category filter.
+    """
+    dim = int(query.shape[-1])
+    vector_type = sql.SQL("vector({})").format(sql.Literal(dim))
+    with conn.transaction():
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
+        category_filter = (
+            sql.SQL(
+                "AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id"
+                " AND c.category = %(category)s AND c.status = 'ok')"
+            )
+            if category
+            else sql.SQL("")
+        )
+        statement = sql.SQL(
+            """
+            WITH nearest AS MATERIALIZED (
+                SELECT e.image_id, e.embedding::{vt} <=> %(query)s::{vt} AS distance
+                FROM image_embeddings e
+                WHERE e.model = %(model)s {category_filter}
+                ORDER BY e.embedding::{vt} <=> %(query)s::{vt}
+                LIMIT %(k)s
+            )
+            SELECT n.image_id, 1 - n.distance, r.path, r.url, r.category,
+                   (SELECT p.prompt FROM image_prompts p
+                    WHERE p.image_id = n.image_id AND p.source = 'generated'
+                    ORDER BY p.created_at DESC LIMIT 1),
+                   r.caption
+            FROM nearest n
+            CROSS JOIN LATERAL (
+                SELECT path, url, category, caption FROM raw_images r
+                WHERE r.image_id = n.image_id AND r.status = 'ok'
+                ORDER BY (r.category = %(category)s) DESC NULLS LAST, r.category, r.url
+                LIMIT 1
+            ) r
+            ORDER BY n.distance
+            """
+        ).format(vt=vector_type, category_filter=category_filter)
+        rows = conn.execute(
+            statement,
+            {
+                "query": np.asarray(query, dtype=np.float32),
+                "model": embedding_model,
+                "k": k,
+                "category": category,
+            },
+        ).fetchall()
+    return [SearchHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+def search_text(
+    conn: psycopg.Connection, query: str, *, k: int = 10, category: str | None = None
+) -> list[SearchHit]:
+    """Encode `query` with the newest registered aligned text encoder and search its space."""
+    from featuregen_assets.core.alignment import AlignedTextEncoder
+    from featuregen_assets.core.registry import latest_model
+
+    model = latest_model(conn, "aligned_text_encoder")
+    if model is None:
+        raise LookupError("no aligned text encoder is registered: materialise aligned_text_encoder")
+    encoder = AlignedTextEncoder.load(model.path)
+    vector = encoder.encode([query])[0]
+    return search_vectors(conn, vector, model.embedding_model, k=k, category=category)
+
+
+def search_image(
+    conn: psycopg.Connection, embedder, path: str, *, k: int = 10, category: str | None = None
+) -> list[SearchHit]:
+    """Images most like the image at `path`, by the DINOv2 vectors of `embedder`'s model."""
+    [(_, vector, error)] = list(embedder.embed_files([path]))
+    if vector is None:
+        raise ValueError(f"cannot embed {path}: {error}")
+    stored = conn.execute(
+        "SELECT 1 FROM image_embeddings WHERE model = %s LIMIT 1", (embedder.key,)
+    ).fetchone()
+    if stored is None:
+        raise LookupError(f"no images are embedded by {embedder.key}")
+    return search_vectors(conn, vector, embedder.key, k=k, category=category)

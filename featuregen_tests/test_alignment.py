@@ -1,0 +1,157 @@
+"""Text-to-DINOv2 alignment: split, loss, training recipes, search-space consistency, save/load."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPTextModel
+
+from featuregen_assets.core.alignment import (
+    AlignedTextEncoder,
+    AlignmentConfig,
+    ContrastiveLoss,
+    train_alignment,
+)
+from featuregen_assets.core.model_profiles import ensure_tiny
+from featuregen_assets.core.splits import held_out_mask, is_held_out
+
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
+
+
+@pytest.fixture(scope="module")
+def text_tower(tmp_path_factory):
+    return ensure_tiny("clip_text", tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    """96 images, 48 captions (two images per caption), vectors built from the words + noise."""
+    rng = np.random.default_rng(0)
+    word = {w: rng.normal(size=32) for w in COLOURS + SHAPES}
+    offset = rng.normal(size=32) * 3  # a shared component, as random-weight ViT vectors have
+    texts, ids, vectors = [], [], []
+    for c in COLOURS:
+        for s in SHAPES:
+            for k in range(2):
+                texts.append(f"a {c} {s}")
+                ids.append(f"img-{c}-{s}-{k}")
+                vectors.append(offset + word[c] + word[s] + 0.3 * rng.normal(size=32))
+    return texts, ids, np.array(vectors, dtype=np.float32)
+
+
+def _config(**kw):
+    base = dict(epochs=30, batch_size=32, lr=3e-3, device="cpu", eval_every=0, seed=0)
+    return AlignmentConfig(**{**base, **kw})
+
+
+def test_split_is_deterministic_stable_and_near_the_fraction():
+    ids = [f"id{i}" for i in range(2000)]
+    mask = held_out_mask(ids, 0.2)
+    assert 0.17 < mask.mean() < 0.23
+    assert (held_out_mask(ids[:500], 0.2) == mask[:500]).all()  # other ids never move an id
+    assert mask[7] == is_held_out("id7", 0.2)
+    assert (held_out_mask(ids, 0.2, salt="other") != mask).any()
+    tiny = held_out_mask(["a", "b"], 0.01)
+    assert tiny.sum() == 1
+
+
+def test_infonce_treats_duplicate_captions_as_positives():
+    loss = ContrastiveLoss("infonce")
+    e = torch.eye(3)
+    text = e[[0, 0, 1, 2]]  # rows 0 and 1: the same caption, of two identical images
+    image = e[[0, 0, 1, 2]]
+    same = torch.tensor([0, 0, 1, 2])
+    positives = same[:, None] == same[None, :]
+    assert loss(text, image, positives).item() < 0.01
+    # treated as negatives, the duplicates cost log 2 in both directions on 2 of 4 rows
+    plain = loss(text, image, torch.eye(4, dtype=torch.bool)).item()
+    assert plain == pytest.approx(math.log(2) / 2, abs=0.01)
+
+
+def test_siglip_loss_prefers_matching_pairs():
+    loss = ContrastiveLoss("siglip")
+    e = torch.eye(4)
+    positives = torch.eye(4, dtype=torch.bool)
+    assert loss(e, e, positives).item() < loss(e, e[[1, 2, 3, 0]], positives).item()
+
+
+def test_lit_training_beats_untrained_and_chance(text_tower, pairs):
+    texts, ids, vectors = pairs
+    logs = []
+    result = train_alignment(texts, ids, vectors, text_tower, _config(epochs=15), log=logs.append)
+    m = result.metrics
+    assert len(result.loss_curve) == 15 and result.loss_curve[-1] < result.loss_curve[0]
+    assert m["held_out_images"] + m["train_images"] == 96
+    assert m["recall@5"] >= 3 * m["chance_recall@5"]
+    assert m["recall@5"] > m["untrained_recall@5"]
+    assert any(line.startswith("epoch 15/15") for line in logs)
+
+
+def test_query_ranking_over_stored_vectors_equals_training_ranking(text_tower, pairs):
+    texts, ids, vectors = pairs
+    encoder = train_alignment(
+        texts, ids, vectors, text_tower, _config(max_steps=5), log=lambda _: None
+    ).encoder
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    z = (torch.from_numpy(unit) - encoder.feature_mean) / encoder.feature_std
+    with torch.no_grad():
+        t = encoder(**encoder.tokenize(texts[:8]))  # training space
+    train_rank = np.argsort(-(t @ z.T).numpy(), axis=1)
+    query = encoder.encode(texts[:8])
+    assert np.allclose(np.linalg.norm(query, axis=1), 1, atol=1e-5)
+    assert (np.argsort(-(query @ unit.T), axis=1)[:, :10] == train_rank[:, :10]).all()
+
+
+@pytest.mark.parametrize("recipe", ["talk2dino", "projection"])
+def test_frozen_tower_recipes_train_only_the_head(text_tower, pairs, recipe):
+    texts, ids, vectors = pairs
+    result = train_alignment(
+        texts, ids, vectors, text_tower, _config(recipe=recipe, max_steps=20), log=lambda _: None
+    )
+
+    original = CLIPTextModel.from_pretrained(text_tower).state_dict()
+    trained = result.encoder.tower.state_dict()
+    assert all(torch.equal(original[k], trained[k]) for k in original)
+    assert result.loss_curve[-1] < result.loss_curve[0]
+    if recipe == "talk2dino":
+        assert isinstance(result.encoder.head[1], torch.nn.Tanh)
+
+
+def test_lit_train_last_layers_freezes_the_rest(text_tower, pairs):
+    texts, ids, vectors = pairs
+    result = train_alignment(
+        texts,
+        ids,
+        vectors,
+        text_tower,
+        _config(train_last_layers=1, max_steps=5),
+        log=lambda _: None,
+    )
+    original = CLIPTextModel.from_pretrained(text_tower).state_dict()
+    trained = result.encoder.tower.state_dict()
+    changed = {k for k in original if not torch.equal(original[k], trained[k])}
+    assert changed and all(k.startswith(("encoder.layers.1.", "final_layer_norm")) for k in changed)
+
+
+def test_training_is_reproducible_and_round_trips(text_tower, pairs, tmp_path):
+    texts, ids, vectors = pairs
+    config = _config(loss="siglip", max_steps=6)
+    first = train_alignment(texts, ids, vectors, text_tower, config, log=lambda _: None)
+    second = train_alignment(texts, ids, vectors, text_tower, config, log=lambda _: None)
+    assert first.loss_curve == second.loss_curve
+    queries = ["a red circle", "a blue star", "something unknown"]
+    first.encoder.save(tmp_path / "enc", metrics=first.metrics)
+    loaded = AlignedTextEncoder.load(tmp_path / "enc")
+    assert (tmp_path / "enc" / "model.safetensors").is_file()
+    assert loaded.training_config["loss"] == "siglip"
+    np.testing.assert_allclose(loaded.encode(queries), first.encoder.encode(queries), atol=1e-6)
+    np.testing.assert_allclose(second.encoder.encode(queries), first.encoder.encode(queries))
+
+
+def test_config_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="recipe"):
+        AlignmentConfig(recipe="clip")
+    with pytest.raises(ValueError, match="train_last_layers"):
+        AlignmentConfig(recipe="talk2dino", train_last_layers=1)

@@ -1,0 +1,40 @@
+"""Device and dtype resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from featuregen_assets.core.compute import ComputeSettings, resolve_device, resolve_dtype
+
+
+def test_cpu_defaults_to_float32():
+    device = resolve_device(ComputeSettings(device="cpu"))
+    assert device == torch.device("cpu")
+    assert resolve_dtype(ComputeSettings(), device) == torch.float32
+    assert resolve_dtype(ComputeSettings(dtype="bfloat16"), device) == torch.bfloat16
+
+
+def test_auto_picks_what_exists():
+    device = resolve_device(ComputeSettings())
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_bad_names_are_rejected():
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype(ComputeSettings(dtype="int8"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="device"):
+        resolve_device(ComputeSettings(device="tpu"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_an_error():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device(ComputeSettings(device="cuda:0"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_auto_dtype_is_bf16_where_supported():
+    device = resolve_device(ComputeSettings(device="cuda"))
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    assert resolve_dtype(ComputeSettings(), device) == expected

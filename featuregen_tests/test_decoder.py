@@ -1,0 +1,106 @@
+"""Feature-vector decoder: learns a vector->image map, feature consistency, save/load."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featuregen_assets.core.compute import ComputeSettings
+from featuregen_assets.core.decoder import (
+    DecoderConfig,
+    FeatureDecoder,
+    encoder_for,
+    square_image,
+    train_decoder,
+)
+from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.model_profiles import resolve_models
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    """80 images: a coloured square on a coloured background; the vector encodes both colours."""
+    rng = np.random.default_rng(0)
+    projection = rng.normal(size=(6, 24))
+    images, vectors, ids = [], [], []
+    for i in range(80):
+        bg, fg = rng.integers(0, 256, size=3), rng.integers(0, 256, size=3)
+        image = np.empty((16, 16, 3), dtype=np.uint8)
+        image[:] = bg
+        image[4:12, 4:12] = fg
+        images.append(image)
+        vectors.append(np.concatenate([bg, fg]) / 255 @ projection)
+        ids.append(f"image-{i}")
+    return np.array(vectors, dtype=np.float32), np.stack(images), ids
+
+
+def _config(**kw):
+    base = dict(
+        image_size=16,
+        base_channels=16,
+        max_channels=32,
+        epochs=60,
+        batch_size=16,
+        lr=5e-3,
+        device="cpu",
+        seed=0,
+    )
+    return DecoderConfig(**{**base, **kw})
+
+
+def test_decoder_learns_the_map_beyond_the_mean_image(scenes):
+    vectors, images, ids = scenes
+    logs = []
+    result = train_decoder(vectors, images, ids, _config(), log=logs.append)
+    m = result.metrics
+    assert m["held_out_images"] + m["train_images"] == 80
+    assert m["psnr_gain_db"] > 3.0
+    assert m["ssim"] > m["mean_image_ssim"]
+    assert len(result.loss_curve) == 60 and result.loss_curve[-1] < result.loss_curve[0] / 3
+    assert result.grid.size == (8 * 18 + 2, 2 * 18 + 2)
+    assert any(line.startswith("epoch 60/60") for line in logs)
+
+
+def test_feature_consistency_re_encodes_with_the_image_embedder(tmp_path, scenes):
+    _, images, ids = scenes
+    spec = resolve_models("tiny", tmp_path)["dinov2"]
+    embedder = ImageEmbedder(
+        spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings()
+    )
+    encode = encoder_for(embedder)
+    vectors = encode([Image.fromarray(i) for i in images])
+    assert vectors.shape == (80, 64)
+    result = train_decoder(
+        vectors, images, ids, _config(max_steps=10), encode=encode, log=lambda _: None
+    )
+    m = result.metrics
+    assert m["chance_top1"] == pytest.approx(1 / m["held_out_images"])
+    assert m["downsized_original_top1"] == 1.0  # same pixels in, same vectors out
+    assert -1.0 <= m["reencoded_cosine"] <= 1.0 and 0.0 <= m["reencoded_top1"] <= 1.0
+
+
+def test_save_load_round_trip_and_reproducibility(tmp_path, scenes):
+    vectors, images, ids = scenes
+    first = train_decoder(vectors, images, ids, _config(max_steps=8), log=lambda _: None)
+    second = train_decoder(vectors, images, ids, _config(max_steps=8), log=lambda _: None)
+    assert first.loss_curve == second.loss_curve
+    first.decoder.save(tmp_path / "dec", metrics=first.metrics)
+    loaded = FeatureDecoder.load(tmp_path / "dec")
+    assert loaded.training_config["image_size"] == 16
+    np.testing.assert_array_equal(loaded.decode(vectors[:5]), first.decoder.decode(vectors[:5]))
+    assert loaded.decode(vectors[:5]).shape == (5, 16, 16, 3)
+
+
+def test_square_image_crops_the_centre_upright(tmp_path):
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    image[:, 10:30] = 255  # the centre square is white
+    path = Path(tmp_path / "wide.png")
+    Image.fromarray(image).save(path)
+    out = square_image(path, 8)
+    assert out.shape == (8, 8, 3) and out.min() > 200
+
+
+def test_config_needs_a_power_of_two():
+    with pytest.raises(ValueError, match="power of two"):
+        DecoderConfig(image_size=48)

@@ -1,0 +1,178 @@
+"""The whole asset graph through Dagster with the tiny models, on synthetic demo data."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from featuregen_assets.cli import main as cli
+from featuregen_assets.core import db, schema
+from featuregen_assets.core.alignment import AlignedTextEncoder
+from featuregen_assets.core.decoder import FeatureDecoder
+from featuregen_assets.core.demo_server import DemoServer
+from featuregen_assets.core.registry import latest_model
+from featuregen_assets.core.synthetic import generate_dataset, write_link_files
+from featuregen_assets.runs import materialize_unpartitioned, run_category
+
+CATEGORIES = ("cafe", "bank")
+PER_CATEGORY = 8
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, pg_admin_url: str) -> Iterator[dict]:
+    """Demo data served, downloaded, captioned and embedded for two categories."""
+    root = tmp_path_factory.mktemp("pipeline")
+    url = db.ensure_database(pg_admin_url, "pipeline_tests")
+    with db.connection(url) as conn:
+        schema.migrate(conn)
+    env = {
+        "FEATUREGEN_HOME": str(root / "home"),
+        "FEATUREGEN_LINKS_DIR": str(root / "links"),
+        "FEATUREGEN_DATABASE_URL": url,
+        "FEATUREGEN_ALLOWED_NETWORKS": "127.0.0.1",
+        "FEATUREGEN_MODELS": "tiny",
+        "FEATUREGEN_PROGRESS": "log",
+        "DAGSTER_HOME": str(root / "home" / "dagster"),
+    }
+    (root / "home" / "dagster").mkdir(parents=True)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        scenes = generate_dataset(root / "site", CATEGORIES, PER_CATEGORY, seed=3)
+        with DemoServer(root / "site") as server, dg.DagsterInstance.get() as instance:
+            write_link_files(scenes, server.base_url, root / "links")
+            runs = {c: run_category(c, instance=instance) for c in CATEGORIES}
+            yield {"url": url, "instance": instance, "runs": runs, "root": root}
+
+
+def _rows(url: str, query: str, *params) -> list[tuple]:
+    with db.connection(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_category_runs_store_prompts_and_embeddings_joined_to_raw_images(pipeline) -> None:
+    url = pipeline["url"]
+    for category, result in pipeline["runs"].items():
+        assert result.success, category
+        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert evaluations == {
+            "failure_rate_below_threshold": True,
+            "embeddings_complete_and_normalised": True,
+            "prompts_complete": True,
+        }
+    [(images,)] = _rows(url, "SELECT count(DISTINCT image_id) FROM raw_images WHERE status='ok'")
+    assert images == len(CATEGORIES) * PER_CATEGORY
+    joined = _rows(
+        url,
+        "SELECT e.model, vector_dims(e.embedding), count(*) FROM image_embeddings e"
+        " JOIN raw_images r USING (image_id) GROUP BY 1, 2",
+    )
+    assert [(dims, n) for _, dims, n in joined] == [(64, images)]
+    assert joined[0][0].startswith("tiny/dinov2@")
+    prompts = dict(
+        _rows(
+            url,
+            "SELECT p.source, count(DISTINCT p.image_id) FROM image_prompts p"
+            " JOIN raw_images r USING (image_id) WHERE btrim(p.prompt) <> '' GROUP BY 1",
+        )
+    )
+    assert prompts == {"generated": images, "link_caption": images}
+
+
+def test_rematerialising_adds_nothing(pipeline) -> None:
+    url = pipeline["url"]
+    before = _rows(url, "SELECT image_id, model, created_at FROM image_embeddings ORDER BY 1")
+    prompts_before = _rows(url, "SELECT count(*) FROM image_prompts")
+    result = run_category("cafe", instance=pipeline["instance"])
+    assert result.success
+    for asset in ("image_embeddings", "image_prompts"):
+        metadata = result.asset_materializations_for_node(asset)[0].metadata
+        assert metadata["rows_written"].value == (PER_CATEGORY if asset == "image_prompts" else 0)
+    assert (
+        _rows(url, "SELECT image_id, model, created_at FROM image_embeddings ORDER BY 1") == before
+    )
+    assert _rows(url, "SELECT count(*) FROM image_prompts") == prompts_before
+
+
+def test_corrupt_image_file_is_reported_and_the_rest_stored(pipeline) -> None:
+    url = pipeline["url"]
+    [(image_id, path)] = _rows(
+        url,
+        "SELECT image_id, path FROM raw_images WHERE category = 'bank' AND status = 'ok'"
+        " ORDER BY image_id LIMIT 1",
+    )
+    original = Path(path).read_bytes()
+    with db.connection(url) as conn:
+        conn.execute("DELETE FROM image_embeddings WHERE image_id = %s", (image_id,))
+        conn.execute("DELETE FROM image_prompts WHERE image_id = %s", (image_id,))
+        conn.execute(
+            "DELETE FROM image_embeddings WHERE image_id IN (SELECT image_id FROM"
+            " raw_images WHERE category = 'bank' ORDER BY image_id OFFSET 1 LIMIT 2)"
+        )
+    Path(path).write_bytes(b"\xff\xd8 this is not a JPEG any more")
+    try:
+        result = run_category(
+            "bank", select=["image_embeddings", "image_prompts"], instance=pipeline["instance"]
+        )
+    finally:
+        Path(path).write_bytes(original)
+    assert result.success
+    embedded = result.asset_materializations_for_node("image_embeddings")[0].metadata
+    assert (embedded["embedded"].value, embedded["failed"].value) == (2, 1)
+    captioned = result.asset_materializations_for_node("image_prompts")[0].metadata
+    assert captioned["failed"].value == 1
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["embeddings_complete_and_normalised"] is False
+    assert _rows(url, "SELECT count(*) FROM image_embeddings WHERE image_id = %s", image_id) == [
+        (0,)
+    ]
+
+
+def test_training_assets_register_loadable_models_and_search_works(pipeline, capsys) -> None:
+    url = pipeline["url"]
+    result = materialize_unpartitioned(
+        ["aligned_text_encoder", "decoder_model"],
+        instance=pipeline["instance"],
+        run_config={
+            "ops": {
+                "aligned_text_encoder": {
+                    "config": {"prompt_source": "link_caption", "max_steps": 4, "batch_size": 8}
+                },
+                "decoder_model": {"config": {"max_steps": 4, "batch_size": 8}},
+            }
+        },
+    )
+    assert result.success
+    encoder_meta = result.asset_materializations_for_node("aligned_text_encoder")[0].metadata
+    assert 0 <= encoder_meta["recall@5"].value <= 1
+    assert len(encoder_meta["loss_per_epoch"].value) >= 1
+    decoder_meta = result.asset_materializations_for_node("decoder_model")[0].metadata
+    assert "data:image/png;base64," in decoder_meta["reconstructions"].value
+
+    with db.connection(url) as conn:
+        encoder_record = latest_model(conn, "aligned_text_encoder")
+        decoder_record = latest_model(conn, "decoder_model")
+    encoder = AlignedTextEncoder.load(encoder_record.path)
+    assert encoder.encode(["a red circle"]).shape == (1, 64)
+    decoder = FeatureDecoder.load(decoder_record.path)
+    assert decoder is not None and (decoder_record.path / "reconstructions.png").is_file()
+
+    assert cli(["search", "a large red circle at the top left", "-k", "5", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 5
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert {"image_id", "score", "path", "url", "category", "prompt", "caption"} <= set(hits[0])
+
+    assert cli(["search", "a small blue square", "--category", "bank", "-k", "3", "--json"]) == 0
+    filtered = json.loads(capsys.readouterr().out)
+    assert len(filtered) == 3 and {h["category"] for h in filtered} == {"bank"}
+
+    image = hits[0]["path"]
+    assert cli(["search", "--image", image, "-k", "2", "--json"]) == 0
+    similar = json.loads(capsys.readouterr().out)
+    assert similar[0]["path"] == image and similar[0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+    assert cli(["search", "anything", "--category", "nowhere", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
