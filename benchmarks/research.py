@@ -234,7 +234,7 @@ def main() -> None:
         f"{_fmt(bow['recall@5'])} | {_fmt(bow['recall@10'])} | {bow['median_rank']:.0f} | - | "
         f"{_fmt(bow['chance_recall@5'])} | {bow['recall@5'] / bow['chance_recall@5']:.1f}x | 0 |",
         "",
-        f"Training: {ALIGN.epochs} epochs (unless noted by --align-epochs={args.align_epochs}), "
+        f"Training: {args.align_epochs} epochs, "
         f"batch {ALIGN.batch_size}, AdamW lr {ALIGN.lr} (weight decay {ALIGN.weight_decay}), "
         f"text-tower dropout {ALIGN.dropout}, 5% warm-up + cosine, seed {ALIGN.seed}; "
         "InfoNCE with learnable temperature (init 1/0.07); talk2dino at lr 1e-3. In tuning, "
@@ -250,6 +250,14 @@ def main() -> None:
         "'blue circle and red square'). talk2dino with the tiny profile freezes a RANDOM text "
         "tower, so it shows what the frozen-tower recipe gets without pretraining; with the real "
         "clip-vit-base-patch32 tower it is the recipe of choice for little data.",
+        "",
+        "Search-space design (from a tuning run on the same data, CLS+mean, no dropout): "
+        "training against standardised targets that are re-normalised per image scored R@5 "
+        "0.809 in its own (standardised, re-normalised) space but 0.635 when its queries "
+        "searched the stored unit vectors, because the per-image norm cannot be folded into a "
+        "query. The shipped design trains with the inner product against the un-normalised "
+        "standardised vector, which ranks exactly like cosine between normalize(t / std) and "
+        "the stored vector: the figures above are what search over pgvector returns.",
         "",
         "## Vector -> image decoder (held-out images)",
         "",

@@ -30,10 +30,10 @@ from featuregen_assets.core.decoder import DecoderConfig, train_decoder  # noqa:
 from featuregen_assets.core.model_profiles import TINY_WORDS, ensure_tiny  # noqa: E402
 
 
-def _text_tower(device: str, home: Path) -> Path:
-    """The tiny tower on CPU; on CUDA a random clip-vit-base-patch32 text tower + tiny tokenizer."""
+def _text_tower(real: bool, home: Path) -> Path:
+    """The tiny tower, or a random clip-vit-base-patch32 text tower with the tiny tokenizer."""
     tiny = ensure_tiny("clip_text", home)
-    if device == "cpu":
+    if not real:
         return tiny
     from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
@@ -56,11 +56,15 @@ def _random_pairs(n: int, dim: int, seed: int = 0) -> tuple[list[str], list[str]
     return texts, [f"img{i}" for i in range(n)], rng.normal(size=(n, dim)).astype(np.float32)
 
 
-def _timed(run, seconds: float, batch: int) -> dict:
-    """Run once for a few steps to calibrate, then for about `seconds`; the run's metrics."""
-    probe = run(5)
-    steps = max(5, int(probe["samples_per_s"] * seconds / batch))
-    return run(steps)
+def _timed(run, seconds: float) -> dict:
+    """Re-run with more steps until the optimiser loop takes about `seconds`; its metrics."""
+    steps, m = 10, {}
+    for _ in range(4):
+        m = run(steps)
+        if m["train_seconds"] >= 0.7 * seconds:
+            break
+        steps = max(steps + 1, int(steps * seconds / max(m["train_seconds"], 1e-3)))
+    return m
 
 
 def main() -> None:
@@ -68,23 +72,28 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=None, help="per measured run")
     parser.add_argument("--baseline-seconds", type=float, default=None, help="fp32 runs (cuda)")
+    parser.add_argument("--real", action="store_true", help="real architectures (cuda: always)")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--pairs", type=int, default=None, help="random (text, vector) pairs")
     args = parser.parse_args()
     cuda = args.device == "cuda"
+    real = cuda or args.real
     seconds = args.seconds or (30.0 if cuda else 10.0)
     baseline_seconds = args.baseline_seconds or (10.0 if cuda else seconds)
     home = Path(tempfile.mkdtemp(prefix="featuregen-train-bench-"))
-    tower = _text_tower(args.device, home)
-    dim = 768 if cuda else 128
-    batch = 256 if cuda else 64
-    texts, ids, vectors = _random_pairs(20_000 if cuda else 2_000, dim)
-    size = 64 if cuda else 32
+    tower = _text_tower(real, home)
+    dim = 768 if real else 128
+    batch = args.batch or (256 if real else 64)
+    texts, ids, vectors = _random_pairs(args.pairs or (20_000 if real else 2_000), dim)
+    size = 64 if real else 32
     images = np.random.default_rng(1).integers(0, 256, (len(ids), size, size, 3), dtype=np.uint8)
     device = (
         torch.cuda.get_device_name(0)
         if cuda
         else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
     )
-    print(f"device: {device}; torch {torch.__version__}")
+    shapes = "real (CLIP B/32 text tower, 768-d, 64px decoder)" if real else "tiny profile"
+    print(f"device: {device}; torch {torch.__version__}; architectures: {shapes}; batch {batch}")
     quiet = lambda _m: None  # noqa: E731
 
     def align(recipe: str, autocast: bool):
@@ -107,9 +116,9 @@ def main() -> None:
     def decode(autocast: bool):
         base = DecoderConfig(
             image_size=size,
-            base_channels=32 if cuda else 16,
-            max_channels=256 if cuda else 128,
-            convs_per_level=2 if cuda else 1,
+            base_channels=32 if real else 16,
+            max_channels=256 if real else 128,
+            convs_per_level=2 if real else 1,
             epochs=10_000,
             batch_size=batch,
             device=args.device,
@@ -135,7 +144,7 @@ def main() -> None:
     figures = {}
     for name, run, budget in runs:
         started = time.perf_counter()
-        m = _timed(run, budget, batch)
+        m = _timed(run, budget)
         figures[name] = m["samples_per_s"]
         print(
             f"{name}: {m['samples_per_s']:.0f} samples/s ({m['steps']} steps x {batch}, "

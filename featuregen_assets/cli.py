@@ -78,6 +78,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from featuregen_assets.runs import prepare_dagster_home
+
+    home = prepare_dagster_home()
+    print(f"DAGSTER_HOME={home}", file=sys.stderr)
+    command = ["dagster", "dev", "-m", "featuregen_assets.definitions", *args.extra]
+    os.execvp(command[0], command)
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from featuregen_assets.core import db
 
@@ -146,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="Print the results as JSON.")
     search.set_defaults(func=_cmd_search)
 
+    dev = commands.add_parser(
+        "dev",
+        help="`dagster dev` on the instance in FEATUREGEN_HOME/dagster (UI + daemon).",
+        description="Prepare DAGSTER_HOME (default FEATUREGEN_HOME/dagster, GPU pool limited to"
+        " one step at a time) and run `dagster dev`; extra arguments go to dagster dev.",
+    )
+    dev.set_defaults(func=_cmd_dev)
+
     database = commands.add_parser(
         "db",
         help="The database: print its URL (for psql) or stop the embedded server.",
@@ -164,7 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return args.func(args)
 
 

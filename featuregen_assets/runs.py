@@ -9,11 +9,27 @@ import dagster as dg
 from featuregen_assets.core.paths import featuregen_home
 from featuregen_assets.partitions import category_partitions
 
+INSTANCE_CONFIG = """\
+# Written by featuregen. GPU steps (pool "gpu") run one at a time; raise the limit for more GPUs.
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def prepare_dagster_home() -> Path:
+    """DAGSTER_HOME (default FEATUREGEN_HOME/dagster), with featuregen's dagster.yaml if none."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home() / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_CONFIG)
+    return home
+
 
 def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance: DAGSTER_HOME, default FEATUREGEN_HOME/dagster."""
-    home = os.environ.setdefault("DAGSTER_HOME", str(featuregen_home() / "dagster"))
-    Path(home).mkdir(parents=True, exist_ok=True)
+    """The persistent instance in `prepare_dagster_home()`."""
+    prepare_dagster_home()
     return dg.DagsterInstance.get()
 
 

@@ -28,12 +28,14 @@ def link_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
     for path in files:
         category = category_of(path)
-        reason = category_error(category)
-        if reason:
-            context.log.warning(f"skipping link file {path.name}: {reason}")
-            continue
         stat = path.stat()
         previous = seen.get(path.name, {})
+        reason = category_error(category)
+        if reason:
+            if previous.get("skipped") != reason:
+                context.log.warning(f"skipping link file {path.name}: {reason}")
+            cursor[path.name] = {"skipped": reason}
+            continue
         if previous.get("mtime_ns") == stat.st_mtime_ns and previous.get("size") == stat.st_size:
             cursor[path.name] = previous
             continue

@@ -58,7 +58,7 @@ def test_decoder_learns_the_map_beyond_the_mean_image(scenes):
     assert m["psnr_gain_db"] > 3.0
     assert m["ssim"] > m["mean_image_ssim"]
     assert len(result.loss_curve) == 60 and result.loss_curve[-1] < result.loss_curve[0] / 3
-    assert result.grid.size == (8 * 18 + 2, 2 * 18 + 2)
+    assert result.grid.size == (8 * 66 + 2, 2 * 66 + 2)  # 16px tiles shown at 64px
     assert any(line.startswith("epoch 60/60") for line in logs)
 
 

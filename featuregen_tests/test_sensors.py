@@ -75,8 +75,11 @@ def test_bad_category_name_is_skipped_with_a_logged_reason(
     (links_dir / "notes.md").write_text("not a link file")
     with dg.instance_for_test() as instance:
         result = _evaluate(instance, None)
-    assert [r.partition_key for r in result.run_requests] == ["good"]
-    logged = capfd.readouterr().err
-    assert "skipping link file Bad Name.txt" in logged
-    assert "[a-z0-9]" in logged
-    assert "Bad Name.txt" not in json.loads(result.cursor)
+        assert [r.partition_key for r in result.run_requests] == ["good"]
+        logged = capfd.readouterr().err
+        assert "skipping link file Bad Name.txt" in logged
+        assert "[a-z0-9]" in logged
+        # Reported once, not at every tick.
+        again = _evaluate(instance, result.cursor)
+        assert again.run_requests == []
+        assert "Bad Name.txt" not in capfd.readouterr().err

@@ -198,15 +198,20 @@ def _as_array(images: np.ndarray | Sequence, size: int) -> np.ndarray:
 
 
 def comparison_grid(
-    originals: np.ndarray, reconstructions: np.ndarray, pad: int = 2
+    originals: np.ndarray, reconstructions: np.ndarray, pad: int = 2, min_tile: int = 64
 ) -> Image.Image:
-    """Originals on the top row, reconstructions beneath, uint8 (N, S, S, 3) each."""
+    """Originals on the top row, reconstructions beneath (uint8 (N, S, S, 3) each).
+
+    Tiles smaller than `min_tile` are enlarged (nearest neighbour) so the grid is legible.
+    """
     n, size = len(originals), originals.shape[1]
-    grid = Image.new("RGB", (n * (size + pad) + pad, 2 * (size + pad) + pad), (255, 255, 255))
+    tile = max(size, min_tile)
+    grid = Image.new("RGB", (n * (tile + pad) + pad, 2 * (tile + pad) + pad), (255, 255, 255))
     for i in range(n):
-        x = pad + i * (size + pad)
-        grid.paste(Image.fromarray(originals[i]), (x, pad))
-        grid.paste(Image.fromarray(reconstructions[i]), (x, 2 * pad + size))
+        x = pad + i * (tile + pad)
+        for row, image in enumerate((originals[i], reconstructions[i])):
+            enlarged = Image.fromarray(image).resize((tile, tile), Image.NEAREST)
+            grid.paste(enlarged, (x, pad + row * (tile + pad)))
     return grid
 
 

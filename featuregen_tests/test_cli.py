@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from featuregen_assets.cli import build_parser, main
+
+COMMANDS = ("run", "demo", "search", "summary", "dev", "db")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"featuregen {command}" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_command() -> None:
+    text = build_parser().format_help()
+    assert all(command in text for command in COMMANDS)
+
+
+def test_run_rejects_a_bad_category(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", "--category", "Bad Name"]) == 2
+    assert "bad category" in capsys.readouterr().err
+
+
+def test_run_exits_non_zero_when_the_run_fails(fg_env: Path, capsys) -> None:
+    assert main(["run", "--category", "nolinks", "--select", "raw_images"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, capsys) -> None:
+    from featuregen_assets.core import db
+
+    with db.connection(database_url) as conn:
+        conn.execute(
+            "INSERT INTO raw_images (category, url, status, image_id) VALUES"
+            " ('cafe', 'u1', 'ok', 'a'), ('cafe', 'u2', 'http_404', NULL)"
+        )
+    assert main(["summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:3] == ["cafe", "2", "1"]
+    assert "http_404 1" in lines[1]
+
+
+def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
+    assert main(["search", "a red circle"]) == 1
+    assert "no aligned text encoder is registered" in capsys.readouterr().err
