@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -152,6 +153,7 @@ def main() -> None:
         )
     lit = figures["alignment lit (whole tower)"]
     print(f"ratio talk2dino / lit: {figures['alignment talk2dino (frozen tower)'] / lit:.1f}x")
+    shutil.rmtree(home, ignore_errors=True)
     if cuda:
         print(f"ratio lit bf16 / fp32: {lit / figures['alignment lit, fp32 baseline']:.2f}x")
         print(

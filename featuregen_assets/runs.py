@@ -14,6 +14,8 @@ INSTANCE_CONFIG = """\
 concurrency:
   pools:
     default_limit: 1
+telemetry:
+  enabled: false
 """
 
 

@@ -4,8 +4,9 @@
 # 1. CUDA-path tests of compute/embedding/captioning/model_profiles (with torchvision there,
 #    the hand-built Qwen2-VL ids are checked against the official Qwen2VLProcessor);
 # 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share;
-# 3. benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time.
-# Budget: about 4-5 minutes. Needs no network; dagster is not imported.
+# 3. benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
+# 4. benchmarks/train.py: text-encoder and decoder training samples/s, real architectures.
+# Budget: about 6-8 minutes. Needs no network; dagster is not imported.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$(mktemp -d)}
@@ -34,23 +35,28 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 echo "== tests (CUDA paths) =="
 SECONDS=0
-timeout 180 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
+timeout 120 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
   featuregen_tests/test_compute.py featuregen_tests/test_model_profiles.py \
   featuregen_tests/test_embedding.py featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
 echo "tests: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/tests.log"
 
 echo "== embed benchmark =="
 SECONDS=0
-timeout 150 $PY benchmarks/embed.py --device cuda --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
+timeout 150 $PY benchmarks/embed.py --device cuda --images 16384 --workers 15 --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
 rc=${PIPESTATUS[0]}
 if [ "$rc" != 0 ]; then
   echo "embed.py rc=$rc: again without PostgreSQL" | tee -a "$OUT/embed.log"
-  timeout 120 $PY benchmarks/embed.py --device cuda --no-postgres --images 4096 \
+  timeout 90 $PY benchmarks/embed.py --device cuda --no-postgres --images 4096 \
     --json "$OUT/embed.json" 2>&1 | tee -a "$OUT/embed.log"
 fi
 echo "embed: ${SECONDS}s" | tee -a "$OUT/embed.log"
 
 echo "== caption benchmark =="
 SECONDS=0
-timeout 200 $PY benchmarks/caption.py --device cuda --json "$OUT/caption.json" 2>&1 | tee "$OUT/caption.log"
+timeout 150 $PY benchmarks/caption.py --device cuda --json "$OUT/caption.json" 2>&1 | tee "$OUT/caption.log"
 echo "caption: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/caption.log"
+
+echo "== train benchmark =="
+SECONDS=0
+timeout 100 $PY benchmarks/train.py --device cuda --seconds 15 --baseline-seconds 8 2>&1 | tee "$OUT/train.log"
+echo "train: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/train.log"

@@ -3,14 +3,17 @@
 Workers open each file (JPEG draft mode, EXIF orientation, RGB), resize and centre-crop it
 in one Pillow call to the model's preprocessing (from its image-processor config) and hand
 uint8 pixels over; the device normalises, runs the model under ``inference_mode`` and
-returns L2-normalised CLS (or CLS ⊕ mean-of-patches) vectors.
+returns L2-normalised CLS (or CLS ⊕ mean-of-patches) vectors. On a GPU with torchvision,
+workers hand JPEGs over still encoded and nvJPEG decodes them (``core.gpu_decode``).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +29,13 @@ from featuregen_assets.core.compute import (
     loader_worker_init,
     resolve_device,
     resolve_dtype,
+)
+from featuregen_assets.core.gpu_decode import (
+    as_tensor,
+    gpu_jpeg_decoder,
+    jpeg_header,
+    orient,
+    resize_crop,
 )
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
 
@@ -108,25 +118,42 @@ def _pil_resample(resample) -> int:
     return int(getattr(Image.Resampling, name, Image.Resampling.BICUBIC))
 
 
+LOADER_CHUNK = 16
+
+
+class _Encoded(NamedTuple):
+    """A JPEG left for the GPU to decode: its bytes and EXIF orientation."""
+
+    data: np.ndarray
+    orientation: int
+
+
 class _ImageFiles(Dataset):
-    def __init__(self, paths: Sequence[Path], transform: CropResize):
-        self.paths, self.transform = list(paths), transform
+    def __init__(self, paths: Sequence[Path], transform: CropResize, raw_jpeg: bool = False):
+        self.paths, self.transform, self.raw_jpeg = list(paths), transform, raw_jpeg
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | _Encoded | None, str | None]:
         try:
-            return i, self.transform(open_rgb(self.paths[i], self.transform.draft_size())), None
+            if not self.raw_jpeg:
+                return i, self.transform(open_rgb(self.paths[i], self.transform.draft_size())), None
+            data = Path(self.paths[i]).read_bytes()
+            orientation = jpeg_header(data)
+            if orientation is not None:
+                return i, _Encoded(np.frombuffer(data, np.uint8), orientation), None
+            return i, self.transform(open_rgb(io.BytesIO(data), self.transform.draft_size())), None
         except Exception as e:  # any undecodable file is reported, not fatal
             return i, None, f"{type(e).__name__}: {e}"
 
 
 def _collate(items):
-    ok = [(i, px) for i, px, _ in items if px is not None]
+    ok = [(i, px) for i, px, _ in items if isinstance(px, np.ndarray)]
+    encoded = [(i, px) for i, px, _ in items if isinstance(px, _Encoded)]
     failed = [(i, err) for i, px, err in items if px is None]
     pixels = torch.from_numpy(np.stack([px for _, px in ok])) if ok else None
-    return [i for i, _ in ok], pixels, failed
+    return [i for i, _ in ok], pixels, failed, encoded
 
 
 class ImageEmbedder:
@@ -156,6 +183,7 @@ class ImageEmbedder:
             spec.name_or_path, dtype=self.dtype, attn_implementation=compute.attn_implementation
         )
         self.model.eval().to(self.device)
+        self._decode_jpeg = gpu_jpeg_decoder() if self.device.type == "cuda" else None
         self._forward = torch.compile(self.model) if compute.compile else self.model
         config = self.model.config
         self._skip = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
@@ -187,11 +215,15 @@ class ImageEmbedder:
         return F.normalize(vec, dim=-1) if self.settings.normalize else vec
 
     def loader(self, paths: Sequence[Path]) -> DataLoader:
-        """Batches of (indices, uint8 NHWC pixels or None, [(index, error)]) decoded in workers."""
+        """Chunks of (indices, uint8 NHWC pixels or None, [(index, error)]) decoded in workers.
+
+        Workers hand over chunks of at most LOADER_CHUNK images, not whole model batches, so
+        the first forward starts after a few images are decoded rather than a full batch.
+        """
         workers = max(0, self.compute.num_workers)
         return DataLoader(
-            _ImageFiles(paths, self.transform),
-            batch_size=self.compute.batch_size,
+            _ImageFiles(paths, self.transform, raw_jpeg=self._decode_jpeg is not None),
+            batch_size=min(self.compute.batch_size, LOADER_CHUNK),
             num_workers=workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
@@ -209,7 +241,7 @@ class ImageEmbedder:
         back, so the host never waits on the device while it has work to hand over.
         """
         pending = None  # (indices, failed, host vectors, copy-done event)
-        for indices, pixels, failed in self.loader(paths):
+        for indices, pixels, failed in self._batches(paths):
             current = None
             if pixels is not None:
                 vec = self.embed_pixels(self.pixels_to_input(pixels))
@@ -228,6 +260,68 @@ class ImageEmbedder:
             pending = current
         if pending is not None:
             yield from _emit(*pending)
+
+    def _batches(self, paths: Sequence[Path]):
+        """Model batches of up to `batch_size` images, assembled from the loader's chunks."""
+        indices: list[int] = []
+        pixels: list[torch.Tensor] = []
+        failed: list[tuple[int, str]] = []
+        encoded: list[tuple[int, _Encoded]] = []
+
+        def batch():
+            if encoded:
+                decoded_indices, decoded, decode_failed = self._decode_on_device(encoded)
+                indices.extend(decoded_indices)
+                failed.extend(decode_failed)
+                if decoded is not None:
+                    pixels.append(decoded)
+            return indices, torch.cat(pixels) if pixels else None, failed
+
+        for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.loader(paths):
+            indices += chunk_indices
+            failed += chunk_failed
+            encoded += chunk_encoded
+            if chunk_pixels is not None:  # pinned by the loader: copy to the GPU as it comes
+                pixels.append(chunk_pixels.to(self.device, non_blocking=True))
+            if len(indices) + len(encoded) >= self.compute.batch_size:
+                yield batch()
+                indices, pixels, failed, encoded = [], [], [], []
+        if indices or failed or encoded:
+            yield batch()
+
+    def _decode_on_device(
+        self, encoded: list[tuple[int, _Encoded]]
+    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+        """Decode JPEGs with nvJPEG, orient, resize and crop them on the device.
+
+        A JPEG the batch decoder refuses is retried alone, then through Pillow.
+        """
+        tensors = [as_tensor(item.data).contiguous() for _, item in encoded]
+        try:
+            images = self._decode_jpeg(tensors)
+        except RuntimeError:
+            images = [self._decode_one(tensor) for tensor in tensors]
+        indices, pixels, failed = [], [], []
+        for (index, item), image in zip(encoded, images, strict=True):
+            try:
+                if image is None:
+                    draft = self.transform.draft_size()
+                    rgb = open_rgb(io.BytesIO(item.data.tobytes()), draft)
+                    pixels.append(torch.from_numpy(self.transform(rgb)).to(self.device))
+                else:
+                    upright = orient(image, item.orientation)
+                    crop = self.transform.crop
+                    pixels.append(resize_crop(upright, self.transform.output_size, crop))
+                indices.append(index)
+            except Exception as e:  # an undecodable file is reported, not fatal
+                failed.append((index, f"{type(e).__name__}: {e}"))
+        return indices, torch.stack(pixels) if pixels else None, failed
+
+    def _decode_one(self, tensor: torch.Tensor) -> torch.Tensor | None:
+        try:
+            return self._decode_jpeg([tensor])[0]
+        except RuntimeError:
+            return None
 
     def close(self) -> None:
         """Drop the model and return its GPU memory."""

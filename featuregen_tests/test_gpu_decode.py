@@ -1,0 +1,104 @@
+"""The device-decode path of the embedder (nvJPEG on a GPU), exercised on CPU tensors."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from featuregen_assets.core.compute import ComputeSettings
+from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.gpu_decode import jpeg_header, orient, resize_crop
+from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pillow_exif_transpose(orientation: int) -> None:
+    pixels = np.random.default_rng(orientation).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(buffer)))
+    got = orient(torch.from_numpy(pixels).permute(2, 0, 1), orientation).permute(1, 2, 0)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_resize_crop_gives_the_model_input_size() -> None:
+    image = torch.full((3, 300, 500), 200, dtype=torch.uint8)
+    out = resize_crop(image, lambda w, h: (int(256 * w / h), 256), (224, 224))
+    assert out.shape == (224, 224, 3) and out.dtype == torch.uint8
+    assert int(out.float().mean().round()) == 200
+
+
+def test_jpeg_header_takes_rgb_jpegs_only() -> None:
+    def encoded(mode: str, fmt: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.new(mode, (8, 8)).save(buffer, fmt)
+        return buffer.getvalue()
+
+    assert jpeg_header(encoded("RGB", "JPEG")) == 1
+    assert jpeg_header(encoded("CMYK", "JPEG")) is None
+    assert jpeg_header(encoded("RGB", "PNG")) is None
+
+
+def _images(root: Path) -> list[Path]:
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, (w, h, orientation) in enumerate([(320, 240, 1), (400, 300, 6), (256, 512, 3)]):
+        a = np.full((h, w, 3), rng.integers(0, 255, 3), np.uint8)
+        a[: h // 3, : w // 2] = rng.integers(0, 255, 3)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = root / f"photo{i}.jpg"
+        Image.fromarray(a).save(path, quality=92, exif=exif)
+        paths.append(path)
+    png = root / "drawing.png"
+    Image.fromarray(np.full((300, 300, 3), 90, np.uint8)).save(png)
+    corrupt = root / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8 not really a JPEG")
+    return [*paths, png, corrupt]
+
+
+def _nvjpeg_like(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Decode as nvJPEG does: RGB, full size, EXIF orientation not applied."""
+    out = []
+    for tensor in tensors:
+        with Image.open(io.BytesIO(tensor.numpy().tobytes())) as im:
+            out.append(torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1))
+    return out
+
+
+def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    raise RuntimeError("nvJPEG refused the batch")
+
+
+@pytest.mark.parametrize("decoder", [_nvjpeg_like, _refusing])
+def test_device_decode_path_matches_the_pillow_path(tmp_path: Path, decoder) -> None:
+    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+    embedder = ImageEmbedder(
+        spec, ComputeSettings(device="cpu", batch_size=3, num_workers=0), EmbeddingSettings()
+    )
+    paths = _images(tmp_path)
+    reference = {i: (vector, error) for i, vector, error in embedder.embed_files(paths)}
+    decoded: list[int] = []
+
+    def counting(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        decoded.append(len(tensors))
+        return decoder(tensors)
+
+    embedder._decode_jpeg = counting  # what a GPU with torchvision sets
+    device_path = list(embedder.embed_files(paths))
+    assert sum(decoded) >= 3  # the three RGB JPEGs went to the device decoder
+
+    assert [i for i, _, _ in device_path] == list(range(len(paths)))
+    for i, vector, error in device_path:
+        if i == len(paths) - 1:
+            assert vector is None and error and reference[i][0] is None
+            continue
+        assert error is None
+        cosine = float(np.dot(vector, reference[i][0]))
+        assert cosine > 0.99, (paths[i].name, cosine)
