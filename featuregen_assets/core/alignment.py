@@ -15,7 +15,6 @@ text encoder (its mean/std buffers) and is applied on the query side only.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,12 +24,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
 from featuregen_assets.core.metrics import retrieval_metrics
 from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
+from featuregen_assets.core.training import (
+    load_weights,
+    mixed_precision,
+    read_model_config,
+    save_model_dir,
+    training_device,
+    warmup_cosine,
+)
 
 RECIPES = ("lit", "talk2dino", "projection")
 LOSSES = ("infonce", "siglip")
@@ -87,13 +93,6 @@ class AlignmentConfig:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.train_last_layers is not None and self.recipe != "lit":
             raise ValueError("train_last_layers applies to the 'lit' recipe only")
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _make_head(recipe: str, hidden: int, target_dim: int) -> nn.Module:
@@ -167,7 +166,7 @@ class AlignedTextEncoder(nn.Module):
             batch = {
                 k: v.to(device) for k, v in self.tokenize(texts[start : start + batch_size]).items()
             }
-            with _autocast(device, enabled=True):
+            with mixed_precision(device, enabled=True):
                 unit = self(**batch)
             out.append(self.to_stored_space(unit).cpu())
         self.train(was_training)
@@ -177,10 +176,6 @@ class AlignedTextEncoder(nn.Module):
 
     def save(self, directory: str | Path, metrics: dict | None = None) -> Path:
         """Write model.safetensors, the tokenizer and config.json (+ metrics) into `directory`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(directory / "model.safetensors"))
-        self.tokenizer.save_pretrained(directory)
         config = {
             "format": FORMAT,
             "recipe": self.recipe,
@@ -190,18 +185,14 @@ class AlignedTextEncoder(nn.Module):
             "text_config": self.tower.config.to_dict(),
             "training_config": self.training_config,
         }
-        (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        if metrics is not None:
-            (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        directory = save_model_dir(self, directory, config, metrics)
+        self.tokenizer.save_pretrained(directory)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> AlignedTextEncoder:
         """Rebuild a saved encoder (no network: the tower is built from the stored config)."""
-        directory = Path(directory)
-        config = json.loads((directory / "config.json").read_text())
-        if config.get("format") != FORMAT:
-            raise ValueError(f"{directory} holds no {FORMAT} model")
+        config = read_model_config(directory, FORMAT)
         text_config = dict(config["text_config"])
         text_config.pop("model_type", None)
         tower = CLIPTextModel(CLIPTextConfig(**text_config))
@@ -214,8 +205,7 @@ class AlignedTextEncoder(nn.Module):
             max_length=config["max_length"],
             training_config=config.get("training_config"),
         )
-        load_model(encoder, str(directory / "model.safetensors"), device=device)
-        return encoder.to(device).eval()
+        return load_weights(encoder, directory, device)
 
 
 class ContrastiveLoss(nn.Module):
@@ -260,20 +250,6 @@ class TrainResult:
     encoder: AlignedTextEncoder
     metrics: dict = field(default_factory=dict)
     loss_curve: list[float] = field(default_factory=list)
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 @dataclass
@@ -364,7 +340,7 @@ def train_alignment(
     train / held out by id; metrics are held-out text->image retrieval among the held-out
     images, beside chance and the same encoder before training.
     """
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     data = _index_pairs(texts, image_ids, vectors)
     held = held_out_mask(data.image_ids, config.held_out_fraction, config.split_salt)
     train_pairs = np.flatnonzero(~held[data.image_idx])
@@ -415,7 +391,7 @@ def train_alignment(
     cached = None
     if tower_frozen:  # the tower never changes: pool every text once
         encoder.eval()
-        with torch.no_grad(), _autocast(device, config.autocast):
+        with torch.no_grad(), mixed_precision(device, config.autocast):
             cached = torch.cat(
                 [
                     encoder.pool(
@@ -433,7 +409,7 @@ def train_alignment(
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total, max(1, round(config.warmup_ratio * total)))
+        optimizer, warmup_cosine(total, max(1, round(config.warmup_ratio * total)))
     )
     generator = torch.Generator().manual_seed(config.seed)
     text_idx = torch.from_numpy(data.text_idx).to(device)
@@ -453,7 +429,7 @@ def train_alignment(
             batch = order[start : start + config.batch_size]
             t, i = text_idx[batch], image_idx[batch]
             pos = (t[:, None] == t[None, :]) | (i[:, None] == i[None, :])
-            with _autocast(device, config.autocast):
+            with mixed_precision(device, config.autocast):
                 if cached is not None:
                     text = F.normalize(encoder.head(cached[t]).float(), dim=-1)
                 else:

@@ -13,7 +13,6 @@ reconstruction with the same DINOv2 and check that it lands next to its source v
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,12 +23,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from safetensors.torch import load_model, save_model
 from torch import nn
 
-from featuregen_assets.core.alignment import _autocast, _lr_lambda, resolve_device
 from featuregen_assets.core.metrics import psnr, self_retrieval_top1, ssim
 from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
+from featuregen_assets.core.training import (
+    load_weights,
+    mixed_precision,
+    read_model_config,
+    save_model_dir,
+    training_device,
+    warmup_cosine,
+)
 
 FORMAT = "featuregen-feature-decoder/1"
 Encode = Callable[[list[Image.Image]], np.ndarray]
@@ -132,9 +137,6 @@ class FeatureDecoder(nn.Module):
 
     def save(self, directory: str | Path, metrics: dict | None = None) -> Path:
         """Write model.safetensors and config.json (+ metrics.json) into `directory`."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(directory / "model.safetensors"))
         config = {
             "format": FORMAT,
             "in_dim": self.in_dim,
@@ -142,18 +144,12 @@ class FeatureDecoder(nn.Module):
             **self.shape,
             "training_config": self.training_config,
         }
-        (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        if metrics is not None:
-            (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        return directory
+        return save_model_dir(self, directory, config, metrics)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> FeatureDecoder:
         """Rebuild a saved decoder."""
-        directory = Path(directory)
-        config = json.loads((directory / "config.json").read_text())
-        if config.get("format") != FORMAT:
-            raise ValueError(f"{directory} holds no {FORMAT} model")
+        config = read_model_config(directory, FORMAT)
         decoder = cls(
             config["in_dim"],
             config["image_size"],
@@ -162,8 +158,7 @@ class FeatureDecoder(nn.Module):
             config["convs_per_level"],
             training_config=config.get("training_config"),
         )
-        load_model(decoder, str(directory / "model.safetensors"), device=device)
-        return decoder.to(device).eval()
+        return load_weights(decoder, directory, device)
 
 
 @dataclass
@@ -292,7 +287,7 @@ def train_decoder(
     """
     if not (len(vectors) == len(images) == len(image_ids)):
         raise ValueError("vectors, images and image_ids must have one row per image")
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     vectors = np.asarray(vectors, dtype=np.float32)
     pixels = _as_array(images, config.image_size)
     held = held_out_mask(list(image_ids), config.held_out_fraction, config.split_salt)
@@ -321,7 +316,7 @@ def train_decoder(
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total, max(1, round(config.warmup_ratio * total)))
+        optimizer, warmup_cosine(total, max(1, round(config.warmup_ratio * total)))
     )
     generator = torch.Generator().manual_seed(config.seed)
     log(
@@ -339,7 +334,7 @@ def train_decoder(
             if step >= total:
                 break
             batch = order[start : start + config.batch_size].to(device)
-            with _autocast(device, config.autocast):
+            with mixed_precision(device, config.autocast):
                 loss = F.mse_loss(decoder(x_all[batch]), y_all[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

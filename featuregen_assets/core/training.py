@@ -1,0 +1,64 @@
+"""What the two trainings (text encoder, decoder) share: device, precision, schedule, files."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from featuregen_assets.core.compute import ComputeSettings, autocast, resolve_device
+
+
+def training_device(device: str) -> torch.device:
+    """The device a training config names (`auto`, `cpu`, `cuda`, `cuda:N`)."""
+    return resolve_device(ComputeSettings(device=device))
+
+
+def mixed_precision(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast on a GPU when `enabled`; a no-op on the CPU."""
+    return autocast(device, torch.bfloat16 if enabled else torch.float32)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """LambdaLR factor: linear warm-up over `warmup_steps`, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def save_model_dir(
+    module: nn.Module, directory: str | Path, config: dict, metrics: dict | None
+) -> Path:
+    """Write model.safetensors, config.json and (when given) metrics.json into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(module, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    if metrics is not None:
+        (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return directory
+
+
+def read_model_config(directory: str | Path, expected_format: str) -> dict:
+    """config.json of a saved model directory, checked to be of `expected_format`."""
+    config = json.loads((Path(directory) / "config.json").read_text())
+    if config.get("format") != expected_format:
+        raise ValueError(f"{directory} holds no {expected_format} model")
+    return config
+
+
+def load_weights(module: nn.Module, directory: str | Path, device: str) -> nn.Module:
+    """Load model.safetensors into `module`; return it on `device` in eval mode."""
+    load_model(module, str(Path(directory) / "model.safetensors"), device=device)
+    return module.to(device).eval()
