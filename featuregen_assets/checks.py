@@ -5,7 +5,7 @@ import os
 import dagster as dg
 
 from featuregen_assets.core.feature_store import embedding_stats, prompt_stats
-from featuregen_assets.core.ingest import status_counts
+from featuregen_assets.core.ingest import failure_rate, status_counts
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -34,8 +34,7 @@ def failure_rate_below_threshold(
     threshold = float(os.environ.get("FEATUREGEN_MAX_FAILURE_RATE", "0.5"))
     with postgres.connection() as conn:
         counts = status_counts(conn, context.partition_key)
-    total = sum(counts.values())
-    rate = (total - counts.get("ok", 0)) / total if total else 0.0
+    rate = failure_rate(counts)
     return dg.AssetCheckResult(
         passed=rate <= threshold,
         metadata={"failure_rate": rate, "threshold": threshold, "by_status": counts},

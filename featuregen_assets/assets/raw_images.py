@@ -6,7 +6,7 @@ from pydantic import Field
 from featuregen_assets.core import paths
 from featuregen_assets.core.download import DownloadSettings
 from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.ingest import ingest_link_file, status_counts
+from featuregen_assets.core.ingest import failure_rate, ingest_link_file, status_counts
 from featuregen_assets.core.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
@@ -65,8 +65,6 @@ def raw_images(
 
     for bad in summary.bad_lines:
         context.log.warning(f"{link_file.name}:{bad.line_no}: skipped ({bad.reason}): {bad.text!r}")
-    total = sum(stored.values())
-    failure_rate = (total - stored.get("ok", 0)) / total if total else 0.0
     return dg.MaterializeResult(
         metadata={
             "links": summary.links,
@@ -76,7 +74,7 @@ def raw_images(
             "bad_lines": len(summary.bad_lines),
             "this_run_by_status": dict(summary.statuses),
             "stored_by_status": stored,
-            "failure_rate": failure_rate,
-            "dagster/row_count": total,
+            "failure_rate": failure_rate(stored),
+            "dagster/row_count": sum(stored.values()),
         },
     )

@@ -16,7 +16,7 @@ from featuregen_assets.core.download import (
     download_links,
 )
 from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.links import BadLine, Link, iter_lines
+from featuregen_assets.core.links import BadLine, Link, LinkFile, unique_links
 
 BATCH_SIZE = 256
 
@@ -45,11 +45,6 @@ class IngestSummary:
     statuses: Counter[str] = field(default_factory=Counter)
     bad_lines: list[BadLine] = field(default_factory=list)
     duplicates: int = 0
-
-    @property
-    def failed(self) -> int:
-        """Links attempted in this run that did not end `ok`."""
-        return sum(n for status, n in self.statuses.items() if status != "ok")
 
 
 def ok_urls(conn: psycopg.Connection, category: str) -> set[str]:
@@ -98,23 +93,16 @@ def ingest_link_file(
     captions: dict[str, str | None] = {}
 
     def pending() -> Iterator[Link]:
-        seen: set[str] = set()
-        for item in iter_lines(path):
-            if isinstance(item, BadLine):
-                summary.bad_lines.append(item)
-                continue
-            if item.url in seen:
-                summary.duplicates += 1
-                continue
-            seen.add(item.url)
+        for link in unique_links(path, summary):
             summary.links += 1
-            if item.url in done:
+            if link.url in done:
                 summary.skipped_ok += 1
                 continue
-            captions[item.url] = item.caption
-            yield item
+            captions[link.url] = link.caption
+            yield link
 
-    total = sum(1 for item in iter_lines(path) if isinstance(item, Link) and item.url not in done)
+    counted = LinkFile(category)  # a first streaming pass, for the progress total
+    total = sum(1 for link in unique_links(path, counted) if link.url not in done)
     batch: list[tuple] = []
     store.sweep_orphans()
     results = download_links(
@@ -151,3 +139,9 @@ def status_counts(conn: psycopg.Connection, category: str) -> dict[str, int]:
         (category,),
     )
     return dict(rows.fetchall())
+
+
+def failure_rate(counts: dict[str, int]) -> float:
+    """The share of links that are not `ok`, from counts by status (0 when there are none)."""
+    total = sum(counts.values())
+    return (total - counts.get("ok", 0)) / total if total else 0.0

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 CATEGORY_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MAX_CATEGORY_LENGTH = 64
@@ -93,16 +94,31 @@ def iter_lines(path: Path) -> Iterator[Link | BadLine]:
             yield Link(url=url, caption=caption.strip() or None, line_no=line_no)
 
 
-def parse_link_file(path: Path) -> LinkFile:
-    """Read a whole link file; a URL listed twice is kept once (its first line)."""
-    parsed = LinkFile(category=category_of(path))
+class LineReport(Protocol):
+    """Where `unique_links` records what it skipped."""
+
+    bad_lines: list[BadLine]
+    duplicates: int
+
+
+def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
+    """Stream a link file's links, a URL listed twice once (its first line).
+
+    Bad lines and repeated URLs are skipped and recorded in `report`.
+    """
     seen: set[str] = set()
     for item in iter_lines(path):
         if isinstance(item, BadLine):
-            parsed.bad_lines.append(item)
+            report.bad_lines.append(item)
         elif item.url in seen:
-            parsed.duplicates += 1
+            report.duplicates += 1
         else:
             seen.add(item.url)
-            parsed.links.append(item)
+            yield item
+
+
+def parse_link_file(path: Path) -> LinkFile:
+    """Read a whole link file into memory (see `unique_links` to stream it)."""
+    parsed = LinkFile(category=category_of(path))
+    parsed.links = list(unique_links(path, parsed))
     return parsed
