@@ -6,10 +6,10 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.training import (
+    TrainingConfig,
     artifact_dir,
     embedding_model_for,
     new_version,
-    overrides,
     register,
     training_metadata,
 )
@@ -32,14 +32,11 @@ HEADLINE = (
 )
 
 
-class AlignedTextEncoderConfig(dg.Config):
+class AlignedTextEncoderConfig(TrainingConfig):
     """Training settings; unset fields take `core.alignment.AlignmentConfig`'s defaults."""
 
     prompt_source: str = Field(
         default="both", description="Texts to train on: generated | link_caption | both."
-    )
-    embedding_model: str | None = Field(
-        default=None, description="Stored vectors to align to; default: the most stored model."
     )
     recipe: str | None = Field(
         default=None,
@@ -50,14 +47,8 @@ class AlignedTextEncoderConfig(dg.Config):
         default=None, description="lit: train only the tower's last N layers."
     )
     loss: str | None = Field(default=None, description="infonce | siglip")
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
     weight_decay: float | None = None
-    seed: int | None = None
     standardize_targets: bool | None = None
-    held_out_fraction: float | None = None
-    max_steps: int | None = Field(default=None, description="Stop after this many steps.")
 
 
 @dg.asset(
@@ -84,7 +75,7 @@ def aligned_text_encoder(
         )
     settings = AlignmentConfig(
         device=compute.settings().device,
-        **overrides(config, exclude={"prompt_source", "embedding_model"}),
+        **config.core_settings(exclude=frozenset({"prompt_source"})),
     )
     tower = models.spec("clip_text")
     result = train_alignment(

@@ -6,10 +6,10 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.training import (
+    TrainingConfig,
     artifact_dir,
     embedding_model_for,
     new_version,
-    overrides,
     register,
     training_metadata,
 )
@@ -33,20 +33,11 @@ HEADLINE = (
 )
 
 
-class DecoderModelConfig(dg.Config):
+class DecoderModelConfig(TrainingConfig):
     """Training settings; unset fields take `core.decoder.DecoderConfig`'s defaults."""
 
-    embedding_model: str | None = Field(
-        default=None, description="Stored vectors to decode; default: the most stored model."
-    )
     image_size: int | None = Field(default=None, description="Output side, a power of two.")
     base_channels: int | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int | None = None
-    held_out_fraction: float | None = None
-    max_steps: int | None = Field(default=None, description="Stop after this many steps.")
 
 
 @dg.asset(deps=["image_embeddings"], group_name="models", kinds={"pytorch"}, pool="gpu")
@@ -68,9 +59,7 @@ def decoder_model(
             f"feature consistency skipped: the configured embedder ({reencoder.key}) did not"
             f" make the stored vectors ({embedding_model})"
         )
-    settings = DecoderConfig(
-        device=reencoder.device.type, **overrides(config, exclude={"embedding_model"})
-    )
+    settings = DecoderConfig(device=reencoder.device.type, **config.core_settings())
     result = train_decoder(
         images.vectors,
         images.paths,

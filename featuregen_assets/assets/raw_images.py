@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from featuregen_assets.assets.config import set_fields
 from featuregen_assets.core import paths
 from featuregen_assets.core.download import DownloadSettings
 from featuregen_assets.core.image_store import ImageStore
@@ -42,12 +43,7 @@ def raw_images(
     if not link_file.is_file():
         raise dg.Failure(f"no link file for category {category!r}: expected {link_file}")
 
-    overrides = {
-        name: value
-        for name, value in config.model_dump().items()
-        if name != "force" and value is not None
-    }
-    settings = DownloadSettings.from_env(**overrides)
+    settings = DownloadSettings.from_env(**set_fields(config, exclude=frozenset({"force"})))
     progress = ProgressReporter(category, context.log.info)
 
     with postgres.connection() as conn:

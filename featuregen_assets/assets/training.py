@@ -1,4 +1,4 @@
-"""Shared wiring of the two training assets: config overrides, versions, registry, metadata."""
+"""Shared wiring of the two training assets: config, versions, registry, metadata."""
 
 import hashlib
 import json
@@ -7,20 +7,31 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
+from featuregen_assets.assets.config import set_fields
 from featuregen_assets.core import paths
 from featuregen_assets.core.plots import line_chart, markdown_image
 from featuregen_assets.core.registry import RegisteredModel, most_embedded_model, register_model
 from featuregen_assets.resources.postgres import PostgresResource
 
 
-def overrides(config: dg.Config, exclude: set[str]) -> dict[str, Any]:
-    """Config fields that were set (not None), minus `exclude`: the core defaults fill the rest."""
-    return {
-        name: value
-        for name, value in config.model_dump().items()
-        if value is not None and name not in exclude
-    }
+class TrainingConfig(dg.Config):
+    """Settings both trainings take; unset fields take the core config's defaults."""
+
+    embedding_model: str | None = Field(
+        default=None, description="Stored vectors to train against; default: the most stored."
+    )
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    held_out_fraction: float | None = None
+    max_steps: int | None = Field(default=None, description="Stop after this many steps.")
+
+    def core_settings(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The fields given a value, for the core training config (minus `exclude`)."""
+        return set_fields(self, exclude | {"embedding_model"})
 
 
 def embedding_model_for(postgres: PostgresResource, requested: str | None) -> str:
