@@ -224,20 +224,25 @@ def profile_from_env() -> str:
     return profile
 
 
-def resolve_models(profile: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> dict[str, ModelSpec]:
-    """The model of each role for a profile; ``tiny`` builds missing local models first.
+def resolve_model(profile: str, role: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> ModelSpec:
+    """The model of one role for a profile; ``tiny`` builds it locally first if missing.
 
     ``dinov2`` picks the real DINOv2 variant (``facebook/dinov2-small|base|large|giant``,
     with or without ``-with-registers``); the tiny profile has one tiny DINOv2.
     """
     if profile == "real":
-        real = {"dinov2": dinov2, **REAL_IDS}
-        return {role: ModelSpec(role, real[role], real[role]) for role in ROLES}
+        name = dinov2 if role == "dinov2" else REAL_IDS.get(role)
+        if name is None:
+            raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
+        return ModelSpec(role, name, name)
     if profile == "tiny":
-        return {
-            role: ModelSpec(role, str(ensure_tiny(role, home)), f"tiny/{role}") for role in ROLES
-        }
+        return ModelSpec(role, str(ensure_tiny(role, home)), f"tiny/{role}")
     raise ValueError(f"unknown model profile {profile!r}: expected one of {PROFILES}")
+
+
+def resolve_models(profile: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> dict[str, ModelSpec]:
+    """The model of every role for a profile (see `resolve_model`)."""
+    return {role: resolve_model(profile, role, home, dinov2) for role in ROLES}
 
 
 def model_key(model_id: str, config: dict) -> str:

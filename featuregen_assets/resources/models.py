@@ -12,7 +12,7 @@ from featuregen_assets.core.model_profiles import (
     DEFAULT_DINOV2,
     ModelSpec,
     profile_from_env,
-    resolve_models,
+    resolve_model,
 )
 
 
@@ -69,7 +69,7 @@ class ModelsResource(dg.ConfigurableResource):
         """The model of `role` (dinov2, qwen2vl, clip_text) in this profile."""
         profile = self.profile or profile_from_env()
         dinov2 = self.dinov2 or _env("FEATUREGEN_DINOV2", DEFAULT_DINOV2)
-        return resolve_models(profile, paths.models_dir(), dinov2)[role]
+        return resolve_model(profile, role, paths.models_dir(), dinov2)
 
 
 class EmbedderResource(dg.ConfigurableResource):
