@@ -178,9 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `featuregen` command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("FEATUREGEN_PROGRESS", "bar")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
+    # No model-loading bars (read when huggingface_hub is imported; no transformers import here).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "dev":

@@ -111,12 +111,12 @@ def search_image(
     conn: psycopg.Connection, embedder, path: str, *, k: int = 10, category: str | None = None
 ) -> list[SearchHit]:
     """Images most like the image at `path`, by the DINOv2 vectors of `embedder`'s model."""
-    [(_, vector, error)] = list(embedder.embed_files([path]))
-    if vector is None:
-        raise ValueError(f"cannot embed {path}: {error}")
     stored = conn.execute(
         "SELECT 1 FROM image_embeddings WHERE model = %s LIMIT 1", (embedder.key,)
     ).fetchone()
     if stored is None:
         raise LookupError(f"no images are embedded by {embedder.key}")
+    [(_, vector, error)] = list(embedder.embed_files([path]))
+    if vector is None:
+        raise ValueError(f"cannot embed {path}: {error}")
     return search_vectors(conn, vector, embedder.key, k=k, category=category)
