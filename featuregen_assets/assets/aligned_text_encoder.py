@@ -7,14 +7,11 @@ from pydantic import Field
 
 from featuregen_assets.assets.training import (
     TrainingConfig,
-    artifact_dir,
     embedding_model_for,
-    new_version,
-    register,
+    publish,
     training_metadata,
 )
 from featuregen_assets.core.alignment import AlignmentConfig, train_alignment
-from featuregen_assets.core.registry import RegisteredModel
 from featuregen_assets.core.training_data import alignment_pairs
 from featuregen_assets.resources.models import ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
@@ -91,12 +88,12 @@ def aligned_text_encoder(
         "prompt_source": config.prompt_source,
         "text_tower": tower.model_id,
     }
-    version = new_version({**recorded, "embedding_model": embedding_model})
-    model = RegisteredModel(
-        NAME, version, artifact_dir(NAME, version), embedding_model, recorded, result.metrics
+    model = publish(
+        postgres,
+        NAME,
+        embedding_model,
+        recorded,
+        result.metrics,
+        lambda path: result.encoder.save(path, metrics=result.metrics),
     )
-    result.encoder.save(model.path, metrics=result.metrics)
-    register(postgres, model)
-
-    headline = {key: result.metrics[key] for key in HEADLINE if key in result.metrics}
-    return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, headline))
+    return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, HEADLINE))

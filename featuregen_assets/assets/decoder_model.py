@@ -1,21 +1,19 @@
 """`decoder_model`: a convolutional decoder from a stored DINOv2 vector back to the image."""
 
 from dataclasses import asdict
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.training import (
     TrainingConfig,
-    artifact_dir,
     embedding_model_for,
-    new_version,
-    register,
+    publish,
     training_metadata,
 )
 from featuregen_assets.core.decoder import DecoderConfig, encoder_for, train_decoder
 from featuregen_assets.core.plots import markdown_image
-from featuregen_assets.core.registry import RegisteredModel
 from featuregen_assets.core.training_data import embedded_images
 from featuregen_assets.resources.models import EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
@@ -69,17 +67,14 @@ def decoder_model(
         log=context.log.info,
     )
     recorded = asdict(settings)
-    version = new_version({**recorded, "embedding_model": embedding_model})
-    model = RegisteredModel(
-        NAME, version, artifact_dir(NAME, version), embedding_model, recorded, result.metrics
-    )
-    result.decoder.save(model.path, metrics=result.metrics)
-    if result.grid is not None:
-        result.grid.save(model.path / "reconstructions.png")
-    register(postgres, model)
 
-    headline = {key: result.metrics[key] for key in HEADLINE if key in result.metrics}
-    metadata = training_metadata(model, result.loss_curve, headline)
+    def save(path: Path) -> None:
+        result.decoder.save(path, metrics=result.metrics)
+        if result.grid is not None:
+            result.grid.save(path / "reconstructions.png")
+
+    model = publish(postgres, NAME, embedding_model, recorded, result.metrics, save)
+    metadata = training_metadata(model, result.loss_curve, HEADLINE)
     if result.grid is not None:
         metadata["reconstructions"] = dg.MetadataValue.md(
             "Top: held-out originals. Bottom: decoded from their DINOv2 vectors.\n\n"

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +44,39 @@ def embedding_model_for(postgres: PostgresResource, requested: str | None) -> st
     return model
 
 
-def new_version(settings: dict[str, Any]) -> str:
-    """`<UTC time>-<hash of the settings>`: sortable and tied to what was trained."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest.hexdigest()[:8]
+def publish(
+    postgres: PostgresResource,
+    name: str,
+    embedding_model: str,
+    settings: dict[str, Any],
+    metrics: dict[str, Any],
+    save: Callable[[Path], object],
+) -> RegisteredModel:
+    """Save a trained model as a new version and record it in the `models` table.
 
-
-def artifact_dir(name: str, version: str) -> Path:
-    """Where a trained model version is saved."""
-    return paths.artifacts_dir() / name / version
-
-
-def register(postgres: PostgresResource, model: RegisteredModel) -> None:
-    """Record the trained model in the `models` table."""
+    The version is `<UTC time>-<hash of the settings>`: sortable and tied to what was trained.
+    """
+    digest = hashlib.sha256(
+        json.dumps(
+            {**settings, "embedding_model": embedding_model}, sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()[:8]
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest
+    model = RegisteredModel(
+        name, version, paths.artifacts_dir() / name / version, embedding_model, settings, metrics
+    )
+    save(model.path)
     with postgres.connection() as conn:
         register_model(conn, model)
+    return model
 
 
 def training_metadata(
-    model: RegisteredModel, loss_curve: list[float], headline: dict[str, float]
+    model: RegisteredModel, loss_curve: list[float], headline: Sequence[str]
 ) -> dict[str, Any]:
-    """Output metadata: headline metrics as numbers, all metrics as JSON, the loss curve."""
+    """Output metadata: the `headline` metrics as numbers, all as JSON, the loss curve."""
     return {
-        **{key: float(value) for key, value in headline.items()},
+        **{key: float(model.metrics[key]) for key in headline if key in model.metrics},
         "version": model.version,
         "path": dg.MetadataValue.path(str(model.path)),
         "embedding_model": model.embedding_model,
