@@ -6,6 +6,11 @@ Pure forward: the same model on pre-decoded, normalised tensors already on the d
 
     python benchmarks/embed.py --device cpu                 # tiny and dinov2-small
     python benchmarks/embed.py --device cuda                # dinov2-base, bf16, + FLOP share
+    python benchmarks/embed.py --device cuda --gpu-jpeg-share 0 0.5 1 --workers 12 15 --stages
+
+Several ``--gpu-jpeg-share`` / ``--workers`` values give one row per combination, each with
+its own forward baseline from the same rounds. ``--stages`` also prints what each input
+stage delivers alone (where the time goes).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -125,7 +131,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int) -> float:
+def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int = 8192) -> float:
     """images/s of the forward alone on one pre-decoded batch, repeated to ``n`` images."""
     from featuregen_assets.core.embedding import open_rgb
 
@@ -143,20 +149,24 @@ def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int) -> float:
     return steps * bs / (time.perf_counter() - t0)
 
 
-def end_to_end(embedder: ImageEmbedder, paths: list[Path], sink: Sink) -> tuple[float, int]:
-    """images/s from files to committed rows; returns (rate, rows written)."""
+def end_to_end(
+    embedder: ImageEmbedder, paths: list[Path], sink: Sink
+) -> tuple[float, int, np.ndarray]:
+    """images/s from files to committed rows; returns (rate, rows written, the vectors)."""
     sink.reset()
+    vectors = np.full((len(paths), embedder.dim), np.nan, np.float32)
     t0 = time.perf_counter()
     chunk: list[tuple[str, str, np.ndarray]] = []
     for i, vec, err in embedder.embed_files(paths):
         if err is None:
+            vectors[i] = vec
             chunk.append((paths[i].stem, embedder.key, vec))
         if len(chunk) >= 1024:
             sink.write(chunk)
             chunk = []
     sink.write(chunk)
     rate = len(paths) / (time.perf_counter() - t0)
-    return rate, sink.count() if sink.conn is not None else -1
+    return rate, sink.count() if sink.conn is not None else -1, vectors
 
 
 def flops_per_image(config, image_size: int = 224) -> float:
@@ -169,47 +179,97 @@ def flops_per_image(config, image_size: int = 224) -> float:
     return layers * per_layer + 2 * patches * 3 * config.patch_size**2 * d
 
 
-def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> dict:
+def stages(embedder: ImageEmbedder, paths: list[Path]) -> dict:
+    """What each input stage delivers alone, images/s (no forward, no sink)."""
+    from featuregen_assets.core.embedding import open_rgb
+
+    sample = paths[:256]
+    t0 = time.perf_counter()
+    for p in sample:
+        embedder.transform(open_rgb(p, embedder.transform.draft_size()))
+    one_core = len(sample) / (time.perf_counter() - t0)
+    out = {"pillow_one_core_img_s": round(one_core, 1)}
+    base = embedder.compute
+    embedder.compute = replace(base, gpu_jpeg_share=0.0)
+    t0 = time.perf_counter()
+    n = sum(len(indices) for indices, *_ in embedder.loader(paths))
+    out["loader_workers_pillow_img_s"] = round(n / (time.perf_counter() - t0), 1)
+    if embedder.device.type == "cuda":
+        embedder.compute = replace(base, gpu_jpeg_share=1.0)
+        t0 = time.perf_counter()
+        n = sum(len(indices) for indices, *_ in embedder.batches(paths))
+        sync(embedder.device)
+        out["nvjpeg_decode_resize_img_s"] = round(n / (time.perf_counter() - t0), 1)
+    embedder.compute = base
+    return out
+
+
+def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> list[dict]:
+    """One row per (gpu_jpeg_share, workers), each against a forward from the same rounds."""
     spec = build_arch(arch, root / "models")
-    compute = ComputeSettings(
+    base = ComputeSettings(
         device=args.device,
         dtype=args.dtype,
         batch_size=args.batch,
-        num_workers=args.workers,
+        num_workers=args.workers[0],
         compile=args.compile,
+        gpu_jpeg_share=args.gpu_jpeg_share[0],
     )
-    embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
+    embedder = ImageEmbedder(spec, base, EmbeddingSettings())
     list(embedder.embed_files(paths[: args.batch]))  # warm-up: workers, kernels
-    # Alternate the two measurements and keep each one's best round: on a shared machine
-    # this compares quiet moment with quiet moment.
-    forward = e2e = 0.0
-    for _ in range(args.rounds):
-        forward = max(forward, pure_forward(embedder, paths, len(paths)))
-        rate, rows = end_to_end(embedder, paths, sink)
-        e2e = max(e2e, rate)
-    result = {
+    common = {
         "arch": arch,
         "device": str(embedder.device),
         "dtype": str(embedder.dtype).split(".")[-1],
         "batch": args.batch,
-        "workers": args.workers,
         "images": len(paths),
-        "rows": rows,
-        "forward_img_s": round(forward, 1),
-        "e2e_img_s": round(e2e, 1),
-        "ratio": round(e2e / forward, 3),
         "rounds": args.rounds,
     }
     if embedder.device.type == "cuda":
-        name = torch.cuda.get_device_name(embedder.device)
-        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-        achieved = forward * flops_per_image(embedder.model.config)
-        result["gpu"] = name
-        result["forward_tflop_s"] = round(achieved / 1e12, 1)
-        if peak:
-            result["share_of_peak_bf16"] = round(achieved / peak, 3)
+        common["gpu"] = torch.cuda.get_device_name(embedder.device)
+    if args.stages:
+        print(json.dumps({"arch": arch, "workers": args.workers[0], **stages(embedder, paths)}))
+    results = []
+    reference = None  # the first row's vectors: every decode path must agree with them
+    for share in args.gpu_jpeg_share:
+        for workers in args.workers:
+            embedder.compute = replace(base, gpu_jpeg_share=share, num_workers=workers)
+            # Alternate the two measurements and keep each one's best round: on a shared
+            # machine this compares quiet moment with quiet moment.
+            forward = e2e = 0.0
+            for _ in range(args.rounds):
+                forward = max(forward, pure_forward(embedder, paths))
+                rate, rows, vectors = end_to_end(embedder, paths, sink)
+                e2e = max(e2e, rate)
+            reference = vectors if reference is None else reference
+            cosines = np.einsum("ij,ij->i", vectors, reference)
+            result = {
+                **common,
+                "workers": workers,
+                "gpu_jpeg_share": share if embedder.device.type == "cuda" else None,
+                "rows": rows,
+                "forward_img_s": round(forward, 1),
+                "e2e_img_s": round(e2e, 1),
+                "ratio": round(e2e / forward, 3),
+                "min_cosine_to_first_row": round(float(np.nanmin(cosines)), 4),
+                "missing_vectors": int(np.isnan(cosines).sum()),
+            }
+            if embedder.device.type == "cuda":
+                result.update(flop_share(forward, embedder.model.config, common["gpu"]))
+            print(json.dumps(result))
+            results.append(result)
     embedder.close()
-    return result
+    return results
+
+
+def flop_share(forward_img_s: float, config, gpu: str) -> dict:
+    """The forward's TFLOP/s and its share of the GPU's dense bf16 peak."""
+    achieved = forward_img_s * flops_per_image(config)
+    out = {"forward_tflop_s": round(achieved / 1e12, 1)}
+    peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
+    if peak:
+        out["share_of_peak_bf16"] = round(achieved / peak, 3)
+    return out
 
 
 def machine() -> str:
@@ -227,7 +287,15 @@ def main() -> None:
     p.add_argument("--arch", nargs="+", help="tiny, dinov2-small, dinov2-base, dinov2-large")
     p.add_argument("--images", type=int)
     p.add_argument("--batch", type=int)
-    p.add_argument("--workers", type=int)
+    p.add_argument("--workers", type=int, nargs="+")
+    p.add_argument(
+        "--gpu-jpeg-share",
+        type=float,
+        nargs="+",
+        default=[ComputeSettings.gpu_jpeg_share],
+        help="share of JPEGs nvJPEG decodes (GPU only)",
+    )
+    p.add_argument("--stages", action="store_true", help="also time each input stage alone")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-postgres", action="store_true", help="skip the COPY into PostgreSQL")
@@ -237,11 +305,7 @@ def main() -> None:
     args.arch = args.arch or (["dinov2-base"] if gpu else ["tiny", "dinov2-small"])
     args.images = args.images or (8192 if gpu else 256)
     args.batch = args.batch or (256 if gpu else 32)
-    args.workers = (
-        args.workers
-        if args.workers is not None
-        else (max(1, (os.cpu_count() or 2) - 2) if gpu else 2)
-    )
+    args.workers = args.workers or [max(1, (os.cpu_count() or 2) - 2) if gpu else 2]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -256,22 +320,19 @@ def main() -> None:
         print(f"end-to-end sink: {where}")
         results = []
         for arch in args.arch:
-            r = run(arch, args, root, paths, sink)
-            r["sink"] = where
-            results.append(r)
-            print(json.dumps(r))
+            results += [{**r, "sink": where} for r in run(arch, args, root, paths, sink)]
         if sink.conn is not None:
             sink.conn.close()
     print()
     print(
-        "| arch | device | dtype | batch | workers | forward img/s | end-to-end img/s"
-        " | e2e ÷ forward |"
+        "| arch | device | dtype | batch | workers | nvJPEG share | forward img/s"
+        " | end-to-end img/s | e2e ÷ forward |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['arch']} | {r['device']} | {r['dtype']} | {r['batch']} | {r['workers']} | "
-            f"{r['forward_img_s']} | {r['e2e_img_s']} | {r['ratio']} |"
+            f"{r['gpu_jpeg_share']} | {r['forward_img_s']} | {r['e2e_img_s']} | {r['ratio']} |"
         )
         if "forward_tflop_s" in r:
             share = r.get("share_of_peak_bf16", "n/a")

@@ -27,11 +27,12 @@ def test_orient_matches_pillow_exif_transpose(orientation: int) -> None:
     np.testing.assert_array_equal(got.numpy(), expected)
 
 
-def test_resize_crop_gives_the_model_input_size() -> None:
-    image = torch.full((3, 300, 500), 200, dtype=torch.uint8)
-    out = resize_crop(image, lambda w, h: (int(256 * w / h), 256), (224, 224))
-    assert out.shape == (224, 224, 3) and out.dtype == torch.uint8
-    assert int(out.float().mean().round()) == 200
+def test_resize_crop_resizes_a_same_size_batch_to_the_model_input() -> None:
+    images = torch.stack([torch.full((3, 300, 500), v, dtype=torch.uint8) for v in (40, 200)])
+    out = resize_crop(images, (256, 426), (224, 224))
+    assert out.shape == (2, 3, 224, 224) and out.dtype == torch.float32
+    assert out[0].mean().item() == pytest.approx(40, abs=0.5)
+    assert out[1].mean().item() == pytest.approx(200, abs=0.5)
 
 
 def test_jpeg_header_takes_rgb_jpegs_only() -> None:
@@ -68,7 +69,7 @@ def _nvjpeg_like(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     out = []
     for tensor in tensors:
         with Image.open(io.BytesIO(tensor.numpy().tobytes())) as im:
-            out.append(torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1))
+            out.append(torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1))
     return out
 
 
@@ -76,12 +77,20 @@ def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     raise RuntimeError("nvJPEG refused the batch")
 
 
-@pytest.mark.parametrize("decoder", [_nvjpeg_like, _refusing])
-def test_device_decode_path_matches_the_pillow_path(tmp_path: Path, decoder) -> None:
+@pytest.mark.parametrize(
+    ("decoder", "share", "calls"),
+    [
+        (_nvjpeg_like, 1.0, [3]),  # the three RGB JPEGs, in one batch
+        (_refusing, 1.0, [3, 1, 1, 1]),  # the batch refused, then each JPEG alone
+        (_nvjpeg_like, 0.5, [1]),  # picks indices 1 and 3, and 3 is a PNG: Pillow's
+    ],
+)
+def test_device_decode_path_matches_the_pillow_path(
+    tmp_path: Path, decoder, share: float, calls: list[int]
+) -> None:
     spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
-    embedder = ImageEmbedder(
-        spec, ComputeSettings(device="cpu", batch_size=3, num_workers=0), EmbeddingSettings()
-    )
+    compute = ComputeSettings(device="cpu", batch_size=3, num_workers=0, gpu_jpeg_share=share)
+    embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
     paths = _images(tmp_path)
     reference = {i: (vector, error) for i, vector, error in embedder.embed_files(paths)}
     decoded: list[int] = []
@@ -92,7 +101,7 @@ def test_device_decode_path_matches_the_pillow_path(tmp_path: Path, decoder) -> 
 
     embedder._decode_jpeg = counting  # what a GPU with torchvision sets
     device_path = list(embedder.embed_files(paths))
-    assert sum(decoded) >= 3  # the three RGB JPEGs went to the device decoder
+    assert decoded == calls
 
     assert [i for i, _, _ in device_path] == list(range(len(paths)))
     for i, vector, error in device_path:
@@ -102,3 +111,9 @@ def test_device_decode_path_matches_the_pillow_path(tmp_path: Path, decoder) -> 
         assert error is None
         cosine = float(np.dot(vector, reference[i][0]))
         assert cosine > 0.99, (paths[i].name, cosine)
+
+
+def test_gpu_jpeg_share_outside_zero_to_one_is_refused(tmp_path: Path) -> None:
+    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+    with pytest.raises(ValueError, match="gpu_jpeg_share"):
+        ImageEmbedder(spec, ComputeSettings(device="cpu", gpu_jpeg_share=1.5), EmbeddingSettings())

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One GPU check for the model assets' core (issue 4), run from the repository root:
-#   bash benchmarks/gpu/run.sh          (device tool: carry .whl; results land in $OUT)
-# 1. CUDA-path tests of compute/embedding/captioning/model_profiles (with torchvision there,
-#    the hand-built Qwen2-VL ids are checked against the official Qwen2VLProcessor);
-# 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share;
-# 3. benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
-# 4. benchmarks/train.py: text-encoder and decoder training samples/s, real architectures.
-# Budget: about 6-8 minutes. Needs no network; dagster is not imported.
+# GPU checks for the model assets' core (issue 4), run from the repository root:
+#   bash benchmarks/gpu/run.sh [embed|all]     (device tool: carry .whl; results land in $OUT)
+# 1. CUDA-path tests of compute/embedding/gpu_decode/captioning/model_profiles (with
+#    torchvision there, the hand-built Qwen2-VL ids are checked against Qwen2VLProcessor);
+# 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share,
+#    swept over the nvJPEG share and the loader workers, with each input stage timed alone;
+# 3. (all) benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
+# 4. (all) benchmarks/train.py: text-encoder and decoder training samples/s.
+# Budget: about 4 minutes for `embed`, 7-9 for `all`. Needs no network; no dagster import.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+WHAT=${1:-all}
 OUT=${OUT:-$(mktemp -d)}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -37,19 +39,16 @@ echo "== tests (CUDA paths) =="
 SECONDS=0
 timeout 120 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
   featuregen_tests/test_compute.py featuregen_tests/test_model_profiles.py \
-  featuregen_tests/test_embedding.py featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
+  featuregen_tests/test_embedding.py featuregen_tests/test_gpu_decode.py \
+  featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
 echo "tests: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/tests.log"
 
 echo "== embed benchmark =="
 SECONDS=0
-timeout 150 $PY benchmarks/embed.py --device cuda --images 16384 --workers 15 --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
-rc=${PIPESTATUS[0]}
-if [ "$rc" != 0 ]; then
-  echo "embed.py rc=$rc: again without PostgreSQL" | tee -a "$OUT/embed.log"
-  timeout 90 $PY benchmarks/embed.py --device cuda --no-postgres --images 4096 \
-    --json "$OUT/embed.json" 2>&1 | tee -a "$OUT/embed.log"
-fi
-echo "embed: ${SECONDS}s" | tee -a "$OUT/embed.log"
+timeout 330 $PY benchmarks/embed.py --device cuda --images 16384 --stages \
+  --gpu-jpeg-share 0 0.25 0.5 0.75 1 --workers 12 15 --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
+echo "embed: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/embed.log"
+[ "$WHAT" = embed ] && exit 0
 
 echo "== caption benchmark =="
 SECONDS=0

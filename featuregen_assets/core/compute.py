@@ -18,6 +18,8 @@ class ComputeSettings:
     device: ``auto`` (the first GPU if there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype: ``auto`` (bfloat16 on a GPU that supports it, float32 otherwise) or an explicit
     ``float32`` | ``bfloat16`` | ``float16``.
+    gpu_jpeg_share: on a GPU with nvJPEG, the share of JPEGs it decodes (0–1); loader
+    workers decode the rest, so the two decoders work at the same time.
     """
 
     device: str = "auto"
@@ -26,6 +28,7 @@ class ComputeSettings:
     num_workers: int = 2
     attn_implementation: str = "sdpa"
     compile: bool = False
+    gpu_jpeg_share: float = 0.5
 
 
 def resolve_device(settings: ComputeSettings) -> torch.device:

@@ -4,7 +4,9 @@ Workers open each file (JPEG draft mode, EXIF orientation, RGB), resize and cent
 in one Pillow call to the model's preprocessing (from its image-processor config) and hand
 uint8 pixels over; the device normalises, runs the model under ``inference_mode`` and
 returns L2-normalised CLS (or CLS ⊕ mean-of-patches) vectors. On a GPU with torchvision,
-workers hand JPEGs over still encoded and nvJPEG decodes them (``core.gpu_decode``).
+workers hand a share of the JPEGs (``gpu_jpeg_share``) over still encoded and nvJPEG
+decodes them (``core.gpu_decode``) while the workers decode the rest: both decoders feed
+the model at once.
 """
 
 from __future__ import annotations
@@ -129,15 +131,20 @@ class _Encoded(NamedTuple):
 
 
 class _ImageFiles(Dataset):
-    def __init__(self, paths: Sequence[Path], transform: CropResize, raw_jpeg: bool = False):
-        self.paths, self.transform, self.raw_jpeg = list(paths), transform, raw_jpeg
+    """Files decoded by Pillow, or, for ``gpu_share`` of them spread evenly, JPEGs left encoded."""
+
+    def __init__(self, paths: Sequence[Path], transform: CropResize, gpu_share: float = 0.0):
+        self.paths, self.transform, self.gpu_share = list(paths), transform, gpu_share
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _for_device(self, i: int) -> bool:
+        return int((i + 1) * self.gpu_share) > int(i * self.gpu_share)
+
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | _Encoded | None, str | None]:
         try:
-            if not self.raw_jpeg:
+            if not self._for_device(i):
                 return i, self.transform(open_rgb(self.paths[i], self.transform.draft_size())), None
             data = Path(self.paths[i]).read_bytes()
             orientation = jpeg_header(data)
@@ -164,6 +171,8 @@ class ImageEmbedder:
 
         if settings.pooling not in POOLINGS:
             raise ValueError(f"pooling {settings.pooling!r}: expected one of {POOLINGS}")
+        if not 0.0 <= compute.gpu_jpeg_share <= 1.0:
+            raise ValueError(f"gpu_jpeg_share {compute.gpu_jpeg_share}: expected 0 to 1")
         self.spec, self.compute, self.settings = spec, compute, settings
         self.device = resolve_device(compute)
         self.dtype = resolve_dtype(compute, self.device)
@@ -184,6 +193,7 @@ class ImageEmbedder:
         )
         self.model.eval().to(self.device)
         self._decode_jpeg = gpu_jpeg_decoder() if self.device.type == "cuda" else None
+        self._decode_stream = torch.cuda.Stream(self.device) if self._decode_jpeg else None
         self._forward = torch.compile(self.model) if compute.compile else self.model
         config = self.model.config
         self._skip = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
@@ -201,6 +211,10 @@ class ImageEmbedder:
     def pixels_to_input(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC pixels (any device) to the model's normalised NCHW input on its device."""
         x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Float NCHW pixels (0–255) on the device to the model's input."""
         return (x * self._mul + self._add).to(self.dtype)
 
     @torch.inference_mode()
@@ -221,8 +235,9 @@ class ImageEmbedder:
         the first forward starts after a few images are decoded rather than a full batch.
         """
         workers = max(0, self.compute.num_workers)
+        share = self.compute.gpu_jpeg_share if self._decode_jpeg is not None else 0.0
         return DataLoader(
-            _ImageFiles(paths, self.transform, raw_jpeg=self._decode_jpeg is not None),
+            _ImageFiles(paths, self.transform, gpu_share=share),
             batch_size=min(self.compute.batch_size, LOADER_CHUNK),
             num_workers=workers,
             collate_fn=_collate,
@@ -241,10 +256,10 @@ class ImageEmbedder:
         back, so the host never waits on the device while it has work to hand over.
         """
         pending = None  # (indices, failed, host vectors, copy-done event)
-        for indices, pixels, failed in self._batches(paths):
+        for indices, inputs, failed in self.batches(paths):
             current = None
-            if pixels is not None:
-                vec = self.embed_pixels(self.pixels_to_input(pixels))
+            if inputs is not None:
+                vec = self.embed_pixels(inputs)
                 if self.device.type == "cuda":
                     host = torch.empty(vec.shape, dtype=vec.dtype, pin_memory=True)
                     host.copy_(vec, non_blocking=True)
@@ -261,21 +276,26 @@ class ImageEmbedder:
         if pending is not None:
             yield from _emit(*pending)
 
-    def _batches(self, paths: Sequence[Path]):
-        """Model batches of up to `batch_size` images, assembled from the loader's chunks."""
+    def batches(self, paths: Sequence[Path]):
+        """Model inputs of up to `batch_size` images, assembled from the loader's chunks.
+
+        Yields (indices, normalised NCHW input or None, [(index, error)]); the input's rows
+        follow ``indices``.
+        """
         indices: list[int] = []
         pixels: list[torch.Tensor] = []
         failed: list[tuple[int, str]] = []
         encoded: list[tuple[int, _Encoded]] = []
 
         def batch():
+            parts = [self.pixels_to_input(torch.cat(pixels))] if pixels else []
             if encoded:
                 decoded_indices, decoded, decode_failed = self._decode_on_device(encoded)
                 indices.extend(decoded_indices)
                 failed.extend(decode_failed)
                 if decoded is not None:
-                    pixels.append(decoded)
-            return indices, torch.cat(pixels) if pixels else None, failed
+                    parts.append(self._normalise(decoded))
+            return indices, torch.cat(parts) if parts else None, failed
 
         for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.loader(paths):
             indices += chunk_indices
@@ -292,30 +312,61 @@ class ImageEmbedder:
     def _decode_on_device(
         self, encoded: list[tuple[int, _Encoded]]
     ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+        """`_decode_resize` on a side stream of its own, when there is one.
+
+        nvJPEG writes from its own stream into memory allocated on the calling stream. Called
+        on the model's stream, that memory can be a block the previous forward still uses:
+        the side stream has finished its own earlier work before each decode, so no block it
+        hands out is in use; the model's stream then waits for the decoded batch.
+        """
+        stream = self._decode_stream
+        if stream is None:
+            return self._decode_resize(encoded)
+        stream.synchronize()
+        with torch.cuda.stream(stream):
+            indices, pixels, failed = self._decode_resize(encoded)
+        current = torch.cuda.current_stream(self.device)
+        current.wait_stream(stream)
+        if pixels is not None:
+            pixels.record_stream(current)
+        return indices, pixels, failed
+
+    def _decode_resize(
+        self, encoded: list[tuple[int, _Encoded]]
+    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
         """Decode JPEGs with nvJPEG, orient, resize and crop them on the device.
 
-        A JPEG the batch decoder refuses is retried alone, then through Pillow.
+        Returns (indices, float NCHW pixels 0–255 in that order, failures). Images of one
+        size share one resize. A JPEG the batch decoder refuses is retried alone, then
+        through Pillow.
         """
-        tensors = [as_tensor(item.data).contiguous() for _, item in encoded]
+        tensors = [as_tensor(item.data) for _, item in encoded]
         try:
             images = self._decode_jpeg(tensors)
         except RuntimeError:
             images = [self._decode_one(tensor) for tensor in tensors]
-        indices, pixels, failed = [], [], []
+        by_size: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
+        cropped: list[tuple[int, torch.Tensor]] = []  # JPEGs nvJPEG refused, done by Pillow
+        failed: list[tuple[int, str]] = []
         for (index, item), image in zip(encoded, images, strict=True):
             try:
                 if image is None:
                     draft = self.transform.draft_size()
-                    rgb = open_rgb(io.BytesIO(item.data.tobytes()), draft)
-                    pixels.append(torch.from_numpy(self.transform(rgb)).to(self.device))
+                    rgb = self.transform(open_rgb(io.BytesIO(item.data.tobytes()), draft))
+                    cropped.append((index, torch.from_numpy(rgb).permute(2, 0, 1)))
                 else:
                     upright = orient(image, item.orientation)
-                    crop = self.transform.crop
-                    pixels.append(resize_crop(upright, self.transform.output_size, crop))
-                indices.append(index)
+                    by_size.setdefault(tuple(upright.shape[-2:]), []).append((index, upright))
             except Exception as e:  # an undecodable file is reported, not fatal
                 failed.append((index, f"{type(e).__name__}: {e}"))
-        return indices, torch.stack(pixels) if pixels else None, failed
+        indices = [index for index, _ in cropped]
+        parts = [torch.stack([px for _, px in cropped]).to(self.device).float()] if cropped else []
+        for (height, width), group in by_size.items():
+            resized_width, resized_height = self.transform.output_size(width, height)
+            stacked = torch.stack([image for _, image in group])
+            parts.append(resize_crop(stacked, (resized_height, resized_width), self.transform.crop))
+            indices += [index for index, _ in group]
+        return indices, torch.cat(parts) if parts else None, failed
 
     def _decode_one(self, tensor: torch.Tensor) -> torch.Tensor | None:
         try:
@@ -335,5 +386,9 @@ def _emit(indices, failed, vectors, done) -> Iterator[tuple[int, np.ndarray | No
     rows: list[tuple[int, np.ndarray | None, str | None]] = [(i, None, e) for i, e in failed]
     if vectors is not None:
         arr = vectors.numpy()
-        rows += [(i, arr[k], None) for k, i in enumerate(indices)]
+        finite = np.isfinite(arr).all(axis=1)
+        rows += [
+            (i, arr[k], None) if finite[k] else (i, None, "non-finite embedding (NaN or inf)")
+            for k, i in enumerate(indices)
+        ]
     yield from sorted(rows, key=lambda r: r[0])

@@ -1,7 +1,8 @@
 """JPEG decoding on the GPU (nvJPEG through torchvision), with Pillow's orientation and crop.
 
 Loader workers then only read bytes and the EXIF orientation; the GPU decodes, orients,
-resizes and crops. Other formats, and JPEGs nvJPEG refuses, keep the Pillow path.
+resizes and crops (one resize per distinct image size in a batch). Other formats, and
+JPEGs nvJPEG refuses, keep the Pillow path.
 """
 
 from __future__ import annotations
@@ -64,20 +65,27 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def resize_crop(
-    image: torch.Tensor, output_size: Callable[[int, int], tuple[int, int]], crop: Sequence[int]
+    images: torch.Tensor, size: tuple[int, int], crop: Sequence[int] | None
 ) -> torch.Tensor:
-    """CHW uint8 → HWC uint8: bicubic antialiased resize to `output_size(w, h)`, centre crop."""
-    height, width = image.shape[-2:]
-    rw, rh = output_size(width, height)
-    ch, cw = crop if crop else (rh, rw)
+    """NCHW uint8 images of one size → NCHW float (0–255), resized to ``size`` (height,
+    width) with antialiased bicubic, then centre-cropped to ``crop`` (height, width).
+
+    One call serves every image of that size, so a batch costs a few kernels per size.
+    """
+    rh, rw = size
     x = F.interpolate(
-        image[None].float(), size=(rh, rw), mode="bicubic", antialias=True, align_corners=False
+        images.float(), size=(rh, rw), mode="bicubic", antialias=True, align_corners=False
     )
+    if not crop:
+        return x
+    ch, cw = crop
     top, left = (rh - ch) // 2, (rw - cw) // 2
-    x = x[..., top : top + ch, left : left + cw]
-    return x.clamp_(0, 255).round_().to(torch.uint8)[0].permute(1, 2, 0)
+    return x[..., top : top + ch, left : left + cw]
 
 
 def as_tensor(data: np.ndarray) -> torch.Tensor:
-    """Encoded bytes (a uint8 array from a loader worker) as the tensor nvJPEG takes."""
-    return torch.from_numpy(np.ascontiguousarray(data))
+    """Encoded bytes (a uint8 array from a loader worker) as the tensor nvJPEG takes.
+
+    Arrays that crossed from a worker process are writable and are used as they are.
+    """
+    return torch.from_numpy(data if data.flags.writeable else data.copy())

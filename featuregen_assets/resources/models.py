@@ -37,6 +37,11 @@ class ComputeResource(dg.ConfigurableResource):
     )
     attn_implementation: str = Field(default="sdpa", description="sdpa | eager | flash_attention_2")
     compile: bool = Field(default=False, description="torch.compile the model.")
+    gpu_jpeg_share: float | None = Field(
+        default=None,
+        description="Share of JPEGs nvJPEG decodes on a GPU; loader workers decode the rest"
+        " (FEATUREGEN_GPU_JPEG_SHARE, 0.5).",
+    )
 
     def settings(self) -> ComputeSettings:
         """The plain-Python compute settings."""
@@ -51,6 +56,11 @@ class ComputeResource(dg.ConfigurableResource):
             ),
             attn_implementation=self.attn_implementation,
             compile=self.compile,
+            gpu_jpeg_share=(
+                self.gpu_jpeg_share
+                if self.gpu_jpeg_share is not None
+                else float(_env("FEATUREGEN_GPU_JPEG_SHARE", str(ComputeSettings.gpu_jpeg_share)))
+            ),
         )
 
 

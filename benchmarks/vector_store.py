@@ -1,7 +1,7 @@
 """pgvector benchmark: bulk writes, HNSW build, and search latency/recall on an embedded server.
 
-    python benchmarks/pgvector.py                      # N=100,000, dim 768 (dinov2-base)
-    python benchmarks/pgvector.py --n 20000 --dim 64   # the tiny profile
+    python benchmarks/vector_store.py                      # N=100,000, dim 768 (dinov2-base)
+    python benchmarks/vector_store.py --n 20000 --dim 64   # the tiny profile
 
 A private embedded PostgreSQL (deleted afterwards) holds synthetic, clustered, unit-norm vectors:
 9 Gaussian clusters, each with sub-clusters, plus noise in a 48-dimensional subspace and a little
