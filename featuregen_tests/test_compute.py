@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featuregen_assets.core.compute import ComputeSettings, resolve_device, resolve_dtype
+from featuregen_assets.core.compute import (
+    ComputeSettings,
+    loader_workers,
+    resolve_device,
+    resolve_dtype,
+    usable_cpus,
+)
 
 
 def test_cpu_defaults_to_float32():
@@ -38,3 +44,11 @@ def test_cuda_auto_dtype_is_bf16_where_supported():
     device = resolve_device(ComputeSettings(device="cuda"))
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     assert resolve_dtype(ComputeSettings(), device) == expected
+
+
+def test_loader_workers_default_to_the_cpus_a_gpu_step_can_spare():
+    cpus = usable_cpus()
+    assert loader_workers(ComputeSettings(), torch.device("cpu")) == 2
+    assert loader_workers(ComputeSettings(), torch.device("cuda")) == max(2, cpus - 2)
+    assert loader_workers(ComputeSettings(num_workers=0), torch.device("cuda")) == 0
+    assert loader_workers(ComputeSettings(num_workers=5), torch.device("cpu")) == 5

@@ -112,3 +112,15 @@ def test_cuda_bf16_matches_cpu(spec, images):
     assert embedder.dtype == torch.bfloat16
     for (_, a, _), (_, b, _) in zip(cpu_rows, gpu_rows, strict=True):
         assert float(a @ b) > 0.99
+
+
+def test_loader_slots_are_reused_without_mixing_images(spec, images):
+    # batch 2 with 2 workers: a ring of 24 slots, so 60 files wrap it twice
+    paths = images * 12
+    _, rows = embed(spec, paths, workers=2)
+    _, single = embed(spec, images, workers=0)
+    expected = [v for _, v, _ in single]
+    assert [i for i, _, _ in rows] == list(range(len(paths)))
+    for i, vector, error in rows:
+        assert error is None
+        np.testing.assert_allclose(vector, expected[i % len(images)], atol=1e-5)

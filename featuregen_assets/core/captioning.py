@@ -20,6 +20,7 @@ from featuregen_assets.core.compute import (
     configure_cpu_threads,
     free_memory,
     loader_worker_init,
+    loader_workers,
     resolve_device,
     resolve_dtype,
 )
@@ -162,7 +163,7 @@ class Captioner:
         self, paths: Sequence[Path]
     ) -> Iterator[tuple[int, str | None, str | None, bool]]:
         """(index into ``paths``, caption or None, error or None, hit max_new_tokens), in order."""
-        workers = max(0, self.compute.num_workers)
+        workers = loader_workers(self.compute, self.device)
         loader = DataLoader(
             _ImageFiles(paths, self.image_processor, self.size),
             batch_size=self.compute.batch_size,

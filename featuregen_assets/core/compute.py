@@ -18,6 +18,7 @@ class ComputeSettings:
     device: ``auto`` (the first GPU if there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype: ``auto`` (bfloat16 on a GPU that supports it, float32 otherwise) or an explicit
     ``float32`` | ``bfloat16`` | ``float16``.
+    num_workers: data-loader processes; None picks `loader_workers`' default.
     gpu_jpeg_share: on a GPU with nvJPEG, the share of JPEGs it decodes (0–1); loader
     workers decode the rest, so the two decoders work at the same time.
     """
@@ -25,7 +26,7 @@ class ComputeSettings:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
-    num_workers: int = 2
+    num_workers: int | None = None
     attn_implementation: str = "sdpa"
     compile: bool = False
     gpu_jpeg_share: float = 0.5
@@ -71,14 +72,26 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     return nullcontext()
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def configure_cpu_threads() -> int:
     """Give torch one intra-op thread per CPU this process may use; returns the count."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores))
+    torch.set_num_threads(max(1, usable_cpus()))
     return torch.get_num_threads()
+
+
+def loader_workers(settings: ComputeSettings, device: torch.device) -> int:
+    """Data-loader worker processes: as set, else all CPUs but two on a GPU (one for the
+    main process, one for PostgreSQL's COPY) and 2 on the CPU, where the model needs them."""
+    if settings.num_workers is not None:
+        return max(0, settings.num_workers)
+    return max(2, usable_cpus() - 2) if device.type == "cuda" else 2
 
 
 def loader_worker_init(_worker_id: int) -> None:

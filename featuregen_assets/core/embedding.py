@@ -29,6 +29,7 @@ from featuregen_assets.core.compute import (
     configure_cpu_threads,
     free_memory,
     loader_worker_init,
+    loader_workers,
     resolve_device,
     resolve_dtype,
 )
@@ -40,6 +41,7 @@ from featuregen_assets.core.gpu_decode import (
     resize_crop,
 )
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
+from featuregen_assets.core.pixel_ring import PixelRing, read_chunks, ring_slots
 
 POOLINGS = ("cls", "cls+mean")
 
@@ -94,6 +96,14 @@ class CropResize:
             return self.size[1], self.size[0]
         return width, height
 
+    def output_shape(self) -> tuple[int, int, int]:
+        """(height, width, 3) of every output; raises unless the geometry fixes it."""
+        if self.crop:
+            return (*self.crop, 3)
+        if self.size:
+            return (*self.size, 3)
+        raise ValueError("preprocessing must end in a fixed size (a centre crop or fixed resize)")
+
     def draft_size(self) -> tuple[int, int] | None:
         """The smallest decode size that still covers the resize target."""
         if self.shortest_edge:
@@ -131,10 +141,18 @@ class _Encoded(NamedTuple):
 
 
 class _ImageFiles(Dataset):
-    """Files decoded by Pillow, or, for ``gpu_share`` of them spread evenly, JPEGs left encoded."""
+    """Files decoded by Pillow into ring slots or, for ``gpu_share`` of them spread evenly,
+    JPEGs left encoded for the device.
 
-    def __init__(self, paths: Sequence[Path], transform: CropResize, gpu_share: float = 0.0):
-        self.paths, self.transform, self.gpu_share = list(paths), transform, gpu_share
+    An item is (index, None, None) when its pixels are in slot ``index % len(slots)``,
+    (index, encoded JPEG, None), or (index, None, error).
+    """
+
+    def __init__(
+        self, paths: Sequence[Path], transform: CropResize, slots: torch.Tensor, gpu_share: float
+    ):
+        self.paths, self.transform, self.slots = list(paths), transform, slots
+        self.gpu_share = gpu_share
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -142,25 +160,28 @@ class _ImageFiles(Dataset):
     def _for_device(self, i: int) -> bool:
         return int((i + 1) * self.gpu_share) > int(i * self.gpu_share)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | _Encoded | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, _Encoded | None, str | None]:
         try:
-            if not self._for_device(i):
-                return i, self.transform(open_rgb(self.paths[i], self.transform.draft_size())), None
-            data = Path(self.paths[i]).read_bytes()
-            orientation = jpeg_header(data)
-            if orientation is not None:
-                return i, _Encoded(np.frombuffer(data, np.uint8), orientation), None
-            return i, self.transform(open_rgb(io.BytesIO(data), self.transform.draft_size())), None
+            source: Path | io.BytesIO = self.paths[i]
+            if self._for_device(i):
+                data = Path(self.paths[i]).read_bytes()
+                orientation = jpeg_header(data)
+                if orientation is not None:
+                    return i, _Encoded(np.frombuffer(data, np.uint8), orientation), None
+                source = io.BytesIO(data)
+            pixels = self.transform(open_rgb(source, self.transform.draft_size()))
+            np.copyto(self.slots[i % len(self.slots)].numpy(), pixels)
+            return i, None, None
         except Exception as e:  # any undecodable file is reported, not fatal
             return i, None, f"{type(e).__name__}: {e}"
 
 
 def _collate(items):
-    ok = [(i, px) for i, px, _ in items if isinstance(px, np.ndarray)]
-    encoded = [(i, px) for i, px, _ in items if isinstance(px, _Encoded)]
-    failed = [(i, err) for i, px, err in items if px is None]
-    pixels = torch.from_numpy(np.stack([px for _, px in ok])) if ok else None
-    return [i for i, _ in ok], pixels, failed, encoded
+    """A chunk: (indices whose pixels are in the ring, [(index, error)], [(index, encoded)])."""
+    in_ring = [i for i, encoded, error in items if encoded is None and error is None]
+    failed = [(i, error) for i, _, error in items if error is not None]
+    encoded = [(i, item) for i, item, _ in items if item is not None]
+    return in_ring, failed, encoded
 
 
 class ImageEmbedder:
@@ -228,24 +249,31 @@ class ImageEmbedder:
         vec = vec.float()
         return F.normalize(vec, dim=-1) if self.settings.normalize else vec
 
-    def loader(self, paths: Sequence[Path]) -> DataLoader:
-        """Chunks of (indices, uint8 NHWC pixels or None, [(index, error)]) decoded in workers.
+    def chunks(
+        self, paths: Sequence[Path]
+    ) -> Iterator[tuple[list[int], torch.Tensor | None, list, list[tuple[int, _Encoded]]]]:
+        """(indices, their uint8 NHWC pixels on the device, [(index, error)], encoded JPEGs).
 
-        Workers hand over chunks of at most LOADER_CHUNK images, not whole model batches, so
-        the first forward starts after a few images are decoded rather than a full batch.
+        Loader workers decode into a `PixelRing` and hand over chunks of at most
+        LOADER_CHUNK items, not whole model batches, so the first forward starts after a few
+        images are decoded rather than a full batch.
         """
-        workers = max(0, self.compute.num_workers)
+        workers = loader_workers(self.compute, self.device)
+        chunk = min(self.compute.batch_size, LOADER_CHUNK)
+        prefetch = 4 if workers else None
+        slots = ring_slots(chunk, self.compute.batch_size, (prefetch or 0) * workers)
+        ring = PixelRing(slots, self.transform.output_shape(), self.device)
         share = self.compute.gpu_jpeg_share if self._decode_jpeg is not None else 0.0
-        return DataLoader(
-            _ImageFiles(paths, self.transform, gpu_share=share),
-            batch_size=min(self.compute.batch_size, LOADER_CHUNK),
+        loader = DataLoader(
+            _ImageFiles(paths, self.transform, ring.pixels, gpu_share=share),
+            batch_size=chunk,
             num_workers=workers,
             collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
             worker_init_fn=loader_worker_init if workers else None,
-            prefetch_factor=4 if workers else None,
+            prefetch_factor=prefetch,
             persistent_workers=False,
         )
+        yield from read_chunks(loader, ring)
 
     def embed_files(
         self, paths: Sequence[Path]
@@ -297,12 +325,12 @@ class ImageEmbedder:
                     parts.append(self._normalise(decoded))
             return indices, torch.cat(parts) if parts else None, failed
 
-        for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.loader(paths):
+        for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.chunks(paths):
             indices += chunk_indices
             failed += chunk_failed
             encoded += chunk_encoded
-            if chunk_pixels is not None:  # pinned by the loader: copy to the GPU as it comes
-                pixels.append(chunk_pixels.to(self.device, non_blocking=True))
+            if chunk_pixels is not None:
+                pixels.append(chunk_pixels)
             if len(indices) + len(encoded) >= self.compute.batch_size:
                 yield batch()
                 indices, pixels, failed, encoded = [], [], [], []

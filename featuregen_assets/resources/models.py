@@ -20,6 +20,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _env_workers() -> int | None:
+    value = os.environ.get("FEATUREGEN_NUM_WORKERS")
+    return int(value) if value else None
+
+
 class ComputeResource(dg.ConfigurableResource):
     """Where and how model steps run; unset fields come from FEATUREGEN_* at run time."""
 
@@ -33,7 +38,9 @@ class ComputeResource(dg.ConfigurableResource):
         default=None, description="Images per forward pass (FEATUREGEN_BATCH_SIZE, 32)."
     )
     num_workers: int | None = Field(
-        default=None, description="Data-loader worker processes (FEATUREGEN_NUM_WORKERS, 2)."
+        default=None,
+        description="Data-loader worker processes (FEATUREGEN_NUM_WORKERS; default all CPUs"
+        " but two on a GPU, 2 on the CPU).",
     )
     attn_implementation: str = Field(default="sdpa", description="sdpa | eager | flash_attention_2")
     compile: bool = Field(default=False, description="torch.compile the model.")
@@ -49,11 +56,7 @@ class ComputeResource(dg.ConfigurableResource):
             device=self.device or _env("FEATUREGEN_DEVICE", "auto"),
             dtype=self.dtype or _env("FEATUREGEN_DTYPE", "auto"),
             batch_size=self.batch_size or int(_env("FEATUREGEN_BATCH_SIZE", "32")),
-            num_workers=(
-                self.num_workers
-                if self.num_workers is not None
-                else int(_env("FEATUREGEN_NUM_WORKERS", "2"))
-            ),
+            num_workers=(self.num_workers if self.num_workers is not None else _env_workers()),
             attn_implementation=self.attn_implementation,
             compile=self.compile,
             gpu_jpeg_share=(

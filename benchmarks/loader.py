@@ -1,0 +1,121 @@
+"""How many decoded images/s the main process can take from loader workers.
+
+Baseline: the usual DataLoader whose workers return each chunk as a pixel tensor (PyTorch
+moves it through a fresh shared-memory segment). featuregen: workers write into the fixed
+shared-memory slots of a `PixelRing` and return indices (`core/pixel_ring.py`). Workers only
+copy a ready 224 × 224 image, so the main process is the bottleneck and the figure is its
+ceiling; each chunk is read onto the device (a copy on the CPU) in both.
+
+    python benchmarks/loader.py                 # CPU, 1 worker per spare CPU
+    python benchmarks/loader.py --device cuda   # page-locked slots, asynchronous copies
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from featuregen_assets.core.pixel_ring import PixelRing, read_chunks, ring_slots  # noqa: E402
+
+SHAPE = (224, 224, 3)
+IMAGE = np.random.default_rng(0).integers(0, 256, SHAPE, dtype=np.uint8)
+
+
+class Tensors(Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        return i, IMAGE.copy()
+
+
+def stack(items):
+    return [i for i, _ in items], torch.from_numpy(np.stack([px for _, px in items]))
+
+
+class Slots(Dataset):
+    def __init__(self, n: int, slots: torch.Tensor):
+        self.n, self.slots = n, slots
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        np.copyto(self.slots[i % len(self.slots)].numpy(), IMAGE)
+        return i
+
+
+def indices(items):
+    return (list(items),)
+
+
+def through_tensors(n: int, workers: int, chunk: int, device: torch.device) -> float:
+    loader = DataLoader(
+        Tensors(n), batch_size=chunk, num_workers=workers, collate_fn=stack, prefetch_factor=4
+    )
+    t0 = time.perf_counter()
+    for _, pixels in loader:
+        if device.type == "cuda":
+            pixels.pin_memory().to(device, non_blocking=True)
+        else:
+            pixels.clone()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return n / (time.perf_counter() - t0)
+
+
+def through_ring(n: int, workers: int, chunk: int, device: torch.device) -> float:
+    ring = PixelRing(ring_slots(chunk, 256, 4 * workers), SHAPE, device)
+    loader = DataLoader(
+        Slots(n, ring.pixels),
+        batch_size=chunk,
+        num_workers=workers,
+        collate_fn=indices,
+        prefetch_factor=4,
+    )
+    t0 = time.perf_counter()
+    for _ in read_chunks(loader, ring):
+        pass
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--images", type=int, default=32768)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--chunk", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; best of each")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    torch.set_num_threads(1)
+    tensors = ring = 0.0
+    for _ in range(args.rounds):
+        tensors = max(tensors, through_tensors(args.images, args.workers, args.chunk, device))
+        ring = max(ring, through_ring(args.images, args.workers, args.chunk, device))
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}; "
+        f"{args.images} images of {SHAPE}, {args.workers} workers, chunks of {args.chunk}"
+    )
+    print("| path | images/s | ratio |")
+    print("|---|---|---|")
+    print(f"| DataLoader returning pixel tensors | {tensors:,.0f} | 1.00 |")
+    print(f"| PixelRing slots, indices returned | {ring:,.0f} | {ring / tensors:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Shared-memory slots that loader workers decode into, so only indices cross processes.
+
+A DataLoader that returns pixel tensors moves each chunk through a fresh shared-memory
+segment: the main process maps it, faults its pages in and unmaps it again, about as much
+main-process work per image as the rest of the pipeline together. Here workers write each
+image into slot ``index % slots`` of one segment made before they start, and hand back only
+indices. On a GPU the segment is page-locked once, so a chunk goes to the device as one
+asynchronous copy straight from the slots.
+
+Slots are reused safely: a DataLoader has at most ``prefetch_factor × num_workers`` chunks
+dispatched beyond the last one it returned (the chunk of sequential items it dispatches
+next is known), and before each step the reader waits until the copies that read the
+slots of that chunk have finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+log = logging.getLogger(__name__)
+
+
+def ring_slots(chunk: int, batch_size: int, in_flight_chunks: int) -> int:
+    """Slots for ``in_flight_chunks`` dispatched chunks plus two model batches being copied."""
+    per_batch = -(-batch_size // chunk)
+    return chunk * (in_flight_chunks + 2 * per_batch + 2)
+
+
+def read_chunks(loader: DataLoader, ring: PixelRing) -> Iterator[tuple]:
+    """Run ``loader`` over ``ring``: yields (indices, their pixels on the ring's device or
+    None, *the rest of the chunk) for chunks collated as (indices in the ring, *rest).
+
+    The loader must take its items in order, ``loader.batch_size`` at a time.
+    """
+    chunk = loader.batch_size
+    in_flight = (loader.prefetch_factor or 0) * loader.num_workers
+    if len(ring) % chunk or len(ring) < (in_flight + 1) * chunk:
+        raise ValueError(f"{len(ring)} slots do not fit chunks of {chunk}, {in_flight} ahead")
+    chunks = iter(loader)  # starts the workers: page-lock the slots after the fork
+    ring.page_lock()
+    try:
+        for number in range(len(loader)):
+            # this step dispatches chunk number + in_flight: its slots must have been read
+            ring.wait_until_free(below=(number + in_flight + 1) * chunk - len(ring))
+            in_ring, *rest = next(chunks)
+            yield in_ring, ring.read(in_ring) if in_ring else None, *rest
+    finally:
+        del chunks
+        ring.close()
+
+
+class PixelRing:
+    """``slots`` uint8 images of one ``shape`` in shared memory, read onto ``device``."""
+
+    def __init__(self, slots: int, shape: tuple[int, ...], device: torch.device):
+        self.pixels = torch.empty((slots, *shape), dtype=torch.uint8).share_memory_()
+        self.device = device
+        self._copies: deque[tuple[int, torch.cuda.Event]] = deque()  # (first index, done)
+        self._locked = False
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def page_lock(self) -> None:
+        """Page-lock the slots for asynchronous copies to a GPU (after the workers forked:
+        the driver may keep locked pages out of children). Copies are staged without it."""
+        if self.device.type != "cuda":
+            return
+        status = int(
+            torch.cuda.cudart().cudaHostRegister(self.pixels.data_ptr(), self.pixels.numel(), 0)
+        )
+        if status != 0:
+            size = self.pixels.numel() >> 20
+            log.warning("could not page-lock %d MB of loader slots (cudaError %d)", size, status)
+        self._locked = status == 0
+
+    def read(self, indices: list[int]) -> torch.Tensor:
+        """The pixels of ``indices`` (ascending, from one chunk) as a tensor on the device.
+
+        On the CPU it is a copy; on a GPU the copy may still be running: `wait_until_free`
+        before those slots are written again.
+        """
+        first = indices[0] % len(self.pixels)
+        block = self.pixels[first : first + indices[-1] - indices[0] + 1]
+        if self.device.type == "cpu":
+            out = block.clone()
+        else:
+            out = block.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self._copies.append((indices[0], done))
+        if len(indices) < len(block):  # some items of the chunk failed or went elsewhere
+            rows = torch.tensor([i - indices[0] for i in indices], device=out.device)
+            out = out.index_select(0, rows)
+        return out
+
+    def wait_until_free(self, below: int) -> None:
+        """Block until every copy that read an item with index < ``below`` has finished."""
+        while self._copies and self._copies[0][0] < below:
+            self._copies.popleft()[1].synchronize()
+
+    def close(self) -> None:
+        """Wait for outstanding copies and release the page lock."""
+        self.wait_until_free(below=2**62)
+        if self._locked:
+            torch.cuda.cudart().cudaHostUnregister(self.pixels.data_ptr())
+            self._locked = False
