@@ -16,13 +16,17 @@ slots of that chunk have finished.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import deque
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 log = logging.getLogger(__name__)
+
+SHARED_MEMORY = "/dev/shm"
 
 
 def ring_slots(chunk: int, batch_size: int, in_flight_chunks: int) -> int:
@@ -58,6 +62,7 @@ class PixelRing:
     """``slots`` uint8 images of one ``shape`` in shared memory, read onto ``device``."""
 
     def __init__(self, slots: int, shape: tuple[int, ...], device: torch.device):
+        _check_shared_memory(slots * int(np.prod(shape)), slots)
         self.pixels = torch.empty((slots, *shape), dtype=torch.uint8).share_memory_()
         self.device = device
         self._copies: deque[tuple[int, torch.cuda.Event]] = deque()  # (first index, done)
@@ -110,3 +115,18 @@ class PixelRing:
         if self._locked:
             torch.cuda.cudart().cudaHostUnregister(self.pixels.data_ptr())
             self._locked = False
+
+
+def _check_shared_memory(size: int, slots: int) -> None:
+    """Refuse, with what to change, slots larger than the free shared memory: workers
+    writing past it would die of SIGBUS."""
+    try:
+        free = shutil.disk_usage(SHARED_MEMORY).free
+    except OSError:  # no /dev/shm to ask (not Linux)
+        return
+    if size > free:
+        raise RuntimeError(
+            f"the image loader needs {size >> 20} MB of shared memory ({slots} decoded images)"
+            f" but {SHARED_MEMORY} has {free >> 20} MB free: lower the batch size or the number"
+            " of loader workers, or give the machine more shared memory (docker: --shm-size)"
+        )
