@@ -1,12 +1,12 @@
 """DINOv2 feature vectors for image files: decode in loader workers, one batched forward.
 
 Workers open each file (JPEG draft mode, EXIF orientation, RGB), resize and centre-crop it
-in one Pillow call to the model's preprocessing (from its image-processor config) and hand
-uint8 pixels over; the device normalises, runs the model under ``inference_mode`` and
-returns L2-normalised CLS (or CLS ⊕ mean-of-patches) vectors. On a GPU with torchvision,
-workers hand a share of the JPEGs (``gpu_jpeg_share``) over still encoded and nvJPEG
-decodes them (``core.gpu_decode``) while the workers decode the rest: both decoders feed
-the model at once.
+in one Pillow call to the model's preprocessing (from its image-processor config) and write
+the uint8 pixels into shared slots (``core.pixel_ring``); the device normalises, runs the
+model under ``inference_mode`` and returns L2-normalised CLS (or CLS ⊕ mean-of-patches)
+vectors. On a GPU with torchvision, workers hand a share of the JPEGs (``gpu_jpeg_share``)
+over still encoded and nvJPEG decodes them (``core.gpu_decode``) while the workers decode
+the rest: both decoders feed the model at once.
 """
 
 from __future__ import annotations
