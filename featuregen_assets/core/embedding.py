@@ -238,16 +238,26 @@ class ImageEmbedder:
         """Float NCHW pixels (0–255) on the device to the model's input."""
         return (x * self._mul + self._add).to(self.dtype)
 
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.dtype):
+            return self._forward(pixel_values=x).last_hidden_state
+
     @torch.inference_mode()
     def embed_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Vectors (float32, on the device) for a normalised NCHW batch already on the device."""
-        with autocast(self.device, self.dtype):
-            hidden = self._forward(pixel_values=x).last_hidden_state
+        hidden = self._hidden(x)
         vec = hidden[:, 0]
         if self.settings.pooling == "cls+mean":
             vec = torch.cat([vec, hidden[:, self._skip :].mean(dim=1)], dim=-1)
         vec = vec.float()
         return F.normalize(vec, dim=-1) if self.settings.normalize else vec
+
+    @torch.inference_mode()
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (N, rows, cols, hidden), float32, of a normalised NCHW batch."""
+        patch = self.model.config.patch_size
+        rows, cols = x.shape[-2] // patch, x.shape[-1] // patch
+        return self._hidden(x)[:, self._skip :].float().reshape(len(x), rows, cols, -1)
 
     def chunks(
         self, paths: Sequence[Path]

@@ -1,0 +1,70 @@
+"""Dense probe: mask geometry, patch labels, mean IoU and a probe that must learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featuregen_assets.core.dense_probe import (
+    ProbeConfig,
+    crop_mask,
+    mean_iou,
+    patch_fractions,
+    pixel_patches,
+    segment,
+    train_probe,
+)
+from featuregen_assets.core.embedding import CropResize
+
+
+def test_crop_mask_follows_the_image_geometry_without_blending_labels() -> None:
+    transform = CropResize(256, None, (224, 224), int(Image.Resampling.BICUBIC))
+    mask = np.zeros((300, 500), np.uint8)
+    mask[:, 250:] = 3  # right half
+    image = np.repeat(mask[..., None] * 80, 3, axis=2)
+    labels = crop_mask(Image.fromarray(mask), transform)
+    pixels = transform(Image.fromarray(image))
+    assert labels.shape == (224, 224)
+    assert set(np.unique(labels)) == {0, 3}
+    assert np.array_equal(labels == 3, pixels[..., 0] > 120)
+
+
+def test_patch_fractions_are_each_blocks_class_shares() -> None:
+    mask = np.zeros((4, 6), np.uint8)
+    mask[:2, :2] = 2  # block (0, 0) all 2
+    mask[0, 2] = 1  # block (0, 1): one 1 among three 0s
+    shares = patch_fractions(mask, 2, classes=3)
+    assert shares.shape == (2, 3, 3)
+    np.testing.assert_allclose(shares[0, 0], [0, 0, 1])
+    np.testing.assert_allclose(shares[0, 1], [0.75, 0.25, 0])
+    np.testing.assert_allclose(shares.sum(axis=-1), 1)
+
+
+def test_pixel_patches_keep_each_block_together() -> None:
+    pixels = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    patches = pixel_patches(pixels, 2)
+    assert patches.shape == (2, 2, 2, 12)
+    np.testing.assert_allclose(patches[1, 0, 1] * 255, pixels[1, :2, 2:4].ravel())
+
+
+def test_mean_iou_counts_classes_present_in_either() -> None:
+    truth = np.array([[0, 0, 1, 1]])
+    predicted = np.array([[0, 1, 1, 1]])
+    miou, ious = mean_iou(predicted, truth, classes=3)
+    assert ious[0] == pytest.approx(1 / 2) and ious[1] == pytest.approx(2 / 3)
+    assert np.isnan(ious[2]) and miou == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_probe_learns_labels_that_features_encode_linearly() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, (40, 4, 4), p=[0.8, 0.1, 0.1])  # mostly background
+    targets = np.eye(3, dtype=np.float32)[labels]
+    centres = rng.normal(0, 1, (3, 8))
+    features = (centres[labels] + rng.normal(0, 0.3, (40, 4, 4, 8))).astype(np.float32)
+    truth = np.repeat(np.repeat(labels[30:], 2, axis=1), 2, axis=2)
+    probe = train_probe(features[:30], targets[:30], ProbeConfig(epochs=200))
+    assert mean_iou(segment(probe, features[30:], (8, 8)), truth, 3)[0] > 0.6
+    noise = rng.normal(0, 1, features.shape).astype(np.float32)
+    chance = train_probe(noise[:30], targets[:30], ProbeConfig(epochs=200))
+    assert mean_iou(segment(chance, noise[30:], (8, 8)), truth, 3)[0] < 0.45
