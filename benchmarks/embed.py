@@ -220,6 +220,18 @@ def stages(embedder: ImageEmbedder, paths: list[Path]) -> dict:
     return out
 
 
+def profile_main_process(embedder: ImageEmbedder, paths: list[Path], sink: Sink) -> None:
+    """Where the main process spends one end-to-end pass (cProfile, by own time)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    end_to_end(embedder, paths, sink)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
 def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> list[dict]:
     """One row per (gpu_jpeg_share, workers), each against a forward from the same rounds."""
     spec = build_arch(arch, root / "models")
@@ -245,6 +257,8 @@ def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> list[dict
         common["gpu"] = torch.cuda.get_device_name(embedder.device)
     if args.stages:
         print(json.dumps({"arch": arch, "workers": args.workers[0], **stages(embedder, paths)}))
+    if args.profile:
+        profile_main_process(embedder, paths, sink)
     reference = direct_vectors(embedder, paths[:512])
     results = []
     for share in args.gpu_jpeg_share:
@@ -311,6 +325,7 @@ def main() -> None:
         help="share of JPEGs nvJPEG decodes (GPU only)",
     )
     p.add_argument("--stages", action="store_true", help="also time each input stage alone")
+    p.add_argument("--profile", action="store_true", help="also profile the main process")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-postgres", action="store_true", help="skip the COPY into PostgreSQL")

@@ -57,6 +57,11 @@ def _images(root: Path) -> list[Path]:
         path = root / f"photo{i}.jpg"
         Image.fromarray(a).save(path, quality=92, exif=exif)
         paths.append(path)
+    noisy = rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)  # larger than a ring slot
+    big = root / "noise.jpg"
+    Image.fromarray(noisy).save(big, quality=95)
+    assert big.stat().st_size > 224 * 224 * 3
+    paths.append(big)
     png = root / "drawing.png"
     Image.fromarray(np.full((300, 300, 3), 90, np.uint8)).save(png)
     corrupt = root / "broken.jpg"
@@ -80,9 +85,9 @@ def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 @pytest.mark.parametrize(
     ("decoder", "share", "calls"),
     [
-        (_nvjpeg_like, 1.0, [3]),  # the three RGB JPEGs, in one batch
-        (_refusing, 1.0, [3, 1, 1, 1]),  # the batch refused, then each JPEG alone
-        (_nvjpeg_like, 0.5, [1]),  # picks indices 1 and 3, and 3 is a PNG: Pillow's
+        (_nvjpeg_like, 1.0, [3, 1]),  # the four RGB JPEGs, in batches of three
+        (_refusing, 1.0, [3, 1, 1, 1, 1, 1]),  # each batch refused, then each JPEG alone
+        (_nvjpeg_like, 0.5, [1, 1]),  # picks indices 1, 3 and 5; 5 is no JPEG
     ],
 )
 def test_device_decode_path_matches_the_pillow_path(
@@ -94,14 +99,19 @@ def test_device_decode_path_matches_the_pillow_path(
     paths = _images(tmp_path)
     reference = {i: (vector, error) for i, vector, error in embedder.embed_files(paths)}
     decoded: list[int] = []
+    handed_over: dict[int, bytes] = {}
 
     def counting(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         decoded.append(len(tensors))
+        handed_over.update((len(t), t.numpy().tobytes()) for t in tensors)
         return decoder(tensors)
 
     embedder._decode_jpeg = counting  # what a GPU with torchvision sets
     device_path = list(embedder.embed_files(paths))
     assert decoded == calls
+    for path in (paths[1], paths[3]):  # from a ring slot, and too large for one
+        data = path.read_bytes()
+        assert handed_over[len(data)] == data
 
     assert [i for i, _, _ in device_path] == list(range(len(paths)))
     for i, vector, error in device_path:
@@ -117,3 +127,24 @@ def test_gpu_jpeg_share_outside_zero_to_one_is_refused(tmp_path: Path) -> None:
     spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
     with pytest.raises(ValueError, match="gpu_jpeg_share"):
         ImageEmbedder(spec, ComputeSettings(device="cpu", gpu_jpeg_share=1.5), EmbeddingSettings())
+
+
+def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(tmp_path: Path) -> None:
+    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+    jpegs = _images(tmp_path)[:4]
+    cycle = [*jpegs, jpegs[1]]  # a period of 5, prime to the 24 slots
+
+    def embed(paths: list[Path], workers: int) -> list[np.ndarray]:
+        compute = ComputeSettings(
+            device="cpu", batch_size=2, num_workers=workers, gpu_jpeg_share=1.0
+        )
+        embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
+        embedder._decode_jpeg = _nvjpeg_like
+        rows = list(embedder.embed_files(paths))
+        assert [i for i, _, _ in rows] == list(range(len(paths)))
+        assert all(error is None for _, _, error in rows)
+        return [vector for _, vector, _ in rows]
+
+    reference = embed(cycle, workers=0)  # in this process, no slot is reused
+    for i, vector in enumerate(embed(cycle * 10, workers=2)):  # 50 items through 24 slots
+        np.testing.assert_allclose(vector, reference[i % 5], atol=1e-5)

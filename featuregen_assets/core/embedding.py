@@ -41,7 +41,7 @@ from featuregen_assets.core.gpu_decode import (
     resize_crop,
 )
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
-from featuregen_assets.core.pixel_ring import PixelRing, read_chunks, ring_slots
+from featuregen_assets.core.pixel_ring import PixelRing, put_bytes, read_chunks, ring_slots
 
 POOLINGS = ("cls", "cls+mean")
 
@@ -134,9 +134,11 @@ LOADER_CHUNK = 16
 
 
 class _Encoded(NamedTuple):
-    """A JPEG left for the GPU to decode: its bytes and EXIF orientation."""
+    """A JPEG left for the GPU to decode: its bytes (None while they wait in the item's ring
+    slot), their size and the EXIF orientation."""
 
-    data: np.ndarray
+    data: np.ndarray | None
+    size: int
     orientation: int
 
 
@@ -145,7 +147,8 @@ class _ImageFiles(Dataset):
     JPEGs left encoded for the device.
 
     An item is (index, None, None) when its pixels are in slot ``index % len(slots)``,
-    (index, encoded JPEG, None), or (index, None, error).
+    (index, encoded JPEG, None) with the bytes in that slot when they fit, or
+    (index, None, error).
     """
 
     def __init__(
@@ -167,7 +170,9 @@ class _ImageFiles(Dataset):
                 data = Path(self.paths[i]).read_bytes()
                 orientation = jpeg_header(data)
                 if orientation is not None:
-                    return i, _Encoded(np.frombuffer(data, np.uint8), orientation), None
+                    in_slot = put_bytes(self.slots, i, data)
+                    array = None if in_slot else np.frombuffer(data, np.uint8)
+                    return i, _Encoded(array, len(data), orientation), None
                 source = io.BytesIO(data)
             pixels = self.transform(open_rgb(source, self.transform.draft_size()))
             np.copyto(self.slots[i % len(self.slots)].numpy(), pixels)
@@ -283,7 +288,12 @@ class ImageEmbedder:
             prefetch_factor=prefetch,
             persistent_workers=False,
         )
-        yield from read_chunks(loader, ring)
+        for in_ring, pixels, failed, encoded in read_chunks(loader, ring):
+            # bytes left in a slot are copied out now, before a later dispatch reuses it
+            for k, (index, item) in enumerate(encoded):
+                if item.data is None:
+                    encoded[k] = (index, item._replace(data=ring.bytes(index, item.size)))
+            yield in_ring, pixels, failed, encoded
 
     def embed_files(
         self, paths: Sequence[Path]

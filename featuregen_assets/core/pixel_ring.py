@@ -5,7 +5,8 @@ segment: the main process maps it, faults its pages in and unmaps it again, abou
 main-process work per image as the rest of the pipeline together. Here workers write each
 image into slot ``index % slots`` of one segment made before they start, and hand back only
 indices. On a GPU the segment is page-locked once, so a chunk goes to the device as one
-asynchronous copy straight from the slots.
+asynchronous copy straight from the slots. A JPEG left encoded for the GPU's decoder travels
+the same way: its bytes in its slot (`put_bytes`), copied out on arrival (`PixelRing.bytes`).
 
 Slots are reused safely: a DataLoader has at most ``prefetch_factor × num_workers`` chunks
 dispatched beyond the last one it returned (the chunk of sequential items it dispatches
@@ -104,6 +105,11 @@ class PixelRing:
             out = out.index_select(0, rows)
         return out
 
+    def bytes(self, index: int, size: int) -> np.ndarray:
+        """A copy of the first ``size`` bytes of item ``index``'s slot (raw bytes, not pixels,
+        stored with `put_bytes`)."""
+        return self.pixels[index % len(self.pixels)].view(-1)[:size].numpy().copy()
+
     def wait_until_free(self, below: int) -> None:
         """Block until every copy that read an item with index < ``below`` has finished."""
         while self._copies and self._copies[0][0] < below:
@@ -130,3 +136,12 @@ def _check_shared_memory(size: int, slots: int) -> None:
             f" but {SHARED_MEMORY} has {free >> 20} MB free: lower the batch size or the number"
             " of loader workers, or give the machine more shared memory (docker: --shm-size)"
         )
+
+
+def put_bytes(slots: torch.Tensor, index: int, data: bytes) -> bool:
+    """Store ``data`` in item ``index``'s slot when it fits (in a loader worker); False if not."""
+    slot = slots[index % len(slots)].view(-1)
+    if len(data) > len(slot):
+        return False
+    np.copyto(slot[: len(data)].numpy(), np.frombuffer(data, np.uint8))
+    return True
