@@ -41,121 +41,79 @@ IMAGE = np.random.default_rng(0).integers(0, 256, SHAPE, dtype=np.uint8)
 JPEG = IMAGE.tobytes()[:60_000]  # the size of the embed benchmark's mean JPEG
 
 
-class Tensors(Dataset):
-    def __init__(self, n: int):
-        self.n = n
+class Items(Dataset):
+    """``n`` items, each made by ``make(index)`` in a loader worker."""
+
+    def __init__(self, n: int, make):
+        self.n, self.make = n, make
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        return i, IMAGE.copy()
+    def __getitem__(self, i: int):
+        return self.make(i)
 
 
-def stack(items):
-    return [i for i, _ in items], torch.from_numpy(np.stack([px for _, px in items]))
-
-
-class Slots(Dataset):
-    def __init__(self, n: int, slots: torch.Tensor):
-        self.n, self.slots = n, slots
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        np.copyto(self.slots[i % len(self.slots)].numpy(), IMAGE)
-        return i
-
-
-def indices(items):
-    return (list(items),)
-
-
-class Blobs(Dataset):
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
-        return i, np.frombuffer(JPEG, np.uint8).copy()
-
-
-def blob_list(items):
-    return [i for i, _ in items], [data for _, data in items]
-
-
-class BlobSlots(Dataset):
-    def __init__(self, n: int, slots: torch.Tensor):
-        self.n, self.slots = n, slots
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> tuple[int, int]:
-        put_bytes(self.slots, i, JPEG)
-        return i, len(JPEG)
-
-
-def sizes(items):
-    return [], items  # nothing is read as pixels: every item is a blob in its slot
-
-
-def bytes_pickled(n: int, workers: int, chunk: int, _device: torch.device) -> float:
-    loader = DataLoader(
-        Blobs(n), batch_size=chunk, num_workers=workers, collate_fn=blob_list, prefetch_factor=4
-    )
+def items_per_s(n: int, chunks, consume) -> float:
+    """Images/s of taking every chunk from ``chunks`` and passing it to ``consume``."""
     t0 = time.perf_counter()
-    for _, blobs in loader:
-        [torch.from_numpy(b) for b in blobs]
+    for chunk in chunks:
+        consume(chunk)
     return n / (time.perf_counter() - t0)
 
 
-def bytes_in_ring(n: int, workers: int, chunk: int, device: torch.device) -> float:
-    ring = PixelRing(ring_slots(chunk, 256, 4 * workers), SHAPE, device)
-    loader = DataLoader(
-        BlobSlots(n, ring.pixels),
-        batch_size=chunk,
-        num_workers=workers,
-        collate_fn=sizes,
-        prefetch_factor=4,
+def loader(n: int, make, collate, workers: int, chunk: int) -> DataLoader:
+    return DataLoader(
+        Items(n, make), batch_size=chunk, num_workers=workers, collate_fn=collate, prefetch_factor=4
     )
-    t0 = time.perf_counter()
-    for _, _, items in read_chunks(loader, ring):
-        [torch.from_numpy(ring.bytes(i, size)) for i, size in items]
-    return n / (time.perf_counter() - t0)
 
 
-def through_tensors(n: int, workers: int, chunk: int, device: torch.device) -> float:
-    loader = DataLoader(
-        Tensors(n), batch_size=chunk, num_workers=workers, collate_fn=stack, prefetch_factor=4
-    )
-    t0 = time.perf_counter()
-    for _, pixels in loader:
+def pixel_tensors(n: int, workers: int, chunk: int, device: torch.device) -> float:
+    def collate(items):
+        return torch.from_numpy(np.stack(items))
+
+    def to_device(pixels: torch.Tensor) -> None:
         if device.type == "cuda":
             pixels.pin_memory().to(device, non_blocking=True)
         else:
             pixels.clone()
+
+    chunks = loader(n, lambda i: IMAGE.copy(), collate, workers, chunk)
+    rate = items_per_s(n, chunks, to_device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return n / (time.perf_counter() - t0)
+    return rate
 
 
-def through_ring(n: int, workers: int, chunk: int, device: torch.device) -> float:
+def pixel_slots(n: int, workers: int, chunk: int, device: torch.device) -> float:
     ring = PixelRing(ring_slots(chunk, 256, 4 * workers), SHAPE, device)
-    loader = DataLoader(
-        Slots(n, ring.pixels),
-        batch_size=chunk,
-        num_workers=workers,
-        collate_fn=indices,
-        prefetch_factor=4,
-    )
-    t0 = time.perf_counter()
-    for _ in read_chunks(loader, ring):
-        pass
-    return n / (time.perf_counter() - t0)
+
+    def make(i: int) -> int:
+        np.copyto(ring.pixels[i % len(ring)].numpy(), IMAGE)
+        return i
+
+    chunks = loader(n, make, lambda items: (list(items),), workers, chunk)
+    return items_per_s(n, read_chunks(chunks, ring), lambda chunk: None)  # read on arrival
+
+
+def jpeg_arrays(n: int, workers: int, chunk: int, device: torch.device) -> float:
+    chunks = loader(n, lambda i: np.frombuffer(JPEG, np.uint8).copy(), list, workers, chunk)
+    return items_per_s(n, chunks, lambda blobs: [torch.from_numpy(b) for b in blobs])
+
+
+def jpeg_slots(n: int, workers: int, chunk: int, device: torch.device) -> float:
+    ring = PixelRing(ring_slots(chunk, 256, 4 * workers), SHAPE, device)
+
+    def make(i: int) -> int:
+        put_bytes(ring.pixels, i, JPEG)
+        return i
+
+    def copy_out(chunk) -> None:
+        _, _, indices = chunk  # no pixels: every item is a JPEG in its slot
+        [torch.from_numpy(ring.bytes(i, len(JPEG))) for i in indices]
+
+    chunks = loader(n, make, lambda items: ([], list(items)), workers, chunk)
+    return items_per_s(n, read_chunks(chunks, ring), copy_out)
 
 
 def main() -> None:
@@ -169,8 +127,8 @@ def main() -> None:
     device = torch.device(args.device)
     torch.set_num_threads(1)
     pairs = [
-        ("pixels", through_tensors, through_ring),
-        ("encoded JPEGs", bytes_pickled, bytes_in_ring),
+        ("pixels", pixel_tensors, pixel_slots),
+        ("encoded JPEGs", jpeg_arrays, jpeg_slots),
     ]
     best = {name: [0.0, 0.0] for name, _, _ in pairs}
     for _ in range(args.rounds):
