@@ -8,6 +8,7 @@ from pydantic import Field, PrivateAttr
 
 from featuregen_assets.core import paths
 from featuregen_assets.core.compute import ComputeSettings
+from featuregen_assets.core.hub import ensure_available
 from featuregen_assets.core.model_profiles import (
     DEFAULT_DINOV2,
     ModelSpec,
@@ -79,10 +80,14 @@ class ModelsResource(dg.ConfigurableResource):
     )
 
     def spec(self, role: str) -> ModelSpec:
-        """The model of `role` (dinov2, qwen2vl, clip_text) in this profile."""
+        """The model of `role` (dinov2, qwen2vl, clip_text) in this profile; a hub model must
+        be cached or reachable (`ensure_available`)."""
         profile = self.profile or profile_from_env()
         dinov2 = self.dinov2 or _env("FEATUREGEN_DINOV2", DEFAULT_DINOV2)
-        return resolve_model(profile, role, paths.models_dir(), dinov2)
+        spec = resolve_model(profile, role, paths.models_dir(), dinov2)
+        if profile == "real":
+            ensure_available(spec.name_or_path)
+        return spec
 
 
 class EmbedderResource(dg.ConfigurableResource):
