@@ -124,3 +124,8 @@ def test_loader_slots_are_reused_without_mixing_images(spec, images):
     for i, vector, error in rows:
         assert error is None
         np.testing.assert_allclose(vector, expected[i % len(images)], atol=1e-5)
+
+
+def test_no_files_embed_to_nothing(spec):
+    _, rows = embed(spec, [])
+    assert rows == []

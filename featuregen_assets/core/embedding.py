@@ -273,6 +273,8 @@ class ImageEmbedder:
         LOADER_CHUNK items, not whole model batches, so the first forward starts after a few
         images are decoded rather than a full batch.
         """
+        if not paths:  # no workers, no slots
+            return
         workers = loader_workers(self.compute, self.device)
         chunk = min(self.compute.batch_size, LOADER_CHUNK)
         prefetch = 4 if workers else None
