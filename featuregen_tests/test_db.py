@@ -34,17 +34,18 @@ def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) ->
         )
         for n in range(2)
     ]
-    results = [child.communicate(timeout=120) for child in children]
-    assert [child.returncode for child in children] == [0, 0], results
-    outputs = [out.strip() for out, _ in results]
-    assert len(set(outputs)) == 1  # one data directory, one server
-    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
     try:
+        results = [child.communicate(timeout=120) for child in children]
+        assert [child.returncode for child in children] == [0, 0], results
+        outputs = [out.strip() for out, _ in results]
+        assert len(set(outputs)) == 1  # one data directory, one server
+        monkeypatch.setenv("FEATUREGEN_HOME", str(home))
         with db.connection(db.database_url(home)) as conn:
             urls = sorted(url for (url,) in conn.execute("SELECT url FROM raw_images"))
             assert urls == ["0", "1"]
-    finally:
-        assert db.stop_embedded_server(home)
+    finally:  # never leave a server running, whatever failed
+        stopped = db.stop_embedded_server(home)
+    assert stopped
     assert not db.stop_embedded_server(home)
 
 

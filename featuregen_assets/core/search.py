@@ -36,6 +36,7 @@ def search_vectors(
     *,
     k: int = 10,
     category: str | None = None,
+    ef_search: int | None = None,
 ) -> list[SearchHit]:
     """The `k` images whose `embedding_model` vectors are nearest `query` by cosine.
 
@@ -43,6 +44,7 @@ def search_vectors(
     matches the per-model partial HNSW index (`embedding::vector(d)`, cosine) and iterative
     index scans keep returning rows until `k` pass the filter. A smaller category is ranked
     exactly from its own rows: faster than filtering an index walk, and nothing is missed.
+    ``ef_search`` overrides the HNSW beam (default: max(200, 4k) filtered, max(40, 2k) not).
     """
     dim = int(query.shape[-1])
     vector_type = sql.SQL("vector({})").format(sql.Literal(dim))
@@ -58,8 +60,9 @@ def search_vectors(
         else:
             nearest = _FILTERED_INDEX_WALK if category else _INDEX_WALK
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            # A filter discards candidates: a wider beam keeps recall near the unfiltered one.
-            ef_search = max(FILTERED_EF_SEARCH, 4 * k) if category else max(40, 2 * k)
+            if ef_search is None:
+                # A filter discards candidates: a wider beam keeps recall near the unfiltered one.
+                ef_search = max(FILTERED_EF_SEARCH, 4 * k) if category else max(40, 2 * k)
             conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
         statement = sql.SQL(
             """
