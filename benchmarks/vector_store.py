@@ -46,6 +46,8 @@ from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.search import EXACT_SCAN_MAX_IMAGES, search_vectors  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.resources.io_manager import (  # noqa: E402
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
     _upsert,
     copy_rows,
     ensure_hnsw_indexes,
@@ -186,6 +188,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB; server default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument(
         "--sweep-ef",
         type=int,
@@ -273,7 +277,12 @@ def main() -> None:
             )
         start = time.perf_counter()
         ensure_hnsw_indexes(
-            conn, EMBEDDINGS, Table({"model": [MODEL], "embedding": vectors[:1]}), "model"
+            conn,
+            EMBEDDINGS,
+            Table({"model": [MODEL], "embedding": vectors[:1]}),
+            "model",
+            m=args.hnsw_m,
+            ef_construction=args.hnsw_ef_construction,
         )
         conn.commit()
         t_build = time.perf_counter() - start
@@ -329,7 +338,8 @@ def main() -> None:
         print(f"| {label} | {rows:,} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.1f}× |")
     print()
     print(
-        f"HNSW build (partial per-model index, m=16, ef_construction=64, "
+        f"HNSW build (partial per-model index, m={args.hnsw_m}, "
+        f"ef_construction={args.hnsw_ef_construction}, "
         f"maintenance_work_mem {mwm}): {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
     )
     print()

@@ -125,6 +125,7 @@ def test_vectors_round_trip_as_float32_with_their_dimension(database_url: str) -
         "partition_expr": "raw_images.category",
         "primary_key": ["image_id", "model"],
         "hnsw_by": "model",
+        "hnsw_m": 24,
     },
 )
 def image_embeddings(context: dg.AssetExecutionContext) -> Table:
@@ -159,6 +160,7 @@ def test_upserted_table_keeps_other_rows_and_indexes_each_model(database_url: st
     )
     assert len(indexes) == 1
     assert "vector(4)" in indexes[0][0] and "vector_cosine_ops" in indexes[0][0]
+    assert "m='24'" in indexes[0][0] and "ef_construction='64'" in indexes[0][0]
 
 
 def test_unknown_column_is_a_clear_error(database_url: str) -> None:

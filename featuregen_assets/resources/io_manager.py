@@ -30,6 +30,7 @@ from featuregen_assets.core.table import Table
 from featuregen_assets.resources.postgres import PostgresResource
 
 INDEX_MEMORY = "1GB"
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults
 
 
 def _identifier(table_slice: TableSlice) -> sql.Composed:
@@ -161,8 +162,16 @@ def _upsert(conn, table_slice: TableSlice, obj: Table, types, primary_key: Seque
     conn.execute(sql.SQL("DROP TABLE {}").format(staging))
 
 
-def ensure_hnsw_indexes(conn, table_slice: TableSlice, obj: Table, by: str) -> list[str]:
-    """Keep one HNSW cosine index per value of column `by` on each vector column."""
+def ensure_hnsw_indexes(
+    conn,
+    table_slice: TableSlice,
+    obj: Table,
+    by: str,
+    m: int = HNSW_M,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
+) -> list[str]:
+    """Keep one HNSW cosine index per value of column `by` on each vector column (an index
+    that exists keeps the graph parameters it was built with)."""
     created = []
     # HNSW builds several times faster when its graph fits in memory (768-d: ~3 kB a row).
     conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(INDEX_MEMORY)))
@@ -173,12 +182,15 @@ def ensure_hnsw_indexes(conn, table_slice: TableSlice, obj: Table, by: str) -> l
             conn.execute(
                 sql.SQL(
                     "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                    "(({}::vector({})) vector_cosine_ops) WHERE {} = {}"
+                    "(({}::vector({})) vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+                    " WHERE {} = {}"
                 ).format(
                     sql.Identifier(name),
                     _identifier(table_slice),
                     sql.Identifier(column),
                     sql.Literal(dim),
+                    sql.Literal(m),
+                    sql.Literal(ef_construction),
                     sql.Identifier(by),
                     sql.Literal(value),
                 )
@@ -208,7 +220,14 @@ class TableTypeHandler(DbTypeHandler[Table]):
             else:
                 copy_rows(connection, _identifier(table_slice), obj, column_types)
             if metadata.get("hnsw_by"):
-                ensure_hnsw_indexes(connection, table_slice, obj, metadata["hnsw_by"])
+                ensure_hnsw_indexes(
+                    connection,
+                    table_slice,
+                    obj,
+                    metadata["hnsw_by"],
+                    m=metadata.get("hnsw_m", HNSW_M),
+                    ef_construction=metadata.get("hnsw_ef_construction", HNSW_EF_CONSTRUCTION),
+                )
         count_slice = table_slice._replace(columns=["count(*)"])
         total = connection.execute(PgvectorDbClient.get_select_statement(count_slice)).fetchone()
         return {
