@@ -188,6 +188,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB; server default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--indexed-n", type=int, default=5_000, help="rows upserted once the index exists"
+    )
     parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
     parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument(
@@ -314,6 +317,14 @@ def main() -> None:
             sweep.append(
                 (ef, np.median(latency), np.percentile(latency, 95), recall(hits, exact[name][1]))
             )
+        # Last, since it grows the index: what the next partition's write costs once it exists.
+        extra = min(args.indexed_n, args.n)
+        new = vectors[:extra] + 0.1 * rng.normal(size=(extra, args.dim)) / np.sqrt(args.dim)
+        new = (new / np.linalg.norm(new, axis=1, keepdims=True)).astype(np.float32)
+        new_ids = [f"new-{i:060x}" for i in range(extra)]
+        t_indexed = write_copy(
+            conn, Table({"image_id": new_ids, "model": [MODEL] * extra, "embedding": new}), True
+        )
         conn.close()
 
     mwm = args.maintenance_work_mem or settings["maintenance_work_mem"]
@@ -334,6 +345,7 @@ def main() -> None:
         ("psycopg executemany, text vectors (baseline)", base_n, t_exec),
         ("featuregen copy_rows (binary COPY)", args.n, t_copy),
         ("featuregen upsert (COPY to temp + ON CONFLICT)", args.n, t_upsert),
+        ("featuregen upsert into the table once its HNSW index exists", extra, t_indexed),
     ):
         print(f"| {label} | {rows:,} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.1f}× |")
     print()
