@@ -131,7 +131,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int = 8192) -> float:
+def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int) -> float:
     """images/s of the forward alone on one pre-decoded batch, repeated to ``n`` images."""
     from featuregen_assets.core.embedding import open_rgb
 
@@ -268,7 +268,7 @@ def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> list[dict
             # machine this compares quiet moment with quiet moment.
             forward = e2e = 0.0
             for _ in range(args.rounds):
-                forward = max(forward, pure_forward(embedder, paths))
+                forward = max(forward, pure_forward(embedder, paths, min(len(paths), 8192)))
                 rate, rows, vectors = end_to_end(embedder, paths, sink)
                 e2e = max(e2e, rate)
             cosines = np.einsum("ij,ij->i", vectors[: len(reference)], reference)
