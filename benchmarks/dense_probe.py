@@ -39,7 +39,7 @@ from featuregen_assets.core.dense_probe import (  # noqa: E402
     segment,
     train_probe,
 )
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder, open_rgb  # noqa: E402
+from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
 from featuregen_assets.core.model_profiles import ModelSpec, resolve_models  # noqa: E402
 from featuregen_assets.core.splits import held_out_mask  # noqa: E402
 from featuregen_assets.core.synthetic import CATEGORIES, CLASS_NAMES, generate_dataset  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> None:
     transform, patch = embedder.transform, embedder.model.config.patch_size
 
     paths = [work / "data" / "images" / s.filename for s in scenes]
-    pixels = np.stack([transform(open_rgb(p, transform.draft_size())) for p in paths])
+    pixels = np.stack([transform.decode(p) for p in paths])
     masks = np.stack(
         [
             crop_mask(Image.open(work / "data" / "masks" / f"{s.name}.png"), transform)

@@ -133,10 +133,9 @@ def sync(device: torch.device) -> None:
 
 def pure_forward(embedder: ImageEmbedder, paths: list[Path], n: int) -> float:
     """images/s of the forward alone on one pre-decoded batch, repeated to ``n`` images."""
-    from featuregen_assets.core.embedding import open_rgb
 
     bs = embedder.compute.batch_size
-    pixels = [embedder.transform(open_rgb(p, embedder.transform.draft_size())) for p in paths[:bs]]
+    pixels = [embedder.transform.decode(p) for p in paths[:bs]]
     x = embedder.pixels_to_input(torch.from_numpy(np.stack(pixels)))
     embedder.embed_pixels(x)  # warm-up
     sync(embedder.device)
@@ -181,13 +180,12 @@ def flops_per_image(config, image_size: int = 224) -> float:
 
 def direct_vectors(embedder: ImageEmbedder, paths: list[Path]) -> np.ndarray:
     """Vectors decoded in this process with Pillow, batch by batch: no loader, no ring."""
-    from featuregen_assets.core.embedding import open_rgb
 
     out = []
     bs = embedder.compute.batch_size
     for start in range(0, len(paths), bs):
         batch = paths[start : start + bs]
-        pixels = [embedder.transform(open_rgb(p, embedder.transform.draft_size())) for p in batch]
+        pixels = [embedder.transform.decode(p) for p in batch]
         x = embedder.pixels_to_input(torch.from_numpy(np.stack(pixels)))
         out.append(embedder.embed_pixels(x).cpu().numpy())
     return np.concatenate(out)
@@ -196,12 +194,11 @@ def direct_vectors(embedder: ImageEmbedder, paths: list[Path]) -> np.ndarray:
 def stages(embedder: ImageEmbedder, paths: list[Path]) -> dict:
     """What each input path delivers alone, images/s: model inputs on the device from the
     workers' Pillow decode, or (GPU) from nvJPEG for every JPEG; no forward, no sink."""
-    from featuregen_assets.core.embedding import open_rgb
 
     sample = paths[:256]
     t0 = time.perf_counter()
     for p in sample:
-        embedder.transform(open_rgb(p, embedder.transform.draft_size()))
+        embedder.transform.decode(p)
     one_core = len(sample) / (time.perf_counter() - t0)
     out = {"pillow_one_core_img_s": round(one_core, 1)}
     base = embedder.compute

@@ -110,6 +110,11 @@ class CropResize:
             return self.shortest_edge, self.shortest_edge
         return (self.size[1], self.size[0]) if self.size else None
 
+    def decode(self, source: Path | str | io.BytesIO) -> np.ndarray:
+        """HWC uint8 pixels of an image file, decoded upright (JPEG draft at the resize
+        target), resized and cropped: what loader workers hand the model."""
+        return self(open_rgb(source, self.draft_size()))
+
     def __call__(self, im: Image.Image) -> np.ndarray:
         """HWC uint8 pixels of the resized, cropped image."""
         w, h = im.size
@@ -174,7 +179,7 @@ class _ImageFiles(Dataset):
                     array = None if in_slot else np.frombuffer(data, np.uint8)
                     return i, _Encoded(array, len(data), orientation), None
                 source = io.BytesIO(data)
-            pixels = self.transform(open_rgb(source, self.transform.draft_size()))
+            pixels = self.transform.decode(source)
             np.copyto(self.slots[i % len(self.slots)].numpy(), pixels)
             return i, None, None
         except Exception as e:  # any undecodable file is reported, not fatal
@@ -401,8 +406,7 @@ class ImageEmbedder:
         for (index, item), image in zip(encoded, images, strict=True):
             try:
                 if image is None:
-                    draft = self.transform.draft_size()
-                    rgb = self.transform(open_rgb(io.BytesIO(item.data.tobytes()), draft))
+                    rgb = self.transform.decode(io.BytesIO(item.data.tobytes()))
                     cropped.append((index, torch.from_numpy(rgb).permute(2, 0, 1)))
                 else:
                     upright = orient(image, item.orientation)
