@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from featuregen_assets.core.pixel_ring import (  # noqa: E402
     PixelRing,
     put_bytes,
+    put_pixels,
     read_chunks,
     ring_slots,
 )
@@ -89,7 +90,7 @@ def pixel_slots(n: int, workers: int, chunk: int, device: torch.device) -> float
     ring = PixelRing(ring_slots(chunk, 256, 4 * workers), SHAPE, device)
 
     def make(i: int) -> int:
-        np.copyto(ring.pixels[i % len(ring)].numpy(), IMAGE)
+        put_pixels(ring.pixels, i, IMAGE)
         return i
 
     chunks = loader(n, make, lambda items: (list(items),), workers, chunk)

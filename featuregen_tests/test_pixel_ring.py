@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from featuregen_assets.core import pixel_ring
-from featuregen_assets.core.pixel_ring import PixelRing, read_chunks, ring_slots
+from featuregen_assets.core.pixel_ring import PixelRing, put_pixels, read_chunks, ring_slots
 
 
 class _Numbered(Dataset):
@@ -25,7 +25,7 @@ class _Numbered(Dataset):
     def __getitem__(self, i: int) -> int | None:
         if i % 5 == 4:
             return None
-        np.copyto(self.slots[i % len(self.slots)].numpy(), i % 251)
+        put_pixels(self.slots, i, np.full(self.slots.shape[1:], i % 251, np.uint8))
         return i
 
 

@@ -41,7 +41,13 @@ from featuregen_assets.core.gpu_decode import (
     resize_crop,
 )
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
-from featuregen_assets.core.pixel_ring import PixelRing, put_bytes, read_chunks, ring_slots
+from featuregen_assets.core.pixel_ring import (
+    PixelRing,
+    put_bytes,
+    put_pixels,
+    read_chunks,
+    ring_slots,
+)
 
 POOLINGS = ("cls", "cls+mean")
 
@@ -180,7 +186,7 @@ class _ImageFiles(Dataset):
                     return i, _Encoded(array, len(data), orientation), None
                 source = io.BytesIO(data)
             pixels = self.transform.decode(source)
-            np.copyto(self.slots[i % len(self.slots)].numpy(), pixels)
+            put_pixels(self.slots, i, pixels)
             return i, None, None
         except Exception as e:  # any undecodable file is reported, not fatal
             return i, None, f"{type(e).__name__}: {e}"

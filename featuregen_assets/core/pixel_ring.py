@@ -138,6 +138,11 @@ def _check_shared_memory(size: int, slots: int) -> None:
         )
 
 
+def put_pixels(slots: torch.Tensor, index: int, pixels: np.ndarray) -> None:
+    """Store item ``index``'s pixels (one slot's shape) in its slot (in a loader worker)."""
+    np.copyto(slots[index % len(slots)].numpy(), pixels)
+
+
 def put_bytes(slots: torch.Tensor, index: int, data: bytes) -> bool:
     """Store ``data`` in item ``index``'s slot when it fits (in a loader worker); False if not."""
     slot = slots[index % len(slots)].view(-1)
