@@ -43,7 +43,7 @@ from psycopg import sql  # noqa: E402
 
 from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
-from featuregen_assets.core.search import EXACT_SCAN_MAX_IMAGES, search_vectors  # noqa: E402
+from featuregen_assets.core.search import ranks_exactly, search_vectors  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.resources.io_manager import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
@@ -158,13 +158,10 @@ def run_queries(
 def uses_index(conn, query: np.ndarray, category: str | None) -> bool:
     """Whether the search walks an HNSW index: not for a category small enough to rank
     exactly, else when the plan of its inner ORDER BY ... LIMIT uses the index."""
-    if category is not None:
-        (size,) = conn.execute(
-            "SELECT count(*) FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
-        ).fetchone()
-        conn.commit()
-        if size <= EXACT_SCAN_MAX_IMAGES:
-            return False
+    exact = ranks_exactly(conn, category)
+    conn.commit()
+    if exact:
+        return False
     dim = len(query)
     join = (
         " AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id"

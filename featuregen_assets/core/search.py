@@ -55,7 +55,7 @@ def search_vectors(
         "category": category,
     }
     with conn.transaction():
-        if category and _category_size(conn, category) <= EXACT_SCAN_MAX_IMAGES:
+        if ranks_exactly(conn, category):
             nearest = _EXACT_IN_CATEGORY
         else:
             nearest = _FILTERED_INDEX_WALK if category else _INDEX_WALK
@@ -86,11 +86,15 @@ def search_vectors(
     return [SearchHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
-def _category_size(conn: psycopg.Connection, category: str) -> int:
-    """Stored images of a category (rows of its (category, status) index)."""
-    return conn.execute(
+def ranks_exactly(conn: psycopg.Connection, category: str | None) -> bool:
+    """Whether `search_vectors` ranks this category exactly instead of walking the index:
+    a category with at most `EXACT_SCAN_MAX_IMAGES` stored images."""
+    if not category:
+        return False
+    (size,) = conn.execute(
         "SELECT count(*) FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
-    ).fetchone()[0]
+    ).fetchone()
+    return size <= EXACT_SCAN_MAX_IMAGES
 
 
 _INDEX_WALK = """
