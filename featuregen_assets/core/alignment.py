@@ -32,10 +32,11 @@ from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
 from featuregen_assets.core.training import (
     load_weights,
     mixed_precision,
+    optimiser_and_schedule,
+    optimiser_step,
     read_model_config,
     save_model_dir,
     training_device,
-    warmup_cosine,
 )
 
 RECIPES = ("lit", "talk2dino", "projection")
@@ -403,13 +404,8 @@ def train_alignment(
 
     criterion = ContrastiveLoss(config.loss).to(device)
     params = [p for p in encoder.parameters() if p.requires_grad] + list(criterion.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_pairs) / config.batch_size)
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total, max(1, round(config.warmup_ratio * total)))
+    optimizer, scheduler, total = optimiser_and_schedule(
+        params, config, math.ceil(len(train_pairs) / config.batch_size)
     )
     generator = torch.Generator().manual_seed(config.seed)
     text_idx = torch.from_numpy(data.text_idx).to(device)
@@ -437,11 +433,7 @@ def train_alignment(
                     width = int(mask.sum(1).max())
                     text = encoder(ids[:, :width], mask[:, :width])
                 loss = criterion(text, targets[i], pos)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(optimiser_step(loss, optimizer, scheduler))
             step += 1
             samples += len(batch)
         if not losses:

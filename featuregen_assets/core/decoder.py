@@ -30,10 +30,11 @@ from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
 from featuregen_assets.core.training import (
     load_weights,
     mixed_precision,
+    optimiser_and_schedule,
+    optimiser_step,
     read_model_config,
     save_model_dir,
     training_device,
-    warmup_cosine,
 )
 
 FORMAT = "featuregen-feature-decoder/1"
@@ -308,15 +309,8 @@ def train_decoder(
     x_all = torch.from_numpy(vectors).to(device)
     y_all = _to_tensor(pixels).to(device)
 
-    optimizer = torch.optim.AdamW(
-        decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(total, max(1, round(config.warmup_ratio * total)))
+    optimizer, scheduler, total = optimiser_and_schedule(
+        decoder.parameters(), config, math.ceil(len(train_rows) / config.batch_size)
     )
     generator = torch.Generator().manual_seed(config.seed)
     log(
@@ -336,11 +330,7 @@ def train_decoder(
             batch = order[start : start + config.batch_size].to(device)
             with mixed_precision(device, config.autocast):
                 loss = F.mse_loss(decoder(x_all[batch]), y_all[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(optimiser_step(loss, optimizer, scheduler))
             step += 1
             samples += len(batch)
         if not losses:

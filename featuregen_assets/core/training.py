@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -35,6 +36,44 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+class ScheduleConfig(Protocol):
+    """The fields of a training config that set its optimiser and schedule."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    max_steps: int | None
+
+
+def optimiser_and_schedule(
+    params: Iterable[nn.Parameter], config: ScheduleConfig, steps_per_epoch: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, int]:
+    """AdamW and its warm-up + cosine schedule over the run's optimiser steps (every epoch,
+    capped by ``max_steps``); also returns that number of steps."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(total, max(1, round(config.warmup_ratio * total)))
+    )
+    return optimizer, scheduler, total
+
+
+def optimiser_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> float:
+    """One step on ``loss``: backward, update, advance the schedule; returns the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
 
 
 def save_model_dir(
