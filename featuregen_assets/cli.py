@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         help="Text-to-image search (or --image: more like this image).",
         description="Encode the query with the newest aligned text encoder and return the"
-        " nearest images by cosine through pgvector's HNSW index; with --image, search with"
-        " the image's own DINOv2 vector.",
+        " nearest images by cosine through pgvector's HNSW index (a --category of at most"
+        " 2,000 images is ranked exactly); with --image, search with the image's own DINOv2"
+        " vector.",
     )
     search.add_argument("query", nargs="?", help="What to look for, in words.")
     search.add_argument("--image", metavar="PATH", help="Find images like this image file.")
