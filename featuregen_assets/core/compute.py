@@ -29,7 +29,7 @@ class ComputeSettings:
     num_workers: int | None = None
     attn_implementation: str = "sdpa"
     compile: bool = False
-    gpu_jpeg_share: float = 0.5
+    gpu_jpeg_share: float = 0.75
 
 
 def resolve_device(settings: ComputeSettings) -> torch.device:

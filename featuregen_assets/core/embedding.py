@@ -5,17 +5,18 @@ in one Pillow call to the model's preprocessing (from its image-processor config
 the uint8 pixels into shared slots (``core.pixel_ring``); the device normalises, runs the
 model under ``inference_mode`` and returns L2-normalised CLS (or CLS ⊕ mean-of-patches)
 vectors. On a GPU with torchvision, workers hand a share of the JPEGs (``gpu_jpeg_share``)
-over still encoded and nvJPEG decodes them (``core.gpu_decode``) while the workers decode
-the rest: both decoders feed the model at once.
+over still encoded and nvJPEG decodes them (``core.gpu_decode``) on a thread of its own
+while the workers decode the rest: both decoders feed the model at once.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -50,6 +51,8 @@ from featuregen_assets.core.pixel_ring import (
 )
 
 POOLINGS = ("cls", "cls+mean")
+T = TypeVar("T")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -341,23 +344,30 @@ class ImageEmbedder:
         """Model inputs of up to `batch_size` images, assembled from the loader's chunks.
 
         Yields (indices, normalised NCHW input or None, [(index, error)]); the input's rows
-        follow ``indices``.
+        follow ``indices``. nvJPEG holds its calling thread until its whole batch is decoded,
+        so JPEGs for the device decode on a thread of their own, one batch ahead: while it
+        decodes batch N, this thread gathers batch N + 1 and the model runs batch N − 1.
         """
+        decoder = (
+            ThreadPoolExecutor(1, thread_name_prefix="device-decode")
+            if self._decode_jpeg is not None
+            else None
+        )
+        try:
+            started = (self._start_batch(*parts, decoder) for parts in self._gathered(paths))
+            for batch in _one_ahead(started):
+                yield self._finish_batch(*batch)
+        finally:
+            if decoder is not None:
+                decoder.shutdown(cancel_futures=True)
+
+    def _gathered(self, paths: Sequence[Path]) -> Iterator[tuple[list, list, list, list]]:
+        """The loader's chunks gathered into model batches: (indices in the ring, their pixel
+        tensors, [(index, error)], [(index, encoded JPEG)])."""
         indices: list[int] = []
         pixels: list[torch.Tensor] = []
         failed: list[tuple[int, str]] = []
         encoded: list[tuple[int, _Encoded]] = []
-
-        def batch():
-            parts = [self.pixels_to_input(torch.cat(pixels))] if pixels else []
-            if encoded:
-                decoded_indices, decoded, decode_failed = self._decode_on_device(encoded)
-                indices.extend(decoded_indices)
-                failed.extend(decode_failed)
-                if decoded is not None:
-                    parts.append(self._normalise(decoded))
-            return indices, torch.cat(parts) if parts else None, failed
-
         for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.chunks(paths):
             indices += chunk_indices
             failed += chunk_failed
@@ -365,32 +375,63 @@ class ImageEmbedder:
             if chunk_pixels is not None:
                 pixels.append(chunk_pixels)
             if len(indices) + len(encoded) >= self.compute.batch_size:
-                yield batch()
+                yield indices, pixels, failed, encoded
                 indices, pixels, failed, encoded = [], [], [], []
         if indices or failed or encoded:
-            yield batch()
+            yield indices, pixels, failed, encoded
+
+    def _start_batch(
+        self,
+        indices: list[int],
+        pixels: list[torch.Tensor],
+        failed: list[tuple[int, str]],
+        encoded: list[tuple[int, _Encoded]],
+        decoder: ThreadPoolExecutor | None,
+    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]], Future | None]:
+        """Normalise the workers' pixels and hand the batch's JPEGs to the decode thread."""
+        inputs = self.pixels_to_input(torch.cat(pixels)) if pixels else None
+        decoding = decoder.submit(self._decode_on_device, encoded) if encoded else None
+        return indices, inputs, failed, decoding
+
+    def _finish_batch(
+        self,
+        indices: list[int],
+        inputs: torch.Tensor | None,
+        failed: list[tuple[int, str]],
+        decoding: Future | None,
+    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
+        """The batch's model input: the workers' rows, then the device-decoded ones."""
+        parts = [inputs] if inputs is not None else []
+        if decoding is not None:
+            decoded_indices, decoded, decode_failed, done = decoding.result()
+            indices, failed = indices + decoded_indices, failed + decode_failed
+            if done is not None:  # the decode stream's work must finish before the model's
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(done)
+                if decoded is not None:
+                    decoded.record_stream(current)
+            if decoded is not None:
+                parts.append(self._normalise(decoded))
+        return indices, torch.cat(parts) if parts else None, failed
 
     def _decode_on_device(
         self, encoded: list[tuple[int, _Encoded]]
-    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-        """`_decode_resize` on a side stream of its own, when there is one.
+    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]], torch.cuda.Event | None]:
+        """`_decode_resize` on a side stream of its own, when there is one; also returns the
+        event that marks the end of its work there (None without a side stream).
 
         nvJPEG writes from its own stream into memory allocated on the calling stream. Called
         on the model's stream, that memory can be a block the previous forward still uses:
         the side stream has finished its own earlier work before each decode, so no block it
-        hands out is in use; the model's stream then waits for the decoded batch.
+        hands out is in use.
         """
         stream = self._decode_stream
         if stream is None:
-            return self._decode_resize(encoded)
+            return (*self._decode_resize(encoded), None)
         stream.synchronize()
         with torch.cuda.stream(stream):
-            indices, pixels, failed = self._decode_resize(encoded)
-        current = torch.cuda.current_stream(self.device)
-        current.wait_stream(stream)
-        if pixels is not None:
-            pixels.record_stream(current)
-        return indices, pixels, failed
+            result = self._decode_resize(encoded)
+        return (*result, stream.record_event())
 
     def _decode_resize(
         self, encoded: list[tuple[int, _Encoded]]
@@ -438,6 +479,16 @@ class ImageEmbedder:
         """Drop the model and return its GPU memory."""
         self.model = self._forward = None
         free_memory(self.device)
+
+
+def _one_ahead(items: Iterable[T]) -> Iterator[T]:
+    """Each item of ``items``, yielded once the next one has been produced (its work started)."""
+    iterator = iter(items)
+    previous = next(iterator, _END)
+    while previous is not _END:
+        current = next(iterator, _END)
+        yield previous
+        previous = current
 
 
 def _emit(indices, failed, vectors, done) -> Iterator[tuple[int, np.ndarray | None, str | None]]:

@@ -101,7 +101,9 @@ class PixelRing:
             done.record()
             self._copies.append((indices[0], done))
         if len(indices) < len(block):  # some items of the chunk failed or went elsewhere
-            rows = torch.tensor([i - indices[0] for i in indices], device=out.device)
+            rows = torch.tensor([i - indices[0] for i in indices])
+            if out.is_cuda:  # a pageable copy would wait for all the device's queued work
+                rows = rows.pin_memory().to(out.device, non_blocking=True)
             out = out.index_select(0, rows)
         return out
 

@@ -48,7 +48,7 @@ class ComputeResource(dg.ConfigurableResource):
     gpu_jpeg_share: float | None = Field(
         default=None,
         description="Share of JPEGs nvJPEG decodes on a GPU; loader workers decode the rest"
-        " (FEATUREGEN_GPU_JPEG_SHARE, 0.5).",
+        " (FEATUREGEN_GPU_JPEG_SHARE, 0.75).",
     )
 
     def settings(self) -> ComputeSettings:
