@@ -114,28 +114,6 @@ def write_copy(conn, table: Table, upsert: bool) -> float:
     return time.perf_counter() - start
 
 
-def write_in_parallel(url: str, vectors: np.ndarray, connections: int, tag: str) -> float:
-    """Seconds to upsert `vectors` as new rows, split over several connections at once."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    parts = np.array_split(np.arange(len(vectors)), connections)
-    conns = [db.connect(url) for _ in parts]
-
-    def write(k: int) -> None:
-        rows = parts[k]
-        ids = [f"{tag}-{i:060x}" for i in rows]
-        table = Table({"image_id": ids, "model": [MODEL] * len(rows), "embedding": vectors[rows]})
-        write_copy(conns[k], table, upsert=True)
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(connections) as pool:
-        list(pool.map(write, range(connections)))
-    seconds = time.perf_counter() - start
-    for conn in conns:
-        conn.close()
-    return seconds
-
-
 def truncate(conn) -> None:
     conn.execute("TRUNCATE image_embeddings")
     conn.commit()
@@ -207,12 +185,6 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB; server default")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--indexed-n", type=int, default=5_000, help="rows upserted once the index exists"
-    )
-    parser.add_argument(
-        "--insert-connections", type=int, default=2, help="connections for the parallel upsert"
-    )
     parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
     parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument(
@@ -339,18 +311,7 @@ def main() -> None:
             sweep.append(
                 (ef, np.median(latency), np.percentile(latency, 95), recall(hits, exact[name][1]))
             )
-        # Last, since it grows the index: what the next partition's write costs once it exists.
-        extra = min(args.indexed_n, args.n)
-        new = vectors[:extra] + 0.1 * rng.normal(size=(extra, args.dim)) / np.sqrt(args.dim)
-        new = (new / np.linalg.norm(new, axis=1, keepdims=True)).astype(np.float32)
-        new_ids = [f"new-{i:060x}" for i in range(extra)]
-        t_indexed = write_copy(
-            conn, Table({"image_id": new_ids, "model": [MODEL] * extra, "embedding": new}), True
-        )
         conn.close()
-        # The same rows again as new ones: over one connection, then several at once.
-        t_one = write_in_parallel(url, new, 1, "one")
-        t_parallel = write_in_parallel(url, new, args.insert_connections, "par")
 
     mwm = args.maintenance_work_mem or settings["maintenance_work_mem"]
     print()
@@ -370,9 +331,6 @@ def main() -> None:
         ("psycopg executemany, text vectors (baseline)", base_n, t_exec),
         ("featuregen copy_rows (binary COPY)", args.n, t_copy),
         ("featuregen upsert (COPY to temp + ON CONFLICT)", args.n, t_upsert),
-        ("featuregen upsert into the table once its HNSW index exists", extra, t_indexed),
-        ("the same again, new connection", extra, t_one),
-        (f"the same, split over {args.insert_connections} connections at once", extra, t_parallel),
     ):
         print(f"| {label} | {rows:,} | {rows / seconds:,.0f} | {rows / seconds / base_rate:.1f}× |")
     print()

@@ -170,3 +170,67 @@ def test_unknown_column_is_a_clear_error(database_url: str) -> None:
 
     with dg.instance_for_test() as instance, pytest.raises(ValueError, match="no columns"):
         dg.materialize([bad], resources=_resources(database_url), instance=instance)
+
+
+TILES = 1_500  # three writers' worth of rows (ROWS_PER_WRITER each)
+
+
+@dg.asset(
+    partitions_def=colours,
+    metadata={"partition_expr": "colour", "primary_key": ["image_id", "model"], "hnsw_by": "model"},
+)
+def tiles(context: dg.AssetExecutionContext) -> Table:
+    colour = context.partition_key
+    seed = context.run.tags.get("seed", "0")
+    return Table(
+        {
+            "colour": [colour] * TILES,
+            "image_id": [f"{colour}-{i}" for i in range(TILES)],
+            "model": ["m@1"] * TILES,
+            "embedding": _vectors(TILES, 8, seed=len(colour) + 10 * int(seed)),
+        }
+    )
+
+
+def test_upserts_into_an_existing_index_are_split_over_connections(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featuregen_assets.resources import io_manager
+
+    splits: list[int] = []
+    original = io_manager.upsert_in_parallel
+
+    def recording(url, table_slice, obj, types, primary_key, connections):
+        splits.append(connections)
+        original(url, table_slice, obj, types, primary_key, connections)
+
+    monkeypatch.setattr(io_manager, "upsert_in_parallel", recording)
+    postgres = PostgresResource(url=database_url)
+    resources = {"io_manager": PgvectorIOManager(postgres=postgres, write_connections=3)}
+    with dg.instance_for_test() as instance:
+        for key, seed in (("red", 0), ("blue", 0), ("red", 1)):
+            result = dg.materialize(
+                [tiles],
+                partition_key=key,
+                resources=resources,
+                instance=instance,
+                tags={"seed": str(seed)},
+            )
+            assert result.success
+    # the first write builds the index after one COPY; the next two go into the graph
+    assert splits == [3, 3]
+    stored = dict(_rows(database_url, "SELECT image_id, embedding FROM tiles"))
+    assert len(stored) == 2 * TILES
+    for colour, seed in (("red", 1), ("blue", 0)):
+        expected = _vectors(TILES, 8, seed=len(colour) + 10 * seed)
+        for i in range(TILES):
+            np.testing.assert_array_equal(stored[f"{colour}-{i}"].to_numpy(), expected[i])
+    with db.connection(database_url) as conn:  # the graph holds every row: found through it
+        conn.execute("SET LOCAL enable_seqscan = off")
+        query = stored["blue-7"].to_numpy()
+        nearest = conn.execute(
+            "SELECT image_id FROM tiles WHERE model = 'm@1'"
+            " ORDER BY embedding::vector(8) <=> %s::vector(8) LIMIT 1",
+            (query,),
+        ).fetchone()
+    assert nearest == ("blue-7",)

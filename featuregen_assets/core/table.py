@@ -49,6 +49,16 @@ class Table:
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
+    def take(self, rows: Sequence[int]) -> Table:
+        """A table of the given rows, in that order."""
+        index = np.asarray(rows, dtype=np.intp)
+        return Table(
+            {
+                name: values[index] if isinstance(values, np.ndarray) else [values[i] for i in rows]
+                for name, values in self.columns.items()
+            }
+        )
+
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """The rows as tuples in column order."""
         return zip(*self.columns.values(), strict=True)

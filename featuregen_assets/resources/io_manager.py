@@ -6,11 +6,18 @@ Definition metadata on an asset steers it:
 - `primary_key`: columns identifying a row. With it, writes upsert (rows of other partitions
   and earlier rows are kept); without it, a write replaces the partition's rows.
 - `hnsw_by`: a column (e.g. `model`) per distinct value of which an HNSW cosine index is kept
-  on the vector column, cast to its dimension (pgvector indexes need a fixed dimension).
+  on the vector column, cast to its dimension (pgvector indexes need a fixed dimension);
+  `hnsw_m` / `hnsw_ef_construction` set a new index's graph.
+
+Inserting into an HNSW graph costs about 2 ms a 768-d row on one connection, so an upsert into
+a table whose indexes already exist is split over several connections at once
+(`write_connections`), each its own transaction: pgvector's inserts run concurrently.
 """
 
 import hashlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +31,7 @@ from dagster._core.storage.db_io_manager import (
     TableSlice,
 )
 from psycopg import sql
+from pydantic import Field
 
 from featuregen_assets.core import db
 from featuregen_assets.core.table import Table
@@ -31,6 +39,7 @@ from featuregen_assets.resources.postgres import PostgresResource
 
 INDEX_MEMORY = "1GB"
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults
+ROWS_PER_WRITER = 500  # fewer rows than this do not pay for another connection
 
 
 def _identifier(table_slice: TableSlice) -> sql.Composed:
@@ -110,11 +119,17 @@ def _sql_type(values: Any) -> str:
     return "text"
 
 
-def _create_table(conn: psycopg.Connection, table_slice: TableSlice, obj: Table) -> None:
-    columns = sql.SQL(", ").join(
+def _create_table(
+    conn: psycopg.Connection, table_slice: TableSlice, obj: Table, primary_key: Sequence[str]
+) -> None:
+    parts = [
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_sql_type(values)))
         for name, values in obj.columns.items()
-    )
+    ]
+    if primary_key:  # what the upsert's ON CONFLICT names
+        keys = sql.SQL(", ").join(map(sql.Identifier, primary_key))
+        parts.append(sql.SQL("PRIMARY KEY ({})").format(keys))
+    columns = sql.SQL(", ").join(parts)
     conn.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(_identifier(table_slice), columns)
     )
@@ -162,6 +177,50 @@ def _upsert(conn, table_slice: TableSlice, obj: Table, types, primary_key: Seque
     conn.execute(sql.SQL("DROP TABLE {}").format(staging))
 
 
+def upsert_in_parallel(
+    url: str,
+    table_slice: TableSlice,
+    obj: Table,
+    types: Sequence[str],
+    primary_key: Sequence[str],
+    connections: int,
+) -> None:
+    """`_upsert` split over ``connections`` connections at once, each its own transaction.
+
+    Rows with the same key go to the same connection, so no two transactions wait on each
+    other's rows. A failed part leaves the other parts stored (whole rows, not half-written).
+    """
+    parts: list[list[int]] = [[] for _ in range(connections)]
+    for row, key in enumerate(zip(*(obj.columns[k] for k in primary_key), strict=True)):
+        parts[hash(key) % connections].append(row)
+
+    def write(rows: list[int]) -> None:
+        with db.connection(url) as conn:
+            _upsert(conn, table_slice, obj.take(rows), types, primary_key)
+
+    with ThreadPoolExecutor(connections, thread_name_prefix="pgvector-write") as pool:
+        list(pool.map(write, [rows for rows in parts if rows]))
+
+
+def _hnsw_indexes(
+    table_slice: TableSlice, obj: Table, by: str
+) -> Iterator[tuple[str, str, int, Any]]:
+    """(index name, vector column, dimension, value of `by`) of each index a write keeps."""
+    for column, dim in obj.vector_dims().items():
+        for value in sorted(set(obj.columns[by])):
+            digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
+            yield f"{table_slice.table}_hnsw_{digest}", column, dim, value
+
+
+def hnsw_indexes_exist(conn, table_slice: TableSlice, obj: Table, by: str) -> bool:
+    """Whether every HNSW index that a write of `obj` keeps exists already."""
+    return all(
+        conn.execute("SELECT to_regclass(%s)", (f'"{table_slice.schema}"."{name}"',)).fetchone()[0]
+        is not None
+        for name, *_ in _hnsw_indexes(table_slice, obj, by)
+    )
+
+
 def ensure_hnsw_indexes(
     conn,
     table_slice: TableSlice,
@@ -175,32 +234,43 @@ def ensure_hnsw_indexes(
     created = []
     # HNSW builds several times faster when its graph fits in memory (768-d: ~3 kB a row).
     conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(INDEX_MEMORY)))
-    for column, dim in obj.vector_dims().items():
-        for value in sorted(set(obj.columns[by])):
-            digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
-            name = f"{table_slice.table}_hnsw_{digest}"
-            conn.execute(
-                sql.SQL(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                    "(({}::vector({})) vector_cosine_ops) WITH (m = {}, ef_construction = {})"
-                    " WHERE {} = {}"
-                ).format(
-                    sql.Identifier(name),
-                    _identifier(table_slice),
-                    sql.Identifier(column),
-                    sql.Literal(dim),
-                    sql.Literal(m),
-                    sql.Literal(ef_construction),
-                    sql.Identifier(by),
-                    sql.Literal(value),
-                )
+    for name, column, dim, value in _hnsw_indexes(table_slice, obj, by):
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
+                "(({}::vector({})) vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+                " WHERE {} = {}"
+            ).format(
+                sql.Identifier(name),
+                _identifier(table_slice),
+                sql.Identifier(column),
+                sql.Literal(dim),
+                sql.Literal(m),
+                sql.Literal(ef_construction),
+                sql.Identifier(by),
+                sql.Literal(value),
             )
-            created.append(name)
+        )
+        created.append(name)
     return created
 
 
 class TableTypeHandler(DbTypeHandler[Table]):
-    """Writes `Table`s with binary COPY (vectors as float32 arrays) and reads them back."""
+    """Writes `Table`s with binary COPY (vectors as float32 arrays) and reads them back.
+
+    ``url`` and ``write_connections``: where and over how many connections at most an upsert
+    into an HNSW-indexed table goes (`upsert_in_parallel`).
+    """
+
+    def __init__(self, url: str, write_connections: int) -> None:
+        self.url, self.write_connections = url, write_connections
+
+    def _writers(self, connection, table_slice: TableSlice, obj: Table, by: str | None) -> int:
+        """Connections for an upsert: one, unless `obj` goes into indexes that exist."""
+        writers = min(self.write_connections, len(obj) // ROWS_PER_WRITER)
+        if writers < 2 or not by or not hnsw_indexes_exist(connection, table_slice, obj, by):
+            return 1
+        return writers
 
     def handle_output(
         self, context: dg.OutputContext, table_slice: TableSlice, obj: Table, connection
@@ -208,15 +278,19 @@ class TableTypeHandler(DbTypeHandler[Table]):
         metadata = context.definition_metadata or {}
         types = _column_types(connection, table_slice)
         if not types:
-            _create_table(connection, table_slice, obj)
+            _create_table(connection, table_slice, obj, metadata.get("primary_key") or [])
             types = _column_types(connection, table_slice)
         missing = [name for name in obj.names if name not in types]
         if missing:
             raise ValueError(f"{table_slice.table} has no columns {missing}")
         column_types = [types[name] for name in obj.names]
         if len(obj):
-            if metadata.get("primary_key"):
-                _upsert(connection, table_slice, obj, column_types, metadata["primary_key"])
+            key = metadata.get("primary_key")
+            writers = key and self._writers(connection, table_slice, obj, metadata.get("hnsw_by"))
+            if key and writers > 1:
+                upsert_in_parallel(self.url, table_slice, obj, column_types, key, writers)
+            elif key:
+                _upsert(connection, table_slice, obj, column_types, key)
             else:
                 copy_rows(connection, _identifier(table_slice), obj, column_types)
             if metadata.get("hnsw_by"):
@@ -253,11 +327,18 @@ class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
 
     postgres: PostgresResource
     db_schema: str = "public"
+    write_connections: int | None = Field(
+        default=None,
+        description="Connections that upsert into an HNSW-indexed table at once"
+        " (default: this machine's CPUs, at most 8).",
+    )
 
     def create_io_manager(self, context) -> DbIOManager:
+        url = self.postgres.database_url()
+        writers = self.write_connections or min(8, os.cpu_count() or 1)
         return DbIOManager(
-            type_handlers=[TableTypeHandler()],
-            db_client=PgvectorDbClient(self.postgres.database_url()),
+            type_handlers=[TableTypeHandler(url, writers)],
+            db_client=PgvectorDbClient(url),
             database="featuregen",
             schema=self.db_schema,
             io_manager_name="PgvectorIOManager",

