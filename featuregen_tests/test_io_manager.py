@@ -1,5 +1,6 @@
 import dagster as dg
 import numpy as np
+import psycopg
 import pytest
 
 from featuregen_assets.core import db
@@ -234,3 +235,43 @@ def test_upserts_into_an_existing_index_are_split_over_connections(
             (query,),
         ).fetchone()
     assert nearest == ("blue-7",)
+
+
+def test_a_failed_part_of_a_split_upsert_loses_nothing_stored(database_url: str) -> None:
+    from dagster._core.storage.db_io_manager import TableSlice
+
+    from featuregen_assets.resources.io_manager import upsert_in_parallel
+
+    postgres = PostgresResource(url=database_url)
+    resources = {"io_manager": PgvectorIOManager(postgres=postgres, write_connections=3)}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            [tiles], partition_key="red", resources=resources, instance=instance
+        ).success
+    before = dict(_rows(database_url, "SELECT image_id, embedding FROM tiles"))
+
+    vectors = _vectors(TILES, 8, seed=99)
+    vectors[7] = np.nan  # pgvector refuses NaN: the part holding this row fails
+    ids = [f"blue-{i}" for i in range(TILES)]
+    table = Table(
+        {
+            "colour": ["blue"] * TILES,
+            "image_id": ids,
+            "model": ["m@1"] * TILES,
+            "embedding": vectors,
+        }
+    )
+    types = ["text", "text", "text", "vector"]
+    with pytest.raises(psycopg.errors.DataException, match="NaN"):
+        upsert_in_parallel(
+            database_url, TableSlice("tiles", "public"), table, types, ["image_id", "model"], 3
+        )
+
+    after = dict(_rows(database_url, "SELECT image_id, embedding FROM tiles"))
+    for image_id, vector in before.items():  # earlier rows untouched
+        np.testing.assert_array_equal(after[image_id].to_numpy(), vector.to_numpy())
+    written = {k: v for k, v in after.items() if k.startswith("blue-")}
+    assert "blue-7" not in written
+    assert 0 < len(written) < TILES  # the other parts committed, each whole
+    for image_id, vector in written.items():
+        np.testing.assert_array_equal(vector.to_numpy(), vectors[int(image_id.split("-")[1])])
