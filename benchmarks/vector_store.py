@@ -13,7 +13,8 @@ isotropic noise (real image embeddings have a low intrinsic dimension). Each row
    (COPY into a temp table + INSERT ... ON CONFLICT, the IO manager's `_upsert`), against
    psycopg `executemany` INSERTs of text-format vectors on a subset, all into `image_embeddings`.
 2. Build time of the per-model partial HNSW index (`ensure_hnsw_indexes`, m=16,
-   ef_construction=64) at the server's `maintenance_work_mem` (`--maintenance-work-mem`).
+   ef_construction=64 unless `--hnsw-m` / `--hnsw-ef-construction`), with the
+   `maintenance_work_mem` that the IO manager sets for it (`INDEX_MEMORY`).
 3. `search_vectors` latency (p50/p95, k=10) with the HNSW index against the same call before the
    index exists (an exact sequential scan, which is also the ground truth for recall@10), without
    a category filter, with a ~11% category and with the ~1% rare one; and how many queries return
@@ -48,6 +49,7 @@ from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.resources.io_manager import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
+    INDEX_MEMORY,
     _upsert,
     copy_rows,
     ensure_hnsw_indexes,
@@ -183,7 +185,6 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768, help="768 = dinov2-base, 64 = tiny")
     parser.add_argument("--baseline-n", type=int, default=10_000, help="rows for executemany")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--maintenance-work-mem", default=None, help="e.g. 1GB; server default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
     parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
@@ -266,12 +267,6 @@ def main() -> None:
             exact[name] = run_queries(conn, queries, cats)
             print(f"exact {name}: p50 {np.median(exact[name][0]):.1f} ms", flush=True)
 
-        if args.maintenance_work_mem:
-            conn.execute(
-                sql.SQL("SET maintenance_work_mem = {}").format(
-                    sql.Literal(args.maintenance_work_mem)
-                )
-            )
         start = time.perf_counter()
         ensure_hnsw_indexes(
             conn,
@@ -313,7 +308,6 @@ def main() -> None:
             )
         conn.close()
 
-    mwm = args.maintenance_work_mem or settings["maintenance_work_mem"]
     print()
     print(
         f"Machine: {machine()}; PostgreSQL {settings['server_version']}, "
@@ -337,7 +331,7 @@ def main() -> None:
     print(
         f"HNSW build (partial per-model index, m={args.hnsw_m}, "
         f"ef_construction={args.hnsw_ef_construction}, "
-        f"maintenance_work_mem {mwm}): {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
+        f"maintenance_work_mem {INDEX_MEMORY}): {t_build:.1f} s ({args.n / t_build:,.0f} vectors/s)"
     )
     print()
     print(
