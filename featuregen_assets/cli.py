@@ -83,7 +83,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     home = prepare_dagster_home()
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
-    command = ["dagster", "dev", "-m", "featuregen_assets.definitions", *args.extra]
+    # this interpreter's dagster, also when its bin/ is not on PATH (.venv/bin/featuregen dev)
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "featuregen_assets.definitions"]
+    command += args.extra
     os.execvp(command[0], command)
 
 

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,17 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
 def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
     assert main(["search", "a red circle"]) == 1
     assert "no aligned text encoder is registered" in capsys.readouterr().err
+
+
+def test_dev_starts_this_interpreters_dagster_without_it_on_path(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FEATUREGEN_HOME": str(tmp_path)}
+    featuregen = Path(sys.executable).parent / "featuregen"
+    # an invalid log level: dagster dev itself answers (a usage error) once it has started
+    done = subprocess.run(
+        [str(featuregen), "dev", "--log-level", "not-a-level"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "dagster dev" in done.stderr and "not-a-level" in done.stderr, done.stderr
+    assert (tmp_path / "dagster" / "dagster.yaml").exists()
