@@ -59,12 +59,12 @@ def build_arch(name: str, root: Path) -> ModelSpec:
     return ModelSpec("dinov2", str(out), f"random/{name}")
 
 
-def _write_image(args: tuple[int, str]) -> None:
+def _write_image(args: tuple[int, str, int]) -> None:
     from PIL import Image
 
-    i, root = args
+    i, root, max_side = args
     rng = np.random.default_rng(i)
-    w, h = (int(x) for x in rng.integers(224, 801, 2))
+    w, h = (int(x) for x in rng.integers(224, max_side + 1, 2))
     a = np.full((h, w, 3), rng.integers(0, 256, 3), np.uint8)
     a = (a + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype(np.uint8)  # texture
     for _ in range(3):
@@ -77,11 +77,12 @@ def _write_image(args: tuple[int, str]) -> None:
         im.save(Path(root) / f"{i:06d}.jpg", quality=int(rng.integers(70, 96)))
 
 
-def write_images(root: Path, n: int) -> list[Path]:
-    """``n`` synthetic photos, 224–800 px, mostly JPEG (quality 70–95), every 8th PNG."""
+def write_images(root: Path, n: int, max_side: int = 800) -> list[Path]:
+    """``n`` synthetic photos, 224–``max_side`` px a side, mostly JPEG (quality 70–95), every
+    8th PNG."""
     root.mkdir(parents=True, exist_ok=True)
     with get_context("fork").Pool(os.cpu_count()) as pool:
-        pool.map(_write_image, [(i, str(root)) for i in range(n)], chunksize=16)
+        pool.map(_write_image, [(i, str(root), max_side) for i in range(n)], chunksize=16)
     return sorted(root.iterdir())
 
 
@@ -312,6 +313,12 @@ def main() -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--arch", nargs="+", help="tiny, dinov2-small, dinov2-base, dinov2-large")
     p.add_argument("--images", type=int)
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=800,
+        help="largest image side, px (2000: median JPEG ~160 kB, most larger than a slot)",
+    )
     p.add_argument("--batch", type=int)
     p.add_argument("--workers", type=int, nargs="+")
     p.add_argument(
@@ -336,7 +343,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
-        paths = write_images(root / "images", args.images)
+        paths = write_images(root / "images", args.images, args.max_side)
         print(f"wrote {len(paths)} images in {time.perf_counter() - t0:.1f}s; {machine()}")
         try:
             sink = Sink(None if args.no_postgres else root / "pg")

@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageOps
 
 from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder, _Encoded, _read_files
 from featuregen_assets.core.gpu_decode import jpeg_header, orient, resize_crop
 from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
 
@@ -148,3 +148,37 @@ def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(tmp_pat
     reference = embed(cycle, workers=0)  # in this process, no slot is reused
     for i, vector in enumerate(embed(cycle * 10, workers=2)):  # 50 items through 24 slots
         np.testing.assert_allclose(vector, reference[i % 5], atol=1e-5)
+
+
+def test_jpeg_headers_longer_than_a_slot_still_reach_the_device_decoder(tmp_path: Path) -> None:
+    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+    pixels = np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    path = tmp_path / "profiled.jpg"  # a 200 kB ICC profile ahead of the image data
+    Image.fromarray(pixels).save(path, quality=90, icc_profile=bytes(range(256)) * 800)
+    assert path.stat().st_size > 224 * 224 * 3
+
+    def embed(share: float) -> np.ndarray:
+        compute = ComputeSettings(device="cpu", batch_size=2, num_workers=1, gpu_jpeg_share=share)
+        embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
+        embedder._decode_jpeg = _nvjpeg_like
+        [(_, vector, error)] = list(embedder.embed_files([path]))
+        assert error is None
+        return vector
+
+    assert float(np.dot(embed(1.0), embed(0.0))) > 0.99
+
+
+def test_a_jpeg_file_gone_before_the_device_reads_it_is_that_images_failure(
+    tmp_path: Path,
+) -> None:
+    kept = tmp_path / "kept.jpg"
+    Image.new("RGB", (8, 8)).save(kept)
+    ready, failed = _read_files(
+        [
+            (0, _Encoded(None, 10, 1, str(tmp_path / "gone.jpg"))),
+            (1, _Encoded(None, 0, 1, str(kept))),
+        ]
+    )
+    assert [index for index, _ in ready] == [1]
+    assert ready[0][1].data.tobytes() == kept.read_bytes()
+    assert [index for index, _ in failed] == [0] and "FileNotFoundError" in failed[0][1]

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # GPU checks for the model assets' core (issue 4), run from the repository root:
-#   bash benchmarks/gpu/run.sh [embed|all]     (device tool: carry .whl; results land in $OUT)
+#   bash benchmarks/gpu/run.sh [embed|photos|all]   (device tool: carry .whl; results in $OUT)
 # 1. CUDA-path tests of compute/embedding/gpu_decode/captioning/model_profiles (with
 #    torchvision there, the hand-built Qwen2-VL ids are checked against Qwen2VLProcessor);
 # 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share,
 #    swept over the nvJPEG share and the loader workers, with each input stage timed alone;
+#    `photos` runs it instead on images up to 2000 px (most JPEGs larger than a loader slot,
+#    so read from their files by the decode thread), then stops: about 4 minutes;
 # 3. (all) benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
 # 4. (all) benchmarks/train.py: text-encoder and decoder training samples/s.
 # Budget: about 4 minutes for `embed`, 7-9 for `all`. Needs no network; no dagster import.
@@ -42,6 +44,15 @@ timeout 120 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
   featuregen_tests/test_embedding.py featuregen_tests/test_gpu_decode.py \
   featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
 echo "tests: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/tests.log"
+
+if [ "$WHAT" = photos ]; then
+  echo "== embed benchmark, larger photos =="
+  SECONDS=0
+  timeout 330 $PY benchmarks/embed.py --device cuda --images 8192 --max-side 2000 \
+    --gpu-jpeg-share 0 0.75 1 --workers 14 --json "$OUT/photos.json" 2>&1 | tee "$OUT/photos.log"
+  echo "photos: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/photos.log"
+  exit 0
+fi
 
 echo "== embed benchmark =="
 SECONDS=0

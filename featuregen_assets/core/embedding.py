@@ -12,6 +12,7 @@ while the workers decode the rest: both decoders feed the model at once.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -148,12 +149,13 @@ LOADER_CHUNK = 16
 
 
 class _Encoded(NamedTuple):
-    """A JPEG left for the GPU to decode: its bytes (None while they wait in the item's ring
-    slot), their size and the EXIF orientation."""
+    """A JPEG left for the GPU to decode: its bytes (None until read: from the item's ring
+    slot, or from ``path`` when larger than a slot), their size and the EXIF orientation."""
 
     data: np.ndarray | None
     size: int
     orientation: int
+    path: str | None = None
 
 
 class _ImageFiles(Dataset):
@@ -161,8 +163,8 @@ class _ImageFiles(Dataset):
     JPEGs left encoded for the device.
 
     An item is (index, None, None) when its pixels are in slot ``index % len(slots)``,
-    (index, encoded JPEG, None) with the bytes in that slot when they fit, or
-    (index, None, error).
+    (index, encoded JPEG, None) with the bytes in that slot when they fit (else left in the
+    file: no worker pickles megabytes to the main process), or (index, None, error).
     """
 
     def __init__(
@@ -179,20 +181,34 @@ class _ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, _Encoded | None, str | None]:
         try:
-            source: Path | io.BytesIO = self.paths[i]
-            if self._for_device(i):
-                data = Path(self.paths[i]).read_bytes()
-                orientation = jpeg_header(data)
-                if orientation is not None:
-                    in_slot = put_bytes(self.slots, i, data)
-                    array = None if in_slot else np.frombuffer(data, np.uint8)
-                    return i, _Encoded(array, len(data), orientation), None
-                source = io.BytesIO(data)
-            pixels = self.transform.decode(source)
-            put_pixels(self.slots, i, pixels)
+            encoded = self._encoded(i) if self._for_device(i) else None
+            if encoded is not None:
+                return i, encoded, None
+            put_pixels(self.slots, i, self.transform.decode(self.paths[i]))
             return i, None, None
         except Exception as e:  # any undecodable file is reported, not fatal
             return i, None, f"{type(e).__name__}: {e}"
+
+    def _encoded(self, i: int) -> _Encoded | None:
+        """Item ``i`` as a JPEG for the device, its bytes in its slot or left in its file;
+        None for anything nvJPEG does not take. Reads at most one slot's bytes unless the
+        JPEG's headers run past them."""
+        path, capacity = self.paths[i], self.slots[0].numel()
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(capacity)
+        try:
+            orientation = jpeg_header(head)
+        except Exception:
+            if len(head) == size:
+                raise  # the whole file: it is broken
+            orientation = jpeg_header(Path(path).read_bytes())
+        if orientation is None:
+            return None
+        if size > capacity:
+            return _Encoded(None, size, orientation, str(path))
+        put_bytes(self.slots, i, head)
+        return _Encoded(None, size, orientation)
 
 
 def _collate(items):
@@ -307,7 +323,7 @@ class ImageEmbedder:
         for in_ring, pixels, failed, encoded in read_chunks(loader, ring):
             # bytes left in a slot are copied out now, before a later dispatch reuses it
             for k, (index, item) in enumerate(encoded):
-                if item.data is None:
+                if item.path is None:
                     encoded[k] = (index, item._replace(data=ring.bytes(index, item.size)))
             yield in_ring, pixels, failed, encoded
 
@@ -438,18 +454,19 @@ class ImageEmbedder:
     ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
         """Decode JPEGs with nvJPEG, orient, resize and crop them on the device.
 
-        Returns (indices, float NCHW pixels 0–255 in that order, failures). Images of one
+        Returns (indices, float NCHW pixels 0–255 in that order, failures). JPEGs larger
+        than a ring slot are read from their files here, on the decode thread. Images of one
         size share one resize. A JPEG the batch decoder refuses is retried alone, then
         through Pillow.
         """
+        encoded, failed = _read_files(encoded)
         tensors = [as_tensor(item.data) for _, item in encoded]
         try:
-            images = self._decode_jpeg(tensors)
+            images = self._decode_jpeg(tensors) if tensors else []
         except RuntimeError:
             images = [self._decode_one(tensor) for tensor in tensors]
         by_size: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
         cropped: list[tuple[int, torch.Tensor]] = []  # JPEGs nvJPEG refused, done by Pillow
-        failed: list[tuple[int, str]] = []
         for (index, item), image in zip(encoded, images, strict=True):
             try:
                 if image is None:
@@ -479,6 +496,22 @@ class ImageEmbedder:
         """Drop the model and return its GPU memory."""
         self.model = self._forward = None
         free_memory(self.device)
+
+
+def _read_files(
+    encoded: list[tuple[int, _Encoded]],
+) -> tuple[list[tuple[int, _Encoded]], list[tuple[int, str]]]:
+    """The JPEGs with their bytes (read here those left in their files), and read failures."""
+    ready, failed = [], []
+    for index, item in encoded:
+        if item.path is not None:
+            try:
+                item = item._replace(data=np.fromfile(item.path, np.uint8))
+            except OSError as e:  # gone or unreadable since the worker looked: reported
+                failed.append((index, f"{type(e).__name__}: {e}"))
+                continue
+        ready.append((index, item))
+    return ready, failed
 
 
 def _one_ahead(items: Iterable[T]) -> Iterator[T]:
