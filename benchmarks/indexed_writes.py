@@ -5,7 +5,7 @@
 
 A private embedded PostgreSQL (deleted afterwards) holds ``--indexed`` clustered unit vectors
 of one model and that model's HNSW index (the IO manager's `ensure_hnsw_indexes`). Then
-batches of ``--rows`` new rows go in through the IO manager's two write paths: `_upsert` on one
+batches of ``--rows`` new rows go in through the IO manager's two write paths: `upsert` on one
 connection (the baseline: what every partition after the first paid until now) and
 `upsert_in_parallel` over each ``--connections`` count. The paths alternate for ``--rounds``
 rounds; each keeps its best round. Every write adds new rows, so the graph grows as it would.
@@ -26,23 +26,23 @@ import numpy as np
 # Replace the script's directory (first on the path), as benchmarks/vector_store.py does.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from dagster._core.storage.db_io_manager import TableSlice  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
-from featuregen_assets.resources.io_manager import (  # noqa: E402
+from featuregen_assets.core.table_writes import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
-    _upsert,
+    TableName,
     copy_rows,
     ensure_hnsw_indexes,
+    upsert,
     upsert_in_parallel,
 )
 
 MODEL = "bench/dinov2"
-EMBEDDINGS = TableSlice(table="image_embeddings", schema="public")
+EMBEDDINGS = TableName("public", "image_embeddings")
 TYPES = ["text", "text", "vector"]
 KEY = ["image_id", "model"]
 
@@ -60,11 +60,11 @@ def rows(prefix: str, vectors: np.ndarray) -> Table:
 
 
 def write(url: str, table: Table, connections: int) -> float:
-    """Seconds to upsert ``table``: `_upsert` on one connection, else `upsert_in_parallel`."""
+    """Seconds to upsert ``table``: `upsert` on one connection, else `upsert_in_parallel`."""
     start = time.perf_counter()
     if connections == 1:
         with db.connection(url) as conn:
-            _upsert(conn, EMBEDDINGS, table, TYPES, KEY)
+            upsert(conn, EMBEDDINGS, table, TYPES, KEY)
     else:
         upsert_in_parallel(url, EMBEDDINGS, table, TYPES, KEY, connections)
     return time.perf_counter() - start

@@ -10,7 +10,7 @@ isotropic noise (real image embeddings have a low intrinsic dimension). Each row
 (label noise); a random 1% of rows instead get a rare 10th category.
 
 1. Bulk write rows/s: featuregen's `copy_rows` (binary COPY of a `Table`) and its upsert path
-   (COPY into a temp table + INSERT ... ON CONFLICT, the IO manager's `_upsert`), against
+   (COPY into a temp table + INSERT ... ON CONFLICT, `core.table_writes.upsert`), against
    psycopg `executemany` INSERTs of text-format vectors on a subset, all into `image_embeddings`.
 2. Build time of the per-model partial HNSW index (`ensure_hnsw_indexes`, m=16,
    ef_construction=64 unless `--hnsw-m` / `--hnsw-ef-construction`), with the
@@ -39,26 +39,26 @@ import numpy as np
 # Replace the script's directory (first on the path): this file would shadow the `pgvector` package.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from dagster._core.storage.db_io_manager import TableSlice  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.search import ranks_exactly, search_vectors  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
-from featuregen_assets.resources.io_manager import (  # noqa: E402
+from featuregen_assets.core.table_writes import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     INDEX_MEMORY,
-    _upsert,
+    TableName,
     copy_rows,
     ensure_hnsw_indexes,
+    upsert,
 )
 
 MODEL = "bench/dinov2"
 CATEGORIES = [f"cat{i}" for i in range(9)]
 RARE = "rare"
-EMBEDDINGS = TableSlice(table="image_embeddings", schema="public")
+EMBEDDINGS = TableName("public", "image_embeddings")
 
 
 def make_vectors(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +104,12 @@ def write_executemany(conn, ids: list[str], vectors: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def write_copy(conn, table: Table, upsert: bool) -> float:
+def write_copy(conn, table: Table, upserting: bool) -> float:
     """featuregen's path: binary COPY of the `Table`, or COPY to staging + ON CONFLICT."""
     start = time.perf_counter()
     types = ["text", "text", "vector"]
-    if upsert:
-        _upsert(conn, EMBEDDINGS, table, types, ["image_id", "model"])
+    if upserting:
+        upsert(conn, EMBEDDINGS, table, types, ["image_id", "model"])
     else:
         copy_rows(conn, sql.Identifier("image_embeddings"), table, types)
     conn.commit()
@@ -249,9 +249,9 @@ def main() -> None:
         base_n = min(args.baseline_n, args.n)
         t_exec = write_executemany(conn, ids[:base_n], vectors[:base_n])
         truncate(conn)
-        t_copy = write_copy(conn, table, upsert=False)
+        t_copy = write_copy(conn, table, upserting=False)
         truncate(conn)
-        t_upsert = write_copy(conn, table, upsert=True)
+        t_upsert = write_copy(conn, table, upserting=True)
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE image_embeddings")
         conn.execute("VACUUM ANALYZE raw_images")

@@ -5,6 +5,7 @@ import pytest
 
 from featuregen_assets.core import db
 from featuregen_assets.core.table import Table
+from featuregen_assets.core.table_writes import TableName, upsert_in_parallel
 from featuregen_assets.resources.io_manager import PgvectorIOManager
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -238,10 +239,6 @@ def test_upserts_into_an_existing_index_are_split_over_connections(
 
 
 def test_a_failed_part_of_a_split_upsert_loses_nothing_stored(database_url: str) -> None:
-    from dagster._core.storage.db_io_manager import TableSlice
-
-    from featuregen_assets.resources.io_manager import upsert_in_parallel
-
     postgres = PostgresResource(url=database_url)
     resources = {"io_manager": PgvectorIOManager(postgres=postgres, write_connections=3)}
     with dg.instance_for_test() as instance:
@@ -264,7 +261,7 @@ def test_a_failed_part_of_a_split_upsert_loses_nothing_stored(database_url: str)
     types = ["text", "text", "text", "vector"]
     with pytest.raises(psycopg.errors.DataException, match="NaN"):
         upsert_in_parallel(
-            database_url, TableSlice("tiles", "public"), table, types, ["image_id", "model"], 3
+            database_url, TableName("public", "tiles"), table, types, ["image_id", "model"], 3
         )
 
     after = dict(_rows(database_url, "SELECT image_id, embedding FROM tiles"))

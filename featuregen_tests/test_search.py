@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dagster._core.storage.db_io_manager import TableSlice
 
 from featuregen_assets.core import db, search
 from featuregen_assets.core.search import search_vectors
 from featuregen_assets.core.table import Table
-from featuregen_assets.resources.io_manager import ensure_hnsw_indexes
+from featuregen_assets.core.table_writes import TableName, ensure_hnsw_indexes
 
 MODEL = "test/dinov2@00000000"
 DIM = 16
@@ -36,7 +35,7 @@ def store(database_url: str):
                 [(ids[i], MODEL, vectors[i]) for i in range(80)],
             )
         embeddings = Table({"model": [MODEL], "embedding": vectors[:1]})
-        ensure_hnsw_indexes(conn, TableSlice("image_embeddings", "public"), embeddings, "model")
+        ensure_hnsw_indexes(conn, TableName("public", "image_embeddings"), embeddings, "model")
         conn.commit()
         members = {
             "big": set(range(60)),

@@ -9,15 +9,12 @@ Definition metadata on an asset steers it:
   on the vector column, cast to its dimension (pgvector indexes need a fixed dimension);
   `hnsw_m` / `hnsw_ef_construction` set a new index's graph.
 
-Inserting into an HNSW graph costs about 2 ms a 768-d row on one connection, so an upsert into
-a table whose indexes already exist is split over several connections at once
-(`write_connections`), each its own transaction: pgvector's inserts run concurrently.
+Writes go through `core.table_writes` (binary COPY, upserts, HNSW indexes); an upsert into
+indexes that already exist is split over up to `write_connections` connections at once.
 """
 
-import hashlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,15 +32,18 @@ from pydantic import Field
 
 from featuregen_assets.core import db
 from featuregen_assets.core.table import Table
+from featuregen_assets.core.table_writes import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    ROWS_PER_WRITER,
+    copy_rows,
+    ensure_hnsw_indexes,
+    hnsw_indexes_exist,
+    identifier,
+    upsert,
+    upsert_in_parallel,
+)
 from featuregen_assets.resources.postgres import PostgresResource
-
-INDEX_MEMORY = "1GB"
-HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults
-ROWS_PER_WRITER = 500  # fewer rows than this do not pay for another connection
-
-
-def _identifier(table_slice: TableSlice) -> sql.Composed:
-    return sql.Identifier(table_slice.schema, table_slice.table)
 
 
 def _partition_condition(dimension: TablePartitionDimension, join_key: str = "image_id") -> str:
@@ -83,7 +83,7 @@ class PgvectorDbClient(DbClient[psycopg.Connection]):
         ).fetchone()[0]
         if exists is None:
             return
-        statement = sql.SQL("DELETE FROM {}").format(_identifier(table_slice)).as_string(connection)
+        statement = sql.SQL("DELETE FROM {}").format(identifier(table_slice)).as_string(connection)
         connection.execute(statement + _where(table_slice))
 
     @staticmethod
@@ -131,128 +131,8 @@ def _create_table(
         parts.append(sql.SQL("PRIMARY KEY ({})").format(keys))
     columns = sql.SQL(", ").join(parts)
     conn.execute(
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(_identifier(table_slice), columns)
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(identifier(table_slice), columns)
     )
-
-
-def copy_rows(conn: psycopg.Connection, target: sql.Composable, obj: Table, types: Sequence[str]):
-    """Bulk-write a table's rows into `target` with `COPY ... FORMAT BINARY`."""
-    names = sql.SQL(", ").join(map(sql.Identifier, obj.names))
-    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(target, names)
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.set_types(list(types))
-        for row in obj.rows():
-            copy.write_row(row)
-
-
-def _upsert(conn, table_slice: TableSlice, obj: Table, types, primary_key: Sequence[str]) -> None:
-    staging = sql.Identifier(f"_staging_{table_slice.table}")
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-            staging, _identifier(table_slice)
-        )
-    )
-    copy_rows(conn, staging, obj, types)
-    names = sql.SQL(", ").join(map(sql.Identifier, obj.names))
-    updates = [n for n in obj.names if n not in primary_key]
-    action = (
-        sql.SQL("DO UPDATE SET {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(n)) for n in updates
-            )
-        )
-        if updates
-        else sql.SQL("DO NOTHING")
-    )
-    conn.execute(
-        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-            _identifier(table_slice),
-            names,
-            names,
-            staging,
-            sql.SQL(", ").join(map(sql.Identifier, primary_key)),
-            action,
-        )
-    )
-    conn.execute(sql.SQL("DROP TABLE {}").format(staging))
-
-
-def upsert_in_parallel(
-    url: str,
-    table_slice: TableSlice,
-    obj: Table,
-    types: Sequence[str],
-    primary_key: Sequence[str],
-    connections: int,
-) -> None:
-    """`_upsert` split over ``connections`` connections at once, each its own transaction.
-
-    Rows with the same key go to the same connection, so no two transactions wait on each
-    other's rows. A failed part leaves the other parts stored (whole rows, not half-written).
-    """
-    parts: list[list[int]] = [[] for _ in range(connections)]
-    for row, key in enumerate(zip(*(obj.columns[k] for k in primary_key), strict=True)):
-        parts[hash(key) % connections].append(row)
-
-    def write(rows: list[int]) -> None:
-        with db.connection(url) as conn:
-            _upsert(conn, table_slice, obj.take(rows), types, primary_key)
-
-    with ThreadPoolExecutor(connections, thread_name_prefix="pgvector-write") as pool:
-        list(pool.map(write, [rows for rows in parts if rows]))
-
-
-def _hnsw_indexes(
-    table_slice: TableSlice, obj: Table, by: str
-) -> Iterator[tuple[str, str, int, Any]]:
-    """(index name, vector column, dimension, value of `by`) of each index a write keeps."""
-    for column, dim in obj.vector_dims().items():
-        for value in sorted(set(obj.columns[by])):
-            digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
-            yield f"{table_slice.table}_hnsw_{digest}", column, dim, value
-
-
-def hnsw_indexes_exist(conn, table_slice: TableSlice, obj: Table, by: str) -> bool:
-    """Whether every HNSW index that a write of `obj` keeps exists already."""
-    return all(
-        conn.execute("SELECT to_regclass(%s)", (f'"{table_slice.schema}"."{name}"',)).fetchone()[0]
-        is not None
-        for name, *_ in _hnsw_indexes(table_slice, obj, by)
-    )
-
-
-def ensure_hnsw_indexes(
-    conn,
-    table_slice: TableSlice,
-    obj: Table,
-    by: str,
-    m: int = HNSW_M,
-    ef_construction: int = HNSW_EF_CONSTRUCTION,
-) -> list[str]:
-    """Keep one HNSW cosine index per value of column `by` on each vector column (an index
-    that exists keeps the graph parameters it was built with)."""
-    created = []
-    # HNSW builds several times faster when its graph fits in memory (768-d: ~3 kB a row).
-    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(INDEX_MEMORY)))
-    for name, column, dim, value in _hnsw_indexes(table_slice, obj, by):
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                "(({}::vector({})) vector_cosine_ops) WITH (m = {}, ef_construction = {})"
-                " WHERE {} = {}"
-            ).format(
-                sql.Identifier(name),
-                _identifier(table_slice),
-                sql.Identifier(column),
-                sql.Literal(dim),
-                sql.Literal(m),
-                sql.Literal(ef_construction),
-                sql.Identifier(by),
-                sql.Literal(value),
-            )
-        )
-        created.append(name)
-    return created
 
 
 class TableTypeHandler(DbTypeHandler[Table]):
@@ -290,9 +170,9 @@ class TableTypeHandler(DbTypeHandler[Table]):
             if key and writers > 1:
                 upsert_in_parallel(self.url, table_slice, obj, column_types, key, writers)
             elif key:
-                _upsert(connection, table_slice, obj, column_types, key)
+                upsert(connection, table_slice, obj, column_types, key)
             else:
-                copy_rows(connection, _identifier(table_slice), obj, column_types)
+                copy_rows(connection, identifier(table_slice), obj, column_types)
             if metadata.get("hnsw_by"):
                 ensure_hnsw_indexes(
                     connection,
