@@ -3,8 +3,10 @@
 Research question 2 asks whether a detector/segmenter can be trained on DINOv2 features.
 Each synthetic scene has a per-pixel mask of its shapes (one class per shape kind,
 0 = background). A linear head on the patch tokens (logits upsampled to the pixels,
-the DINOv2 paper's linear protocol) is scored by held-out mean IoU against the same head on
-raw pixel patches and against predicting background everywhere.
+the DINOv2 paper's linear protocol) is scored by held-out mean IoU, and as a detector (each
+connected region of one predicted class is a box) by precision and recall at IoU ≥ 0.5,
+against the same head on raw pixel patches and against predicting background everywhere; the
+head on the true class shares of each patch is the most this protocol can reach at its patch size.
 
     python benchmarks/dense_probe.py [--per-category 64] [--dinov2 PATH] [--device cpu]
 
@@ -33,9 +35,11 @@ from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.dense_probe import (  # noqa: E402
     ProbeConfig,
     crop_mask,
+    detection_precision_recall,
     mean_iou,
     patch_fractions,
     pixel_patches,
+    regions,
     segment,
     train_probe,
 )
@@ -89,11 +93,13 @@ def main() -> None:
     train, test = np.flatnonzero(~held), np.flatnonzero(held)
     size = masks.shape[1:]
     config = ProbeConfig(epochs=args.epochs)
+    true_boxes = [regions(mask) for mask in masks[test]]
 
     rows = []
     for name, features in (
         ("DINOv2 patch tokens", tokens),
         ("raw pixel patches", pixel_patches(pixels, patch)),
+        ("true class shares per patch (ceiling of the protocol)", targets),
     ):
         t = time.perf_counter()
         probe = train_probe(features[train], targets[train], config)
@@ -102,12 +108,16 @@ def main() -> None:
         test_miou, ious = mean_iou(predicted, masks[test], classes)
         objects = mean_iou(predicted > 0, masks[test] > 0, 2)[0]
         train_miou, _ = mean_iou(segment(probe, features[train], size), masks[train], classes)
-        rows.append((name, features.shape[-1], test_miou, objects, train_miou, ious, seconds))
+        found = detection_precision_recall(predicted, true_boxes)
+        rows.append(
+            (name, features.shape[-1], test_miou, objects, found, train_miou, ious, seconds)
+        )
     nothing = np.zeros_like(masks[test])
     background = mean_iou(nothing, masks[test], classes)
     objects = mean_iou(nothing > 0, masks[test] > 0, 2)[0]
+    found = detection_precision_recall(nothing, true_boxes)
     rows.append(
-        ("background everywhere", 0, background[0], objects, float("nan"), background[1], 0)
+        ("background everywhere", 0, background[0], objects, found, float("nan"), background[1], 0)
     )
 
     model = args.dinov2 or "tiny profile (random-weight DINOv2, hidden 64, 4 layers)"
@@ -119,14 +129,16 @@ def main() -> None:
         f"{config.epochs} epochs. Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}; whole run {time.perf_counter() - started:.0f} s.",
         "",
-        "| features | dim | held-out mIoU | held-out object/background mIoU | train mIoU | "
+        "| features | dim | held-out mIoU | held-out object/background mIoU "
+        "| held-out boxes P / R @ IoU 0.5 | train mIoU | "
         + " | ".join(f"IoU {c}" for c in CLASS_NAMES)
         + " | train s |",
-        "|---|---|---|---|---|" + "---|" * len(CLASS_NAMES) + "---|",
+        "|---|---|---|---|---|---|" + "---|" * len(CLASS_NAMES) + "---|",
     ]
-    for name, dim, test_miou, objects, train_miou, ious, seconds in rows:
+    for name, dim, test_miou, objects, (precision, recall), train_miou, ious, seconds in rows:
         lines.append(
-            f"| {name} | {dim} | {test_miou:.3f} | {objects:.3f} | {train_miou:.3f} | "
+            f"| {name} | {dim} | {test_miou:.3f} | {objects:.3f} | "
+            f"{precision:.3f} / {recall:.3f} | {train_miou:.3f} | "
             + " | ".join(f"{v:.2f}" for v in ious)
             + f" | {seconds:.1f} |"
         )

@@ -8,10 +8,13 @@ from PIL import Image
 
 from featuregen_assets.core.dense_probe import (
     ProbeConfig,
+    box_iou,
     crop_mask,
+    matched_detections,
     mean_iou,
     patch_fractions,
     pixel_patches,
+    regions,
     segment,
     train_probe,
 )
@@ -68,3 +71,28 @@ def test_probe_learns_labels_that_features_encode_linearly() -> None:
     noise = rng.normal(0, 1, features.shape).astype(np.float32)
     chance = train_probe(noise[:30], targets[:30], ProbeConfig(epochs=200))
     assert mean_iou(segment(chance, noise[30:], (8, 8)), truth, 3)[0] < 0.45
+
+
+def test_regions_are_the_connected_areas_of_one_class() -> None:
+    labels = np.zeros((20, 30), np.uint8)
+    labels[2:6, 3:9] = 1  # two separate regions of class 1
+    labels[10:18, 20:27] = 1
+    labels[10:14, 8:12] = 2  # one of class 2, touching nothing
+    labels[10:14, 12:14] = 3  # class 3 touching class 2: a region of its own
+    labels[0, 29] = 2  # a speck, below min_area
+    found = sorted(regions(labels, min_area=4))
+    assert found == [
+        (1, (3, 2, 9, 6)),
+        (1, (20, 10, 27, 18)),
+        (2, (8, 10, 12, 14)),
+        (3, (12, 10, 14, 14)),
+    ]
+
+
+def test_a_detection_counts_once_for_its_class_at_half_overlap() -> None:
+    truth = [(1, (0, 0, 10, 10)), (2, (20, 20, 30, 30))]
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    assert matched_detections(truth, truth) == 2
+    assert matched_detections([(1, (0, 0, 10, 10)), (1, (1, 0, 11, 10))], truth) == 1
+    assert matched_detections([(2, (0, 0, 10, 10))], truth) == 0  # wrong class
+    assert matched_detections([(1, (5, 0, 15, 10))], truth) == 0  # IoU 1/3

@@ -1,8 +1,10 @@
-"""Dense probe: can a segmenter be trained on DINOv2 features? (research question 2)
+"""Dense probe: can a segmenter or detector be trained on DINOv2 features? (research question 2)
 
 A linear head maps each patch token to class logits; the logits are upsampled bilinearly to
 the pixels and scored by mean IoU against the label mask, the linear-probe protocol of the
-DINOv2 paper. The same head on raw pixel patches is the baseline a feature must beat.
+DINOv2 paper. As a detector, each connected region of one class in the predicted labels is a
+box, scored by class-aware precision and recall at IoU ≥ 0.5 against the true objects' boxes.
+The same head on raw pixel patches is the baseline a feature must beat.
 """
 
 from __future__ import annotations
@@ -109,3 +111,79 @@ def mean_iou(predicted: np.ndarray, truth: np.ndarray, classes: int) -> tuple[fl
         union = np.logical_or(p, t).sum()
         ious.append(float(np.logical_and(p, t).sum() / union) if union else float("nan"))
     return float(np.nanmean(ious)), ious
+
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive), pixels
+
+
+def regions(labels: np.ndarray, min_area: int = 16) -> list[tuple[int, Box]]:
+    """(class, box) of each 4-connected region of one non-background class in a label map,
+    ignoring regions smaller than ``min_area`` pixels (specks of a noisy prediction).
+
+    Labels spread as the smallest pixel number over same-class neighbours until nothing
+    changes: as many numpy passes as the widest region is long.
+    """
+    h, w = labels.shape
+    numbers = np.where(labels > 0, np.arange(1, h * w + 1).reshape(h, w), 0)
+    padded_labels = np.pad(labels, 1)
+    padded = np.pad(numbers, 1)
+    while True:
+        current = padded[1:-1, 1:-1]
+        smallest = current.copy()
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            window = (slice(1 + dy, h + 1 + dy), slice(1 + dx, w + 1 + dx))
+            same = (padded_labels[window] == labels) & (labels > 0)
+            smallest = np.where(same, np.minimum(smallest, padded[window]), smallest)
+        if np.array_equal(smallest, current):
+            break
+        padded[1:-1, 1:-1] = smallest
+    found = []
+    for number in np.unique(current[current > 0]):
+        ys, xs = np.nonzero(current == number)
+        if len(ys) >= min_area:
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            found.append((int(labels[ys[0], xs[0]]), box))
+    return found
+
+
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(width, 0) * max(height, 0)
+    union = _area(a) + _area(b) - inter
+    return inter / union if union else 0.0
+
+
+def matched_detections(
+    predicted: list[tuple[int, Box]], truth: list[tuple[int, Box]], iou: float = 0.5
+) -> int:
+    """How many predicted boxes find an unmatched true box of their class at ``iou`` or more
+    (largest predictions first, each to its best remaining match)."""
+    unmatched = list(truth)
+    hits = 0
+    for label, box in sorted(predicted, key=lambda item: _area(item[1]), reverse=True):
+        candidates = [(box_iou(box, t), k) for k, (c, t) in enumerate(unmatched) if c == label]
+        best = max(candidates, default=(0.0, -1))
+        if best[0] >= iou:
+            unmatched.pop(best[1])
+            hits += 1
+    return hits
+
+
+def detection_precision_recall(
+    predicted: np.ndarray, truth: list[list[tuple[int, Box]]], iou: float = 0.5
+) -> tuple[float, float]:
+    """Precision and recall at ``iou`` of the `regions` of predicted label maps (N, H, W)
+    against each image's true (class, box) list; precision is NaN without predictions."""
+    hits = found = 0
+    for labels, objects in zip(predicted, truth, strict=True):
+        boxes = regions(labels)
+        hits += matched_detections(boxes, objects, iou)
+        found += len(boxes)
+    expected = sum(len(objects) for objects in truth)
+    return (hits / found if found else float("nan")), (hits / expected if expected else 0.0)
