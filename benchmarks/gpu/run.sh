@@ -4,12 +4,13 @@
 # 1. CUDA-path tests of compute/embedding/gpu_decode/captioning/model_profiles (with
 #    torchvision there, the hand-built Qwen2-VL ids are checked against Qwen2VLProcessor);
 # 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share,
-#    swept over the nvJPEG share and the loader workers, with each input stage timed alone;
+#    swept over the nvJPEG share and the write path (as rows come / as the asset stores
+#    them), each input stage timed alone; then benchmarks/indexed_writes.py on 16 cores;
 #    `photos` runs it instead on images up to 2000 px (most JPEGs larger than a loader slot,
 #    so read from their files by the decode thread), then stops: about 4 minutes;
 # 3. (all) benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
 # 4. (all) benchmarks/train.py: text-encoder and decoder training samples/s.
-# Budget: about 4 minutes for `embed`, 7-9 for `all`. Needs no network; no dagster import.
+# Budget: about 5-6 minutes for `embed`, 8-10 for `all`. Needs no network; no dagster import.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 WHAT=${1:-all}
@@ -57,8 +58,14 @@ fi
 echo "== embed benchmark =="
 SECONDS=0
 timeout 330 $PY benchmarks/embed.py --device cuda --images 16384 --stages \
-  --gpu-jpeg-share 0.5 0.75 1 --workers 14 --profile --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
+  --gpu-jpeg-share 0.5 0.75 1 --workers 14 --write copy asset --profile \
+  --json "$OUT/embed.json" 2>&1 | tee "$OUT/embed.log"
 echo "embed: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/embed.log"
+
+echo "== upserts into an indexed table, over several connections (16 cores) =="
+SECONDS=0
+timeout 120 $PY benchmarks/indexed_writes.py --connections 2 4 8 14 2>&1 | tee "$OUT/writes.log"
+echo "writes: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/writes.log"
 [ "$WHAT" = embed ] && exit 0
 
 echo "== caption benchmark =="
