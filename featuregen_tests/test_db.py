@@ -2,6 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -66,3 +67,18 @@ def test_migrations_are_recorded_and_idempotent(database_url: str) -> None:
 def test_raw_images_rejects_an_ok_row_without_image_id(database_url: str) -> None:
     with db.connection(database_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO raw_images (category, url, status) VALUES ('a', 'u', 'ok')")
+
+
+def test_embeddings_are_stored_in_the_row_not_in_toast(database_url: str) -> None:
+    vector = np.full(768, 1 / np.sqrt(768), np.float32)  # 3 kB: over the 2 kB TOAST threshold
+    with db.connection(database_url) as conn:
+        conn.execute(
+            "INSERT INTO image_embeddings (image_id, model, embedding) VALUES ('a', 'm', %s)",
+            (vector,),
+        )
+        toast = conn.execute(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'image_embeddings'"
+        ).fetchone()[0]
+        assert conn.execute(f"SELECT count(*) FROM {toast}").fetchone()[0] == 0
+        stored = conn.execute("SELECT embedding FROM image_embeddings").fetchone()[0]
+    np.testing.assert_array_equal(stored.to_numpy(), vector)

@@ -221,6 +221,8 @@ def test_upserts_into_an_existing_index_are_split_over_connections(
             assert result.success
     # the first write builds the index after one COPY; the next two go into the graph
     assert splits == [3, 3]
+    storage = "SELECT attstorage FROM pg_attribute WHERE attrelid = 'tiles'::regclass"
+    assert _rows(database_url, storage + " AND attname = 'embedding'") == [("m",)]  # in the row
     stored = dict(_rows(database_url, "SELECT image_id, embedding FROM tiles"))
     assert len(stored) == 2 * TILES
     for colour, seed in (("red", 1), ("blue", 0)):

@@ -5,7 +5,8 @@
 #    torchvision there, the hand-built Qwen2-VL ids are checked against Qwen2VLProcessor);
 # 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share,
 #    swept over the nvJPEG share and the write path (as rows come / as the asset stores
-#    them), each input stage timed alone; then benchmarks/indexed_writes.py on 16 cores;
+#    them), each input stage timed alone; then indexed_writes.py and vector_storage.py
+#    (parallel upserts and parallel index builds on 16 cores);
 #    `photos` runs it instead on images up to 2000 px (most JPEGs larger than a loader slot,
 #    so read from their files by the decode thread), then stops: about 4 minutes;
 # 3. (all) benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
@@ -66,6 +67,10 @@ echo "== upserts into an indexed table, over several connections (16 cores) =="
 SECONDS=0
 timeout 120 $PY benchmarks/indexed_writes.py --connections 2 4 8 14 2>&1 | tee "$OUT/writes.log"
 echo "writes: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/writes.log"
+SECONDS=0
+timeout 150 $PY benchmarks/vector_storage.py --build-workers 0 2 7 --rounds 1 2>&1 \
+  | tee "$OUT/storage.log"
+echo "storage: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/storage.log"
 [ "$WHAT" = embed ] && exit 0
 
 echo "== caption benchmark =="

@@ -133,6 +133,12 @@ def _create_table(
     conn.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(identifier(table_slice), columns)
     )
+    for name in obj.vector_dims():  # in the row, not TOAST, as image_embeddings (schema.py)
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STORAGE MAIN").format(
+                identifier(table_slice), sql.Identifier(name)
+            )
+        )
 
 
 class TableTypeHandler(DbTypeHandler[Table]):
