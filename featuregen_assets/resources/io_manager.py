@@ -171,20 +171,19 @@ class TableTypeHandler(DbTypeHandler[Table]):
             raise ValueError(f"{table_slice.table} has no columns {missing}")
         column_types = [types[name] for name in obj.names]
         if len(obj):
-            key = metadata.get("primary_key")
-            writers = key and self._writers(connection, table_slice, obj, metadata.get("hnsw_by"))
-            if key and writers > 1:
-                upsert_in_parallel(self.url, table_slice, obj, column_types, key, writers)
-            elif key:
-                upsert(connection, table_slice, obj, column_types, key)
-            else:
+            key, by = metadata.get("primary_key"), metadata.get("hnsw_by")
+            if not key:
                 copy_rows(connection, identifier(table_slice), obj, column_types)
-            if metadata.get("hnsw_by"):
+            elif (writers := self._writers(connection, table_slice, obj, by)) > 1:
+                upsert_in_parallel(self.url, table_slice, obj, column_types, key, writers)
+            else:
+                upsert(connection, table_slice, obj, column_types, key)
+            if by:
                 ensure_hnsw_indexes(
                     connection,
                     table_slice,
                     obj,
-                    metadata["hnsw_by"],
+                    by,
                     m=metadata.get("hnsw_m", HNSW_M),
                     ef_construction=metadata.get("hnsw_ef_construction", HNSW_EF_CONSTRUCTION),
                 )
