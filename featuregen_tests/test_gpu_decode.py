@@ -9,8 +9,15 @@ import torch
 from PIL import Image, ImageOps
 
 from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder, _Encoded, _read_files
-from featuregen_assets.core.gpu_decode import jpeg_header, orient, resize_crop
+from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.gpu_decode import (
+    DeviceJpegDecoder,
+    EncodedJpeg,
+    jpeg_header,
+    orient,
+    read_files,
+    resize_crop,
+)
 from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
 
 
@@ -78,6 +85,11 @@ def _nvjpeg_like(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
+def _decode_on_device_with(embedder: ImageEmbedder, decode) -> None:
+    """What a GPU with torchvision sets up, with ``decode`` in nvJPEG's place."""
+    embedder._jpeg_decoder = DeviceJpegDecoder(decode, embedder.transform, embedder.device)
+
+
 def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     raise RuntimeError("nvJPEG refused the batch")
 
@@ -106,7 +118,7 @@ def test_device_decode_path_matches_the_pillow_path(
         handed_over.update((len(t), t.numpy().tobytes()) for t in tensors)
         return decoder(tensors)
 
-    embedder._decode_jpeg = counting  # what a GPU with torchvision sets
+    _decode_on_device_with(embedder, counting)
     device_path = list(embedder.embed_files(paths))
     assert decoded == calls
     for path in (paths[1], paths[3]):  # from a ring slot, and too large for one
@@ -139,7 +151,9 @@ def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(tmp_pat
             device="cpu", batch_size=2, num_workers=workers, gpu_jpeg_share=1.0
         )
         embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
-        embedder._decode_jpeg = _nvjpeg_like
+        embedder._jpeg_decoder = DeviceJpegDecoder(
+            _nvjpeg_like, embedder.transform, embedder.device
+        )
         rows = list(embedder.embed_files(paths))
         assert [i for i, _, _ in rows] == list(range(len(paths)))
         assert all(error is None for _, _, error in rows)
@@ -160,7 +174,9 @@ def test_jpeg_headers_longer_than_a_slot_still_reach_the_device_decoder(tmp_path
     def embed(share: float) -> np.ndarray:
         compute = ComputeSettings(device="cpu", batch_size=2, num_workers=1, gpu_jpeg_share=share)
         embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
-        embedder._decode_jpeg = _nvjpeg_like
+        embedder._jpeg_decoder = DeviceJpegDecoder(
+            _nvjpeg_like, embedder.transform, embedder.device
+        )
         [(_, vector, error)] = list(embedder.embed_files([path]))
         assert error is None
         return vector
@@ -173,10 +189,10 @@ def test_a_jpeg_file_gone_before_the_device_reads_it_is_that_images_failure(
 ) -> None:
     kept = tmp_path / "kept.jpg"
     Image.new("RGB", (8, 8)).save(kept)
-    ready, failed = _read_files(
+    ready, failed = read_files(
         [
-            (0, _Encoded(None, 10, 1, str(tmp_path / "gone.jpg"))),
-            (1, _Encoded(None, 0, 1, str(kept))),
+            (0, EncodedJpeg(None, 10, 1, str(tmp_path / "gone.jpg"))),
+            (1, EncodedJpeg(None, 0, 1, str(kept))),
         ]
     )
     assert [index for index, _ in ready] == [1]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -36,11 +36,10 @@ from featuregen_assets.core.compute import (
     resolve_dtype,
 )
 from featuregen_assets.core.gpu_decode import (
-    as_tensor,
+    DeviceJpegDecoder,
+    EncodedJpeg,
     gpu_jpeg_decoder,
     jpeg_header,
-    orient,
-    resize_crop,
 )
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
 from featuregen_assets.core.pixel_ring import (
@@ -148,16 +147,6 @@ def _pil_resample(resample) -> int:
 LOADER_CHUNK = 16
 
 
-class _Encoded(NamedTuple):
-    """A JPEG left for the GPU to decode: its bytes (None until read: from the item's ring
-    slot, or from ``path`` when larger than a slot), their size and the EXIF orientation."""
-
-    data: np.ndarray | None
-    size: int
-    orientation: int
-    path: str | None = None
-
-
 class _ImageFiles(Dataset):
     """Files decoded by Pillow into ring slots or, for ``gpu_share`` of them spread evenly,
     JPEGs left encoded for the device.
@@ -179,7 +168,7 @@ class _ImageFiles(Dataset):
     def _for_device(self, i: int) -> bool:
         return int((i + 1) * self.gpu_share) > int(i * self.gpu_share)
 
-    def __getitem__(self, i: int) -> tuple[int, _Encoded | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, EncodedJpeg | None, str | None]:
         try:
             encoded = self._encoded(i) if self._for_device(i) else None
             if encoded is not None:
@@ -189,7 +178,7 @@ class _ImageFiles(Dataset):
         except Exception as e:  # any undecodable file is reported, not fatal
             return i, None, f"{type(e).__name__}: {e}"
 
-    def _encoded(self, i: int) -> _Encoded | None:
+    def _encoded(self, i: int) -> EncodedJpeg | None:
         """Item ``i`` as a JPEG for the device, its bytes in its slot or left in its file;
         None for anything nvJPEG does not take. Reads at most one slot's bytes unless the
         JPEG's headers run past them."""
@@ -206,9 +195,9 @@ class _ImageFiles(Dataset):
         if orientation is None:
             return None
         if size > capacity:
-            return _Encoded(None, size, orientation, str(path))
+            return EncodedJpeg(None, size, orientation, str(path))
         put_bytes(self.slots, i, head)
-        return _Encoded(None, size, orientation)
+        return EncodedJpeg(None, size, orientation)
 
 
 def _collate(items):
@@ -248,8 +237,10 @@ class ImageEmbedder:
             spec.name_or_path, dtype=self.dtype, attn_implementation=compute.attn_implementation
         )
         self.model.eval().to(self.device)
-        self._decode_jpeg = gpu_jpeg_decoder() if self.device.type == "cuda" else None
-        self._decode_stream = torch.cuda.Stream(self.device) if self._decode_jpeg else None
+        decode = gpu_jpeg_decoder() if self.device.type == "cuda" else None
+        self._jpeg_decoder = (
+            DeviceJpegDecoder(decode, self.transform, self.device) if decode else None
+        )
         self._forward = torch.compile(self.model) if compute.compile else self.model
         config = self.model.config
         self._skip = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
@@ -296,7 +287,7 @@ class ImageEmbedder:
 
     def chunks(
         self, paths: Sequence[Path]
-    ) -> Iterator[tuple[list[int], torch.Tensor | None, list, list[tuple[int, _Encoded]]]]:
+    ) -> Iterator[tuple[list[int], torch.Tensor | None, list, list[tuple[int, EncodedJpeg]]]]:
         """(indices, their uint8 NHWC pixels on the device, [(index, error)], encoded JPEGs).
 
         Loader workers decode into a `PixelRing` and hand over chunks of at most
@@ -310,7 +301,7 @@ class ImageEmbedder:
         prefetch = 4 if workers else None
         slots = ring_slots(chunk, self.compute.batch_size, (prefetch or 0) * workers)
         ring = PixelRing(slots, self.transform.output_shape(), self.device)
-        share = self.compute.gpu_jpeg_share if self._decode_jpeg is not None else 0.0
+        share = self.compute.gpu_jpeg_share if self._jpeg_decoder is not None else 0.0
         loader = DataLoader(
             _ImageFiles(paths, self.transform, ring.pixels, gpu_share=share),
             batch_size=chunk,
@@ -360,22 +351,13 @@ class ImageEmbedder:
         """Model inputs of up to `batch_size` images, assembled from the loader's chunks.
 
         Yields (indices, normalised NCHW input or None, [(index, error)]); the input's rows
-        follow ``indices``. nvJPEG holds its calling thread until its whole batch is decoded,
-        so JPEGs for the device decode on a thread of their own, one batch ahead: while it
-        decodes batch N, this thread gathers batch N + 1 and the model runs batch N − 1.
+        follow ``indices``. JPEGs for the device are decoded one batch ahead on the decoder's
+        own thread (`DeviceJpegDecoder`): while it decodes batch N, this thread gathers batch
+        N + 1 and the model runs batch N − 1.
         """
-        decoder = (
-            ThreadPoolExecutor(1, thread_name_prefix="device-decode")
-            if self._decode_jpeg is not None
-            else None
-        )
-        try:
-            started = (self._start_batch(*parts, decoder) for parts in self._gathered(paths))
-            for batch in _one_ahead(started):
-                yield self._finish_batch(*batch)
-        finally:
-            if decoder is not None:
-                decoder.shutdown(cancel_futures=True)
+        started = (self._start_batch(*parts) for parts in self._gathered(paths))
+        for batch in _one_ahead(started):
+            yield self._finish_batch(*batch)
 
     def _gathered(self, paths: Sequence[Path]) -> Iterator[tuple[list, list, list, list]]:
         """The loader's chunks gathered into model batches: (indices in the ring, their pixel
@@ -383,7 +365,7 @@ class ImageEmbedder:
         indices: list[int] = []
         pixels: list[torch.Tensor] = []
         failed: list[tuple[int, str]] = []
-        encoded: list[tuple[int, _Encoded]] = []
+        encoded: list[tuple[int, EncodedJpeg]] = []
         for chunk_indices, chunk_pixels, chunk_failed, chunk_encoded in self.chunks(paths):
             indices += chunk_indices
             failed += chunk_failed
@@ -401,12 +383,11 @@ class ImageEmbedder:
         indices: list[int],
         pixels: list[torch.Tensor],
         failed: list[tuple[int, str]],
-        encoded: list[tuple[int, _Encoded]],
-        decoder: ThreadPoolExecutor | None,
+        encoded: list[tuple[int, EncodedJpeg]],
     ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]], Future | None]:
-        """Normalise the workers' pixels and hand the batch's JPEGs to the decode thread."""
+        """Normalise the workers' pixels and hand the batch's JPEGs to the device decoder."""
         inputs = self.pixels_to_input(torch.cat(pixels)) if pixels else None
-        decoding = decoder.submit(self._decode_on_device, encoded) if encoded else None
+        decoding = self._jpeg_decoder.submit(encoded) if encoded else None
         return indices, inputs, failed, decoding
 
     def _finish_batch(
@@ -419,99 +400,18 @@ class ImageEmbedder:
         """The batch's model input: the workers' rows, then the device-decoded ones."""
         parts = [inputs] if inputs is not None else []
         if decoding is not None:
-            decoded_indices, decoded, decode_failed, done = decoding.result()
+            decoded_indices, decoded, decode_failed = self._jpeg_decoder.result(decoding)
             indices, failed = indices + decoded_indices, failed + decode_failed
-            if done is not None:  # the decode stream's work must finish before the model's
-                current = torch.cuda.current_stream(self.device)
-                current.wait_event(done)
-                if decoded is not None:
-                    decoded.record_stream(current)
             if decoded is not None:
                 parts.append(self._normalise(decoded))
         return indices, torch.cat(parts) if parts else None, failed
 
-    def _decode_on_device(
-        self, encoded: list[tuple[int, _Encoded]]
-    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]], torch.cuda.Event | None]:
-        """`_decode_resize` on a side stream of its own, when there is one; also returns the
-        event that marks the end of its work there (None without a side stream).
-
-        nvJPEG writes from its own stream into memory allocated on the calling stream. Called
-        on the model's stream, that memory can be a block the previous forward still uses:
-        the side stream has finished its own earlier work before each decode, so no block it
-        hands out is in use.
-        """
-        stream = self._decode_stream
-        if stream is None:
-            return (*self._decode_resize(encoded), None)
-        stream.synchronize()
-        with torch.cuda.stream(stream):
-            result = self._decode_resize(encoded)
-        return (*result, stream.record_event())
-
-    def _decode_resize(
-        self, encoded: list[tuple[int, _Encoded]]
-    ) -> tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]:
-        """Decode JPEGs with nvJPEG, orient, resize and crop them on the device.
-
-        Returns (indices, float NCHW pixels 0–255 in that order, failures). JPEGs larger
-        than a ring slot are read from their files here, on the decode thread. Images of one
-        size share one resize. A JPEG the batch decoder refuses is retried alone, then
-        through Pillow.
-        """
-        encoded, failed = _read_files(encoded)
-        tensors = [as_tensor(item.data) for _, item in encoded]
-        try:
-            images = self._decode_jpeg(tensors) if tensors else []
-        except RuntimeError:
-            images = [self._decode_one(tensor) for tensor in tensors]
-        by_size: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
-        cropped: list[tuple[int, torch.Tensor]] = []  # JPEGs nvJPEG refused, done by Pillow
-        for (index, item), image in zip(encoded, images, strict=True):
-            try:
-                if image is None:
-                    rgb = self.transform.decode(io.BytesIO(item.data.tobytes()))
-                    cropped.append((index, torch.from_numpy(rgb).permute(2, 0, 1)))
-                else:
-                    upright = orient(image, item.orientation)
-                    by_size.setdefault(tuple(upright.shape[-2:]), []).append((index, upright))
-            except Exception as e:  # an undecodable file is reported, not fatal
-                failed.append((index, f"{type(e).__name__}: {e}"))
-        indices = [index for index, _ in cropped]
-        parts = [torch.stack([px for _, px in cropped]).to(self.device).float()] if cropped else []
-        for (height, width), group in by_size.items():
-            resized_width, resized_height = self.transform.output_size(width, height)
-            stacked = torch.stack([image for _, image in group])
-            parts.append(resize_crop(stacked, (resized_height, resized_width), self.transform.crop))
-            indices += [index for index, _ in group]
-        return indices, torch.cat(parts) if parts else None, failed
-
-    def _decode_one(self, tensor: torch.Tensor) -> torch.Tensor | None:
-        try:
-            return self._decode_jpeg([tensor])[0]
-        except RuntimeError:
-            return None
-
     def close(self) -> None:
         """Drop the model and return its GPU memory."""
+        if self._jpeg_decoder is not None:
+            self._jpeg_decoder.close()
         self.model = self._forward = None
         free_memory(self.device)
-
-
-def _read_files(
-    encoded: list[tuple[int, _Encoded]],
-) -> tuple[list[tuple[int, _Encoded]], list[tuple[int, str]]]:
-    """The JPEGs with their bytes (read here those left in their files), and read failures."""
-    ready, failed = [], []
-    for index, item in encoded:
-        if item.path is not None:
-            try:
-                item = item._replace(data=np.fromfile(item.path, np.uint8))
-            except OSError as e:  # gone or unreadable since the worker looked: reported
-                failed.append((index, f"{type(e).__name__}: {e}"))
-                continue
-        ready.append((index, item))
-    return ready, failed
 
 
 def _one_ahead(items: Iterable[T]) -> Iterator[T]:
