@@ -128,7 +128,7 @@ def read_files(
 
 class DeviceJpegDecoder:
     """Batches of JPEGs decoded (``decode``: nvJPEG on a GPU), oriented, resized and cropped to
-    ``transform``'s geometry on ``device``, each on a thread of its own: torchvision's nvJPEG
+    ``transform``'s geometry on ``device``, on a thread of their own: torchvision's nvJPEG
     call holds its calling thread until the whole batch is decoded.
 
     On a GPU the work runs on a side stream. nvJPEG writes from its own stream into memory
