@@ -82,3 +82,29 @@ def test_embeddings_are_stored_in_the_row_not_in_toast(database_url: str) -> Non
         assert conn.execute(f"SELECT count(*) FROM {toast}").fetchone()[0] == 0
         stored = conn.execute("SELECT embedding FROM image_embeddings").fetchone()[0]
     np.testing.assert_array_equal(stored.to_numpy(), vector)
+
+
+def test_upgrading_to_inline_vectors_keeps_the_vectors_stored_before(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = np.random.default_rng(0).normal(size=768).astype(np.float32)
+    after = np.random.default_rng(1).normal(size=768).astype(np.float32)
+    insert = "INSERT INTO image_embeddings (image_id, model, embedding) VALUES (%s, 'm', %s)"
+    with db.connection(database_url) as conn:  # a database of the release before migration 3
+        conn.execute("DROP TABLE image_embeddings, image_prompts, raw_images, models")
+        conn.execute("DROP TABLE schema_migrations")
+    with monkeypatch.context() as patch, db.connection(database_url) as conn:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        assert schema.migrate(conn) == 2
+        conn.execute(insert, ("old", before))
+    with db.connection(database_url) as conn:
+        assert schema.migrate(conn) == 3
+        conn.execute(insert, ("new", after))
+        stored = dict(conn.execute("SELECT image_id, embedding FROM image_embeddings").fetchall())
+        toast = conn.execute(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'image_embeddings'"
+        ).fetchone()[0]
+        chunks = conn.execute(f"SELECT count(DISTINCT chunk_id) FROM {toast}").fetchone()[0]
+    np.testing.assert_array_equal(stored["old"].to_numpy(), before)
+    np.testing.assert_array_equal(stored["new"].to_numpy(), after)
+    assert chunks == 1  # the old row's vector stays in TOAST; the new one is in its row
