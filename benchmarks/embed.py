@@ -34,13 +34,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
 from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
 from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.core.table_writes import (  # noqa: E402
     TableName,
+    copy_rows,
     ensure_hnsw_indexes,
+    identifier,
     upsert,
 )
 
@@ -51,7 +54,6 @@ ARCHS = {
     "dinov2-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16},
 }
 EMBEDDINGS = TableName("public", "image_embeddings")
-TYPES = ("text", "text", "vector")
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/s, SXM
 
 
@@ -118,27 +120,18 @@ class Sink:
         self.conn.commit()
 
     def write(self, rows: list[tuple[str, str, np.ndarray]]) -> None:
+        """COPY the rows as they come."""
         if self.conn is None or not rows:
             return
-        with (
-            self.conn.cursor() as cur,
-            cur.copy(
-                "COPY image_embeddings (image_id, model, embedding) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy,
-        ):
-            copy.set_types(list(TYPES))
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(self.conn, identifier(EMBEDDINGS), _table(rows), TYPES)
         self.conn.commit()
 
     def store(self, rows: list[tuple[str, str, np.ndarray]]) -> None:
         """The asset's write: one upsert of every row, then the model's HNSW index."""
         if self.conn is None or not rows:
             return
-        ids, models, vectors = zip(*rows, strict=True)
-        columns = {"image_id": list(ids), "model": list(models), "embedding": np.stack(vectors)}
-        table = Table(columns)
-        upsert(self.conn, EMBEDDINGS, table, TYPES, ["image_id", "model"])
+        table = _table(rows)
+        upsert(self.conn, EMBEDDINGS, table, TYPES, KEY)
         ensure_hnsw_indexes(self.conn, EMBEDDINGS, table, "model")
         self.conn.commit()
 
@@ -159,6 +152,11 @@ class Sink:
         for (name,) in indexes:
             self.conn.execute(f'DROP INDEX "{name}"')
         self.conn.commit()
+
+
+def _table(rows: list[tuple[str, str, np.ndarray]]) -> Table:
+    ids, models, vectors = zip(*rows, strict=True)
+    return Table({"image_id": list(ids), "model": list(models), "embedding": np.stack(vectors)})
 
 
 def sync(device: torch.device) -> None:

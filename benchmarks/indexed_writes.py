@@ -28,6 +28,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from psycopg import sql  # noqa: E402
 
+from benchmarks.clustered_vectors import KEY, TYPES, rows, unit_vectors  # noqa: E402
 from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
@@ -43,20 +44,6 @@ from featuregen_assets.core.table_writes import (  # noqa: E402
 
 MODEL = "bench/dinov2"
 EMBEDDINGS = TableName("public", "image_embeddings")
-TYPES = ["text", "text", "vector"]
-KEY = ["image_id", "model"]
-
-
-def unit_vectors(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
-    """Unit vectors around ``centres`` (image embeddings cluster by content)."""
-    picked = centres[rng.integers(0, len(centres), n)]
-    v = picked + 0.35 * rng.normal(size=(n, dim)) / np.sqrt(dim)
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-
-def rows(prefix: str, vectors: np.ndarray) -> Table:
-    ids = [f"{prefix}-{i:08d}" for i in range(len(vectors))]
-    return Table({"image_id": ids, "model": [MODEL] * len(vectors), "embedding": vectors})
 
 
 def write(url: str, table: Table, connections: int) -> float:
@@ -92,7 +79,7 @@ def main() -> None:
         with db.connection(url) as conn:
             migrate(conn)
         with db.connection(url) as conn:
-            base = rows("base", unit_vectors(args.indexed, args.dim, rng, centres))
+            base = rows("base", unit_vectors(args.indexed, args.dim, rng, centres), MODEL)
             copy_rows(conn, sql.Identifier(EMBEDDINGS.table), base, TYPES)
             start = time.perf_counter()
             ensure_hnsw_indexes(
@@ -105,7 +92,8 @@ def main() -> None:
         best = dict.fromkeys(counts, float("inf"))
         for r in range(args.rounds):
             for c in counts:
-                table = rows(f"r{r}-c{c}", unit_vectors(args.rows, args.dim, rng, centres))
+                new = unit_vectors(args.rows, args.dim, rng, centres)
+                table = rows(f"r{r}-c{c}", new, MODEL)
                 seconds = write(url, table, c)
                 best[c] = min(best[c], seconds)
                 print(

@@ -33,6 +33,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # as benchmarks/vector_s
 
 from psycopg import sql  # noqa: E402
 
+from benchmarks.clustered_vectors import KEY, TYPES, rows, unit_vectors  # noqa: E402
 from featuregen_assets.core import db  # noqa: E402
 from featuregen_assets.core.table import Table  # noqa: E402
 from featuregen_assets.core.table_writes import (  # noqa: E402
@@ -42,20 +43,8 @@ from featuregen_assets.core.table_writes import (  # noqa: E402
     upsert,
 )
 
-TYPES = ["text", "text", "vector"]
-KEY = ["image_id", "model"]
+MODEL = "m"
 STORAGES = ("EXTENDED", "MAIN")  # the type's default, then inline
-
-
-def unit_vectors(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
-    picked = centres[rng.integers(0, len(centres), n)]
-    v = picked + 0.35 * rng.normal(size=(n, dim)) / np.sqrt(dim)
-    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
-
-
-def rows(prefix: str, vectors: np.ndarray) -> Table:
-    ids = [f"{prefix}-{i:08d}" for i in range(len(vectors))]
-    return Table({"image_id": ids, "model": ["m"] * len(vectors), "embedding": vectors})
 
 
 def create(conn, name: str, storage: str) -> TableName:
@@ -111,7 +100,7 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(64, args.dim)) / np.sqrt(args.dim)
-    base = rows("base", unit_vectors(args.n, args.dim, rng, centres))
+    base = rows("base", unit_vectors(args.n, args.dim, rng, centres), MODEL)
     queries = unit_vectors(100, args.dim, rng, centres)
     results: dict[tuple[str, str], float] = {}
 
@@ -141,7 +130,7 @@ def main() -> None:
                 keep_best((storage, "exact p50 ms"), exact)
                 with db.connection(url) as conn:
                     ensure_hnsw_indexes(conn, table, base, "model")
-                new = rows(f"r{r}", unit_vectors(args.rows, args.dim, rng, centres))
+                new = rows(f"r{r}", unit_vectors(args.rows, args.dim, rng, centres), MODEL)
                 start = time.perf_counter()
                 with db.connection(url) as conn:
                     upsert(conn, table, new, TYPES, KEY)

@@ -41,6 +41,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from psycopg import sql  # noqa: E402
 
+from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
 from featuregen_assets.core import db, search  # noqa: E402
 from featuregen_assets.core.schema import migrate  # noqa: E402
 from featuregen_assets.core.search import ranks_exactly, search_vectors  # noqa: E402
@@ -52,6 +53,7 @@ from featuregen_assets.core.table_writes import (  # noqa: E402
     TableName,
     copy_rows,
     ensure_hnsw_indexes,
+    identifier,
     upsert,
 )
 
@@ -107,11 +109,10 @@ def write_executemany(conn, ids: list[str], vectors: np.ndarray) -> float:
 def write_copy(conn, table: Table, upserting: bool) -> float:
     """featuregen's path: binary COPY of the `Table`, or COPY to staging + ON CONFLICT."""
     start = time.perf_counter()
-    types = ["text", "text", "vector"]
     if upserting:
-        upsert(conn, EMBEDDINGS, table, types, ["image_id", "model"])
+        upsert(conn, EMBEDDINGS, table, TYPES, KEY)
     else:
-        copy_rows(conn, sql.Identifier("image_embeddings"), table, types)
+        copy_rows(conn, identifier(EMBEDDINGS), table, TYPES)
     conn.commit()
     return time.perf_counter() - start
 
