@@ -56,9 +56,10 @@ def search_vectors(
     }
     with conn.transaction():
         if ranks_exactly(conn, category):
-            nearest = _EXACT_IN_CATEGORY
+            nearest = sql.SQL(_EXACT_IN_CATEGORY).format(vt=vector_type)
         else:
-            nearest = _FILTERED_INDEX_WALK if category else _INDEX_WALK
+            in_category = sql.SQL(_IN_CATEGORY if category else "")
+            nearest = sql.SQL(_INDEX_WALK).format(vt=vector_type, in_category=in_category)
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             if ef_search is None:
                 # A filter discards candidates: a wider beam keeps recall near the unfiltered one.
@@ -81,7 +82,7 @@ def search_vectors(
             ) r
             ORDER BY n.distance
             """
-        ).format(nearest=sql.SQL(nearest).format(vt=vector_type))
+        ).format(nearest=nearest)
         rows = conn.execute(statement, params).fetchall()
     return [SearchHit(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
@@ -100,18 +101,13 @@ def ranks_exactly(conn: psycopg.Connection, category: str | None) -> bool:
 _INDEX_WALK = """
     SELECT e.image_id, e.embedding::{vt} <=> %(query)s::{vt} AS distance
     FROM image_embeddings e
-    WHERE e.model = %(model)s
+    WHERE e.model = %(model)s {in_category}
     ORDER BY e.embedding::{vt} <=> %(query)s::{vt}
     LIMIT %(k)s
 """
-_FILTERED_INDEX_WALK = """
-    SELECT e.image_id, e.embedding::{vt} <=> %(query)s::{vt} AS distance
-    FROM image_embeddings e
-    WHERE e.model = %(model)s
-      AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id
-                  AND c.category = %(category)s AND c.status = 'ok')
-    ORDER BY e.embedding::{vt} <=> %(query)s::{vt}
-    LIMIT %(k)s
+_IN_CATEGORY = """
+    AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = e.image_id
+                AND c.category = %(category)s AND c.status = 'ok')
 """
 # The distances are computed in a subquery, so no index can serve the ORDER BY: every image
 # of the category is ranked.
