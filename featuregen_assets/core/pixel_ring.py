@@ -145,10 +145,9 @@ def put_pixels(slots: torch.Tensor, index: int, pixels: np.ndarray) -> None:
     np.copyto(slots[index % len(slots)].numpy(), pixels)
 
 
-def put_bytes(slots: torch.Tensor, index: int, data: bytes) -> bool:
-    """Store ``data`` in item ``index``'s slot when it fits (in a loader worker); False if not."""
+def put_bytes(slots: torch.Tensor, index: int, data: bytes) -> None:
+    """Store ``data`` (at most one slot's size) in item ``index``'s slot (in a loader worker)."""
     slot = slots[index % len(slots)].view(-1)
     if len(data) > len(slot):
-        return False
+        raise ValueError(f"{len(data)} bytes do not fit a slot of {len(slot)}")
     np.copyto(slot[: len(data)].numpy(), np.frombuffer(data, np.uint8))
-    return True
