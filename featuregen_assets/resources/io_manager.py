@@ -13,7 +13,6 @@ Writes go through `core.table_writes` (binary COPY, upserts, HNSW indexes); an u
 indexes that already exist is split over up to `write_connections` connections at once.
 """
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +30,7 @@ from psycopg import sql
 from pydantic import Field
 
 from featuregen_assets.core import db
+from featuregen_assets.core.compute import usable_cpus
 from featuregen_assets.core.table import Table
 from featuregen_assets.core.table_writes import (
     HNSW_EF_CONSTRUCTION,
@@ -220,7 +220,7 @@ class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> DbIOManager:
         url = self.postgres.database_url()
-        writers = self.write_connections or min(8, os.cpu_count() or 1)
+        writers = self.write_connections or min(8, usable_cpus())
         return DbIOManager(
             type_handlers=[TableTypeHandler(url, writers)],
             db_client=PgvectorDbClient(url),
