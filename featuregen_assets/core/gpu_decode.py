@@ -103,9 +103,10 @@ def resize_crop(
 
 
 def as_tensor(data: np.ndarray) -> torch.Tensor:
-    """Encoded bytes (a uint8 array from a loader worker) as the tensor nvJPEG takes.
+    """Encoded bytes (a uint8 array) as the tensor nvJPEG takes.
 
-    Arrays that crossed from a worker process are writable and are used as they are.
+    The embedder's arrays (copied out of a ring slot, or read from the file) are writable and
+    used as they are; a read-only one is copied, since torch cannot share it.
     """
     return torch.from_numpy(data if data.flags.writeable else data.copy())
 
