@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 
 from featuregen_assets.core.feature_store import missing_embeddings
+from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import EmbedderResource, image_paths
@@ -34,7 +35,9 @@ def image_embeddings(
     context.log.info(f"embedding {len(pending)} images with {model.key} (dim {model.dim})")
 
     image_ids, vectors, failures = [], [], []
-    for index, vector, error in model.embed_files(image_paths(pending)):
+    report = ProgressReporter(f"{context.partition_key} embeddings", context.log.info, "images")
+    results = model.embed_files(image_paths(pending))
+    for index, vector, error in track(results, len(pending), _failed, report):
         if vector is None:
             failures.append(f"{pending[index][0]}: {error}")
             continue
@@ -53,3 +56,7 @@ def image_embeddings(
             "embedding": np.stack(vectors) if vectors else np.zeros((0, model.dim), np.float32),
         }
     )
+
+
+def _failed(result: tuple[int, np.ndarray | None, str | None]) -> bool:
+    return result[1] is None

@@ -1,27 +1,32 @@
-"""Download progress: a line in the run log every few seconds, and a bar on a terminal."""
+"""Step progress: a line in the run log every few seconds, and a bar on a terminal."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from featuregen_assets.core.download import Progress
 
 BAR_WIDTH = 30
 LOG_EVERY_S = 5.0
 
+T = TypeVar("T")
+
 
 class ProgressReporter:
-    """A `download_links` progress callback.
+    """A progress callback (`download_links` takes one; `track` drives one over any items).
 
     Logs through `log` every LOG_EVERY_S seconds and at the end; with FEATUREGEN_PROGRESS=bar
     (the CLI sets it) and stderr a terminal, also redraws a bar twice a second.
     """
 
-    def __init__(self, label: str, log: Callable[[str], None]) -> None:
+    def __init__(self, label: str, log: Callable[[str], None], unit: str = "links") -> None:
         self.label = label
         self.log = log
+        self.unit = unit
         self.bar = os.environ.get("FEATUREGEN_PROGRESS") == "bar" and sys.stderr.isatty()
         self.interval_s = 0.5 if self.bar else LOG_EVERY_S
         self._last_logged = 0.0
@@ -33,8 +38,9 @@ class ProgressReporter:
         if finished or progress.elapsed_s - self._last_logged >= LOG_EVERY_S:
             self._last_logged = progress.elapsed_s
             self.log(
-                f"{self.label}: {progress.done}/{progress.total or '?'} links,"
-                f" {progress.ok} ok, {progress.failed} failed, {progress.rate:.1f} links/s"
+                f"{self.label}: {progress.done}/{progress.total or '?'} {self.unit},"
+                f" {progress.ok} ok, {progress.failed} failed, {progress.rate:.1f} {self.unit}/s"
+                + ("" if finished else _time_left(progress))
             )
 
     def _draw(self, progress: Progress, finished: bool) -> None:
@@ -46,3 +52,33 @@ class ProgressReporter:
             f"  {progress.rate:.0f}/s" + ("\n" if finished else "")
         )
         sys.stderr.flush()
+
+
+def _time_left(progress: Progress) -> str:
+    if not progress.total or not progress.rate:
+        return ""
+    seconds = round((progress.total - progress.done) / progress.rate)
+    return f", about {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
+
+
+def track(
+    items: Iterable[T], total: int, failed: Callable[[T], bool], report: ProgressReporter
+) -> Iterator[T]:
+    """`items` unchanged, reporting how many have passed (and how many `failed`) as they do."""
+    start = last = time.monotonic()
+    done = bad = 0
+
+    def progress(now: float) -> Progress:
+        elapsed = now - start
+        return Progress(done, total, done - bad, bad, elapsed, done / elapsed if elapsed else 0.0)
+
+    for item in items:
+        done += 1
+        bad += failed(item)
+        now = time.monotonic()
+        if now - last >= report.interval_s:
+            last = now
+            report(progress(now))
+        yield item
+    if done:
+        report(progress(time.monotonic()))
