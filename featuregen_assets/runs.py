@@ -1,6 +1,8 @@
 """Launch the category pipeline in-process against the Dagster instance in FEATUREGEN_HOME."""
 
+import logging
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +16,16 @@ INSTANCE_CONFIG = """\
 concurrency:
   pools:
     default_limit: 1
+# The daemon frees the pool slots of runs that ended without freeing them (a run terminated
+# from the UI after its worker died).
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 60
 telemetry:
   enabled: false
 """
+PID_TAG = "featuregen/pid"
+HOST_TAG = "featuregen/host"
 
 
 def prepare_dagster_home() -> Path:
@@ -41,6 +50,47 @@ def ensure_partition(instance: dg.DagsterInstance, category: str) -> None:
         instance.add_dynamic_partitions(category_partitions.name, [category])
 
 
+def _launch_tags() -> dict[str, str]:
+    """Tags naming this process, so a later command can tell when it died mid-run."""
+    return {
+        "featuregen/launched_by": "cli",
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
+    }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs this host's featuregen commands started and died in (killed, hung
+    up), and free the pool slots they held, which would otherwise block every later GPU step.
+    Returns their run ids."""
+    runs = instance.get_runs(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+            tags={HOST_TAG: socket.gethostname()},
+        )
+    )
+    orphaned = [run for run in runs if not _alive(int(run.tags[PID_TAG]))]
+    for run in orphaned:
+        instance.report_run_failed(
+            run, message=f"The featuregen process that ran it (pid {run.tags[PID_TAG]}) is gone."
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        logging.getLogger(__name__).warning(
+            f"run {run.run_id} marked failed: its process (pid {run.tags[PID_TAG]}) is gone"
+        )
+    return [run.run_id for run in orphaned]
+
+
 def quiet_logs(level: str) -> dict:
     """Run config that shows only run-log lines at `level` or above on the console."""
     return {"loggers": {"console": {"config": {"log_level": level}}}}
@@ -57,6 +107,7 @@ def run_category(
     from featuregen_assets.definitions import defs
 
     instance = instance or dagster_instance()
+    fail_orphaned_runs(instance)
     ensure_partition(instance, category)
     job = defs.resolve_job_def("category_pipeline")
     return job.execute_in_process(
@@ -65,7 +116,7 @@ def run_category(
         asset_selection=[dg.AssetKey(key) for key in select] if select else None,
         run_config={**(run_config or {}), **quiet_logs(log_level)},
         raise_on_error=False,
-        tags={"featuregen/launched_by": "cli"},
+        tags=_launch_tags(),
     )
 
 
@@ -77,11 +128,13 @@ def materialize_unpartitioned(
     """Materialise unpartitioned assets (the trained models) by key."""
     from featuregen_assets.definitions import defs
 
+    instance = instance or dagster_instance()
+    fail_orphaned_runs(instance)
     return dg.materialize(
         [defs.get_assets_def(key) for key in keys],
-        instance=instance or dagster_instance(),
+        instance=instance,
         resources=defs.resources,
         run_config=run_config,
         raise_on_error=False,
-        tags={"featuregen/launched_by": "cli"},
+        tags=_launch_tags(),
     )

@@ -1,8 +1,12 @@
 """`image_prompts`: a Qwen2-VL caption per image, plus the captions its link file came with."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
+from featuregen_assets.core.checkpoint import RowCheckpoint, step_directory
 from featuregen_assets.core.feature_store import link_captions, missing_prompts
+from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import CaptionerResource, image_paths
@@ -29,35 +33,73 @@ LINK_FILE_MODEL = "link-file"
 def image_prompts(
     context: dg.AssetExecutionContext, captioner: CaptionerResource, postgres: PostgresResource
 ) -> Table:
-    """Search prompts of the category's images not yet captioned by this model."""
+    """Search prompts of the category's images not yet captioned by this model.
+
+    Finished captions are checkpointed as they come; a re-run after a failure resumes there.
+    """
     model = captioner.captioner
     category = context.partition_key
     with postgres.connection() as conn:
         pending = missing_prompts(conn, category, model.key, GENERATED)
         captions = link_captions(conn, category)
-    context.log.info(f"captioning {len(pending)} images with {model.key}")
+    checkpoint = RowCheckpoint(
+        step_directory("image_prompts", category, model.key),
+        ("image_id", "prompt", "truncated"),
+        run_id=context.run_id,
+        every_s=captioner.checkpoint_interval_s(),
+    )
+    resumed = checkpoint.resume({image_id for image_id, _ in pending}, _step_succeeded(context))
+    done = checkpoint.keys()
+    todo = [row for row in pending if row[0] not in done]
+    context.log.info(
+        f"captioning {len(todo)} images with {model.key}"
+        + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")
+    )
 
-    rows: list[tuple[str, str, str, str, bool]] = [
-        (image_id, LINK_FILE_MODEL, LINK_CAPTION, caption, False) for image_id, caption in captions
-    ]
     failures = 0
-    for index, caption, error, truncated in model.caption_files(image_paths(pending)):
-        image_id = pending[index][0]
+    report = ProgressReporter(f"{category} captions", context.log.info, unit="images")
+    results = model.caption_files(image_paths(todo))
+    for index, caption, error, truncated in track(results, len(todo), _failed, report):
+        image_id = todo[index][0]
         if caption is None:
             failures += 1
             context.log.warning(f"not captioned: {image_id}: {error}")
             continue
-        rows.append((image_id, model.key, GENERATED, caption, truncated))
+        checkpoint.add((image_id, caption, truncated))
+    checkpoint.flush()
 
-    generated = len(rows) - len(captions)
+    generated = checkpoint.table()
     context.add_output_metadata(
         {
             "model": model.key,
-            "generated": generated,
+            "generated": len(generated),
+            "resumed": resumed,
             "link_captions": len(captions),
             "failed": failures,
-            "hit_max_new_tokens": sum(1 for row in rows if row[4]),
+            "hit_max_new_tokens": sum(generated.columns["truncated"]),
         }
     )
-    names = ("image_id", "model", "source", "prompt", "truncated")
-    return Table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+    return Table(
+        {
+            "image_id": [image_id for image_id, _ in captions] + generated.columns["image_id"],
+            "model": [LINK_FILE_MODEL] * len(captions) + [model.key] * len(generated),
+            "source": [LINK_CAPTION] * len(captions) + [GENERATED] * len(generated),
+            "prompt": [caption for _, caption in captions] + generated.columns["prompt"],
+            "truncated": [False] * len(captions) + generated.columns["truncated"],
+        }
+    )
+
+
+def _step_succeeded(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
+    """Whether this asset's step succeeded in a run, so its rows were stored."""
+    step_key = context.get_step_execution_context().step.key
+
+    def succeeded(run_id: str) -> bool:
+        stats = context.instance.get_run_step_stats(run_id, step_keys=[step_key])
+        return any(stat.status is not None and stat.status.value == "SUCCESS" for stat in stats)
+
+    return succeeded
+
+
+def _failed(result: tuple[int, str | None, str | None, bool]) -> bool:
+    return result[1] is None

@@ -29,3 +29,8 @@ def models_dir(home: Path | None = None) -> Path:
 def artifacts_dir(home: Path | None = None) -> Path:
     """Trained models (text encoder, decoder) under the state directory."""
     return (home or featuregen_home()) / "artifacts"
+
+
+def checkpoints_dir(home: Path | None = None) -> Path:
+    """Rows of unfinished model steps (`core.checkpoint`) under the state directory."""
+    return (home or featuregen_home()) / "checkpoints"

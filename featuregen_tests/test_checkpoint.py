@@ -1,0 +1,171 @@
+"""Row checkpoints: chunks on disk that a re-run takes back, and a step killed mid-captioning."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from featuregen_assets.core import db
+from featuregen_assets.core.checkpoint import RowCheckpoint
+from featuregen_tests.servers import jpeg_bytes
+
+NAMES = ("image_id", "prompt", "truncated")
+ROWS = [("a", "a red café", False), ("b", "", True), ("c", "line\nbreak", False)]
+
+
+def _never(run_id: str) -> bool:
+    return False
+
+
+def test_rows_come_back_with_their_types_in_a_new_checkpoint(tmp_path: Path) -> None:
+    writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
+    for row in ROWS:
+        writer.add(row)
+    assert len(list(tmp_path.glob("run1.*.npz"))) == 3
+
+    reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
+    assert reader.resume({"a", "b", "c"}, _never) == 3
+    table = reader.table()
+    assert list(table.rows()) == ROWS
+    assert [type(v) for v in next(table.rows())] == [str, str, bool]
+
+
+def test_only_pending_rows_resume_and_chunks_with_none_pending_are_deleted(tmp_path: Path) -> None:
+    writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
+    for row in ROWS:
+        writer.add(row)
+    reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
+    assert reader.resume({"b"}, _never) == 1
+    assert reader.keys() == {"b"}
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+
+def test_chunks_of_a_run_whose_rows_were_stored_are_deleted_not_resumed(tmp_path: Path) -> None:
+    for run_id in ("stored", "killed"):
+        writer = RowCheckpoint(tmp_path, NAMES, run_id=run_id)
+        writer.add(ROWS[0] if run_id == "stored" else ROWS[1])
+        writer.flush()
+    reader = RowCheckpoint(tmp_path, NAMES, run_id="run3")
+    assert reader.resume({"a", "b"}, lambda run_id: run_id == "stored") == 1
+    assert reader.keys() == {"b"}
+    assert [p.name.split(".")[0] for p in tmp_path.glob("*.npz")] == ["killed"]
+
+
+def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Path) -> None:
+    checkpoint = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=3600)
+    checkpoint.add(ROWS[0])
+    checkpoint.add(ROWS[1])
+    assert not list(tmp_path.glob("*.npz"))
+    checkpoint.flush()
+    checkpoint.flush()
+    checkpoint.add(ROWS[2])
+    checkpoint.flush()
+    chunks = sorted(tmp_path.glob("*.npz"))
+    assert len(chunks) == 2
+    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b", "c"}, _never) == 3
+
+
+def test_unreadable_and_partial_chunks_are_skipped(tmp_path: Path) -> None:
+    writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
+    writer.add(ROWS[0])
+    (tmp_path / "run0.x.000001.npz").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "run0.x.000002.npz.partial").write_bytes(b"being written")
+    reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
+    assert reader.resume({"a"}, _never) == 1
+    assert not (tmp_path / "run0.x.000001.npz").exists()
+
+
+def test_two_checkpoints_of_one_run_never_share_a_file(tmp_path: Path) -> None:
+    first = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
+    first.add(ROWS[0])
+    retry = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
+    retry.add(ROWS[1])
+    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b"}, _never) == 2
+
+
+def test_a_row_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="3 values"):
+        RowCheckpoint(tmp_path, ("image_id", "prompt"), run_id="r").add(ROWS[0])
+
+
+IMAGES = 48
+
+
+def _run_prompts(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "featuregen_assets.cli", "run", "--category", "big"]
+        + ["--select", "image_prompts"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _all_keys(directory: Path) -> set[str]:
+    keys: set[str] = set()
+    for path in directory.glob("*.npz"):
+        with np.load(path, allow_pickle=False) as chunk:
+            keys.update(chunk["image_id"].tolist())
+    return keys
+
+
+def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env: Path) -> None:
+    """The killed run holds the "gpu" pool slot: unless it is marked failed, reruns wait forever."""
+    images = fg_env / "files"
+    images.mkdir()
+    rows = []
+    for i in range(IMAGES):
+        body = jpeg_bytes(32 + i % 16, 32 + i // 16, (i % 256, 40, 200 - i % 200))
+        image_id = hashlib.sha256(body).hexdigest()
+        rows.append(("big", f"http://127.0.0.1/{i}.jpg", "ok", image_id, str(images / f"{i}.jpg")))
+        (images / f"{i}.jpg").write_bytes(body)
+    with db.connection(db.database_url()) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO raw_images (category, url, status, image_id, path)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
+    env = {
+        **os.environ,
+        "FEATUREGEN_CHECKPOINT_EVERY_S": "0",
+        "FEATUREGEN_BATCH_SIZE": "2",
+        "FEATUREGEN_NUM_WORKERS": "0",
+    }
+
+    first = _run_prompts(env)
+    checkpoints = fg_env / "checkpoints" / "image_prompts" / "big"
+    deadline = time.monotonic() + 180
+    while len(list(checkpoints.rglob("*.npz"))) < 6:
+        assert first.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    [directory] = {path.parent for path in checkpoints.rglob("*.npz")}
+    killed_with = len(_all_keys(directory))
+    assert 6 <= killed_with < IMAGES
+
+    assert _run_prompts({**env, "FEATUREGEN_BATCH_SIZE": "16"}).wait(timeout=300) == 0
+    with db.connection(db.database_url()) as conn:
+        generated = conn.execute(
+            "SELECT count(*), count(DISTINCT image_id) FROM image_prompts"
+            " WHERE source = 'generated'"
+        ).fetchone()
+    assert generated == (IMAGES, IMAGES)
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.fetch_materializations(dg.AssetKey("image_prompts"), limit=1).records
+        killed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    metadata = record.asset_materialization.metadata
+    assert metadata["resumed"].value == killed_with
+    assert metadata["generated"].value == IMAGES
+    assert [run.tags["featuregen/pid"] for run in killed] == [str(first.pid)]
+
+    assert _run_prompts(env).wait(timeout=300) == 0
+    assert not list(directory.glob("*.npz")), "a stored run's chunks outlive the next run"
