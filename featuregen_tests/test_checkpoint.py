@@ -55,7 +55,20 @@ def test_chunks_of_a_run_whose_rows_were_stored_are_deleted_not_resumed(tmp_path
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run3")
     assert reader.resume({"a", "b"}, lambda run_id: run_id == "stored") == 1
     assert reader.keys() == {"b"}
-    assert [p.name.split(".")[0] for p in tmp_path.glob("*.npz")] == ["killed"]
+    assert [p.name.split(".")[0] for p in tmp_path.glob("*.npz")] == ["run3"]
+
+
+def test_resumed_rows_become_the_resuming_runs_and_go_once_it_stored_them(tmp_path: Path) -> None:
+    killed = RowCheckpoint(tmp_path, NAMES, run_id="killed", every_s=0)
+    killed.add(ROWS[0])
+    killed.add(ROWS[1])
+    resuming = RowCheckpoint(tmp_path, NAMES, run_id="resuming")
+    assert resuming.resume({"a", "b"}, _never) == 2
+    assert {p.name.split(".")[0] for p in tmp_path.glob("*.npz")} == {"resuming"}
+
+    later = RowCheckpoint(tmp_path, NAMES, run_id="later")
+    assert later.resume({"a", "b"}, lambda run_id: run_id == "resuming") == 0
+    assert not list(tmp_path.glob("*.npz"))
 
 
 def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Path) -> None:

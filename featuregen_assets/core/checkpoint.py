@@ -54,12 +54,14 @@ class RowCheckpoint:
         """Take back the checkpointed rows whose key is in `pending`; returns how many.
 
         `stored(run_id)` says whether that run's step handed its rows to the table: its chunks
-        are deleted, as are chunks with no pending key and unreadable ones.
+        are deleted, as are chunks with no pending key and unreadable ones. The rows taken back
+        are rewritten as this run's own chunk and their old chunks deleted.
         """
         if not self.directory.is_dir():
             return 0
         resumed: dict[str, tuple[Any, ...]] = {}
         finished: dict[str, bool] = {}
+        taken: list[Path] = []
         for path in sorted(self.directory.glob(f"*{CHUNK_SUFFIX}")):
             run_id = path.name.split(".", 1)[0]
             if run_id not in finished:
@@ -69,10 +71,17 @@ class RowCheckpoint:
             except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
                 live = []
             live = [row for row in live if row[0] in pending]
-            if not live:
+            if live:
+                taken.append(path)
+            else:
                 path.unlink(missing_ok=True)
             resumed.update((row[0], row) for row in live)
-        self._rows.extend(resumed.values())
+        if resumed:
+            # The rows become this run's, so that once it stores them its chunks say so.
+            self._rows.extend(resumed.values())
+            self._write(list(resumed.values()))
+            for path in taken:
+                path.unlink(missing_ok=True)
         return len(resumed)
 
     def keys(self) -> set[str]:
