@@ -16,11 +16,12 @@ INSTANCE_CONFIG = """\
 concurrency:
   pools:
     default_limit: 1
-# The daemon frees the pool slots of runs that ended without freeing them (a run terminated
-# from the UI after its worker died).
+# The daemon frees the pool slots of runs that ended without freeing them (a run whose worker
+# was killed), which would otherwise block every later GPU step.
 run_monitoring:
   enabled: true
-  free_slots_after_run_end_seconds: 60
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 30
 telemetry:
   enabled: false
 """
