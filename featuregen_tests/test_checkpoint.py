@@ -37,6 +37,19 @@ def test_rows_come_back_with_their_types_in_a_new_checkpoint(tmp_path: Path) -> 
     assert [type(v) for v in next(table.rows())] == [str, str, bool]
 
 
+def test_vectors_come_back_bit_for_bit_and_stack_into_one_array(tmp_path: Path) -> None:
+    vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    writer = RowCheckpoint(tmp_path, ("image_id", "embedding"), run_id="run1", every_s=0)
+    for i, vector in enumerate(vectors):
+        writer.add((f"id{i}", vector))
+    reader = RowCheckpoint(tmp_path, ("image_id", "embedding"), run_id="run2")
+    assert reader.resume({"id0", "id2"}, _never) == 2
+    table = reader.table()
+    assert table.columns["image_id"] == ["id0", "id2"]
+    assert table.vector_dims() == {"embedding": 8}
+    np.testing.assert_array_equal(table.columns["embedding"], vectors[[0, 2]])
+
+
 def test_only_pending_rows_resume_and_chunks_with_none_pending_are_deleted(tmp_path: Path) -> None:
     writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
     for row in ROWS:

@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 
+from featuregen_assets.assets.checkpoints import resume_checkpoint
 from featuregen_assets.core.feature_store import missing_embeddings
 from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
@@ -28,32 +29,56 @@ from featuregen_assets.resources.postgres import PostgresResource
 def image_embeddings(
     context: dg.AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource
 ) -> Table:
-    """L2-normalised DINOv2 vectors of the category's images not yet embedded by this model."""
+    """L2-normalised DINOv2 vectors of the category's images not yet embedded by this model.
+
+    Finished vectors are checkpointed as they come; a re-run after a failure resumes there.
+    """
     model = embedder.embedder
     with postgres.connection() as conn:
         pending = missing_embeddings(conn, context.partition_key, model.key)
-    context.log.info(f"embedding {len(pending)} images with {model.key} (dim {model.dim})")
+    checkpoint, resumed = resume_checkpoint(
+        context,
+        model.key,
+        ("image_id", "embedding"),
+        {image_id for image_id, _ in pending},
+        embedder.compute.checkpoint_interval_s(),
+    )
+    done = checkpoint.keys()
+    todo = [row for row in pending if row[0] not in done]
+    context.log.info(
+        f"embedding {len(todo)} images with {model.key} (dim {model.dim})"
+        + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")
+    )
 
-    image_ids, vectors, failures = [], [], []
+    failures = []
     report = ProgressReporter(f"{context.partition_key} embeddings", context.log.info, "images")
-    results = model.embed_files(image_paths(pending))
-    for index, vector, error in track(results, len(pending), _failed, report):
+    results = model.embed_files(image_paths(todo))
+    for index, vector, error in track(results, len(todo), _failed, report):
         if vector is None:
-            failures.append(f"{pending[index][0]}: {error}")
+            failures.append(f"{todo[index][0]}: {error}")
             continue
-        image_ids.append(pending[index][0])
-        vectors.append(vector)
+        checkpoint.add((todo[index][0], vector))
+    checkpoint.flush()
     for failure in failures:
         context.log.warning(f"not embedded: {failure}")
 
+    embedded = checkpoint.table()
     context.add_output_metadata(
-        {"model": model.key, "dim": model.dim, "embedded": len(image_ids), "failed": len(failures)}
+        {
+            "model": model.key,
+            "dim": model.dim,
+            "embedded": len(embedded),
+            "resumed": resumed,
+            "failed": len(failures),
+        }
     )
     return Table(
         {
-            "image_id": image_ids,
-            "model": [model.key] * len(image_ids),
-            "embedding": np.stack(vectors) if vectors else np.zeros((0, model.dim), np.float32),
+            "image_id": embedded.columns["image_id"],
+            "model": [model.key] * len(embedded),
+            "embedding": embedded.columns["embedding"]
+            if len(embedded)
+            else np.zeros((0, model.dim), np.float32),
         }
     )
 

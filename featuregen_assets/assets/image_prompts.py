@@ -1,10 +1,8 @@
 """`image_prompts`: a Qwen2-VL caption per image, plus the captions its link file came with."""
 
-from collections.abc import Callable
-
 import dagster as dg
 
-from featuregen_assets.core.checkpoint import RowCheckpoint, step_directory
+from featuregen_assets.assets.checkpoints import resume_checkpoint
 from featuregen_assets.core.feature_store import link_captions, missing_prompts
 from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
@@ -42,13 +40,13 @@ def image_prompts(
     with postgres.connection() as conn:
         pending = missing_prompts(conn, category, model.key, GENERATED)
         captions = link_captions(conn, category)
-    checkpoint = RowCheckpoint(
-        step_directory("image_prompts", category, model.key),
+    checkpoint, resumed = resume_checkpoint(
+        context,
+        model.key,
         ("image_id", "prompt", "truncated"),
-        run_id=context.run_id,
-        every_s=captioner.checkpoint_interval_s(),
+        {image_id for image_id, _ in pending},
+        captioner.compute.checkpoint_interval_s(),
     )
-    resumed = checkpoint.resume({image_id for image_id, _ in pending}, _step_succeeded(context))
     done = checkpoint.keys()
     todo = [row for row in pending if row[0] not in done]
     context.log.info(
@@ -88,17 +86,6 @@ def image_prompts(
             "truncated": [False] * len(captions) + generated.columns["truncated"],
         }
     )
-
-
-def _step_succeeded(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
-    """Whether this asset's step succeeded in a run, so its rows were stored."""
-    step_key = context.get_step_execution_context().step.key
-
-    def succeeded(run_id: str) -> bool:
-        stats = context.instance.get_run_step_stats(run_id, step_keys=[step_key])
-        return any(stat.status is not None and stat.status.value == "SUCCESS" for stat in stats)
-
-    return succeeded
 
 
 def _failed(result: tuple[int, str | None, str | None, bool]) -> bool:

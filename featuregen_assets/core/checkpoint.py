@@ -33,6 +33,8 @@ def step_directory(asset: str, partition: str, model_key: str) -> Path:
 class RowCheckpoint:
     """Rows with the columns `names`, keyed by the first, kept in chunk files in `directory`.
 
+    Values are strings, numbers, booleans or 1-D arrays (vectors, stacked into one array).
+
     `run_id` names the chunks this run writes. `add` holds a row and writes the rows not yet
     written once `every_s` seconds have passed since the last write (0: at every row); `flush`
     writes them now.
@@ -105,8 +107,12 @@ class RowCheckpoint:
         self._last_write = time.monotonic()
 
     def table(self) -> Table:
-        """Every row held, as a table with the checkpoint's columns."""
-        return Table({name: [row[i] for row in self._rows] for i, name in enumerate(self.names)})
+        """Every row held, as a table with the checkpoint's columns (vectors stacked)."""
+        columns: dict[str, Any] = {}
+        for i, name in enumerate(self.names):
+            values = [row[i] for row in self._rows]
+            columns[name] = np.stack(values) if values and _is_vector(values[0]) else values
+        return Table(columns)
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -122,5 +128,10 @@ class RowCheckpoint:
 
     def _read(self, path: Path) -> list[tuple[Any, ...]]:
         with np.load(path, allow_pickle=False) as chunk:
-            columns = [chunk[name].tolist() for name in self.names]
-        return list(zip(*columns, strict=True))
+            columns = [chunk[name] for name in self.names]
+        values = [list(column) if column.ndim == 2 else column.tolist() for column in columns]
+        return list(zip(*values, strict=True))
+
+
+def _is_vector(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 1

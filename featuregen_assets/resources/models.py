@@ -51,6 +51,18 @@ class ComputeResource(dg.ConfigurableResource):
         " (FEATUREGEN_GPU_JPEG_SHARE, 0.75).",
     )
 
+    checkpoint_every_s: float | None = Field(
+        default=None,
+        description="Seconds between checkpoints of a model step's finished rows, which a rerun"
+        " after a failure resumes from (FEATUREGEN_CHECKPOINT_EVERY_S, 30).",
+    )
+
+    def checkpoint_interval_s(self) -> float:
+        """`checkpoint_every_s`, or FEATUREGEN_CHECKPOINT_EVERY_S, or 30."""
+        if self.checkpoint_every_s is not None:
+            return self.checkpoint_every_s
+        return float(_env("FEATUREGEN_CHECKPOINT_EVERY_S", "30"))
+
     def settings(self) -> ComputeSettings:
         """The plain-Python compute settings."""
         return ComputeSettings(
@@ -132,11 +144,6 @@ class CaptionerResource(dg.ConfigurableResource):
     compute: ComputeResource
     max_new_tokens: int = Field(default=48, description="Longest caption, in tokens.")
     instruction: str | None = Field(default=None, description="Prompt given with each image.")
-    checkpoint_every_s: float | None = Field(
-        default=None,
-        description="Seconds between checkpoints of finished captions, which a re-run after a"
-        " failure resumes from (FEATUREGEN_CHECKPOINT_EVERY_S, 30).",
-    )
 
     _captioner = PrivateAttr(default=None)
 
@@ -159,12 +166,6 @@ class CaptionerResource(dg.ConfigurableResource):
     def captioner(self):
         """The loaded `Captioner`."""
         return self._captioner
-
-    def checkpoint_interval_s(self) -> float:
-        """`checkpoint_every_s`, or FEATUREGEN_CHECKPOINT_EVERY_S, or 30."""
-        if self.checkpoint_every_s is not None:
-            return self.checkpoint_every_s
-        return float(_env("FEATUREGEN_CHECKPOINT_EVERY_S", "30"))
 
 
 def image_paths(rows: list[tuple[str, str]]) -> list[Path]:
