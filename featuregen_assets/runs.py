@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from featuregen_assets.core.paths import featuregen_home
+from featuregen_assets.core.processes import is_running
 from featuregen_assets.partitions import category_partitions
 
 INSTANCE_CONFIG = """\
@@ -60,16 +61,6 @@ def _launch_tags() -> dict[str, str]:
     }
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed the runs this host's featuregen commands started and died in (killed, hung
     up), and free the pool slots they held, which would otherwise block every later GPU step.
@@ -80,7 +71,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
             tags={HOST_TAG: socket.gethostname()},
         )
     )
-    orphaned = [run for run in runs if not _alive(int(run.tags[PID_TAG]))]
+    orphaned = [run for run in runs if not is_running(int(run.tags[PID_TAG]))]
     for run in orphaned:
         instance.report_run_failed(
             run, message=f"The featuregen process that ran it (pid {run.tags[PID_TAG]}) is gone."

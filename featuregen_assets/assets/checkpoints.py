@@ -1,6 +1,6 @@
 """The model steps' checkpoints: where they lie and which earlier runs stored their rows."""
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
@@ -11,18 +11,20 @@ def resume_checkpoint(
     context: dg.AssetExecutionContext,
     model_key: str,
     names: Sequence[str],
-    pending: Collection[str],
+    pending: list[tuple[str, str]],
     every_s: float,
-) -> tuple[RowCheckpoint, int]:
-    """This step's checkpoint, holding the rows of `pending` keys that failed runs left, and
-    how many it took back."""
+) -> tuple[RowCheckpoint, list[tuple[str, str]], int]:
+    """This step's checkpoint, holding the rows of `pending` `(image_id, path)` images that
+    failed runs left; the pending images still to compute; how many rows it took back."""
     checkpoint = RowCheckpoint(
         step_directory(context.asset_key.to_user_string(), context.partition_key, model_key),
         names,
         run_id=context.run_id,
         every_s=every_s,
     )
-    return checkpoint, checkpoint.resume(pending, _step_succeeded(context))
+    resumed = checkpoint.resume({image_id for image_id, _ in pending}, _step_succeeded(context))
+    done = checkpoint.keys()
+    return checkpoint, [image for image in pending if image[0] not in done], resumed
 
 
 def _step_succeeded(context: dg.AssetExecutionContext) -> Callable[[str], bool]:

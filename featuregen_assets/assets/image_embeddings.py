@@ -36,15 +36,13 @@ def image_embeddings(
     model = embedder.embedder
     with postgres.connection() as conn:
         pending = missing_embeddings(conn, context.partition_key, model.key)
-    checkpoint, resumed = resume_checkpoint(
+    checkpoint, todo, resumed = resume_checkpoint(
         context,
         model.key,
         ("image_id", "embedding"),
-        {image_id for image_id, _ in pending},
+        pending,
         embedder.compute.checkpoint_interval_s(),
     )
-    done = checkpoint.keys()
-    todo = [row for row in pending if row[0] not in done]
     context.log.info(
         f"embedding {len(todo)} images with {model.key} (dim {model.dim})"
         + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")

@@ -40,15 +40,13 @@ def image_prompts(
     with postgres.connection() as conn:
         pending = missing_prompts(conn, category, model.key, GENERATED)
         captions = link_captions(conn, category)
-    checkpoint, resumed = resume_checkpoint(
+    checkpoint, todo, resumed = resume_checkpoint(
         context,
         model.key,
         ("image_id", "prompt", "truncated"),
-        {image_id for image_id, _ in pending},
+        pending,
         captioner.compute.checkpoint_interval_s(),
     )
-    done = checkpoint.keys()
-    todo = [row for row in pending if row[0] not in done]
     context.log.info(
         f"captioning {len(todo)} images with {model.key}"
         + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")

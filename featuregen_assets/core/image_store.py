@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from featuregen_assets.core.processes import is_running
+
 EXTENSIONS = {
     "JPEG": "jpg",
     "PNG": "png",
@@ -51,17 +53,7 @@ class ImageStore:
         removed = 0
         for tmp in self.root.glob("??/.tmp-*.part"):
             pid = tmp.name.split("-")[1]
-            if pid.isdigit() and not _running(int(pid)):
+            if pid.isdigit() and not is_running(int(pid)):
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
