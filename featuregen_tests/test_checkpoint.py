@@ -13,15 +13,11 @@ import numpy as np
 import pytest
 
 from featuregen_assets.core import db
-from featuregen_assets.core.checkpoint import RowCheckpoint
+from featuregen_assets.core.checkpoint import RowCheckpoint, discard_run, step_directory
 from featuregen_tests.servers import jpeg_bytes
 
 NAMES = ("image_id", "prompt", "truncated")
 ROWS = [("a", "a red café", False), ("b", "", True), ("c", "line\nbreak", False)]
-
-
-def _never(run_id: str) -> bool:
-    return False
 
 
 def test_rows_come_back_with_their_types_in_a_new_checkpoint(tmp_path: Path) -> None:
@@ -31,7 +27,7 @@ def test_rows_come_back_with_their_types_in_a_new_checkpoint(tmp_path: Path) -> 
     assert len(list(tmp_path.glob("run1.*.npz"))) == 3
 
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
-    assert reader.resume({"a", "b", "c"}, _never) == 3
+    assert reader.resume({"a", "b", "c"}) == 3
     table = reader.table()
     assert list(table.rows()) == ROWS
     assert [type(v) for v in next(table.rows())] == [str, str, bool]
@@ -43,7 +39,7 @@ def test_vectors_come_back_bit_for_bit_and_stack_into_one_array(tmp_path: Path) 
     for i, vector in enumerate(vectors):
         writer.add((f"id{i}", vector))
     reader = RowCheckpoint(tmp_path, ("image_id", "embedding"), run_id="run2")
-    assert reader.resume({"id0", "id2"}, _never) == 2
+    assert reader.resume({"id0", "id2"}) == 2
     table = reader.table()
     assert table.columns["image_id"] == ["id0", "id2"]
     assert table.vector_dims() == {"embedding": 8}
@@ -55,33 +51,24 @@ def test_only_pending_rows_resume_and_chunks_with_none_pending_are_deleted(tmp_p
     for row in ROWS:
         writer.add(row)
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
-    assert reader.resume({"b"}, _never) == 1
+    assert reader.resume({"b"}) == 1
     assert reader.keys() == {"b"}
     assert len(list(tmp_path.glob("*.npz"))) == 1
 
 
-def test_chunks_of_a_run_whose_rows_were_stored_are_deleted_not_resumed(tmp_path: Path) -> None:
-    for run_id in ("stored", "killed"):
-        writer = RowCheckpoint(tmp_path, NAMES, run_id=run_id)
-        writer.add(ROWS[0] if run_id == "stored" else ROWS[1])
-        writer.flush()
-    reader = RowCheckpoint(tmp_path, NAMES, run_id="run3")
-    assert reader.resume({"a", "b"}, lambda run_id: run_id == "stored") == 1
-    assert reader.keys() == {"b"}
-    assert [p.name.split(".")[0] for p in tmp_path.glob("*.npz")] == ["run3"]
-
-
-def test_resumed_rows_become_the_resuming_runs_and_go_once_it_stored_them(tmp_path: Path) -> None:
-    killed = RowCheckpoint(tmp_path, NAMES, run_id="killed", every_s=0)
+def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_env: Path) -> None:
+    directory = step_directory("image_prompts", "cafe", "tiny/qwen2vl@0123abcd")
+    killed = RowCheckpoint(directory, NAMES, run_id="killed", every_s=0)
     killed.add(ROWS[0])
     killed.add(ROWS[1])
-    resuming = RowCheckpoint(tmp_path, NAMES, run_id="resuming")
-    assert resuming.resume({"a", "b"}, _never) == 2
-    assert {p.name.split(".")[0] for p in tmp_path.glob("*.npz")} == {"resuming"}
+    resuming = RowCheckpoint(directory, NAMES, run_id="resuming", every_s=0)
+    assert resuming.resume({"a", "b"}) == 2
+    resuming.add(ROWS[2])
+    assert {p.name.split(".")[0] for p in directory.glob("*.npz")} == {"resuming"}
 
-    later = RowCheckpoint(tmp_path, NAMES, run_id="later")
-    assert later.resume({"a", "b"}, lambda run_id: run_id == "resuming") == 0
-    assert not list(tmp_path.glob("*.npz"))
+    assert discard_run("image_prompts", "bank", "resuming") == 0
+    assert discard_run("image_prompts", "cafe", "resuming") == 2
+    assert not list(directory.glob("*.npz"))
 
 
 def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Path) -> None:
@@ -95,7 +82,7 @@ def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Pa
     checkpoint.flush()
     chunks = sorted(tmp_path.glob("*.npz"))
     assert len(chunks) == 2
-    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b", "c"}, _never) == 3
+    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b", "c"}) == 3
 
 
 def test_unreadable_and_partial_chunks_are_skipped(tmp_path: Path) -> None:
@@ -104,7 +91,7 @@ def test_unreadable_and_partial_chunks_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "run0.x.000001.npz").write_bytes(b"PK\x03\x04 cut short")
     (tmp_path / "run0.x.000002.npz.partial").write_bytes(b"being written")
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
-    assert reader.resume({"a"}, _never) == 1
+    assert reader.resume({"a"}) == 1
     assert not (tmp_path / "run0.x.000001.npz").exists()
 
 
@@ -113,7 +100,7 @@ def test_two_checkpoints_of_one_run_never_share_a_file(tmp_path: Path) -> None:
     first.add(ROWS[0])
     retry = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
     retry.add(ROWS[1])
-    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b"}, _never) == 2
+    assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b"}) == 2
 
 
 def test_a_row_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
@@ -193,5 +180,4 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
     assert metadata["generated"].value == IMAGES
     assert [run.tags["featuregen/pid"] for run in killed] == [str(first.pid)]
 
-    assert _run_prompts(env).wait(timeout=300) == 0
-    assert not list(directory.glob("*.npz")), "a stored run's chunks outlive the next run"
+    assert not list(directory.glob("*.npz")), "the stored run's checkpoint outlived it"

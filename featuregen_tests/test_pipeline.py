@@ -96,6 +96,39 @@ def test_rematerialising_adds_nothing(pipeline) -> None:
     assert _rows(url, "SELECT count(*) FROM image_prompts") == prompts_before
 
 
+def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:
+    url = pipeline["url"]
+    stored = _rows(url, "SELECT image_id, embedding FROM image_embeddings ORDER BY 1")
+    with db.connection(url) as conn:
+        conn.execute("DELETE FROM image_embeddings")
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON image_embeddings"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    try:
+        failed = run_category("cafe", select=["image_embeddings"], instance=pipeline["instance"])
+    finally:
+        with db.connection(url) as conn:
+            conn.execute("DROP TRIGGER refuse ON image_embeddings")
+            conn.execute("DROP FUNCTION refuse()")
+    assert not failed.success
+    checkpoints = pipeline["root"] / "home" / "checkpoints" / "image_embeddings" / "cafe"
+    assert list(checkpoints.rglob("*.npz"))
+
+    result = run_category("cafe", select=["image_embeddings"], instance=pipeline["instance"])
+    assert result.success
+    metadata = result.asset_materializations_for_node("image_embeddings")[0].metadata
+    assert (metadata["resumed"].value, metadata["embedded"].value) == (PER_CATEGORY, PER_CATEGORY)
+    assert not list(checkpoints.rglob("*.npz"))
+    bank = run_category("bank", select=["image_embeddings"], instance=pipeline["instance"])
+    assert bank.success
+    assert _rows(url, "SELECT image_id, embedding FROM image_embeddings ORDER BY 1") == stored
+
+
 def test_corrupt_image_file_is_reported_and_the_rest_stored(pipeline) -> None:
     url = pipeline["url"]
     [(image_id, path)] = _rows(

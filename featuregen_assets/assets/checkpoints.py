@@ -1,6 +1,6 @@
-"""The model steps' checkpoints: where they lie and which earlier runs stored their rows."""
+"""The model steps' checkpoints, resumed where the step's last failed run left off."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -22,17 +22,6 @@ def resume_checkpoint(
         run_id=context.run_id,
         every_s=every_s,
     )
-    resumed = checkpoint.resume({image_id for image_id, _ in pending}, _step_succeeded(context))
+    resumed = checkpoint.resume({image_id for image_id, _ in pending})
     done = checkpoint.keys()
     return checkpoint, [image for image in pending if image[0] not in done], resumed
-
-
-def _step_succeeded(context: dg.AssetExecutionContext) -> Callable[[str], bool]:
-    """Whether this asset's step succeeded in a run, so its rows were stored."""
-    step_key = context.get_step_execution_context().step.key
-
-    def succeeded(run_id: str) -> bool:
-        stats = context.instance.get_run_step_stats(run_id, step_keys=[step_key])
-        return any(stat.status is not None and stat.status.value == "SUCCESS" for stat in stats)
-
-    return succeeded

@@ -1,7 +1,8 @@
 """Rows a step has computed but not yet handed to its IO manager, kept on local disk.
 
 A step that is killed, or whose write fails, leaves its finished rows in chunk files; the next
-run of the step takes back those still pending and computes only the rest. Chunks are ``.npz``
+run of the step takes back those still pending and computes only the rest. Once a run's rows
+are stored, the IO manager deletes its chunks (`discard_run`). Chunks are ``.npz``
 files (loaded without pickle) named after the run that wrote them, written to a temporary name
 and renamed, so a reader sees whole chunks only and runs writing side by side never share a file.
 """
@@ -12,7 +13,7 @@ import os
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,16 @@ CHUNK_SUFFIX = ".npz"
 def step_directory(asset: str, partition: str, model_key: str) -> Path:
     """Where the rows of `asset`'s step over `partition` with `model_key` are kept."""
     return paths.checkpoints_dir() / asset / partition / quote(model_key, safe="@")
+
+
+def discard_run(asset: str, partition: str, run_id: str) -> int:
+    """Delete the chunks that run `run_id` wrote for `asset` over `partition` (its rows are
+    stored now); returns how many."""
+    removed = 0
+    for path in (paths.checkpoints_dir() / asset / partition).glob(f"*/{run_id}.*{CHUNK_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 class RowCheckpoint:
@@ -52,34 +63,28 @@ class RowCheckpoint:
         self._unwritten = 0
         self._last_write = time.monotonic()
 
-    def resume(self, pending: Collection[str], stored: Callable[[str], bool]) -> int:
+    def resume(self, pending: Collection[str]) -> int:
         """Take back the checkpointed rows whose key is in `pending`; returns how many.
 
-        `stored(run_id)` says whether that run's step handed its rows to the table: its chunks
-        are deleted, as are chunks with no pending key and unreadable ones. The rows taken back
-        are rewritten as this run's own chunk and their old chunks deleted.
+        Chunks with no pending key (stored since, or their images gone) and unreadable ones
+        are deleted. The rows taken back are rewritten as this run's own chunk and their old
+        chunks deleted, so that `discard_run` of this run removes them once it stored them.
         """
         if not self.directory.is_dir():
             return 0
         resumed: dict[str, tuple[Any, ...]] = {}
-        finished: dict[str, bool] = {}
         taken: list[Path] = []
         for path in sorted(self.directory.glob(f"*{CHUNK_SUFFIX}")):
-            run_id = path.name.split(".", 1)[0]
-            if run_id not in finished:
-                finished[run_id] = stored(run_id)
             try:
-                live = [] if finished[run_id] else self._read(path)
+                live = [row for row in self._read(path) if row[0] in pending]
             except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
                 live = []
-            live = [row for row in live if row[0] in pending]
             if live:
                 taken.append(path)
             else:
                 path.unlink(missing_ok=True)
             resumed.update((row[0], row) for row in live)
         if resumed:
-            # The rows become this run's, so that once it stores them its chunks say so.
             self._rows.extend(resumed.values())
             self._write(list(resumed.values()))
             for path in taken:

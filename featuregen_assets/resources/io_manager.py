@@ -10,7 +10,8 @@ Definition metadata on an asset steers it:
   `hnsw_m` / `hnsw_ef_construction` set a new index's graph.
 
 Writes go through `core.table_writes` (binary COPY, upserts, HNSW indexes); an upsert into
-indexes that already exist is split over up to `write_connections` connections at once.
+indexes that already exist is split over up to `write_connections` connections at once. Once
+a partition's rows are committed, the step's checkpoint of them (`core.checkpoint`) is deleted.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from psycopg import sql
 from pydantic import Field
 
 from featuregen_assets.core import db
+from featuregen_assets.core.checkpoint import discard_run
 from featuregen_assets.core.compute import usable_cpus
 from featuregen_assets.core.table import Table
 from featuregen_assets.core.table_writes import (
@@ -207,6 +209,16 @@ class TableTypeHandler(DbTypeHandler[Table]):
         return [Table]
 
 
+class _CheckpointDiscardingIOManager(DbIOManager):
+    """Once a partition's rows are committed, deletes the checkpoint its step kept of them."""
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        super().handle_output(context, obj)
+        if context.has_asset_key and context.has_asset_partitions:
+            asset = context.asset_key.to_user_string()
+            discard_run(asset, context.asset_partition_key, context.run_id)
+
+
 class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
     """Stores asset outputs (`Table`) in PostgreSQL + pgvector tables named after the asset."""
 
@@ -221,7 +233,7 @@ class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
     def create_io_manager(self, context) -> DbIOManager:
         url = self.postgres.database_url()
         writers = self.write_connections or min(8, usable_cpus())
-        return DbIOManager(
+        return _CheckpointDiscardingIOManager(
             type_handlers=[TableTypeHandler(url, writers)],
             db_client=PgvectorDbClient(url),
             database="featuregen",
