@@ -24,7 +24,7 @@ def test_rows_come_back_with_their_types_in_a_new_checkpoint(tmp_path: Path) -> 
     writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
     for row in ROWS:
         writer.add(row)
-    assert len(list(tmp_path.glob("run1.*.npz"))) == 3
+    assert len(list(tmp_path.glob("run1.*.rows"))) == 3
 
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
     assert reader.resume({"a", "b", "c"}) == 3
@@ -53,7 +53,7 @@ def test_only_pending_rows_resume_and_chunks_with_none_pending_are_deleted(tmp_p
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
     assert reader.resume({"b"}) == 1
     assert reader.keys() == {"b"}
-    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert len(list(tmp_path.glob("*.rows"))) == 1
 
 
 def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_env: Path) -> None:
@@ -64,35 +64,40 @@ def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_en
     resuming = RowCheckpoint(directory, NAMES, run_id="resuming", every_s=0)
     assert resuming.resume({"a", "b"}) == 2
     resuming.add(ROWS[2])
-    assert {p.name.split(".")[0] for p in directory.glob("*.npz")} == {"resuming"}
+    assert {p.name.split(".")[0] for p in directory.glob("*.rows")} == {"resuming"}
 
     assert discard_run("image_prompts", "bank", "resuming") == 0
     assert discard_run("image_prompts", "cafe", "resuming") == 2
-    assert not list(directory.glob("*.npz"))
+    assert not list(directory.glob("*.rows"))
 
 
 def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Path) -> None:
     checkpoint = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=3600)
     checkpoint.add(ROWS[0])
     checkpoint.add(ROWS[1])
-    assert not list(tmp_path.glob("*.npz"))
+    assert not list(tmp_path.glob("*.rows"))
     checkpoint.flush()
     checkpoint.flush()
     checkpoint.add(ROWS[2])
     checkpoint.flush()
-    chunks = sorted(tmp_path.glob("*.npz"))
+    chunks = sorted(tmp_path.glob("*.rows"))
     assert len(chunks) == 2
     assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b", "c"}) == 3
 
 
-def test_unreadable_and_partial_chunks_are_skipped(tmp_path: Path) -> None:
+def test_unreadable_cut_short_and_partial_chunks_are_skipped(tmp_path: Path) -> None:
     writer = RowCheckpoint(tmp_path, NAMES, run_id="run1", every_s=0)
     writer.add(ROWS[0])
-    (tmp_path / "run0.x.000001.npz").write_bytes(b"PK\x03\x04 cut short")
-    (tmp_path / "run0.x.000002.npz.partial").write_bytes(b"being written")
+    writer.add(ROWS[1])
+    [_, second] = sorted(tmp_path.glob("*.rows"))
+    second.write_bytes(second.read_bytes()[:-20])
+    (tmp_path / "run0.x.000001.rows").write_bytes(b"not a chunk")
+    (tmp_path / "run0.x.000002.rows.partial").write_bytes(b"being written")
     reader = RowCheckpoint(tmp_path, NAMES, run_id="run2")
-    assert reader.resume({"a"}) == 1
-    assert not (tmp_path / "run0.x.000001.npz").exists()
+    assert reader.resume({"a", "b"}) == 1
+    assert reader.keys() == {"a"}
+    assert not (tmp_path / "run0.x.000001.rows").exists()
+    assert not second.exists()
 
 
 def test_two_checkpoints_of_one_run_never_share_a_file(tmp_path: Path) -> None:
@@ -123,9 +128,10 @@ def _run_prompts(env: dict[str, str]) -> subprocess.Popen:
 
 def _all_keys(directory: Path) -> set[str]:
     keys: set[str] = set()
-    for path in directory.glob("*.npz"):
-        with np.load(path, allow_pickle=False) as chunk:
-            keys.update(chunk["image_id"].tolist())
+    for path in directory.glob("*.rows"):
+        with path.open("rb") as f:
+            assert np.load(f).tolist() == list(NAMES)
+            keys.update(np.load(f).tolist())
     return keys
 
 
@@ -155,13 +161,13 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
     first = _run_prompts(env)
     checkpoints = fg_env / "checkpoints" / "image_prompts" / "big"
     deadline = time.monotonic() + 180
-    while len(list(checkpoints.rglob("*.npz"))) < 6:
+    while len(list(checkpoints.rglob("*.rows"))) < 6:
         assert first.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    [directory] = {path.parent for path in checkpoints.rglob("*.npz")}
+    [directory] = {path.parent for path in checkpoints.rglob("*.rows")}
     killed_with = len(_all_keys(directory))
     assert 6 <= killed_with < IMAGES
 
@@ -180,4 +186,4 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
     assert metadata["generated"].value == IMAGES
     assert [run.tags["featuregen/pid"] for run in killed] == [str(first.pid)]
 
-    assert not list(directory.glob("*.npz")), "the stored run's checkpoint outlived it"
+    assert not list(directory.glob("*.rows")), "the stored run's checkpoint outlived it"

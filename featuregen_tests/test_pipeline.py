@@ -117,13 +117,13 @@ def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:
             conn.execute("DROP FUNCTION refuse()")
     assert not failed.success
     checkpoints = pipeline["root"] / "home" / "checkpoints" / "image_embeddings" / "cafe"
-    assert list(checkpoints.rglob("*.npz"))
+    assert list(checkpoints.rglob("*.rows"))
 
     result = run_category("cafe", select=["image_embeddings"], instance=pipeline["instance"])
     assert result.success
     metadata = result.asset_materializations_for_node("image_embeddings")[0].metadata
     assert (metadata["resumed"].value, metadata["embedded"].value) == (PER_CATEGORY, PER_CATEGORY)
-    assert not list(checkpoints.rglob("*.npz"))
+    assert not list(checkpoints.rglob("*.rows"))
     bank = run_category("bank", select=["image_embeddings"], instance=pipeline["instance"])
     assert bank.success
     assert _rows(url, "SELECT image_id, embedding FROM image_embeddings ORDER BY 1") == stored

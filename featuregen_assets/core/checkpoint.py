@@ -2,9 +2,11 @@
 
 A step that is killed, or whose write fails, leaves its finished rows in chunk files; the next
 run of the step takes back those still pending and computes only the rest. Once a run's rows
-are stored, the IO manager deletes its chunks (`discard_run`). Chunks are ``.npz``
-files (loaded without pickle) named after the run that wrote them, written to a temporary name
-and renamed, so a reader sees whole chunks only and runs writing side by side never share a file.
+are stored, the IO manager deletes its chunks (`discard_run`). A chunk is a file of ``.npy``
+arrays one after another (the column names, then each column; loaded without pickle), named
+after the run that wrote it, written to a temporary name and renamed: a reader sees whole chunks
+only, runs writing side by side never share a file, and a chunk that a crash cut short is
+skipped.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-import zipfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 from featuregen_assets.core import paths
 from featuregen_assets.core.table import Table
 
-CHUNK_SUFFIX = ".npz"
+CHUNK_SUFFIX = ".rows"
 
 
 def step_directory(asset: str, partition: str, model_key: str) -> Path:
@@ -77,7 +78,7 @@ class RowCheckpoint:
         for path in sorted(self.directory.glob(f"*{CHUNK_SUFFIX}")):
             try:
                 live = [row for row in self._read(path) if row[0] in pending]
-            except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
+            except (OSError, EOFError, ValueError, KeyError):
                 live = []
             if live:
                 taken.append(path)
@@ -124,16 +125,17 @@ class RowCheckpoint:
         self._chunks_written += 1
         final = self.directory / f"{self._prefix}.{self._chunks_written:06d}{CHUNK_SUFFIX}"
         partial = final.with_name(final.name + ".partial")
-        columns = {name: np.asarray([row[i] for row in rows]) for i, name in enumerate(self.names)}
         with partial.open("wb") as f:
-            np.savez(f, **columns)
-            f.flush()
-            os.fsync(f.fileno())
+            np.save(f, np.asarray(self.names))
+            for i in range(len(self.names)):
+                np.save(f, np.asarray([row[i] for row in rows]))
         os.replace(partial, final)
 
     def _read(self, path: Path) -> list[tuple[Any, ...]]:
-        with np.load(path, allow_pickle=False) as chunk:
-            columns = [chunk[name] for name in self.names]
+        with path.open("rb") as f:
+            names = np.load(f).tolist()
+            chunk = {name: np.load(f) for name in names}
+        columns = [chunk[name] for name in self.names]
         values = [list(column) if column.ndim == 2 else column.tolist() for column in columns]
         return list(zip(*values, strict=True))
 
