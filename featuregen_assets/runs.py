@@ -11,6 +11,7 @@ import dagster as dg
 from featuregen_assets.core.paths import featuregen_home
 from featuregen_assets.core.processes import is_running
 from featuregen_assets.partitions import category_partitions
+from featuregen_assets.resources.models import GPU_POOL
 
 INSTANCE_CONFIG = """\
 # Written by featuregen. GPU steps (pool "gpu") run one at a time; raise the limit for more GPUs.
@@ -83,6 +84,27 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     return [run.run_id for run in orphaned]
 
 
+def gpu_pool_holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
+    """`(run id, step)` of the steps holding every slot of the GPU pool now; empty when a
+    slot is free (or the instance has no pool limits)."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    info = storage.get_concurrency_info(GPU_POOL)
+    if info.limit is None or info.active_slot_count < info.limit:
+        return []
+    return [(slot.run_id, slot.step_key) for slot in info.claimed_slots]
+
+
+def _warn_if_gpu_pool_full(instance: dg.DagsterInstance) -> None:
+    if holders := gpu_pool_holders(instance):
+        held_by = ", ".join(f"{step} of run {run_id}" for run_id, step in holders)
+        logging.getLogger(__name__).warning(
+            f"the {GPU_POOL} pool is full ({held_by}):"
+            " this run's model steps start when a slot frees"
+        )
+
+
 def quiet_logs(level: str) -> dict:
     """Run config that shows only run-log lines at `level` or above on the console."""
     return {"loggers": {"console": {"config": {"log_level": level}}}}
@@ -100,6 +122,7 @@ def run_category(
 
     instance = instance or dagster_instance()
     fail_orphaned_runs(instance)
+    _warn_if_gpu_pool_full(instance)
     ensure_partition(instance, category)
     job = defs.resolve_job_def("category_pipeline")
     return job.execute_in_process(
@@ -122,6 +145,7 @@ def materialize_unpartitioned(
 
     instance = instance or dagster_instance()
     fail_orphaned_runs(instance)
+    _warn_if_gpu_pool_full(instance)
     return dg.materialize(
         [defs.get_assets_def(key) for key in keys],
         instance=instance,

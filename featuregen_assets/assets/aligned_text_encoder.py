@@ -13,7 +13,7 @@ from featuregen_assets.assets.training import (
 )
 from featuregen_assets.core.alignment import AlignmentConfig, train_alignment
 from featuregen_assets.core.training_data import alignment_pairs
-from featuregen_assets.resources.models import ComputeResource, ModelsResource
+from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "aligned_text_encoder"
@@ -52,7 +52,7 @@ class AlignedTextEncoderConfig(TrainingConfig):
     deps=["image_embeddings", "image_prompts"],
     group_name="models",
     kinds={"pytorch"},
-    pool="gpu",
+    pool=GPU_POOL,
 )
 def aligned_text_encoder(
     context: dg.AssetExecutionContext,

@@ -15,7 +15,7 @@ from featuregen_assets.assets.training import (
 from featuregen_assets.core.decoder import DecoderConfig, encoder_for, train_decoder
 from featuregen_assets.core.plots import markdown_image
 from featuregen_assets.core.training_data import embedded_images
-from featuregen_assets.resources.models import EmbedderResource
+from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "decoder_model"
@@ -38,7 +38,7 @@ class DecoderModelConfig(TrainingConfig):
     base_channels: int | None = None
 
 
-@dg.asset(deps=["image_embeddings"], group_name="models", kinds={"pytorch"}, pool="gpu")
+@dg.asset(deps=["image_embeddings"], group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
 def decoder_model(
     context: dg.AssetExecutionContext,
     config: DecoderModelConfig,

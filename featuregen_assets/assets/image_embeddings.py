@@ -8,7 +8,7 @@ from featuregen_assets.core.feature_store import missing_embeddings
 from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
 from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.models import EmbedderResource, image_paths
+from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, image_paths
 from featuregen_assets.resources.postgres import PostgresResource
 
 
@@ -17,7 +17,7 @@ from featuregen_assets.resources.postgres import PostgresResource
     deps=["raw_images"],
     group_name="features",
     kinds={"pytorch", "pgvector"},
-    pool="gpu",
+    pool=GPU_POOL,
     io_manager_key="pgvector_io_manager",
     automation_condition=dg.AutomationCondition.eager(),
     metadata={

@@ -7,7 +7,7 @@ from featuregen_assets.core.feature_store import link_captions, missing_prompts
 from featuregen_assets.core.progress import ProgressReporter, track
 from featuregen_assets.core.table import Table
 from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.models import CaptionerResource, image_paths
+from featuregen_assets.resources.models import GPU_POOL, CaptionerResource, image_paths
 from featuregen_assets.resources.postgres import PostgresResource
 
 GENERATED = "generated"
@@ -20,7 +20,7 @@ LINK_FILE_MODEL = "link-file"
     deps=["raw_images"],
     group_name="features",
     kinds={"pytorch", "postgres"},
-    pool="gpu",
+    pool=GPU_POOL,
     io_manager_key="pgvector_io_manager",
     automation_condition=dg.AutomationCondition.eager(),
     metadata={

@@ -16,6 +16,8 @@ from featuregen_assets.core.model_profiles import (
     resolve_model,
 )
 
+GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
@@ -50,7 +52,6 @@ class ComputeResource(dg.ConfigurableResource):
         description="Share of JPEGs nvJPEG decodes on a GPU; loader workers decode the rest"
         " (FEATUREGEN_GPU_JPEG_SHARE, 0.75).",
     )
-
     checkpoint_every_s: float | None = Field(
         default=None,
         description="Seconds between checkpoints of a model step's finished rows, which a rerun"
