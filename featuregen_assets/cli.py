@@ -96,6 +96,11 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(db.database_url())
     elif args.action == "stop":
         print("stopped" if db.stop_embedded_server() else "not running")
+    elif args.action == "compact":
+        from featuregen_assets.core.maintenance import move_vectors_into_rows
+
+        before, after = move_vectors_into_rows(db.database_url())
+        print(f"vectors stored out of line: {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB now")
     return 0
 
 
@@ -168,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     database = commands.add_parser(
         "db",
-        help="The database: print its URL (for psql) or stop the embedded server.",
+        help="The database: print its URL (for psql), stop the embedded server, or compact.",
         description="`featuregen db url` starts the embedded server if needed and prints a URL"
-        " for psql; `featuregen db stop` stops it.",
+        " for psql; `featuregen db stop` stops it; `featuregen db compact` moves vectors stored"
+        " before migration 3 into their rows (VACUUM FULL: locks image_embeddings and rebuilds"
+        " its indexes).",
     )
-    database.add_argument("action", choices=["url", "stop"])
+    database.add_argument("action", choices=["url", "stop", "compact"])
     database.set_defaults(func=_cmd_db)
     return parser
 

@@ -6,7 +6,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from featuregen_assets.core import db, schema
+from featuregen_assets.cli import main as cli
+from featuregen_assets.core import db, maintenance, schema
 
 CHILD = """
 import sys
@@ -108,3 +109,40 @@ def test_upgrading_to_inline_vectors_keeps_the_vectors_stored_before(
     np.testing.assert_array_equal(stored["old"].to_numpy(), before)
     np.testing.assert_array_equal(stored["new"].to_numpy(), after)
     assert chunks == 1  # the old row's vector stays in TOAST; the new one is in its row
+
+
+def test_compact_moves_the_vectors_stored_before_into_their_rows(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    vectors = np.random.default_rng(0).normal(size=(50, 768)).astype(np.float32)
+    with db.connection(database_url) as conn:  # rows stored as before migration 3
+        conn.execute("ALTER TABLE image_embeddings ALTER COLUMN embedding SET STORAGE EXTENDED")
+        for i, vector in enumerate(vectors):
+            conn.execute(
+                "INSERT INTO image_embeddings (image_id, model, embedding) VALUES (%s, 'm', %s)",
+                (f"id{i}", vector),
+            )
+        conn.execute("ALTER TABLE image_embeddings ALTER COLUMN embedding SET STORAGE MAIN")
+        conn.execute(
+            "CREATE INDEX knn ON image_embeddings"
+            " USING hnsw ((embedding::vector(768)) vector_cosine_ops)"
+        )
+        assert maintenance.out_of_line_bytes(conn) > 0
+    monkeypatch.setenv("FEATUREGEN_DATABASE_URL", database_url)
+
+    assert cli(["db", "compact"]) == 0
+
+    assert "MB now" in capsys.readouterr().out
+    with db.connection(database_url) as conn:
+        assert maintenance.out_of_line_bytes(conn) == 0
+        stored = conn.execute("SELECT image_id, embedding FROM image_embeddings").fetchall()
+        conn.execute("SET enable_seqscan = off")
+        nearest = conn.execute(
+            "SELECT image_id FROM image_embeddings"
+            " ORDER BY embedding::vector(768) <=> %s::vector(768) LIMIT 1",
+            (vectors[7],),
+        ).fetchone()[0]
+    assert {image_id: v.to_numpy().tobytes() for image_id, v in stored} == {
+        f"id{i}": vector.tobytes() for i, vector in enumerate(vectors)
+    }
+    assert nearest == "id7"
