@@ -15,6 +15,7 @@ from featuregen_assets.core.model_profiles import (
     profile_from_env,
     resolve_model,
 )
+from featuregen_assets.core.processes import die_with_parent
 
 GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
 
@@ -63,6 +64,10 @@ class ComputeResource(dg.ConfigurableResource):
         if self.checkpoint_every_s is not None:
             return self.checkpoint_every_s
         return float(_env("FEATUREGEN_CHECKPOINT_EVERY_S", "30"))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A model step (every one has this resource) dies with its run worker."""
+        die_with_parent()
 
     def settings(self) -> ComputeSettings:
         """The plain-Python compute settings."""

@@ -1,0 +1,63 @@
+"""A step process dies with the run worker that started it; a plain process is left alone."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from featuregen_assets.core.processes import die_with_parent, is_running
+
+PARENT = """
+import multiprocessing, sys, time
+from featuregen_assets.core.processes import die_with_parent
+
+def child(arrange):
+    if arrange:
+        assert die_with_parent()
+    print("ready", flush=True)
+    time.sleep(120)
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=child, args=(sys.argv[1] == "1",))
+    process.start()
+    print(process.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie waiting to be reaped."""
+    if not is_running(pid):
+        return False
+    status = Path(f"/proc/{pid}/status").read_text()
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+@pytest.mark.parametrize("arrange", [True, False])
+def test_a_child_that_arranged_it_dies_with_its_parent(tmp_path: Path, arrange: bool) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), "1" if arrange else "0"], stdout=subprocess.PIPE, text=True
+    )
+    child = int(parent.stdout.readline())
+    assert parent.stdout.readline() == "ready\n"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + (10 if arrange else 1)
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert _alive(child) is not arrange
+    finally:
+        if is_running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_the_main_process_is_left_alone() -> None:
+    assert die_with_parent() is False
