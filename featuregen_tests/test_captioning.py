@@ -76,6 +76,32 @@ def test_batched_captions_are_non_empty_and_equal_one_at_a_time(spec, batched, i
     assert single.key == captioner.key
 
 
+def test_a_batch_out_of_gpu_memory_is_captioned_in_halves(spec, batched, images, caplog):
+    """`generate` of the real model, refusing batches over two images as a small GPU would."""
+    captioner = Captioner(spec, ComputeSettings(device="cpu", batch_size=4), SETTINGS)
+    generate, sizes = captioner.generate, []
+
+    def small_gpu(inputs: dict) -> tuple[list[str], list[bool]]:
+        sizes.append(len(inputs["image_grid_thw"]))
+        if sizes[-1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return generate(inputs)
+
+    captioner.generate = small_gpu
+    assert list(captioner.caption_files(images)) == batched[1]
+    assert sizes == [4, 2, 2]
+    assert captioner.batch_limit == 2
+    assert "a batch of 4 ran out of GPU memory" in caplog.text
+
+    def no_gpu(inputs: dict) -> tuple[list[str], list[bool]]:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    captioner.generate = no_gpu
+    with pytest.raises(torch.OutOfMemoryError):
+        list(captioner.caption_files(images))
+    captioner.close()
+
+
 def test_corrupt_file_is_reported_and_the_rest_captioned(batched, images, tmp_path):
     captioner, rows = batched
     broken = tmp_path / "broken.jpg"

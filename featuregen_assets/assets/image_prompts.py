@@ -73,6 +73,7 @@ def image_prompts(
             "link_captions": len(captions),
             "failed": failures,
             "hit_max_new_tokens": sum(generated.columns["truncated"]),
+            "batch_size": model.batch_limit,
         }
     )
     return Table(

@@ -7,6 +7,7 @@ tokens, exactly as ``Qwen2VLProcessor`` does, and the batch is padded on the lef
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from featuregen_assets.core.embedding import open_rgb
 from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
 
 IMAGE_PAD = "<|image_pad|>"
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Captioner:
             spec.model_id,
             {"model": config_fingerprint(self.model.config), "caption": asdict(settings)},
         )
+        self.batch_limit = compute.batch_size
 
     def inputs(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> dict:
         """The model inputs for a batch of processed images, on the model's device."""
@@ -159,6 +163,31 @@ class Captioner:
         ]
         return [t.strip() for t in texts], hit
 
+    def caption_batch(
+        self, pixel_values: torch.Tensor, grid_thw: torch.Tensor
+    ) -> tuple[list[str], list[bool]]:
+        """`generate` for a batch of processed images, in parts of at most `batch_limit`.
+
+        A part that runs out of GPU memory is captioned in halves, and `batch_limit` stays at
+        the half for the batches after it.
+        """
+        n = len(grid_thw)
+        if n > self.batch_limit:
+            head = int(grid_thw[: self.batch_limit].prod(dim=-1).sum())
+            texts, hits = self.caption_batch(pixel_values[:head], grid_thw[: self.batch_limit])
+            rest = self.caption_batch(pixel_values[head:], grid_thw[self.batch_limit :])
+            return texts + rest[0], hits + rest[1]
+        try:
+            return self.generate(self.inputs(pixel_values, grid_thw))
+        except torch.OutOfMemoryError:
+            if n == 1:
+                raise
+        # Past the except block, so that the failed attempt's tensors can be freed.
+        self.batch_limit = n // 2
+        free_memory(self.device)
+        _log.warning(f"a batch of {n} ran out of GPU memory: captioning {n // 2} at a time")
+        return self.caption_batch(pixel_values, grid_thw)
+
     def caption_files(
         self, paths: Sequence[Path]
     ) -> Iterator[tuple[int, str | None, str | None, bool]]:
@@ -177,7 +206,7 @@ class Captioner:
                 (i, None, err, False) for i, err in failed
             ]
             if indices:
-                texts, hits = self.generate(self.inputs(pixels, grid_thw))
+                texts, hits = self.caption_batch(pixels, grid_thw)
                 for i, text, hit in zip(indices, texts, hits, strict=True):
                     rows.append((i, text, None, hit) if text else (i, None, "empty caption", hit))
             yield from sorted(rows, key=lambda r: r[0])
