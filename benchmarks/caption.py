@@ -6,6 +6,10 @@ fixes the work per image, so the ratio measures batching alone.
 
     python benchmarks/caption.py --device cpu            # tiny: proves the path works
     python benchmarks/caption.py --device cuda           # Qwen2-VL-2B architecture, bf16
+    python benchmarks/caption.py --device cuda --stages --profile   # where a batch's time goes
+
+``--stages`` splits one batch's ``generate`` into the first token (vision tower and prefill)
+and each decode step after it; ``--profile`` prints torch.profiler's busiest operators.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.embed import machine, write_images  # noqa: E402
 from featuregen_assets.core.captioning import Captioner, CaptionSettings  # noqa: E402
 from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
+from featuregen_assets.core.embedding import open_rgb  # noqa: E402
 from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
 
 # Qwen/Qwen2-VL-2B-Instruct config.json (token ids are remapped to the tiny tokenizer's).
@@ -107,6 +112,62 @@ def rate(captioner: Captioner, paths: list[Path], batch: int) -> tuple[float, li
     return len(paths) / (time.perf_counter() - t0), rows
 
 
+def one_batch_inputs(captioner: Captioner, paths: list[Path]) -> dict:
+    """Model inputs of one batch of ``paths``, prepared as the loader does."""
+    processed = captioner.image_processor(
+        images=[open_rgb(p) for p in paths], size=captioner.size, return_tensors="pt"
+    )
+    return captioner.inputs(processed["pixel_values"], processed["image_grid_thw"])
+
+
+def stages(captioner: Captioner, inputs: dict, rounds: int = 2) -> dict:
+    """Where one batch's time goes: the first token (vision tower + prefill) and each new token
+    after it (decode steps), best of ``rounds``."""
+    settings = captioner.settings
+
+    def generate_s(new_tokens: int) -> float:
+        captioner.settings = dataclasses.replace(
+            settings, max_new_tokens=new_tokens, min_new_tokens=new_tokens
+        )
+        sync(captioner.device)
+        t0 = time.perf_counter()
+        captioner.generate(inputs)
+        sync(captioner.device)
+        return time.perf_counter() - t0
+
+    try:
+        generate_s(2)  # warm-up
+        first = min(generate_s(1) for _ in range(rounds))
+        full = min(generate_s(settings.max_new_tokens) for _ in range(rounds))
+    finally:
+        captioner.settings = settings
+    return {
+        "batch": len(inputs["image_grid_thw"]),
+        "prompt_tokens": inputs["input_ids"].shape[1],
+        "first_token_s": round(first, 4),
+        "per_new_token_ms": round((full - first) / (settings.max_new_tokens - 1) * 1000, 2),
+        "generate_s": round(full, 4),
+    }
+
+
+def profile(captioner: Captioner, inputs: dict, rows: int = 25) -> str:
+    """torch.profiler's busiest operators over one batch's ``generate``."""
+    from torch.profiler import ProfilerActivity
+
+    cuda = captioner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        captioner.generate(inputs)
+        sync(captioner.device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -116,6 +177,10 @@ def main() -> None:
     p.add_argument("--batch", type=int)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--stages", action="store_true", help="time one batch's first token and decode steps"
+    )
+    p.add_argument("--profile", action="store_true", help="torch.profiler table of one batch")
     args = p.parse_args()
     gpu = args.device.startswith("cuda")
     args.arch = args.arch or ("qwen2vl-2b" if gpu else "tiny")
@@ -142,6 +207,13 @@ def main() -> None:
         batched, rows = rate(captioner, paths, args.batch)
         full_length = sum(1 for r in rows if r[3]) / len(rows)
         empty = sum(1 for r in rows if not r[1])
+        if args.stages or args.profile:
+            inputs = one_batch_inputs(captioner, paths[: args.batch])
+            breakdown = stages(captioner, inputs) if args.stages else None
+            if breakdown:
+                print("stages:", json.dumps(breakdown))
+            if args.profile:
+                print(profile(captioner, inputs))
         captioner.close()
     result = {
         "arch": args.arch,
@@ -159,6 +231,7 @@ def main() -> None:
         "tokens_s_batched": round(batched * args.max_new_tokens, 1),
         "min_pixels": settings.min_pixels,
         "max_pixels": settings.max_pixels,
+        **({"stages": breakdown} if args.stages else {}),
     }
     print(json.dumps(result))
     print()

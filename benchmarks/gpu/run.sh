@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks for the model assets' core (issue 4), run from the repository root:
-#   bash benchmarks/gpu/run.sh [embed|photos|all]   (device tool: carry .whl; results in $OUT)
+#   bash benchmarks/gpu/run.sh [embed|photos|caption|all]   (device tool: carry .whl; $OUT)
 # 1. CUDA-path tests of compute/embedding/gpu_decode/captioning/model_profiles (with
 #    torchvision there, the hand-built Qwen2-VL ids are checked against Qwen2VLProcessor);
 # 2. benchmarks/embed.py: dinov2-base bf16, files -> PostgreSQL, ÷ pure forward, FLOP share,
@@ -10,6 +10,8 @@
 #    `photos` runs it instead on images up to 2000 px (most JPEGs larger than a loader slot,
 #    so read from their files by the decode thread), then stops: about 4 minutes;
 # 3. (all) benchmarks/caption.py: Qwen2-VL-2B architecture, batched ÷ one-at-a-time;
+#    `caption` runs it instead with --stages --profile (first token vs decode steps, and the
+#    busiest CUDA operators of one batch of 64), then stops: about 4 minutes;
 # 4. (all) benchmarks/train.py: text-encoder and decoder training samples/s.
 # Budget: about 5-6 minutes for `embed`, 8-10 for `all`. Needs no network; no dagster import.
 set -uo pipefail
@@ -46,6 +48,15 @@ timeout 120 $PY -m pytest -q -rs --noconftest -p no:cacheprovider \
   featuregen_tests/test_embedding.py featuregen_tests/test_gpu_decode.py \
   featuregen_tests/test_captioning.py 2>&1 | tee "$OUT/tests.log"
 echo "tests: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/tests.log"
+
+if [ "$WHAT" = caption ]; then
+  echo "== caption benchmark, where a batch's time goes =="
+  SECONDS=0
+  timeout 300 $PY benchmarks/caption.py --device cuda --stages --profile \
+    --json "$OUT/caption.json" 2>&1 | tee "$OUT/caption.log"
+  echo "caption: rc=${PIPESTATUS[0]} in ${SECONDS}s" | tee -a "$OUT/caption.log"
+  exit 0
+fi
 
 if [ "$WHAT" = photos ]; then
   echo "== embed benchmark, larger photos =="
