@@ -138,9 +138,13 @@ class Captioner:
         enc = build_text_inputs(
             self.tokenizer, self.prompt, grid_thw, self.image_processor.merge_size
         )
-        enc["pixel_values"] = pixel_values.to(self.dtype)
+        enc["pixel_values"] = pixel_values
         enc["image_grid_thw"] = grid_thw
-        return {k: v.to(self.device, non_blocking=True) for k, v in enc.items()}
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in enc.items()}
+        # Cast on the device: a cast on the CPU (0.1 s for a batch of 64) would also leave
+        # the loader's page-locked copy behind and make the transfer a synchronous one.
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
 
     @torch.inference_mode()
     def generate(self, inputs: dict) -> tuple[list[str], list[bool]]:
