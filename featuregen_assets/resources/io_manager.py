@@ -215,8 +215,8 @@ class _CheckpointDiscardingIOManager(DbIOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         super().handle_output(context, obj)
         if context.has_asset_key and context.has_asset_partitions:
-            asset = context.asset_key.to_user_string()
-            discard_run(asset, context.asset_partition_key, context.run_id)
+            for partition in context.asset_partition_keys:
+                discard_run(context.asset_key.to_user_string(), partition, context.run_id)
 
 
 class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
