@@ -89,11 +89,38 @@ def test_rematerialising_adds_nothing(pipeline) -> None:
     assert result.success
     for asset in ("image_embeddings", "image_prompts"):
         metadata = result.asset_materializations_for_node(asset)[0].metadata
-        assert metadata["rows_written"].value == (PER_CATEGORY if asset == "image_prompts" else 0)
+        assert metadata["rows_written"].value == 0
     assert (
         _rows(url, "SELECT image_id, model, created_at FROM image_embeddings ORDER BY 1") == before
     )
     assert _rows(url, "SELECT count(*) FROM image_prompts") == prompts_before
+
+
+def test_a_changed_link_caption_is_the_one_prompt_rewritten(pipeline) -> None:
+    url = pipeline["url"]
+    [(image_id, old)] = _rows(
+        url,
+        "SELECT image_id, caption FROM raw_images WHERE category = 'cafe' AND status = 'ok'"
+        " ORDER BY image_id LIMIT 1",
+    )
+    with db.connection(url) as conn:
+        conn.execute(
+            "UPDATE raw_images SET caption = 'a quiet cafe' WHERE image_id = %s", (image_id,)
+        )
+    try:
+        result = run_category("cafe", select=["image_prompts"], instance=pipeline["instance"])
+        assert result.success
+        metadata = result.asset_materializations_for_node("image_prompts")[0].metadata
+        assert (metadata["rows_written"].value, metadata["generated"].value) == (1, 0)
+        assert _rows(
+            url,
+            "SELECT prompt FROM image_prompts WHERE image_id = %s AND source = 'link_caption'",
+            image_id,
+        ) == [("a quiet cafe",)]
+    finally:
+        with db.connection(url) as conn:
+            conn.execute("UPDATE raw_images SET caption = %s WHERE image_id = %s", (old, image_id))
+        run_category("cafe", select=["image_prompts"], instance=pipeline["instance"])
 
 
 def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:

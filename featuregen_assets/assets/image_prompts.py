@@ -31,7 +31,8 @@ LINK_FILE_MODEL = "link-file"
 def image_prompts(
     context: dg.AssetExecutionContext, captioner: CaptionerResource, postgres: PostgresResource
 ) -> Table:
-    """Search prompts of the category's images not yet captioned by this model.
+    """Search prompts of the category's images not yet captioned by this model, and the
+    link files' captions not yet stored as they are.
 
     Finished captions are checkpointed as they come; a re-run after a failure resumes there.
     """
@@ -39,7 +40,7 @@ def image_prompts(
     category = context.partition_key
     with postgres.connection() as conn:
         pending = missing_prompts(conn, category, model.key, GENERATED)
-        captions = link_captions(conn, category)
+        captions = link_captions(conn, category, LINK_FILE_MODEL, LINK_CAPTION)
     checkpoint, todo, resumed = resume_checkpoint(
         context,
         model.key,

@@ -44,13 +44,21 @@ def missing_prompts(
     return rows.fetchall()
 
 
-def link_captions(conn: psycopg.Connection, category: str) -> list[tuple[str, str]]:
-    """`(image_id, caption)` of the category's downloaded links that came with a caption."""
+def link_captions(
+    conn: psycopg.Connection, category: str, model: str, source: str
+) -> list[tuple[str, str]]:
+    """`(image_id, caption)` of the category's downloaded links that came with a caption (the
+    first link's, by URL, for an image linked twice), unless stored as that prompt already."""
     rows = conn.execute(
-        "SELECT DISTINCT ON (image_id) image_id, caption FROM raw_images"
-        " WHERE category = %s AND status = 'ok' AND caption IS NOT NULL AND caption <> ''"
-        " ORDER BY image_id, url",
-        (category,),
+        "SELECT image_id, caption FROM ("
+        "   SELECT DISTINCT ON (image_id) image_id, caption FROM raw_images"
+        "   WHERE category = %s AND status = 'ok' AND caption IS NOT NULL AND caption <> ''"
+        "   ORDER BY image_id, url) c"
+        " WHERE NOT EXISTS ("
+        "   SELECT 1 FROM image_prompts p WHERE p.image_id = c.image_id"
+        "   AND p.model = %s AND p.source = %s AND p.prompt = c.caption)"
+        " ORDER BY image_id",
+        (category, model, source),
     )
     return rows.fetchall()
 
