@@ -37,10 +37,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from featuregen_assets.core import db
+    from featuregen_assets.core.checkpoint import step_checkpoints
     from featuregen_assets.core.summary import format_table, summarize
 
     with db.connection(db.database_url()) as conn:
         print(format_table(summarize(conn)))
+    if waiting := step_checkpoints():
+        print(
+            "\ncheckpointed rows waiting for their step's next run (FEATUREGEN_HOME/checkpoints):"
+        )
+        for c in waiting:
+            print(f"  {c.asset} {c.partition} {c.model}: {c.chunks} chunks, {c.bytes / 1e6:.1f} MB")
     return 0
 
 

@@ -34,6 +34,7 @@ def test_run_exits_non_zero_when_the_run_fails(fg_env: Path, capsys) -> None:
 
 def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, capsys) -> None:
     from featuregen_assets.core import db
+    from featuregen_assets.core.checkpoint import RowCheckpoint, step_directory
 
     with db.connection(database_url) as conn:
         conn.execute(
@@ -44,6 +45,17 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:3] == ["cafe", "2", "1"]
     assert "http_404 1" in lines[1]
+    assert not any("checkpoint" in line for line in lines)
+
+    left = RowCheckpoint(step_directory("image_prompts", "cafe", "org/m@12ab"), ["id"], "r")
+    left.add(("a",))
+    left.flush()
+    assert main(["summary"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("  image_prompts cafe org/m@12ab: 1 chunks, ")
+    )
 
 
 def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:

@@ -15,9 +15,10 @@ import os
 import time
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -40,6 +41,31 @@ def discard_run(asset: str, partition: str, run_id: str) -> int:
         path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+@dataclass(frozen=True)
+class StepCheckpoint:
+    """Chunks of one step's checkpoint on disk, waiting for the step's next run."""
+
+    asset: str
+    partition: str
+    model: str
+    chunks: int
+    bytes: int
+
+
+def step_checkpoints() -> list[StepCheckpoint]:
+    """Every step checkpoint with chunks in it, by asset, partition and model."""
+    found = []
+    for directory in sorted(paths.checkpoints_dir().glob("*/*/*")):
+        chunks = list(directory.glob(f"*{CHUNK_SUFFIX}"))
+        if chunks:
+            asset, partition = directory.parent.parent.name, directory.parent.name
+            size = sum(chunk.stat().st_size for chunk in chunks)
+            found.append(
+                StepCheckpoint(asset, partition, unquote(directory.name), len(chunks), size)
+            )
+    return found
 
 
 class RowCheckpoint:
