@@ -1,5 +1,6 @@
 """A step process dies with the run worker that started it; a plain process is left alone."""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -61,3 +62,19 @@ def test_a_child_that_arranged_it_dies_with_its_parent(tmp_path: Path, arrange: 
 
 def test_the_main_process_is_left_alone() -> None:
     assert die_with_parent() is False
+
+
+def _arrange(results) -> None:
+    results.put(die_with_parent())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_forkserver_child_is_left_alone_not_killed() -> None:
+    """Its kernel parent is the fork server, not the process that asked for it."""
+    context = multiprocessing.get_context("forkserver")
+    results = context.Queue()
+    child = context.Process(target=_arrange, args=(results,))
+    child.start()
+    assert results.get(timeout=60) is False
+    child.join(timeout=60)
+    assert child.exitcode == 0

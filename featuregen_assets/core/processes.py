@@ -27,6 +27,8 @@ def die_with_parent() -> bool:
     parent = multiprocessing.parent_process()
     if parent is None or not sys.platform.startswith("linux"):
         return False
+    if os.getppid() != parent.pid:  # a forkserver's child: the kernel knows only the server
+        return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         return False
