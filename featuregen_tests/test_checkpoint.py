@@ -108,6 +108,19 @@ def test_two_checkpoints_of_one_run_never_share_a_file(tmp_path: Path) -> None:
     assert RowCheckpoint(tmp_path, NAMES, run_id="r").resume({"a", "b"}) == 2
 
 
+def test_a_checkpoint_that_cannot_be_written_keeps_the_rows_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the checkpoint directory should be")
+    checkpoint = RowCheckpoint(blocked / "step", NAMES, run_id="run1", every_s=0)
+    for row in ROWS:
+        checkpoint.add(row)
+    checkpoint.flush()
+    assert list(checkpoint.table().rows()) == ROWS
+    assert caplog.text.count("checkpoint writes stop for this run") == 1
+
+
 def test_a_row_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="3 values"):
         RowCheckpoint(tmp_path, ("image_id", "prompt"), run_id="r").add(ROWS[0])

@@ -11,6 +11,7 @@ skipped.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -26,6 +27,8 @@ from featuregen_assets.core import paths
 from featuregen_assets.core.table import Table
 
 CHUNK_SUFFIX = ".rows"
+
+_log = logging.getLogger(__name__)
 
 
 def step_directory(asset: str, partition: str, model_key: str) -> Path:
@@ -88,6 +91,7 @@ class RowCheckpoint:
         self._chunks_written = 0
         self._rows: list[tuple[Any, ...]] = []
         self._unwritten = 0
+        self._failed = False
         self._last_write = time.monotonic()
 
     def resume(self, pending: Collection[str]) -> int:
@@ -113,9 +117,11 @@ class RowCheckpoint:
             resumed.update((row[0], row) for row in live)
         if resumed:
             self._rows.extend(resumed.values())
-            self._write(list(resumed.values()))
-            for path in taken:
-                path.unlink(missing_ok=True)
+            self._unwritten = len(resumed)
+            self.flush()
+            if not self._failed:
+                for path in taken:
+                    path.unlink(missing_ok=True)
         return len(resumed)
 
     def keys(self) -> set[str]:
@@ -132,9 +138,17 @@ class RowCheckpoint:
             self.flush()
 
     def flush(self) -> None:
-        """Write the rows added since the last write as one chunk file."""
-        if self._unwritten:
-            self._write(self._rows[-self._unwritten :])
+        """Write the rows added since the last write as one chunk file.
+
+        A write that fails (disk full, no permission) is logged and checkpointing stops for
+        this run: the rows are still held, so the step goes on and stores them.
+        """
+        if self._unwritten and not self._failed:
+            try:
+                self._write(self._rows[-self._unwritten :])
+            except OSError as e:
+                self._failed = True
+                _log.warning(f"checkpoint writes stop for this run: {type(e).__name__}: {e}")
             self._unwritten = 0
         self._last_write = time.monotonic()
 
@@ -151,11 +165,14 @@ class RowCheckpoint:
         self._chunks_written += 1
         final = self.directory / f"{self._prefix}.{self._chunks_written:06d}{CHUNK_SUFFIX}"
         partial = final.with_name(final.name + ".partial")
-        with partial.open("wb") as f:
-            np.save(f, np.asarray(self.names))
-            for i in range(len(self.names)):
-                np.save(f, np.asarray([row[i] for row in rows]))
-        os.replace(partial, final)
+        try:
+            with partial.open("wb") as f:
+                np.save(f, np.asarray(self.names))
+                for i in range(len(self.names)):
+                    np.save(f, np.asarray([row[i] for row in rows]))
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _read(self, path: Path) -> list[tuple[Any, ...]]:
         with path.open("rb") as f:
