@@ -67,8 +67,10 @@ def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_en
     assert {p.name.split(".")[0] for p in directory.glob("*.rows")} == {"resuming"}
 
     assert discard_run("image_prompts", "bank", "resuming") == 0
+    (directory / "resuming.x.000009.rows").mkdir()  # a chunk that cannot be unlinked
     assert discard_run("image_prompts", "cafe", "resuming") == 2
-    assert not list(directory.glob("*.rows"))
+    assert [p.name for p in directory.glob("*.rows")] == ["resuming.x.000009.rows"]
+    assert RowCheckpoint(directory, NAMES, run_id="later").resume({"a"}) == 0
 
 
 def test_rows_are_written_when_the_interval_has_passed_and_on_flush(tmp_path: Path) -> None:

@@ -39,15 +39,19 @@ def step_directory(asset: str, partition: str, model_key: str) -> Path:
 def discard_run(asset: str, partition: str, run_id: str) -> int:
     """Delete the chunks that run `run_id` wrote for `asset` over `partition` (its rows are
     stored now); returns how many."""
-    removed = 0
-    for path in (paths.checkpoints_dir() / asset / partition).glob(f"*/{run_id}.*{CHUNK_SUFFIX}"):
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as e:  # the rows are stored: a leftover chunk is pruned by a later run
-            _log.warning(f"checkpoint chunk {path} not deleted: {e}")
-            continue
-        removed += 1
-    return removed
+    chunks = (paths.checkpoints_dir() / asset / partition).glob(f"*/{run_id}.*{CHUNK_SUFFIX}")
+    return sum(_remove(path) for path in chunks)
+
+
+def _remove(path: Path) -> bool:
+    """Delete a chunk; one that cannot be deleted is logged (its rows are in the table or in
+    another chunk by then) and left for a later run."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        _log.warning(f"checkpoint chunk {path} not deleted: {e}")
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class RowCheckpoint:
             if live:
                 taken.append(path)
             else:
-                path.unlink(missing_ok=True)
+                _remove(path)
             resumed.update((row[0], row) for row in live)
         if resumed:
             self._rows.extend(resumed.values())
@@ -125,7 +129,7 @@ class RowCheckpoint:
             self.flush()
             if not self._failed:
                 for path in taken:
-                    path.unlink(missing_ok=True)
+                    _remove(path)
         return len(resumed)
 
     def keys(self) -> set[str]:
