@@ -13,30 +13,41 @@ from featuregen_assets.core.processes import is_running
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
 
-INSTANCE_CONFIG = """\
+_POOLS = """\
 # Written by featuregen. GPU steps (pool "gpu") run one at a time; raise the limit for more GPUs.
 concurrency:
   pools:
     default_limit: 1
+"""
+_NO_TELEMETRY = """\
+telemetry:
+  enabled: false
+"""
+INSTANCE_CONFIG = (
+    _POOLS
+    + """\
 # The daemon frees the pool slots of runs that ended without freeing them (a run whose worker
 # was killed), which would otherwise block every later GPU step.
 run_monitoring:
   enabled: true
   poll_interval_seconds: 30
   free_slots_after_run_end_seconds: 30
-telemetry:
-  enabled: false
 """
+    + _NO_TELEMETRY
+)
+# What earlier featuregen versions wrote: replaced by INSTANCE_CONFIG where found unchanged.
+EARLIER_INSTANCE_CONFIGS = (_POOLS, _POOLS + _NO_TELEMETRY)
 PID_TAG = "featuregen/pid"
 HOST_TAG = "featuregen/host"
 
 
 def prepare_dagster_home() -> Path:
-    """DAGSTER_HOME (default FEATUREGEN_HOME/dagster), with featuregen's dagster.yaml if none."""
+    """DAGSTER_HOME (default FEATUREGEN_HOME/dagster), with featuregen's dagster.yaml if it has
+    none or one an earlier featuregen wrote (a dagster.yaml of your own is left as it is)."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home() / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or config.read_text() in EARLIER_INSTANCE_CONFIGS:
         config.write_text(INSTANCE_CONFIG)
     return home
 

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from featuregen_assets.runs import dagster_instance, gpu_pool_holders
+from featuregen_assets.runs import (
+    EARLIER_INSTANCE_CONFIGS,
+    INSTANCE_CONFIG,
+    dagster_instance,
+    gpu_pool_holders,
+    prepare_dagster_home,
+)
 
 
 def test_a_full_gpu_pool_names_the_steps_holding_it(fg_env: Path) -> None:
@@ -26,3 +32,17 @@ def test_the_written_instance_config_limits_pools_and_frees_slots_of_ended_runs(
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
+
+
+def test_an_earlier_featuregen_dagster_yaml_is_upgraded_and_ones_own_left_alone(
+    fg_env: Path,
+) -> None:
+    config = fg_env / "dagster" / "dagster.yaml"
+    for earlier in EARLIER_INSTANCE_CONFIGS:
+        config.write_text(earlier)
+        prepare_dagster_home()
+        assert config.read_text() == INSTANCE_CONFIG
+    own = EARLIER_INSTANCE_CONFIGS[-1] + "run_queue:\n  max_concurrent_runs: 4\n"
+    config.write_text(own)
+    prepare_dagster_home()
+    assert config.read_text() == own
