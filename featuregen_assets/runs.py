@@ -40,6 +40,8 @@ EARLIER_INSTANCE_CONFIGS = (_POOLS, _POOLS + _NO_TELEMETRY)
 PID_TAG = "featuregen/pid"
 HOST_TAG = "featuregen/host"
 
+_log = logging.getLogger(__name__)
+
 
 def prepare_dagster_home() -> Path:
     """DAGSTER_HOME (default FEATUREGEN_HOME/dagster), with featuregen's dagster.yaml if it has
@@ -89,7 +91,7 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
             run, message=f"The featuregen process that ran it (pid {run.tags[PID_TAG]}) is gone."
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        logging.getLogger(__name__).warning(
+        _log.warning(
             f"run {run.run_id} marked failed: its process (pid {run.tags[PID_TAG]}) is gone"
         )
     return [run.run_id for run in orphaned]
@@ -107,13 +109,18 @@ def gpu_pool_holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     return [(slot.run_id, slot.step_key) for slot in info.claimed_slots]
 
 
-def _warn_if_gpu_pool_full(instance: dg.DagsterInstance) -> None:
+def _ready(instance: dg.DagsterInstance | None) -> dg.DagsterInstance:
+    """The instance to launch on (default `dagster_instance()`), with this host's orphaned runs
+    failed, and a word when the GPU pool is full."""
+    instance = instance or dagster_instance()
+    fail_orphaned_runs(instance)
     if holders := gpu_pool_holders(instance):
         held_by = ", ".join(f"{step} of run {run_id}" for run_id, step in holders)
-        logging.getLogger(__name__).warning(
+        _log.warning(
             f"the {GPU_POOL} pool is full ({held_by}):"
             " this run's model steps start when a slot frees"
         )
+    return instance
 
 
 def quiet_logs(level: str) -> dict:
@@ -131,9 +138,7 @@ def run_category(
     """Run the category pipeline (or the `select`ed assets) for one partition."""
     from featuregen_assets.definitions import defs
 
-    instance = instance or dagster_instance()
-    fail_orphaned_runs(instance)
-    _warn_if_gpu_pool_full(instance)
+    instance = _ready(instance)
     ensure_partition(instance, category)
     job = defs.resolve_job_def("category_pipeline")
     return job.execute_in_process(
@@ -154,9 +159,7 @@ def materialize_unpartitioned(
     """Materialise unpartitioned assets (the trained models) by key."""
     from featuregen_assets.definitions import defs
 
-    instance = instance or dagster_instance()
-    fail_orphaned_runs(instance)
-    _warn_if_gpu_pool_full(instance)
+    instance = _ready(instance)
     return dg.materialize(
         [defs.get_assets_def(key) for key in keys],
         instance=instance,

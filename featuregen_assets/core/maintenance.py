@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from featuregen_assets.core import db
 
@@ -26,5 +27,5 @@ def move_vectors_into_rows(url: str, table: str = "image_embeddings") -> tuple[i
     with db.connect(url, autocommit=True) as conn:
         before = out_of_line_bytes(conn, table)
         if before:
-            conn.execute(f'VACUUM (FULL, ANALYZE) "{table}"')
+            conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(table)))
         return before, out_of_line_bytes(conn, table)

@@ -77,7 +77,8 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         # A 768-d vector (3 kB) is over the 2 kB TOAST threshold: stored out of line, it leaves
         # a heap too small for PostgreSQL to give an index build parallel workers, and exact
         # scans fetch each vector from TOAST (benchmarks/vector_storage.py). MAIN keeps it in
-        # the row unless the row cannot fit a page. Rows already stored keep their storage.
+        # the row unless the row cannot fit a page. Rows already stored keep their storage
+        # until `featuregen db compact` (core/maintenance.py) rewrites the table.
         """
         ALTER TABLE image_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
         """,
