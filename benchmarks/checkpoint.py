@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # as benchmarks/vector_store.py does
 
-from featuregen_assets.core.checkpoint import RowCheckpoint  # noqa: E402
+from featuregen_assets.core.runtime.checkpoint import RowCheckpoint  # noqa: E402
 
 NAMES = ("image_id", "embedding")
 

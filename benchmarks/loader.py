@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featuregen_assets.core.pixel_ring import (  # noqa: E402
+from featuregen_assets.core.vision.pixel_ring import (  # noqa: E402
     PixelRing,
     put_bytes,
     put_pixels,

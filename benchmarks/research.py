@@ -27,14 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featuregen_assets.core.alignment import AlignmentConfig, train_alignment  # noqa: E402
-from featuregen_assets.core.compute import ComputeSettings  # noqa: E402
-from featuregen_assets.core.decoder import DecoderConfig, encoder_for, train_decoder  # noqa: E402
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
-from featuregen_assets.core.metrics import retrieval_metrics  # noqa: E402
-from featuregen_assets.core.model_profiles import resolve_models  # noqa: E402
-from featuregen_assets.core.splits import held_out_mask  # noqa: E402
-from featuregen_assets.core.synthetic import CATEGORIES, generate_dataset  # noqa: E402
+from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
+from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder  # noqa: E402
+from featuregen_assets.core.training.metrics import retrieval_metrics  # noqa: E402
+from featuregen_assets.core.training.splits import held_out_mask  # noqa: E402
+from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
+from featuregen_assets.core.vision.model_profiles import resolve_models  # noqa: E402
+from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset  # noqa: E402
 
 ALIGN = AlignmentConfig(device="cpu", eval_every=0)  # the defaults: tuned for the tiny profile
 DECODE = DecoderConfig(device="cpu")

@@ -34,9 +34,9 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # as benchmarks/vector_s
 from psycopg import sql  # noqa: E402
 
 from benchmarks.clustered_vectors import KEY, TYPES, rows, unit_vectors  # noqa: E402
-from featuregen_assets.core import db  # noqa: E402
-from featuregen_assets.core.table import Table  # noqa: E402
-from featuregen_assets.core.table_writes import (  # noqa: E402
+from featuregen_assets.core.store import db  # noqa: E402
+from featuregen_assets.core.store.table import Table  # noqa: E402
+from featuregen_assets.core.store.table_writes import (  # noqa: E402
     TableName,
     copy_rows,
     ensure_hnsw_indexes,

@@ -42,11 +42,11 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 from psycopg import sql  # noqa: E402
 
 from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
-from featuregen_assets.core import db, search  # noqa: E402
-from featuregen_assets.core.schema import migrate  # noqa: E402
-from featuregen_assets.core.search import ranks_exactly, search_vectors  # noqa: E402
-from featuregen_assets.core.table import Table  # noqa: E402
-from featuregen_assets.core.table_writes import (  # noqa: E402
+from featuregen_assets.core.store import db, search  # noqa: E402
+from featuregen_assets.core.store.schema import migrate  # noqa: E402
+from featuregen_assets.core.store.search import ranks_exactly, search_vectors  # noqa: E402
+from featuregen_assets.core.store.table import Table  # noqa: E402
+from featuregen_assets.core.store.table_writes import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     INDEX_MEMORY,

@@ -4,8 +4,8 @@ import os
 
 import dagster as dg
 
-from featuregen_assets.core.feature_store import embedding_stats, prompt_stats
-from featuregen_assets.core.ingest import failure_rate, status_counts
+from featuregen_assets.core.ingest.ingest import failure_rate, status_counts
+from featuregen_assets.core.store.feature_store import embedding_stats, prompt_stats
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 

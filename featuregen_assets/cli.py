@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from featuregen_assets.core.links import category_error
+    from featuregen_assets.core.ingest.links import category_error
     from featuregen_assets.runs import run_category
 
     reason = category_error(args.category)
@@ -30,15 +30,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from featuregen_assets.demo import run_demo
+    from featuregen_assets.demo.run import run_demo
 
     return run_demo(per_category=args.per_category, categories=args.categories, seed=args.seed)
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from featuregen_assets.core import db
-    from featuregen_assets.core.checkpoint import step_checkpoints
-    from featuregen_assets.core.summary import format_table, summarize
+    from featuregen_assets.core.runtime.checkpoint import step_checkpoints
+    from featuregen_assets.core.store import db
+    from featuregen_assets.core.store.summary import format_table, summarize
 
     with db.connection(db.database_url()) as conn:
         print(format_table(summarize(conn)))
@@ -55,7 +55,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from featuregen_assets.core import db, search
+    from featuregen_assets.core.store import db, search
 
     if bool(args.query) == bool(args.image):
         print("error: give a text query or --image PATH (one of them)", file=sys.stderr)
@@ -97,14 +97,14 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from featuregen_assets.core import db
+    from featuregen_assets.core.store import db
 
     if args.action == "url":
         print(db.database_url())
     elif args.action == "stop":
         print("stopped" if db.stop_embedded_server() else "not running")
     elif args.action == "compact":
-        from featuregen_assets.core.maintenance import move_vectors_into_rows
+        from featuregen_assets.core.store.maintenance import move_vectors_into_rows
 
         before, after = move_vectors_into_rows(db.database_url())
         print(f"vectors stored out of line: {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB now")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from featuregen_assets.core.paths import featuregen_home
-from featuregen_assets.core.processes import is_running
+from featuregen_assets.core.runtime.paths import featuregen_home
+from featuregen_assets.core.runtime.processes import is_running
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
 

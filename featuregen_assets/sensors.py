@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from featuregen_assets.core import paths
-from featuregen_assets.core.links import category_error, category_of, file_digest
+from featuregen_assets.core.ingest.links import category_error, category_of, file_digest
+from featuregen_assets.core.runtime import paths
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.partitions import category_partitions
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from featuregen_assets.core import db, schema
+from featuregen_assets.core.store import db, schema
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,14 @@ import pytest
 import torch
 from transformers import CLIPTextModel
 
-from featuregen_assets.core.alignment import (
+from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     AlignmentConfig,
     ContrastiveLoss,
     train_alignment,
 )
-from featuregen_assets.core.model_profiles import ensure_tiny
-from featuregen_assets.core.splits import held_out_mask, is_held_out
+from featuregen_assets.core.training.splits import held_out_mask, is_held_out
+from featuregen_assets.core.vision.model_profiles import ensure_tiny
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")

@@ -10,15 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from featuregen_assets.core.captioning import (
+from featuregen_assets.core.vision.captioning import (
     Captioner,
     CaptionSettings,
     build_text_inputs,
     chat_text,
 )
-from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.embedding import open_rgb
-from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.preprocess import open_rgb
 
 SETTINGS = CaptionSettings(max_new_tokens=10, min_pixels=16 * 28 * 28, max_pixels=96 * 28 * 28)
 

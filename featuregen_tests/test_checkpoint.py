@@ -12,8 +12,8 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from featuregen_assets.core import db
-from featuregen_assets.core.checkpoint import RowCheckpoint, discard_run, step_directory
+from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, discard_run, step_directory
+from featuregen_assets.core.store import db
 from featuregen_tests.servers import jpeg_bytes
 
 NAMES = ("image_id", "prompt", "truncated")

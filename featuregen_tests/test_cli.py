@@ -33,8 +33,8 @@ def test_run_exits_non_zero_when_the_run_fails(fg_env: Path, capsys) -> None:
 
 
 def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, capsys) -> None:
-    from featuregen_assets.core import db
-    from featuregen_assets.core.checkpoint import RowCheckpoint, step_directory
+    from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
+    from featuregen_assets.core.store import db
 
     with db.connection(database_url) as conn:
         conn.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featuregen_assets.core.compute import (
+from featuregen_assets.core.vision.compute import (
     ComputeSettings,
     loader_workers,
     resolve_device,

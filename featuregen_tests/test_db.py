@@ -7,11 +7,11 @@ import psycopg
 import pytest
 
 from featuregen_assets.cli import main as cli
-from featuregen_assets.core import db, maintenance, schema
+from featuregen_assets.core.store import db, maintenance, schema
 
 CHILD = """
 import sys
-from featuregen_assets.core import db, schema
+from featuregen_assets.core.store import db, schema
 with db.connection(db.database_url()) as conn:
     schema.migrate(conn)
     conn.execute(

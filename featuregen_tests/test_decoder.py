@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.decoder import (
+from featuregen_assets.core.training.decoder import (
     DecoderConfig,
     FeatureDecoder,
     encoder_for,
     square_image,
     train_decoder,
 )
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
-from featuregen_assets.core.model_profiles import resolve_models
+from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.vision.model_profiles import resolve_models
 
 
 @pytest.fixture(scope="module")

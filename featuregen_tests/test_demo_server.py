@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from featuregen_assets.core.demo_server import HTML_BODY, DemoServer
+from featuregen_assets.demo.server import HTML_BODY, DemoServer
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.dense_probe import (
+from featuregen_assets.core.training.dense_probe import (
     ProbeConfig,
     box_iou,
     crop_mask,
@@ -18,7 +18,7 @@ from featuregen_assets.core.dense_probe import (
     segment,
     train_probe,
 )
-from featuregen_assets.core.embedding import CropResize
+from featuregen_assets.core.vision.preprocess import CropResize
 
 
 def test_crop_mask_follows_the_image_geometry_without_blending_labels() -> None:

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from featuregen_assets.core import netpolicy
-from featuregen_assets.core.download import (
+from featuregen_assets.core.ingest import netpolicy
+from featuregen_assets.core.ingest.download import (
     DownloadResult,
     DownloadSettings,
     Progress,
     download_links,
 )
-from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.links import Link
+from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.links import Link
 from featuregen_tests.servers import (
     LoopbackServer,
     animated_gif,

@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor
 
-from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder, open_rgb
-from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.preprocess import open_rgb
 
 
 def write_images(root: Path) -> list[Path]:

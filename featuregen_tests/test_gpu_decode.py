@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
-from featuregen_assets.core.gpu_decode import (
+from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.vision.gpu_decode import (
     DeviceJpegDecoder,
     EncodedJpeg,
     jpeg_header,
@@ -18,7 +18,7 @@ from featuregen_assets.core.gpu_decode import (
     read_files,
     resize_crop,
 )
-from featuregen_assets.core.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from featuregen_assets.core.hub import ModelUnavailable, ensure_available
+from featuregen_assets.core.vision.hub import ModelUnavailable, ensure_available
 from featuregen_assets.resources.models import ModelsResource
 
 MISSING = "featuregen-tests/no-such-model"

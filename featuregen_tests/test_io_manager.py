@@ -3,9 +3,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from featuregen_assets.core import db
-from featuregen_assets.core.table import Table
-from featuregen_assets.core.table_writes import TableName, upsert_in_parallel
+from featuregen_assets.core.store import db
+from featuregen_assets.core.store.table import Table
+from featuregen_assets.core.store.table_writes import TableName, upsert_in_parallel
 from featuregen_assets.resources.io_manager import PgvectorIOManager
 from featuregen_assets.resources.postgres import PostgresResource
 

@@ -7,7 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from featuregen_assets.core import db
+from featuregen_assets.core.store import db
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes
 
 LINKS = 1000

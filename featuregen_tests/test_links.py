@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from featuregen_assets.core.links import category_error, parse_link_file
+from featuregen_assets.core.ingest.links import category_error, parse_link_file
 
 
 def test_parse_link_file_keeps_urls_captions_and_reports_bad_lines(tmp_path: Path) -> None:

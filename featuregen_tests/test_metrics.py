@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from featuregen_assets.core.metrics import (
+from featuregen_assets.core.training.metrics import (
     chance_recall_at_k,
     psnr,
     ranks_of_positives,

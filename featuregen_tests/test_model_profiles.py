@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoConfig, AutoModel, AutoTokenizer, Qwen2VLForConditionalGeneration
 
-from featuregen_assets.core.model_profiles import (
+from featuregen_assets.core.vision.model_profiles import (
     QWEN2VL_SPECIAL_TOKENS,
     model_key,
     profile_from_env,
@@ -67,7 +67,7 @@ def test_tiny_build_is_deterministic(tiny_home, tmp_path):
 _RACE = """
 import sys, time
 from pathlib import Path
-from featuregen_assets.core.model_profiles import ensure_tiny
+from featuregen_assets.core.vision.model_profiles import ensure_tiny
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from featuregen_assets.core import netpolicy
-from featuregen_assets.core.netpolicy import (
+from featuregen_assets.core.ingest import netpolicy
+from featuregen_assets.core.ingest.netpolicy import (
     AddressPolicy,
     BadURLError,
     BlockedAddressError,

@@ -8,12 +8,12 @@ import dagster as dg
 import pytest
 
 from featuregen_assets.cli import main as cli
-from featuregen_assets.core import db, schema
-from featuregen_assets.core.alignment import AlignedTextEncoder
-from featuregen_assets.core.decoder import FeatureDecoder
-from featuregen_assets.core.demo_server import DemoServer
-from featuregen_assets.core.registry import latest_model
-from featuregen_assets.core.synthetic import generate_dataset, write_link_files
+from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store.registry import latest_model
+from featuregen_assets.core.training.alignment import AlignedTextEncoder
+from featuregen_assets.core.training.decoder import FeatureDecoder
+from featuregen_assets.demo.scenes import generate_dataset, write_link_files
+from featuregen_assets.demo.server import DemoServer
 from featuregen_assets.runs import materialize_unpartitioned, run_category
 
 CATEGORIES = ("cafe", "bank")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from featuregen_assets.core import pixel_ring
-from featuregen_assets.core.pixel_ring import PixelRing, put_pixels, read_chunks, ring_slots
+from featuregen_assets.core.vision import pixel_ring
+from featuregen_assets.core.vision.pixel_ring import PixelRing, put_pixels, read_chunks, ring_slots
 
 
 class _Numbered(Dataset):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from featuregen_assets.core.processes import die_with_parent, is_running
+from featuregen_assets.core.runtime.processes import die_with_parent, is_running
 
 PARENT = """
 import multiprocessing, sys, time
-from featuregen_assets.core.processes import die_with_parent
+from featuregen_assets.core.runtime.processes import die_with_parent
 
 def child(arrange):
     if arrange:

@@ -6,10 +6,10 @@ import pytest
 
 from featuregen_assets.assets.raw_images import raw_images
 from featuregen_assets.checks import failure_rate_below_threshold
-from featuregen_assets.core import db
-from featuregen_assets.core.demo_server import DemoServer
-from featuregen_assets.core.synthetic import generate_dataset, write_link_files
+from featuregen_assets.core.store import db
 from featuregen_assets.definitions import build_resources
+from featuregen_assets.demo.scenes import generate_dataset, write_link_files
+from featuregen_assets.demo.server import DemoServer
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featuregen_assets.core import db, search
-from featuregen_assets.core.search import search_vectors
-from featuregen_assets.core.table import Table
-from featuregen_assets.core.table_writes import TableName, ensure_hnsw_indexes
+from featuregen_assets.core.store import db, search
+from featuregen_assets.core.store.search import search_vectors
+from featuregen_assets.core.store.table import Table
+from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
 
 MODEL = "test/dinov2@00000000"
 DIM = 16

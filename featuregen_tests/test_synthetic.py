@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from featuregen_assets.core.links import parse_link_file
-from featuregen_assets.core.synthetic import (
+from featuregen_assets.core.ingest.links import parse_link_file
+from featuregen_assets.demo.scenes import (
     CATEGORIES,
     CATEGORY_PHRASES,
     CLASS_NAMES,

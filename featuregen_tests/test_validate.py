@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.validate import ImageRejected, inspect_image, sniff
+from featuregen_assets.core.ingest.validate import ImageRejected, inspect_image, sniff
 from featuregen_tests.servers import (
     animated_gif,
     encode,

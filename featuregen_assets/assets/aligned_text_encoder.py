@@ -11,8 +11,8 @@ from featuregen_assets.assets.training import (
     publish,
     training_metadata,
 )
-from featuregen_assets.core.alignment import AlignmentConfig, train_alignment
-from featuregen_assets.core.training_data import alignment_pairs
+from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
+from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from featuregen_assets.core.checkpoint import RowCheckpoint, step_directory
+from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
 
 
 def resume_checkpoint(

@@ -12,9 +12,9 @@ from featuregen_assets.assets.training import (
     publish,
     training_metadata,
 )
-from featuregen_assets.core.decoder import DecoderConfig, encoder_for, train_decoder
-from featuregen_assets.core.plots import markdown_image
-from featuregen_assets.core.training_data import embedded_images
+from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
+from featuregen_assets.core.training.plots import markdown_image
+from featuregen_assets.core.training.training_data import embedded_images
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 

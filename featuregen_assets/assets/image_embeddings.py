@@ -4,9 +4,9 @@ import dagster as dg
 import numpy as np
 
 from featuregen_assets.assets.checkpoints import resume_checkpoint
-from featuregen_assets.core.feature_store import missing_embeddings
-from featuregen_assets.core.progress import ProgressReporter, track
-from featuregen_assets.core.table import Table
+from featuregen_assets.core.runtime.progress import ProgressReporter, track
+from featuregen_assets.core.store.feature_store import missing_embeddings
+from featuregen_assets.core.store.table import Table
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, image_paths
 from featuregen_assets.resources.postgres import PostgresResource

@@ -4,11 +4,11 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
-from featuregen_assets.core import paths
-from featuregen_assets.core.download import DownloadSettings
-from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.ingest import failure_rate, ingest_link_file, status_counts
-from featuregen_assets.core.progress import ProgressReporter
+from featuregen_assets.core.ingest.download import DownloadSettings
+from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.ingest import failure_rate, ingest_link_file, status_counts
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.runtime.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 

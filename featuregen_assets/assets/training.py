@@ -11,9 +11,13 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
-from featuregen_assets.core import paths
-from featuregen_assets.core.plots import line_chart, markdown_image
-from featuregen_assets.core.registry import RegisteredModel, most_embedded_model, register_model
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.store.registry import (
+    RegisteredModel,
+    most_embedded_model,
+    register_model,
+)
+from featuregen_assets.core.training.plots import line_chart, markdown_image
 from featuregen_assets.resources.postgres import PostgresResource
 
 

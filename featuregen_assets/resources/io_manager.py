@@ -30,11 +30,10 @@ from dagster._core.storage.db_io_manager import (
 from psycopg import sql
 from pydantic import Field
 
-from featuregen_assets.core import db
-from featuregen_assets.core.checkpoint import discard_run
-from featuregen_assets.core.compute import usable_cpus
-from featuregen_assets.core.table import Table
-from featuregen_assets.core.table_writes import (
+from featuregen_assets.core.runtime.checkpoint import discard_run
+from featuregen_assets.core.store import db
+from featuregen_assets.core.store.table import Table
+from featuregen_assets.core.store.table_writes import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     ROWS_PER_WRITER,
@@ -45,6 +44,7 @@ from featuregen_assets.core.table_writes import (
     upsert,
     upsert_in_parallel,
 )
+from featuregen_assets.core.vision.compute import usable_cpus
 from featuregen_assets.resources.postgres import PostgresResource
 
 

@@ -6,16 +6,16 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from featuregen_assets.core import paths
-from featuregen_assets.core.compute import ComputeSettings
-from featuregen_assets.core.hub import ensure_available
-from featuregen_assets.core.model_profiles import (
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.runtime.processes import die_with_parent
+from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.hub import ensure_available
+from featuregen_assets.core.vision.model_profiles import (
     DEFAULT_DINOV2,
     ModelSpec,
     profile_from_env,
     resolve_model,
 )
-from featuregen_assets.core.processes import die_with_parent
 
 GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
 
@@ -121,7 +121,7 @@ class EmbedderResource(dg.ConfigurableResource):
 
     def build(self):
         """A new `ImageEmbedder` with this resource's settings."""
-        from featuregen_assets.core.embedding import EmbeddingSettings, ImageEmbedder
+        from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
 
         return ImageEmbedder(
             self.models.spec("dinov2"),
@@ -154,7 +154,7 @@ class CaptionerResource(dg.ConfigurableResource):
     _captioner = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        from featuregen_assets.core.captioning import Captioner, CaptionSettings
+        from featuregen_assets.core.vision.captioning import Captioner, CaptionSettings
 
         overrides = {"instruction": self.instruction} if self.instruction else {}
         self._captioner = Captioner(

@@ -10,7 +10,8 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from featuregen_assets.core import db, paths, schema
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.store import db, schema
 
 
 @cache

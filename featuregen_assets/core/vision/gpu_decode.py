@@ -10,15 +10,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-if TYPE_CHECKING:
-    from featuregen_assets.core.embedding import CropResize
+from featuregen_assets.core.vision.preprocess import CropResize
 
 JPEG_MAGIC = b"\xff\xd8"
 EXIF_ORIENTATION = 0x0112

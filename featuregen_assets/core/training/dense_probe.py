@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from featuregen_assets.core.embedding import CropResize
+from featuregen_assets.core.vision.preprocess import CropResize
 
 
 @dataclass(frozen=True)

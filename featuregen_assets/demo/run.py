@@ -4,7 +4,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from featuregen_assets.core import paths
+from featuregen_assets.core.runtime import paths
 
 DEMO_PORT = 8741
 DEMO_QUERY = "a large red circle at the top left"
@@ -23,11 +23,11 @@ def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, se
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     _configure_environment()
     from featuregen_assets.assets import aligned_text_encoder, decoder_model
-    from featuregen_assets.core import db
-    from featuregen_assets.core.demo_server import DemoServer
-    from featuregen_assets.core.search import search_text
-    from featuregen_assets.core.summary import format_table, summarize
-    from featuregen_assets.core.synthetic import CATEGORIES, generate_dataset, write_link_files
+    from featuregen_assets.core.store import db
+    from featuregen_assets.core.store.search import search_text
+    from featuregen_assets.core.store.summary import format_table, summarize
+    from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset, write_link_files
+    from featuregen_assets.demo.server import DemoServer
     from featuregen_assets.runs import (
         dagster_instance,
         materialize_unpartitioned,

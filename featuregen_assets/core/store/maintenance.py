@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from featuregen_assets.core import db
+from featuregen_assets.core.store import db
 
 
 def out_of_line_bytes(conn: psycopg.Connection, table: str = "image_embeddings") -> int:

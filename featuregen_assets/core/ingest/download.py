@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.links import Link
-from featuregen_assets.core.netpolicy import (
+from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.links import Link
+from featuregen_assets.core.ingest.netpolicy import (
     AddressPolicy,
     BadURLError,
     BlockedAddressError,
@@ -42,7 +42,7 @@ from featuregen_assets.core.netpolicy import (
     normalize_url,
     resolve_permitted,
 )
-from featuregen_assets.core.validate import SNIFF_BYTES, ImageRejected, inspect_image, sniff
+from featuregen_assets.core.ingest.validate import SNIFF_BYTES, ImageRejected, inspect_image, sniff
 
 DISALLOWED_ROBOTS_DIRECTIVES = frozenset({"noai", "noimageai"})
 KEEPALIVE_EXPIRY_S = 30.0

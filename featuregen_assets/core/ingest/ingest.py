@@ -9,14 +9,14 @@ from pathlib import Path
 
 import psycopg
 
-from featuregen_assets.core.download import (
+from featuregen_assets.core.ingest.download import (
     DownloadResult,
     DownloadSettings,
     Progress,
     download_links,
 )
-from featuregen_assets.core.image_store import ImageStore
-from featuregen_assets.core.links import BadLine, Link, LinkFile, unique_links
+from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.links import BadLine, Link, LinkFile, unique_links
 
 BATCH_SIZE = 256
 

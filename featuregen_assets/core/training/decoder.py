@@ -25,9 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import nn
 
-from featuregen_assets.core.metrics import psnr, self_retrieval_top1, ssim
-from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
-from featuregen_assets.core.training import (
+from featuregen_assets.core.training.common import (
     load_weights,
     mixed_precision,
     optimiser_and_schedule,
@@ -36,6 +34,8 @@ from featuregen_assets.core.training import (
     save_model_dir,
     training_device,
 )
+from featuregen_assets.core.training.metrics import psnr, self_retrieval_top1, ssim
+from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask
 
 FORMAT = "featuregen-feature-decoder/1"
 Encode = Callable[[list[Image.Image]], np.ndarray]

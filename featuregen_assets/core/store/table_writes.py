@@ -16,8 +16,8 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from psycopg import sql
 
-from featuregen_assets.core import db
-from featuregen_assets.core.table import Table
+from featuregen_assets.core.store import db
+from featuregen_assets.core.store.table import Table
 
 INDEX_MEMORY = "1GB"
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults

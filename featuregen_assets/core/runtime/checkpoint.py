@@ -23,8 +23,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from featuregen_assets.core import paths
-from featuregen_assets.core.table import Table
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.store.table import Table
 
 CHUNK_SUFFIX = ".rows"
 

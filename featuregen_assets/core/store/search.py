@@ -128,8 +128,8 @@ def search_text(
     conn: psycopg.Connection, query: str, *, k: int = 10, category: str | None = None
 ) -> list[SearchHit]:
     """Encode `query` with the newest registered aligned text encoder and search its space."""
-    from featuregen_assets.core.alignment import AlignedTextEncoder
-    from featuregen_assets.core.registry import latest_model
+    from featuregen_assets.core.store.registry import latest_model
+    from featuregen_assets.core.training.alignment import AlignedTextEncoder
 
     model = latest_model(conn, "aligned_text_encoder")
     if model is None:

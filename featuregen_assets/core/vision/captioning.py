@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from featuregen_assets.core.compute import (
+from featuregen_assets.core.vision.compute import (
     ComputeSettings,
     autocast,
     configure_cpu_threads,
@@ -25,8 +25,8 @@ from featuregen_assets.core.compute import (
     resolve_device,
     resolve_dtype,
 )
-from featuregen_assets.core.embedding import open_rgb
-from featuregen_assets.core.model_profiles import ModelSpec, config_fingerprint, model_key
+from featuregen_assets.core.vision.model_profiles import ModelSpec, config_fingerprint, model_key
+from featuregen_assets.core.vision.preprocess import open_rgb
 
 IMAGE_PAD = "<|image_pad|>"
 

@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
-from featuregen_assets.core.metrics import retrieval_metrics
-from featuregen_assets.core.splits import DEFAULT_SALT, held_out_mask
-from featuregen_assets.core.training import (
+from featuregen_assets.core.training.common import (
     load_weights,
     mixed_precision,
     optimiser_and_schedule,
@@ -38,6 +36,8 @@ from featuregen_assets.core.training import (
     save_model_dir,
     training_device,
 )
+from featuregen_assets.core.training.metrics import retrieval_metrics
+from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask
 
 RECIPES = ("lit", "talk2dino", "projection")
 LOSSES = ("infonce", "siglip")

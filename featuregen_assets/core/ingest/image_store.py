@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from featuregen_assets.core.processes import is_running
+from featuregen_assets.core.runtime.processes import is_running
 
 EXTENSIONS = {
     "JPEG": "jpg",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from featuregen_assets.core.download import Progress
+from featuregen_assets.core.ingest.download import Progress
 
 BAR_WIDTH = 30
 LOG_EVERY_S = 5.0
