@@ -2,12 +2,14 @@
 
 import dagster as dg
 
-from featuregen_assets import checks
-from featuregen_assets.assets.aligned_text_encoder import aligned_text_encoder
-from featuregen_assets.assets.decoder_model import decoder_model
-from featuregen_assets.assets.image_embeddings import image_embeddings
-from featuregen_assets.assets.image_prompts import image_prompts
-from featuregen_assets.assets.raw_images import raw_images
+from featuregen_assets.assets.features import checks as feature_checks
+from featuregen_assets.assets.features.image_embeddings import image_embeddings
+from featuregen_assets.assets.features.image_prompts import image_prompts
+from featuregen_assets.assets.ingest import checks as ingest_checks
+from featuregen_assets.assets.ingest.raw_images import raw_images
+from featuregen_assets.assets.ingest.sensors import link_file_sensor
+from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
+from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.resources.io_manager import PgvectorIOManager
 from featuregen_assets.resources.models import (
@@ -17,7 +19,6 @@ from featuregen_assets.resources.models import (
     ModelsResource,
 )
 from featuregen_assets.resources.postgres import PostgresResource
-from featuregen_assets.sensors import link_file_sensor
 
 
 def build_resources() -> dict[str, object]:
@@ -45,9 +46,9 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=[raw_images, image_prompts, image_embeddings, aligned_text_encoder, decoder_model],
     asset_checks=[
-        checks.failure_rate_below_threshold,
-        checks.embeddings_complete_and_normalised,
-        checks.prompts_complete,
+        ingest_checks.failure_rate_below_threshold,
+        feature_checks.embeddings_complete_and_normalised,
+        feature_checks.prompts_complete,
     ],
     jobs=[category_pipeline_job],
     sensors=[link_file_sensor, automation_sensor],

@@ -4,8 +4,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from featuregen_assets.assets.raw_images import raw_images
-from featuregen_assets.checks import failure_rate_below_threshold
+from featuregen_assets.assets.ingest.checks import failure_rate_below_threshold
+from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.core.store import db
 from featuregen_assets.definitions import build_resources
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files

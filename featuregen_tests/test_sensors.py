@@ -4,8 +4,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.partitions import category_partitions
-from featuregen_assets.sensors import link_file_sensor
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def _configure_environment() -> None:
 def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, seed: int = 0) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     _configure_environment()
-    from featuregen_assets.assets import aligned_text_encoder, decoder_model
+    from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
     from featuregen_assets.core.store import db
     from featuregen_assets.core.store.search import search_text
     from featuregen_assets.core.store.summary import format_table, summarize

@@ -1,10 +1,7 @@
-"""Asset checks, per category partition, read from what the tables hold."""
-
-import os
+"""Checks of the feature assets, per category partition, read from what the tables hold."""
 
 import dagster as dg
 
-from featuregen_assets.core.ingest.ingest import failure_rate, status_counts
 from featuregen_assets.core.store.feature_store import embedding_stats, prompt_stats
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
@@ -24,21 +21,6 @@ def _latest_model(context: dg.AssetCheckExecutionContext, asset: str) -> str | N
         return None
     value = records[0].asset_materialization.metadata.get("model")
     return value.value if value is not None else None
-
-
-@dg.asset_check(asset="raw_images", partitions_def=category_partitions, blocking=True)
-def failure_rate_below_threshold(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
-) -> dg.AssetCheckResult:
-    """Fails the partition when the share of failed links passes FEATUREGEN_MAX_FAILURE_RATE."""
-    threshold = float(os.environ.get("FEATUREGEN_MAX_FAILURE_RATE", "0.5"))
-    with postgres.connection() as conn:
-        counts = status_counts(conn, context.partition_key)
-    rate = failure_rate(counts)
-    return dg.AssetCheckResult(
-        passed=rate <= threshold,
-        metadata={"failure_rate": rate, "threshold": threshold, "by_status": counts},
-    )
 
 
 @dg.asset_check(asset="image_embeddings", partitions_def=category_partitions)

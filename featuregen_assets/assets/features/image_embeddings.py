@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from featuregen_assets.assets.checkpoints import resume_checkpoint
+from featuregen_assets.assets.features.model_step import resume_checkpoint
 from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.feature_store import missing_embeddings
 from featuregen_assets.core.store.table import Table

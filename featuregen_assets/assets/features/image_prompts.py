@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from featuregen_assets.assets.checkpoints import resume_checkpoint
+from featuregen_assets.assets.features.model_step import resume_checkpoint
 from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.feature_store import link_captions, missing_prompts
 from featuregen_assets.core.store.table import Table

@@ -5,7 +5,7 @@ from dataclasses import asdict
 import dagster as dg
 from pydantic import Field
 
-from featuregen_assets.assets.training import (
+from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
     embedding_model_for,
     publish,

@@ -1,0 +1,1 @@
+"""Ingest wiring: `raw_images`, the `link_file_sensor` that feeds it, its download check."""

@@ -1,0 +1,24 @@
+"""Check of `raw_images`, per category partition, read from what the table holds."""
+
+import os
+
+import dagster as dg
+
+from featuregen_assets.core.ingest.ingest import failure_rate, status_counts
+from featuregen_assets.partitions import category_partitions
+from featuregen_assets.resources.postgres import PostgresResource
+
+
+@dg.asset_check(asset="raw_images", partitions_def=category_partitions, blocking=True)
+def failure_rate_below_threshold(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+) -> dg.AssetCheckResult:
+    """Fails the partition when the share of failed links passes FEATUREGEN_MAX_FAILURE_RATE."""
+    threshold = float(os.environ.get("FEATUREGEN_MAX_FAILURE_RATE", "0.5"))
+    with postgres.connection() as conn:
+        counts = status_counts(conn, context.partition_key)
+    rate = failure_rate(counts)
+    return dg.AssetCheckResult(
+        passed=rate <= threshold,
+        metadata={"failure_rate": rate, "threshold": threshold, "by_status": counts},
+    )
