@@ -1,0 +1,2 @@
+"""Storage and search: PostgreSQL connections and migrations (the only DDL), bulk table
+writes, feature-store queries, the trained-model registry, vector search, summaries."""
