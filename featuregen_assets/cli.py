@@ -17,7 +17,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_config = (
         {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
     )
-    result = run_category(args.category, select=args.select, run_config=run_config)
+    try:
+        result = run_category(args.category, select=args.select, run_config=run_config)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     failed_checks = [
         evaluation.check_name
         for evaluation in result.get_asset_check_evaluations()

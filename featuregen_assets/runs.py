@@ -8,7 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from featuregen_assets.core.runtime.paths import featuregen_home
+from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
+from featuregen_assets.core.runtime.paths import featuregen_home, links_dir
 from featuregen_assets.core.runtime.processes import is_running
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
@@ -135,10 +136,19 @@ def run_category(
     run_config: dict | None = None,
     log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
-    """Run the category pipeline (or the `select`ed assets) for one partition."""
+    """Run the category pipeline (or the `select`ed assets) for one partition.
+
+    Raises `LookupError`, before adding the partition, when the category has no link file
+    and is new or `raw_images` (which reads the file) is selected."""
     from featuregen_assets.definitions import defs
 
     instance = _ready(instance)
+    if find_link_file(links_dir(), category) is None and (
+        not instance.has_dynamic_partition(category_partitions.name, category)
+        or not select
+        or "raw_images" in select
+    ):
+        raise LookupError(missing_link_file_message(links_dir(), category))
     ensure_partition(instance, category)
     job = defs.resolve_job_def("category_pipeline")
     return job.execute_in_process(

@@ -160,6 +160,8 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
         image_id = hashlib.sha256(body).hexdigest()
         rows.append(("big", f"http://127.0.0.1/{i}.jpg", "ok", image_id, str(images / f"{i}.jpg")))
         (images / f"{i}.jpg").write_bytes(body)
+    # the link file the rows came from (featuregen run refuses a category without one)
+    (fg_env.parent / "links" / "big.txt").write_text("".join(f"{row[1]}\n" for row in rows))
     with db.connection(db.database_url()) as conn:
         conn.cursor().executemany(
             "INSERT INTO raw_images (category, url, status, image_id, path)"

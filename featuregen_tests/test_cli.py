@@ -27,9 +27,21 @@ def test_run_rejects_a_bad_category(capsys: pytest.CaptureFixture) -> None:
     assert "bad category" in capsys.readouterr().err
 
 
-def test_run_exits_non_zero_when_the_run_fails(fg_env: Path, capsys) -> None:
-    assert main(["run", "--category", "nolinks", "--select", "raw_images"]) == 1
-    assert "FAILED" in capsys.readouterr().out
+def test_run_refuses_a_category_without_a_link_file_before_adding_it(fg_env: Path, capsys) -> None:
+    from featuregen_assets.runs import dagster_instance
+
+    assert main(["run", "--category", "nolinks"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    links = fg_env.parent / "links"
+    assert err == [f"error: no link file for category 'nolinks': expected nolinks.txt in {links}"]
+    with dagster_instance() as instance:
+        assert not instance.has_dynamic_partition("category", "nolinks")
+
+
+def test_a_link_file_without_a_usable_line_is_a_warning(fg_env: Path, capsys) -> None:
+    (fg_env.parent / "links" / "empty.txt").write_text("# nothing yet\n\n")
+    assert main(["run", "--category", "empty", "--select", "raw_images"]) == 0
+    assert "empty.txt has no usable line (0 bad): nothing to download" in capsys.readouterr().err
 
 
 def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, capsys) -> None:

@@ -7,6 +7,7 @@ from featuregen_assets.assets.config import set_fields
 from featuregen_assets.core.ingest.download import DownloadSettings
 from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.ingest import failure_rate, ingest_link_file, status_counts
+from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
@@ -39,9 +40,9 @@ def raw_images(
 ) -> dg.MaterializeResult:
     """Images of the category's link file, downloaded, validated and stored by content hash."""
     category = context.partition_key
-    link_file = paths.links_dir() / f"{category}.txt"
-    if not link_file.is_file():
-        raise dg.Failure(f"no link file for category {category!r}: expected {link_file}")
+    link_file = find_link_file(paths.links_dir(), category)
+    if link_file is None:
+        raise dg.Failure(missing_link_file_message(paths.links_dir(), category))
 
     settings = DownloadSettings.from_env(**set_fields(config, exclude=frozenset({"force"})))
     progress = ProgressReporter(category, context.log.info)
@@ -61,6 +62,11 @@ def raw_images(
 
     for bad in summary.bad_lines:
         context.log.warning(f"{link_file.name}:{bad.line_no}: skipped ({bad.reason}): {bad.text!r}")
+    if not summary.links:
+        context.log.warning(
+            f"{link_file.name} has no usable line ({len(summary.bad_lines)} bad):"
+            " nothing to download"
+        )
     return dg.MaterializeResult(
         metadata={
             "links": summary.links,
