@@ -11,7 +11,7 @@ from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.jobs import category_pipeline_job
-from featuregen_assets.resources.io_manager import PgvectorIOManager
+from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, PgvectorIOManager
 from featuregen_assets.resources.models import (
     CaptionerResource,
     ComputeResource,
@@ -30,7 +30,7 @@ def build_resources() -> dict[str, object]:
         "postgres": postgres,
         "models": models,
         "compute": compute,
-        "pgvector_io_manager": PgvectorIOManager(postgres=postgres),
+        PGVECTOR_IO_MANAGER: PgvectorIOManager(postgres=postgres),
         "embedder": EmbedderResource(models=models, compute=compute),
         "captioner": CaptionerResource(models=models, compute=compute),
     }

@@ -47,6 +47,8 @@ from featuregen_assets.core.store.table_writes import (
 from featuregen_assets.core.vision.compute import usable_cpus
 from featuregen_assets.resources.postgres import PostgresResource
 
+PGVECTOR_IO_MANAGER = "pgvector_io_manager"  # the resource key the feature assets write through
+
 
 def _partition_condition(dimension: TablePartitionDimension, join_key: str = "image_id") -> str:
     keys = ", ".join("'" + key.replace("'", "''") + "'" for key in dimension.partitions)

@@ -1,27 +1,114 @@
-"""The model steps' checkpoints, resumed where the step's last failed run left off."""
+"""The checkpointed model step that both feature assets run, once, here.
 
-from collections.abc import Sequence
+missing rows → resume the checkpoint failed runs left → compute the rest with progress lines →
+checkpoint each finished row → log the failures → metadata → the `Table` the IO manager
+stores (it deletes the checkpoint once the rows are committed).
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
+from featuregen_assets.core.runtime.progress import ProgressReporter, track
+from featuregen_assets.core.store.table import Table
+from featuregen_assets.resources.models import image_paths
+
+Compute = Callable[[list[Path]], Iterable[tuple[Any, ...]]]
+"""A model's batch call over image files. It yields `(index, value, error, *more)` per file:
+`value` None when the file failed (`error` says why); the row stored is `(value, *more)`."""
 
 
-def resume_checkpoint(
-    context: dg.AssetExecutionContext,
-    model_key: str,
-    names: Sequence[str],
-    pending: list[tuple[str, str]],
-    every_s: float,
-) -> tuple[RowCheckpoint, list[tuple[str, str]], int]:
-    """This step's checkpoint, holding the rows of `pending` `(image_id, path)` images that
-    failed runs left; the pending images still to compute; how many rows it took back."""
-    checkpoint = RowCheckpoint(
-        step_directory(context.asset_key.to_user_string(), context.partition_key, model_key),
-        names,
-        run_id=context.run_id,
-        every_s=every_s,
-    )
-    resumed = checkpoint.resume({image_id for image_id, _ in pending})
-    done = checkpoint.keys()
-    return checkpoint, [image for image in pending if image[0] not in done], resumed
+@dataclass(frozen=True)
+class ModelStep:
+    """What a feature asset's model step computes, and the words its run log uses."""
+
+    columns: tuple[str, ...]  # the row's columns after `image_id`
+    doing: str  # "embedding"
+    done: str  # "embedded": what a failed image is logged as not
+    results: str  # "embeddings": the progress line's label
+    count: str  # "embedded": the metadata key of how many rows the step holds
+
+    def run(
+        self,
+        context: dg.AssetExecutionContext,
+        model: str,
+        pending: list[tuple[str, str]],
+        compute: Compute,
+        every_s: float,
+        images: int,
+        detail: str = "",
+    ) -> "StepRows":
+        """Compute the `pending` `(image_id, path)` images of the partition's `images`,
+        resuming the checkpoint of `model`'s earlier failed runs (written every `every_s`)."""
+        checkpoint = RowCheckpoint(
+            step_directory(context.asset_key.to_user_string(), context.partition_key, model),
+            ("image_id", *self.columns),
+            run_id=context.run_id,
+            every_s=every_s,
+        )
+        resumed = checkpoint.resume({image_id for image_id, _ in pending})
+        held = checkpoint.keys()
+        todo = [image for image in pending if image[0] not in held]
+        context.log.info(
+            f"{self.doing} {len(todo)} images with {model}{detail}"
+            + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")
+        )
+        failed = 0
+        report = ProgressReporter(
+            f"{context.partition_key} {self.results}", context.log.info, unit="images"
+        )
+        results = compute(image_paths(todo))
+        for index, value, error, *more in track(results, len(todo), _failed, report):
+            image_id = todo[index][0]
+            if value is None:
+                failed += 1
+                context.log.warning(f"not {self.done}: {image_id}: {error}")
+                continue
+            checkpoint.add((image_id, value, *more))
+        checkpoint.flush()
+        return StepRows(self, model, checkpoint.table(), resumed, failed, images)
+
+
+@dataclass(frozen=True)
+class StepRows:
+    """The rows a model step holds for the IO manager: computed now or resumed."""
+
+    step: ModelStep
+    model: str
+    rows: Table  # `image_id` and the step's columns
+    resumed: int
+    failed: int
+    images: int  # the partition's downloaded images
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The step's output metadata; `dagster/row_count`: the partition's images that have
+        a row from this model once these rows are stored (all but the failed ones)."""
+        return {
+            "model": self.model,
+            self.step.count: len(self.rows),
+            "resumed": self.resumed,
+            "failed": self.failed,
+            "dagster/row_count": self.images - self.failed,
+        }
+
+    def table(self, **constants: Any) -> Table:
+        """The rows as the feature table's: `image_id`, `model`, the `constants`, the rest."""
+        n = len(self.rows)
+        columns = dict(self.rows.columns)
+        return Table(
+            {
+                "image_id": columns.pop("image_id"),
+                "model": [self.model] * n,
+                **{name: [value] * n for name, value in constants.items()},
+                **columns,
+            }
+        )
+
+
+def _failed(result: tuple[Any, ...]) -> bool:
+    return result[1] is None

@@ -4,12 +4,13 @@ import os
 
 import dagster as dg
 
+from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.core.ingest.ingest import failure_rate, status_counts
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 
 
-@dg.asset_check(asset="raw_images", partitions_def=category_partitions, blocking=True)
+@dg.asset_check(asset=raw_images, partitions_def=category_partitions, blocking=True)
 def failure_rate_below_threshold(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
 ) -> dg.AssetCheckResult:

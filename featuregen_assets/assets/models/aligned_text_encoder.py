@@ -5,10 +5,12 @@ from dataclasses import asdict
 import dagster as dg
 from pydantic import Field
 
+from featuregen_assets.assets.features.image_embeddings import image_embeddings
+from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
-    embedding_model_for,
     publish,
+    training_data,
     training_metadata,
 )
 from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
@@ -16,7 +18,6 @@ from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
-NAME = "aligned_text_encoder"
 HEADLINE = (
     "recall@1",
     "recall@5",
@@ -49,7 +50,7 @@ class AlignedTextEncoderConfig(TrainingConfig):
 
 
 @dg.asset(
-    deps=["image_embeddings", "image_prompts"],
+    deps=[image_embeddings, image_prompts],
     group_name="models",
     kinds={"pytorch"},
     pool=GPU_POOL,
@@ -62,14 +63,12 @@ def aligned_text_encoder(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """A text encoder whose vectors land next to matching images' DINOv2 vectors."""
-    embedding_model = embedding_model_for(postgres, config.embedding_model)
-    with postgres.connection() as conn:
-        pairs = alignment_pairs(conn, embedding_model, config.prompt_source)
-    if len(pairs.texts) < 2:
-        raise dg.Failure(
-            f"too few ({len(pairs.texts)}) {config.prompt_source} prompts with"
-            f" {embedding_model} vectors to train on"
-        )
+    embedding_model, pairs = training_data(
+        postgres,
+        config.embedding_model,
+        lambda conn, model: alignment_pairs(conn, model, config.prompt_source),
+        f"{config.prompt_source} prompts",
+    )
     settings = AlignmentConfig(
         device=compute.settings().device,
         **config.core_settings(exclude=frozenset({"prompt_source"})),
@@ -90,7 +89,7 @@ def aligned_text_encoder(
     }
     model = publish(
         postgres,
-        NAME,
+        context.asset_key.to_user_string(),
         embedding_model,
         recorded,
         result.metrics,

@@ -6,10 +6,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
-    embedding_model_for,
     publish,
+    training_data,
     training_metadata,
 )
 from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
@@ -18,7 +19,6 @@ from featuregen_assets.core.training.training_data import embedded_images
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
-NAME = "decoder_model"
 HEADLINE = (
     "psnr",
     "mean_image_psnr",
@@ -38,7 +38,7 @@ class DecoderModelConfig(TrainingConfig):
     base_channels: int | None = None
 
 
-@dg.asset(deps=["image_embeddings"], group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
+@dg.asset(deps=[image_embeddings], group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
 def decoder_model(
     context: dg.AssetExecutionContext,
     config: DecoderModelConfig,
@@ -46,11 +46,9 @@ def decoder_model(
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
-    embedding_model = embedding_model_for(postgres, config.embedding_model)
-    with postgres.connection() as conn:
-        images = embedded_images(conn, embedding_model)
-    if len(images.image_ids) < 2:
-        raise dg.Failure(f"too few images embedded by {embedding_model} to train a decoder")
+    embedding_model, images = training_data(
+        postgres, config.embedding_model, embedded_images, "images"
+    )
     reencoder = embedder.embedder
     if reencoder.key != embedding_model:
         context.log.warning(
@@ -73,7 +71,8 @@ def decoder_model(
         if result.grid is not None:
             result.grid.save(path / "reconstructions.png")
 
-    model = publish(postgres, NAME, embedding_model, recorded, result.metrics, save)
+    name = context.asset_key.to_user_string()
+    model = publish(postgres, name, embedding_model, recorded, result.metrics, save)
     metadata = training_metadata(model, result.loss_curve, HEADLINE)
     if result.grid is not None:
         metadata["reconstructions"] = dg.MetadataValue.md(

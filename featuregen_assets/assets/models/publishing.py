@@ -5,9 +5,10 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
@@ -39,13 +40,33 @@ class TrainingConfig(dg.Config):
         return set_fields(self, exclude | {"embedding_model"})
 
 
-def embedding_model_for(postgres: PostgresResource, requested: str | None) -> str:
-    """The embedding model to train against: the requested one, else the most stored."""
+class TrainingData(Protocol):
+    """Samples read for a training: one stored image each."""
+
+    image_ids: list[str]
+
+
+T = TypeVar("T", bound=TrainingData)
+
+
+def training_data(
+    postgres: PostgresResource,
+    requested: str | None,
+    read: Callable[[psycopg.Connection, str], T],
+    samples: str,
+) -> tuple[str, T]:
+    """The embedding model to train against (the `requested` one, else the most stored) and
+    what `read` reads for it; fails unless there are two or more `samples` to train on."""
     with postgres.connection() as conn:
         model = requested or most_embedded_model(conn)
-    if model is None:
-        raise dg.Failure("no image embeddings stored yet: materialise image_embeddings first")
-    return model
+        if model is None:
+            raise dg.Failure("no image embeddings stored yet: materialise image_embeddings first")
+        data = read(conn, model)
+    if len(data.image_ids) < 2:
+        raise dg.Failure(
+            f"too few ({len(data.image_ids)}) {samples} with {model} vectors to train on"
+        )
+    return model, data
 
 
 def publish(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import psycopg
 
 
-def images_of(conn: psycopg.Connection, category: str) -> list[tuple[str, str]]:
-    """Distinct `(image_id, path)` of the category's downloaded images, in image-id order."""
-    rows = conn.execute(
-        "SELECT DISTINCT ON (image_id) image_id, path FROM raw_images"
-        " WHERE category = %s AND status = 'ok' ORDER BY image_id",
+def image_count(conn: psycopg.Connection, category: str) -> int:
+    """How many distinct images of the category are downloaded (`ok`)."""
+    row = conn.execute(
+        "SELECT count(DISTINCT image_id) FROM raw_images WHERE category = %s AND status = 'ok'",
         (category,),
     )
-    return rows.fetchall()
+    return row.fetchone()[0]
 
 
 def missing_embeddings(

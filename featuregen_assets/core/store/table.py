@@ -41,6 +41,19 @@ class Table:
                 columns[name] = values
         return cls(columns)
 
+    @classmethod
+    def concat(cls, tables: Sequence[Table]) -> Table:
+        """The rows of `tables` (same columns, in the same order) one after another."""
+        names = tables[0].names
+        return cls(
+            {
+                name: np.concatenate([t.columns[name] for t in tables])
+                if all(isinstance(t.columns[name], np.ndarray) for t in tables)
+                else [value for t in tables for value in t.columns[name]]
+                for name in names
+            }
+        )
+
     @property
     def names(self) -> list[str]:
         """The column names, in order."""
