@@ -90,6 +90,7 @@ def test_rematerialising_adds_nothing(pipeline) -> None:
     for asset in ("image_embeddings", "image_prompts"):
         metadata = result.asset_materializations_for_node(asset)[0].metadata
         assert metadata["rows_written"].value == 0
+        assert metadata["dagster/row_count"].value == PER_CATEGORY  # the partition's images
     assert (
         _rows(url, "SELECT image_id, model, created_at FROM image_embeddings ORDER BY 1") == before
     )
@@ -181,6 +182,7 @@ def test_corrupt_image_file_is_reported_and_the_rest_stored(pipeline) -> None:
     assert result.success
     embedded = result.asset_materializations_for_node("image_embeddings")[0].metadata
     assert (embedded["embedded"].value, embedded["failed"].value) == (2, 1)
+    assert embedded["dagster/row_count"].value == PER_CATEGORY - 1  # all but the corrupt one
     captioned = result.asset_materializations_for_node("image_prompts")[0].metadata
     assert captioned["failed"].value == 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -1,17 +1,33 @@
 """The pgvector IO manager, in the shape of Dagster's database IO managers (dagster-duckdb).
 
+It writes `Table`s into tables that the migrations (`core.store.schema`) created: migrations are
+the only DDL, and a table that no migration created is a clear error, not inferred here.
+
+Two writing paths, one per kind of table:
+- `image_embeddings` and `image_prompts` (the feature tables, computed by a model step that
+  returns its rows at the end) are written here, after the step: the design card names a
+  pgvector IO manager, and it keeps the bulk writes, upserts, HNSW indexes and checkpoint
+  cleanup out of the assets.
+- `raw_images` commits its rows itself, in batches as downloads finish
+  (`core.ingest.ingest`), so a killed run keeps what it fetched; an IO manager writes once,
+  when the step has returned, and could not.
+
 Definition metadata on an asset steers it:
-- `partition_expr`: the column holding the partition key. A dotted name of another table
-  (`raw_images.category`) selects rows through that table by `image_id` instead.
+- `partition_expr`: the column holding the partition key. A feature table has none (an image
+  is stored once whatever its categories): `raw_images.category` names the `raw_images`
+  column, and its partition's rows are then those of the partition's images, by `image_id`.
+  Dagster's select (the `Query` metadata, `load_input`) uses it.
 - `primary_key`: columns identifying a row. With it, writes upsert (rows of other partitions
-  and earlier rows are kept); without it, a write replaces the partition's rows.
+  and earlier rows are kept); without it, a write replaces the partition's rows and reports
+  their count (`dagster/row_count`). An upserting asset reports its own.
 - `hnsw_by`: a column (e.g. `model`) per distinct value of which an HNSW cosine index is kept
   on the vector column, cast to its dimension (pgvector indexes need a fixed dimension);
   `hnsw_m` / `hnsw_ef_construction` set a new index's graph.
 
-Writes go through `core.table_writes` (binary COPY, upserts, HNSW indexes); an upsert into
-indexes that already exist is split over up to `write_connections` connections at once. Once
-a partition's rows are committed, the step's checkpoint of them (`core.checkpoint`) is deleted.
+Writes go through `core.store.table_writes` (binary COPY, upserts, HNSW indexes); an upsert
+into indexes that already exist is split over up to `write_connections` connections at once.
+Once a partition's rows are committed, the step's checkpoint of them
+(`core.runtime.checkpoint`) is deleted.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +42,7 @@ from dagster._core.storage.db_io_manager import (
     DbTypeHandler,
     TablePartitionDimension,
     TableSlice,
+    static_where_clause,
 )
 from psycopg import sql
 from pydantic import Field
@@ -50,12 +67,12 @@ from featuregen_assets.resources.postgres import PostgresResource
 PGVECTOR_IO_MANAGER = "pgvector_io_manager"  # the resource key the feature assets write through
 
 
-def _partition_condition(dimension: TablePartitionDimension, join_key: str = "image_id") -> str:
-    keys = ", ".join("'" + key.replace("'", "''") + "'" for key in dimension.partitions)
+def _partition_condition(dimension: TablePartitionDimension) -> str:
     source, dot, column = dimension.partition_expr.rpartition(".")
-    if dot:
-        return f"{join_key} IN (SELECT {join_key} FROM {source} WHERE {column} IN ({keys}))"
-    return f"{dimension.partition_expr} IN ({keys})"
+    if dot:  # a column of `source`: the rows of the partition's images
+        keys = static_where_clause(dimension._replace(partition_expr=column))
+        return f"image_id IN (SELECT image_id FROM {source} WHERE {keys})"
+    return static_where_clause(dimension)
 
 
 def _where(table_slice: TableSlice) -> str:
@@ -75,18 +92,16 @@ class PgvectorDbClient(DbClient[psycopg.Connection]):
             yield conn
 
     def ensure_schema_exists(self, context, table_slice: TableSlice, connection) -> None:
-        connection.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table_slice.schema))
-        )
+        """Creates nothing: the table must exist, made by a migration."""
+        if not _column_types(connection, table_slice):
+            raise ValueError(
+                f"no table {table_slice.schema}.{table_slice.table}: tables are created only by"
+                " the migrations in featuregen_assets/core/store/schema.py; add one for it"
+            )
 
     def delete_table_slice(self, context, table_slice: TableSlice, connection) -> None:
         if (context.definition_metadata or {}).get("primary_key"):
             return  # upserted tables keep their rows
-        exists = connection.execute(
-            "SELECT to_regclass(%s)", (f'"{table_slice.schema}"."{table_slice.table}"',)
-        ).fetchone()[0]
-        if exists is None:
-            return
         statement = sql.SQL("DELETE FROM {}").format(identifier(table_slice)).as_string(connection)
         connection.execute(statement + _where(table_slice))
 
@@ -108,41 +123,6 @@ def _column_types(conn: psycopg.Connection, table_slice: TableSlice) -> dict[str
         (f'"{table_slice.schema}"."{table_slice.table}"',),
     ).fetchall()
     return dict(rows)
-
-
-def _sql_type(values: Any) -> str:
-    if hasattr(values, "ndim") and values.ndim == 2:
-        return "vector"
-    sample = next((v for v in values if v is not None), None)
-    if isinstance(sample, bool):
-        return "boolean"
-    if isinstance(sample, int):
-        return "bigint"
-    if isinstance(sample, float):
-        return "double precision"
-    return "text"
-
-
-def _create_table(
-    conn: psycopg.Connection, table_slice: TableSlice, obj: Table, primary_key: Sequence[str]
-) -> None:
-    parts = [
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_sql_type(values)))
-        for name, values in obj.columns.items()
-    ]
-    if primary_key:  # what the upsert's ON CONFLICT names
-        keys = sql.SQL(", ").join(map(sql.Identifier, primary_key))
-        parts.append(sql.SQL("PRIMARY KEY ({})").format(keys))
-    columns = sql.SQL(", ").join(parts)
-    conn.execute(
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(identifier(table_slice), columns)
-    )
-    for name in obj.vector_dims():  # in the row, not TOAST, as image_embeddings (schema.py)
-        conn.execute(
-            sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STORAGE MAIN").format(
-                identifier(table_slice), sql.Identifier(name)
-            )
-        )
 
 
 class TableTypeHandler(DbTypeHandler[Table]):
@@ -167,9 +147,6 @@ class TableTypeHandler(DbTypeHandler[Table]):
     ) -> Mapping[str, Any]:
         metadata = context.definition_metadata or {}
         types = _column_types(connection, table_slice)
-        if not types:
-            _create_table(connection, table_slice, obj, metadata.get("primary_key") or [])
-            types = _column_types(connection, table_slice)
         missing = [name for name in obj.names if name not in types]
         if missing:
             raise ValueError(f"{table_slice.table} has no columns {missing}")
@@ -191,13 +168,12 @@ class TableTypeHandler(DbTypeHandler[Table]):
                     m=metadata.get("hnsw_m", HNSW_M),
                     ef_construction=metadata.get("hnsw_ef_construction", HNSW_EF_CONSTRUCTION),
                 )
-        count_slice = table_slice._replace(columns=["count(*)"])
-        total = connection.execute(PgvectorDbClient.get_select_statement(count_slice)).fetchone()
-        return {
-            "rows_written": len(obj),
-            "dagster/row_count": total[0],
-            "table": f"{table_slice.schema}.{table_slice.table}",
-        }
+        written = {"rows_written": len(obj), "table": f"{table_slice.schema}.{table_slice.table}"}
+        if metadata.get("primary_key"):
+            return written
+        count = sql.SQL("SELECT count(*) FROM {}").format(identifier(table_slice))
+        [(rows,)] = connection.execute(count.as_string(connection) + _where(table_slice)).fetchall()
+        return {**written, "dagster/row_count": rows}
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> Table:
         with connection.cursor() as cur:

@@ -1,0 +1,39 @@
+"""The wiring alone, in seconds: a mistake in assets, checks, jobs, sensors or resources fails
+here before any run."""
+
+import dagster as dg
+
+from featuregen_assets.definitions import defs
+
+
+def test_definitions_load_with_every_resource_they_need() -> None:
+    dg.Definitions.validate_loadable(defs)
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {"category_pipeline"}
+    assert {sensor.name for sensor in defs.sensors} == {
+        "link_file_sensor",
+        "featuregen_automation",
+    }
+
+
+def test_the_graph_is_the_one_the_readme_draws() -> None:
+    graph = defs.resolve_asset_graph()
+    edges = {
+        (parent.to_user_string(), key.to_user_string())
+        for key in graph.get_all_asset_keys()
+        for parent in graph.get(key).parent_keys
+    }
+    assert edges == {
+        ("raw_images", "image_embeddings"),
+        ("raw_images", "image_prompts"),
+        ("image_embeddings", "aligned_text_encoder"),
+        ("image_prompts", "aligned_text_encoder"),
+        ("image_embeddings", "decoder_model"),
+    }
+    checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
+    assert checked == {"raw_images", "image_embeddings", "image_prompts"}
+    pipeline = defs.resolve_job_def("category_pipeline")
+    assert {key.to_user_string() for key in pipeline.asset_layer.selected_asset_keys} == {
+        "raw_images",
+        "image_embeddings",
+        "image_prompts",
+    }

@@ -1,0 +1,70 @@
+"""What each package may import (docs/ARCHITECTURE.md), read from the source's own imports."""
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+import featuregen_assets
+
+ROOT = Path(featuregen_assets.__file__).parent
+PACKAGE = "featuregen_assets"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def _imports(name: str) -> set[str]:
+    """Every module `name` imports, at the top or inside a function; within the package, the
+    module itself (`from featuregen_assets.core.store import db` → `...core.store.db`)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            submodules = {f"{base}.{alias.name}" for alias in node.names}
+            found.update(submodules & MODULES.keys() or {base})
+    return found
+
+
+def _internal(name: str) -> set[str]:
+    return {module for module in _imports(name) if module in MODULES and module != name}
+
+
+def test_the_import_reader_sees_what_a_module_imports() -> None:
+    imports = _imports("featuregen_assets.assets.features.image_embeddings")
+    assert "dagster" in imports
+    assert "featuregen_assets.assets.features.model_step" in imports
+    assert "featuregen_assets.core.store.feature_store" in imports
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(f"{PACKAGE}.core")])
+def test_core_does_not_import_dagster(name: str) -> None:
+    dagster = {m for m in _imports(name) if m.split(".")[0].partition("_")[0] == "dagster"}
+    assert not dagster, f"{name} imports {sorted(dagster)}: core/ is free of Dagster"
+
+
+PRODUCTION = [n for n in MODULES if not n.startswith((f"{PACKAGE}.demo", f"{PACKAGE}.cli"))]
+
+
+@pytest.mark.parametrize("name", PRODUCTION)
+def test_production_code_does_not_import_the_demo(name: str) -> None:
+    demo = {m for m in _imports(name) if m.startswith(f"{PACKAGE}.demo")}
+    assert not demo, f"{name} imports {sorted(demo)}: only the CLI's `demo` command may"
+
+
+def test_no_import_cycle_among_the_package_modules() -> None:
+    graph = {name: _internal(name) for name in MODULES}
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
