@@ -1,4 +1,12 @@
-"""The whole graph wired in one place: assets, checks, sensors, jobs and resources."""
+"""The whole graph wired in one place: assets, checks, sensors, jobs and resources.
+
+    link_file_sensor ─► category_pipeline, one run per category partition:
+    raw_images ─┬─► image_prompts ──────► aligned_text_encoder   (group models, unpartitioned)
+                └─► image_embeddings ─┬─► aligned_text_encoder
+                                      └─► decoder_model
+
+The edges are the asset objects' `deps` (test_definitions.py checks this picture).
+"""
 
 import dagster as dg
 
