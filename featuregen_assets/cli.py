@@ -3,7 +3,29 @@
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from featuregen_assets.settings import Settings
+
+# What the CLI changes from the settings' defaults; a FEATUREGEN_* variable set still wins.
+CLI_DEFAULTS = {"FEATUREGEN_PROGRESS": "bar"}
+DEMO_DEFAULTS = {**CLI_DEFAULTS, "FEATUREGEN_MODELS": "tiny"}
+
+
+def _settings(defaults: Mapping[str, str] = CLI_DEFAULTS) -> "Settings":
+    """The settings of this command: FEATUREGEN_* variables over `defaults`."""
+    from featuregen_assets.settings import Settings
+
+    return Settings.from_env({**defaults, **os.environ})
+
+
+def _database_url(settings: "Settings") -> str:
+    """The database of `settings`, with the schema migrated (as the Postgres resource does)."""
+    from featuregen_assets.core.store import schema
+
+    return schema.migrated_url(settings.database_url, settings.home)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -18,7 +40,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
     )
     try:
-        result = run_category(args.category, select=args.select, run_config=run_config)
+        result = run_category(
+            args.category, select=args.select, run_config=run_config, settings=_settings()
+        )
     except LookupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -36,17 +60,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from featuregen_assets.demo.run import run_demo
 
-    return run_demo(per_category=args.per_category, categories=args.categories, seed=args.seed)
+    return run_demo(
+        _settings(DEMO_DEFAULTS),
+        per_category=args.per_category,
+        categories=args.categories,
+        seed=args.seed,
+    )
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from featuregen_assets.core.runtime import paths
     from featuregen_assets.core.runtime.checkpoint import step_checkpoints
     from featuregen_assets.core.store import db
     from featuregen_assets.core.store.summary import format_table, summarize
 
-    with db.connection(db.database_url()) as conn:
+    settings = _settings()
+    with db.connection(_database_url(settings)) as conn:
         print(format_table(summarize(conn)))
-    if waiting := step_checkpoints():
+    if waiting := step_checkpoints(paths.checkpoints_dir(settings.home)):
         print(
             "\ncheckpointed rows waiting for their step's next run (FEATUREGEN_HOME/checkpoints):"
         )
@@ -64,12 +95,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if bool(args.query) == bool(args.image):
         print("error: give a text query or --image PATH (one of them)", file=sys.stderr)
         return 2
-    with db.connection(db.database_url()) as conn:
+    settings = _settings()
+    with db.connection(_database_url(settings)) as conn:
         try:
             if args.image:
                 from featuregen_assets.definitions import build_resources
 
-                embedder = build_resources()["embedder"].build()
+                embedder = build_resources(settings)["embedder"].build()
                 hits = search.search_image(
                     conn, embedder, Path(args.image), k=args.k, category=args.category
                 )
@@ -92,7 +124,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from featuregen_assets.runs import prepare_dagster_home
 
-    home = prepare_dagster_home()
+    home = prepare_dagster_home(_settings().home)
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
     # this interpreter's dagster, also when its bin/ is not on PATH (.venv/bin/featuregen dev)
     command = [sys.executable, "-m", "dagster", "dev", "-m", "featuregen_assets.definitions"]
@@ -103,14 +135,15 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_db(args: argparse.Namespace) -> int:
     from featuregen_assets.core.store import db
 
+    settings = _settings()
     if args.action == "url":
-        print(db.database_url())
+        print(_database_url(settings))
     elif args.action == "stop":
-        print("stopped" if db.stop_embedded_server() else "not running")
+        print("stopped" if db.stop_embedded_server(settings.home) else "not running")
     elif args.action == "compact":
         from featuregen_assets.core.store.maintenance import move_vectors_into_rows
 
-        before, after = move_vectors_into_rows(db.database_url())
+        before, after = move_vectors_into_rows(_database_url(settings))
         print(f"vectors stored out of line: {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB now")
     return 0
 
@@ -198,7 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `featuregen` command."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("FEATUREGEN_PROGRESS", "bar")
     # No model-loading bars (read when huggingface_hub is imported; no transformers import here).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()

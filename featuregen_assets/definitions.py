@@ -27,14 +27,19 @@ from featuregen_assets.resources.models import (
     ModelsResource,
 )
 from featuregen_assets.resources.postgres import PostgresResource
+from featuregen_assets.resources.settings import settings_resource
+from featuregen_assets.settings import Settings
 
 
-def build_resources() -> dict[str, object]:
-    """The resources; unset settings come from FEATUREGEN_* variables when a run starts."""
-    postgres = PostgresResource()
-    models = ModelsResource()
-    compute = ComputeResource()
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    """The resources, taking their values from `settings` (default: FEATUREGEN_* variables
+    read when a run starts)."""
+    config = settings_resource(settings)
+    postgres = PostgresResource(settings=config)
+    models = ModelsResource(settings=config)
+    compute = ComputeResource(settings=config)
     return {
+        "settings": config,
         "postgres": postgres,
         "models": models,
         "compute": compute,
@@ -51,14 +56,20 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
 )
 
-defs = dg.Definitions(
-    assets=[raw_images, image_prompts, image_embeddings, aligned_text_encoder, decoder_model],
-    asset_checks=[
-        ingest_checks.failure_rate_below_threshold,
-        feature_checks.embeddings_complete_and_normalised,
-        feature_checks.prompts_complete,
-    ],
-    jobs=[category_pipeline_job],
-    sensors=[link_file_sensor, automation_sensor],
-    resources=build_resources(),
-)
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """The whole graph with resources built from `settings` (see `build_resources`)."""
+    return dg.Definitions(
+        assets=[raw_images, image_prompts, image_embeddings, aligned_text_encoder, decoder_model],
+        asset_checks=[
+            ingest_checks.failure_rate_below_threshold,
+            feature_checks.embeddings_complete_and_normalised,
+            feature_checks.prompts_complete,
+        ],
+        jobs=[category_pipeline_job],
+        sensors=[link_file_sensor, automation_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_defs()

@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
-from featuregen_assets.core.runtime.paths import featuregen_home, links_dir
 from featuregen_assets.core.runtime.processes import is_running
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
+from featuregen_assets.settings import Settings
 
 _POOLS = """\
 # Written by featuregen. GPU steps (pool "gpu") run one at a time; raise the limit for more GPUs.
@@ -44,10 +44,10 @@ HOST_TAG = "featuregen/host"
 _log = logging.getLogger(__name__)
 
 
-def prepare_dagster_home() -> Path:
-    """DAGSTER_HOME (default FEATUREGEN_HOME/dagster), with featuregen's dagster.yaml if it has
+def prepare_dagster_home(featuregen_home: Path) -> Path:
+    """DAGSTER_HOME (default `featuregen_home`/dagster), with featuregen's dagster.yaml if it has
     none or one an earlier featuregen wrote (a dagster.yaml of your own is left as it is)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home() / "dagster")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text() in EARLIER_INSTANCE_CONFIGS:
@@ -55,9 +55,9 @@ def prepare_dagster_home() -> Path:
     return home
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The persistent instance in `prepare_dagster_home()`."""
-    prepare_dagster_home()
+def dagster_instance(featuregen_home: Path) -> dg.DagsterInstance:
+    """The persistent instance in `prepare_dagster_home(featuregen_home)`."""
+    prepare_dagster_home(featuregen_home)
     return dg.DagsterInstance.get()
 
 
@@ -110,10 +110,10 @@ def gpu_pool_holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
     return [(slot.run_id, slot.step_key) for slot in info.claimed_slots]
 
 
-def _ready(instance: dg.DagsterInstance | None) -> dg.DagsterInstance:
-    """The instance to launch on (default `dagster_instance()`), with this host's orphaned runs
-    failed, and a word when the GPU pool is full."""
-    instance = instance or dagster_instance()
+def _ready(instance: dg.DagsterInstance | None, settings: Settings) -> dg.DagsterInstance:
+    """The instance to launch on (default the one in the settings' home), with this host's
+    orphaned runs failed, and a word when the GPU pool is full."""
+    instance = instance or dagster_instance(settings.home)
     fail_orphaned_runs(instance)
     if holders := gpu_pool_holders(instance):
         held_by = ", ".join(f"{step} of run {run_id}" for run_id, step in holders)
@@ -135,20 +135,24 @@ def run_category(
     instance: dg.DagsterInstance | None = None,
     run_config: dict | None = None,
     log_level: str = "INFO",
+    settings: Settings | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run the category pipeline (or the `select`ed assets) for one partition.
+    """Run the category pipeline (or the `select`ed assets) for one partition with `settings`
+    (default: FEATUREGEN_* variables, read now).
 
     Raises `LookupError`, before adding the partition, when the category has no link file
     and is new or `raw_images` (which reads the file) is selected."""
-    from featuregen_assets.definitions import defs
+    from featuregen_assets.definitions import build_defs
 
-    instance = _ready(instance)
-    if find_link_file(links_dir(), category) is None and (
+    settings = settings or Settings.from_env()
+    defs = build_defs(settings)
+    instance = _ready(instance, settings)
+    if find_link_file(settings.links_dir, category) is None and (
         not instance.has_dynamic_partition(category_partitions.name, category)
         or not select
         or "raw_images" in select
     ):
-        raise LookupError(missing_link_file_message(links_dir(), category))
+        raise LookupError(missing_link_file_message(settings.links_dir, category))
     ensure_partition(instance, category)
     job = defs.resolve_job_def("category_pipeline")
     return job.execute_in_process(
@@ -165,11 +169,15 @@ def materialize_unpartitioned(
     keys: Sequence[str],
     instance: dg.DagsterInstance | None = None,
     run_config: dict | None = None,
+    settings: Settings | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialise unpartitioned assets (the trained models) by key."""
-    from featuregen_assets.definitions import defs
+    """Materialise unpartitioned assets (the trained models) by key, with `settings` as in
+    `run_category`."""
+    from featuregen_assets.definitions import build_defs
 
-    instance = _ready(instance)
+    settings = settings or Settings.from_env()
+    defs = build_defs(settings)
+    instance = _ready(instance, settings)
     return dg.materialize(
         [defs.get_assets_def(key) for key in keys],
         instance=instance,

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, discard_run, step_directory
+from featuregen_assets.core.runtime.paths import checkpoints_dir
 from featuregen_assets.core.store import db
+from featuregen_assets.settings import Settings
 from featuregen_tests.servers import jpeg_bytes
 
 NAMES = ("image_id", "prompt", "truncated")
@@ -57,7 +59,9 @@ def test_only_pending_rows_resume_and_chunks_with_none_pending_are_deleted(tmp_p
 
 
 def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_env: Path) -> None:
-    directory = step_directory("image_prompts", "cafe", "tiny/qwen2vl@0123abcd")
+    directory = step_directory(
+        checkpoints_dir(fg_env), "image_prompts", "cafe", "tiny/qwen2vl@0123abcd"
+    )
     killed = RowCheckpoint(directory, NAMES, run_id="killed", every_s=0)
     killed.add(ROWS[0])
     killed.add(ROWS[1])
@@ -66,9 +70,9 @@ def test_resumed_rows_become_the_resuming_runs_and_go_when_it_is_discarded(fg_en
     resuming.add(ROWS[2])
     assert {p.name.split(".")[0] for p in directory.glob("*.rows")} == {"resuming"}
 
-    assert discard_run("image_prompts", "bank", "resuming") == 0
+    assert discard_run(checkpoints_dir(fg_env), "image_prompts", "bank", "resuming") == 0
     (directory / "resuming.x.000009.rows").mkdir()  # a chunk that cannot be unlinked
-    assert discard_run("image_prompts", "cafe", "resuming") == 2
+    assert discard_run(checkpoints_dir(fg_env), "image_prompts", "cafe", "resuming") == 2
     assert [p.name for p in directory.glob("*.rows")] == ["resuming.x.000009.rows"]
     assert RowCheckpoint(directory, NAMES, run_id="later").resume({"a"}) == 0
 
@@ -162,7 +166,7 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
         (images / f"{i}.jpg").write_bytes(body)
     # the link file the rows came from (featuregen run refuses a category without one)
     (fg_env.parent / "links" / "big.txt").write_text("".join(f"{row[1]}\n" for row in rows))
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         conn.cursor().executemany(
             "INSERT INTO raw_images (category, url, status, image_id, path)"
             " VALUES (%s, %s, %s, %s, %s)",
@@ -189,7 +193,7 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
     assert 6 <= killed_with < IMAGES
 
     assert _run_prompts({**env, "FEATUREGEN_BATCH_SIZE": "16"}).wait(timeout=300) == 0
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         generated = conn.execute(
             "SELECT count(*), count(DISTINCT image_id) FROM image_prompts"
             " WHERE source = 'generated'"

@@ -34,7 +34,7 @@ def test_run_refuses_a_category_without_a_link_file_before_adding_it(fg_env: Pat
     err = capsys.readouterr().err.strip().splitlines()
     links = fg_env.parent / "links"
     assert err == [f"error: no link file for category 'nolinks': expected nolinks.txt in {links}"]
-    with dagster_instance() as instance:
+    with dagster_instance(fg_env) as instance:
         assert not instance.has_dynamic_partition("category", "nolinks")
 
 
@@ -46,6 +46,7 @@ def test_a_link_file_without_a_usable_line_is_a_warning(fg_env: Path, capsys) ->
 
 def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, capsys) -> None:
     from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
+    from featuregen_assets.core.runtime.paths import checkpoints_dir
     from featuregen_assets.core.store import db
 
     with db.connection(database_url) as conn:
@@ -59,7 +60,9 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
     assert "http_404 1" in lines[1]
     assert not any("checkpoint" in line for line in lines)
 
-    left = RowCheckpoint(step_directory("image_prompts", "cafe", "org/m@12ab"), ["id"], "r")
+    left = RowCheckpoint(
+        step_directory(checkpoints_dir(fg_env), "image_prompts", "cafe", "org/m@12ab"), ["id"], "r"
+    )
     left.add(("a",))
     left.flush()
     assert main(["summary"]) == 0

@@ -12,7 +12,8 @@ from featuregen_assets.core.store import db, maintenance, schema
 CHILD = """
 import sys
 from featuregen_assets.core.store import db, schema
-with db.connection(db.database_url()) as conn:
+from featuregen_assets.settings import Settings
+with db.connection(db.database_url(None, Settings.from_env().home)) as conn:
     schema.migrate(conn)
     conn.execute(
         "INSERT INTO raw_images (category, url, status) VALUES ('c', %s, 'http_404')",
@@ -42,7 +43,7 @@ def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) ->
         outputs = [out.strip() for out, _ in results]
         assert len(set(outputs)) == 1  # one data directory, one server
         monkeypatch.setenv("FEATUREGEN_HOME", str(home))
-        with db.connection(db.database_url(home)) as conn:
+        with db.connection(db.database_url(None, home)) as conn:
             urls = sorted(url for (url,) in conn.execute("SELECT url FROM raw_images"))
             assert urls == ["0", "1"]
     finally:  # never leave a server running, whatever failed

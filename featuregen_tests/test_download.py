@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from featuregen_assets.core.ingest.download import (
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.links import Link
+from featuregen_assets.settings import Settings
 from featuregen_tests.servers import (
     LoopbackServer,
     animated_gif,
@@ -330,7 +332,7 @@ def test_settings_from_env(monkeypatch) -> None:
     monkeypatch.setenv("FEATUREGEN_USER_AGENT", "featuregen-test/1")
     monkeypatch.setenv("FEATUREGEN_DOWNLOAD_CONCURRENCY", "7")
     monkeypatch.setenv("FEATUREGEN_DOWNLOAD_RESPECT_ROBOTS", "false")
-    settings = DownloadSettings.from_env(retries=1)
+    settings = replace(Settings.from_env().download, retries=1)
     assert settings.allowed_networks == ("127.0.0.1", "10.0.0.0/8")
     assert settings.user_agent == "featuregen-test/1"
     assert (settings.concurrency, settings.respect_robots, settings.retries) == (7, False, 1)

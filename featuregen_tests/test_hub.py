@@ -10,6 +10,7 @@ import pytest
 
 from featuregen_assets.core.vision.hub import ModelUnavailable, ensure_available
 from featuregen_assets.resources.models import ModelsResource
+from featuregen_assets.settings import Settings
 
 MISSING = "featuregen-tests/no-such-model"
 
@@ -73,4 +74,4 @@ def test_the_models_resource_checks_real_models_before_loading(monkeypatch, tmp_
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(ModelUnavailable, match=MISSING):
-        ModelsResource(profile="real", dinov2=MISSING).spec("dinov2")
+        ModelsResource(settings=Settings.from_env(), profile="real", dinov2=MISSING).spec("dinov2")

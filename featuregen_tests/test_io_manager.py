@@ -8,6 +8,7 @@ from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import TableName, upsert_in_parallel
 from featuregen_assets.resources.io_manager import PgvectorIOManager
 from featuregen_assets.resources.postgres import PostgresResource
+from featuregen_assets.settings import Settings
 
 colours = dg.StaticPartitionsDefinition(["red", "blue"])
 
@@ -42,7 +43,7 @@ def all_swatches(swatches: Table) -> list[str]:
 
 
 def _resources(url: str) -> dict:
-    postgres = PostgresResource(url=url)
+    postgres = PostgresResource(settings=Settings(), url=url)
     return {
         "io_manager": PgvectorIOManager(postgres=postgres),
         "postgres": postgres,
@@ -230,7 +231,7 @@ def test_upserts_into_an_existing_index_are_split_over_connections(
         original(url, table_slice, obj, types, primary_key, connections)
 
     monkeypatch.setattr(io_manager, "upsert_in_parallel", recording)
-    postgres = PostgresResource(url=database_url)
+    postgres = PostgresResource(settings=Settings(), url=database_url)
     resources = {"io_manager": PgvectorIOManager(postgres=postgres, write_connections=3)}
     with dg.instance_for_test() as instance:
         for key, seed in (("red", 0), ("blue", 0), ("red", 1)):
@@ -263,7 +264,7 @@ def test_upserts_into_an_existing_index_are_split_over_connections(
 
 def test_a_failed_part_of_a_split_upsert_loses_nothing_stored(test_tables: str) -> None:
     database_url = test_tables
-    postgres = PostgresResource(url=database_url)
+    postgres = PostgresResource(settings=Settings(), url=database_url)
     resources = {"io_manager": PgvectorIOManager(postgres=postgres, write_connections=3)}
     with dg.instance_for_test() as instance:
         assert dg.materialize(

@@ -8,13 +8,14 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from featuregen_assets.core.store import db
+from featuregen_assets.settings import Settings
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes
 
 LINKS = 1000
 
 
 def _ok_rows() -> int:
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         return conn.execute("SELECT count(*) FROM raw_images WHERE status = 'ok'").fetchone()[0]
 
 
@@ -76,7 +77,7 @@ def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> 
         second = _run_cli(env)
         assert second.wait(timeout=300) == 0
 
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         rows = conn.execute("SELECT url, status, image_id, path FROM raw_images").fetchall()
     assert len(rows) == LINKS
     assert {status for _, status, _, _ in rows} == {"ok"}

@@ -15,10 +15,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, Qwen2VLForConditi
 from featuregen_assets.core.vision.model_profiles import (
     QWEN2VL_SPECIAL_TOKENS,
     model_key,
-    profile_from_env,
     resolve_models,
     tiny_dir,
 )
+from featuregen_assets.settings import Settings
 
 
 def tree_hash(root: Path) -> str:
@@ -47,12 +47,12 @@ def test_real_profile_names_hub_ids_and_builds_nothing(tmp_path):
 
 def test_profile_from_env(monkeypatch):
     monkeypatch.delenv("FEATUREGEN_MODELS", raising=False)
-    assert profile_from_env() == "real"
+    assert Settings.from_env().models == "real"
     monkeypatch.setenv("FEATUREGEN_MODELS", "tiny")
-    assert profile_from_env() == "tiny"
+    assert Settings.from_env().models == "tiny"
     monkeypatch.setenv("FEATUREGEN_MODELS", "huge")
     with pytest.raises(ValueError, match="FEATUREGEN_MODELS"):
-        profile_from_env()
+        Settings.from_env()
     with pytest.raises(ValueError, match="profile"):
         resolve_models("huge", Path("."))
 

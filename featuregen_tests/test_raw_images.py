@@ -10,6 +10,7 @@ from featuregen_assets.core.store import db
 from featuregen_assets.definitions import build_resources
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
+from featuregen_assets.settings import Settings
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def _materialize(instance: dg.DagsterInstance, category: str) -> dg.ExecuteInPro
 
 
 def _rows(sql: str, *params) -> list[tuple]:
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         return conn.execute(sql, params).fetchall()
 
 

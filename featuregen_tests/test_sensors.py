@@ -6,6 +6,7 @@ import pytest
 
 from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.partitions import category_partitions
+from featuregen_assets.settings import Settings
 
 
 @pytest.fixture
@@ -15,7 +16,9 @@ def links_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _evaluate(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"settings": Settings.from_env()}
+    )
     return link_file_sensor(context)
 
 

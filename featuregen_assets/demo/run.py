@@ -1,29 +1,34 @@
 """The offline demo: synthetic scenes served on 127.0.0.1, run through every pipeline."""
 
-import os
+import dataclasses
 import time
 from collections.abc import Sequence
 
-from featuregen_assets.core.runtime import paths
+from featuregen_assets.settings import Settings
 
-DEMO_PORT = 8741
 DEMO_QUERY = "a large red circle at the top left"
+LOOPBACK = "127.0.0.1"
 
 
-def _configure_environment() -> None:
-    """Tiny models, the loopback server admitted, link files under the state directory."""
-    os.environ.setdefault("FEATUREGEN_MODELS", "tiny")
-    allowed = [n for n in os.environ.get("FEATUREGEN_ALLOWED_NETWORKS", "").split(",") if n]
-    if "127.0.0.1" not in allowed:
-        os.environ["FEATUREGEN_ALLOWED_NETWORKS"] = ",".join([*allowed, "127.0.0.1"])
-    os.environ["FEATUREGEN_LINKS_DIR"] = str(paths.featuregen_home() / "demo" / "links")
+def demo_settings(settings: Settings) -> Settings:
+    """`settings` with the loopback server admitted and link files under the state directory."""
+    download = settings.download
+    if LOOPBACK not in download.allowed_networks:
+        allowed = (*download.allowed_networks, LOOPBACK)
+        download = dataclasses.replace(download, allowed_networks=allowed)
+    links_dir = settings.home / "demo" / "links"
+    return dataclasses.replace(settings, download=download, links_dir=links_dir)
 
 
-def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, seed: int = 0) -> int:
+def run_demo(
+    settings: Settings,
+    per_category: int = 64,
+    categories: Sequence[str] | None = None,
+    seed: int = 0,
+) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
-    _configure_environment()
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
-    from featuregen_assets.core.store import db
+    from featuregen_assets.core.store import db, schema
     from featuregen_assets.core.store.search import search_text
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset, write_link_files
@@ -35,27 +40,30 @@ def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, se
         run_category,
     )
 
-    home = paths.featuregen_home()
+    settings = demo_settings(settings)
+    home = settings.home
     categories = list(categories or CATEGORIES)
     started = time.perf_counter()
     site = home / "demo" / "site"
     scenes = generate_dataset(site, categories, per_category, seed)
     print(f"generated {len(scenes)} synthetic scenes in {site}")
 
-    instance = dagster_instance()
+    instance = dagster_instance(home)
     failures = []
-    port = int(os.environ.get("FEATUREGEN_DEMO_PORT", DEMO_PORT))
-    with DemoServer(site, port=port) as server:
-        write_link_files(scenes, server.base_url, paths.links_dir())
-        print(f"serving them at {server.base_url}; link files in {paths.links_dir()}")
+    with DemoServer(site, port=settings.demo_port) as server:
+        write_link_files(scenes, server.base_url, settings.links_dir)
+        print(f"serving them at {server.base_url}; link files in {settings.links_dir}")
         for category in categories:
-            result = run_category(category, instance=instance, log_level="WARNING")
+            result = run_category(
+                category, instance=instance, log_level="WARNING", settings=settings
+            )
             status = "ok" if result.success else "FAILED"
             print(f"  {category}: run {result.run_id[:8]} {status}")
             if not result.success:
                 failures.append(category)
 
-    with db.connection(db.database_url()) as conn:
+    url = schema.migrated_url(settings.database_url, home)
+    with db.connection(url) as conn:
         summaries = [s for s in summarize(conn) if s.category in categories]
     print()
     print(format_table(summaries))
@@ -69,6 +77,7 @@ def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, se
             "ops": {"aligned_text_encoder": {"config": {"prompt_source": "link_caption"}}},
             **quiet_logs("WARNING"),
         },
+        settings=settings,
     )
     if not training.success:
         failures.append("training")
@@ -86,7 +95,7 @@ def run_demo(per_category: int = 64, categories: Sequence[str] | None = None, se
 
     if training.success:
         query = DEMO_QUERY
-        with db.connection(db.database_url()) as conn:
+        with db.connection(url) as conn:
             hits = search_text(conn, query, k=5)
         print(f'\nfeaturegen search "{query}" -k 5')
         for rank, hit in enumerate(hits, start=1):

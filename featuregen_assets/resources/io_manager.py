@@ -32,6 +32,7 @@ Once a partition's rows are committed, the step's checkpoint of them
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -47,6 +48,7 @@ from dagster._core.storage.db_io_manager import (
 from psycopg import sql
 from pydantic import Field
 
+from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.checkpoint import discard_run
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.table import Table
@@ -190,11 +192,16 @@ class TableTypeHandler(DbTypeHandler[Table]):
 class _CheckpointDiscardingIOManager(DbIOManager):
     """Once a partition's rows are committed, deletes the checkpoint its step kept of them."""
 
+    def __init__(self, checkpoints_dir: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.checkpoints_dir = checkpoints_dir
+
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         super().handle_output(context, obj)
         if context.has_asset_key and context.has_asset_partitions:
             for partition in context.asset_partition_keys:
-                discard_run(context.asset_key.to_user_string(), partition, context.run_id)
+                asset = context.asset_key.to_user_string()
+                discard_run(self.checkpoints_dir, asset, partition, context.run_id)
 
 
 class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
@@ -212,6 +219,7 @@ class PgvectorIOManager(dg.ConfigurableIOManagerFactory):
         url = self.postgres.database_url()
         writers = self.write_connections or min(8, usable_cpus())
         return _CheckpointDiscardingIOManager(
+            checkpoints_dir=paths.checkpoints_dir(self.postgres.settings.home),
             type_handlers=[TableTypeHandler(url, writers)],
             db_client=PgvectorDbClient(url),
             database="featuregen",

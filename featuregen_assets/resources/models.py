@@ -1,6 +1,8 @@
-"""GPU-step resources: compute settings and the two feature models, loaded once per step."""
+"""GPU-step resources: compute settings and the two feature models, loaded once per step.
 
-import os
+Every field left unset takes the run's `Settings` (FEATUREGEN_* variables)."""
+
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -8,101 +10,76 @@ from pydantic import Field, PrivateAttr
 
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import die_with_parent
-from featuregen_assets.core.vision.compute import ComputeSettings
 from featuregen_assets.core.vision.hub import ensure_available
-from featuregen_assets.core.vision.model_profiles import (
-    DEFAULT_DINOV2,
-    ModelSpec,
-    profile_from_env,
-    resolve_model,
-)
+from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_model
+from featuregen_assets.core.vision.settings import ComputeSettings
+from featuregen_assets.settings import Settings
 
 GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
-
-
-def _env_workers() -> int | None:
-    value = os.environ.get("FEATUREGEN_NUM_WORKERS")
-    return int(value) if value else None
-
-
 class ComputeResource(dg.ConfigurableResource):
-    """Where and how model steps run; unset fields come from FEATUREGEN_* at run time."""
+    """Where and how model steps run; unset fields take the settings' values."""
 
-    device: str | None = Field(
-        default=None, description="auto | cpu | cuda | cuda:N (FEATUREGEN_DEVICE, auto)"
-    )
+    settings: dg.ResourceDependency[Settings]
+    device: str | None = Field(default=None, description="auto | cpu | cuda | cuda:N")
     dtype: str | None = Field(
         default=None, description="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16"
     )
-    batch_size: int | None = Field(
-        default=None, description="Images per forward pass (FEATUREGEN_BATCH_SIZE, 32)."
-    )
+    batch_size: int | None = Field(default=None, description="Images per forward pass.")
     num_workers: int | None = Field(
-        default=None,
-        description="Data-loader worker processes (FEATUREGEN_NUM_WORKERS; default all CPUs"
-        " but two on a GPU, 2 on the CPU).",
+        default=None, description="Data-loader worker processes (unset everywhere: automatic)."
     )
-    attn_implementation: str = Field(default="sdpa", description="sdpa | eager | flash_attention_2")
-    compile: bool = Field(default=False, description="torch.compile the model.")
+    attn_implementation: str | None = Field(
+        default=None, description="sdpa | eager | flash_attention_2"
+    )
+    compile: bool | None = Field(default=None, description="torch.compile the model.")
     gpu_jpeg_share: float | None = Field(
         default=None,
-        description="Share of JPEGs nvJPEG decodes on a GPU; loader workers decode the rest"
-        " (FEATUREGEN_GPU_JPEG_SHARE, 0.75).",
+        description="Share of JPEGs nvJPEG decodes on a GPU; loader workers decode the rest.",
     )
     checkpoint_every_s: float | None = Field(
         default=None,
         description="Seconds between checkpoints of a model step's finished rows, which a rerun"
-        " after a failure resumes from (FEATUREGEN_CHECKPOINT_EVERY_S, 30).",
+        " after a failure resumes from.",
     )
 
     def checkpoint_interval_s(self) -> float:
-        """`checkpoint_every_s`, or FEATUREGEN_CHECKPOINT_EVERY_S, or 30."""
+        """`checkpoint_every_s`, else the settings'."""
         if self.checkpoint_every_s is not None:
             return self.checkpoint_every_s
-        return float(_env("FEATUREGEN_CHECKPOINT_EVERY_S", "30"))
+        return self.settings.checkpoint_every_s
+
+    def checkpoints_dir(self) -> Path:
+        """Where model steps keep their checkpoints."""
+        return paths.checkpoints_dir(self.settings.home)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """A model step (every one has this resource) dies with its run worker."""
         die_with_parent()
 
-    def settings(self) -> ComputeSettings:
-        """The plain-Python compute settings."""
-        return ComputeSettings(
-            device=self.device or _env("FEATUREGEN_DEVICE", "auto"),
-            dtype=self.dtype or _env("FEATUREGEN_DTYPE", "auto"),
-            batch_size=self.batch_size or int(_env("FEATUREGEN_BATCH_SIZE", "32")),
-            num_workers=(self.num_workers if self.num_workers is not None else _env_workers()),
-            attn_implementation=self.attn_implementation,
-            compile=self.compile,
-            gpu_jpeg_share=(
-                self.gpu_jpeg_share
-                if self.gpu_jpeg_share is not None
-                else float(_env("FEATUREGEN_GPU_JPEG_SHARE", str(ComputeSettings.gpu_jpeg_share)))
-            ),
-        )
+    def compute_settings(self) -> ComputeSettings:
+        """The plain-Python compute settings: the settings' with this resource's fields set."""
+        fields = [f.name for f in dataclasses.fields(ComputeSettings)]
+        overrides = {
+            name: getattr(self, name) for name in fields if getattr(self, name) is not None
+        }
+        return dataclasses.replace(self.settings.compute, **overrides)
 
 
 class ModelsResource(dg.ConfigurableResource):
     """Which models make the features: profile `real` (hub ids) or `tiny` (built locally)."""
 
-    profile: str | None = Field(
-        default=None, description="real | tiny (FEATUREGEN_MODELS, default real)"
-    )
-    dinov2: str | None = Field(
-        default=None,
-        description=f"DINOv2 of the real profile (FEATUREGEN_DINOV2, {DEFAULT_DINOV2})",
-    )
+    settings: dg.ResourceDependency[Settings]
+    profile: str | None = Field(default=None, description="real | tiny")
+    dinov2: str | None = Field(default=None, description="DINOv2 of the real profile")
 
     def spec(self, role: str) -> ModelSpec:
         """The model of `role` (dinov2, qwen2vl, clip_text) in this profile; a hub model must
         be cached or reachable (`ensure_available`)."""
-        profile = self.profile or profile_from_env()
-        dinov2 = self.dinov2 or _env("FEATUREGEN_DINOV2", DEFAULT_DINOV2)
-        spec = resolve_model(profile, role, paths.models_dir(), dinov2)
+        profile = self.profile or self.settings.models
+        dinov2 = self.dinov2 or self.settings.dinov2
+        spec = resolve_model(profile, role, paths.models_dir(self.settings.home), dinov2)
         if profile == "real":
             ensure_available(spec.name_or_path)
         return spec
@@ -113,20 +90,19 @@ class EmbedderResource(dg.ConfigurableResource):
 
     models: ModelsResource
     compute: ComputeResource
-    pooling: str | None = Field(
-        default=None, description="cls | cls+mean: CLS ⊕ mean of patches (FEATUREGEN_POOLING, cls)"
-    )
+    pooling: str | None = Field(default=None, description="cls | cls+mean: CLS ⊕ mean of patches")
 
     _embedder = PrivateAttr(default=None)
 
     def build(self):
         """A new `ImageEmbedder` with this resource's settings."""
-        from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+        from featuregen_assets.core.vision.embedding import ImageEmbedder
 
+        embedding = self.compute.settings.embedding
         return ImageEmbedder(
             self.models.spec("dinov2"),
-            self.compute.settings(),
-            EmbeddingSettings(pooling=self.pooling or _env("FEATUREGEN_POOLING", "cls")),
+            self.compute.compute_settings(),
+            dataclasses.replace(embedding, pooling=self.pooling or embedding.pooling),
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -159,7 +135,7 @@ class CaptionerResource(dg.ConfigurableResource):
         overrides = {"instruction": self.instruction} if self.instruction else {}
         self._captioner = Captioner(
             self.models.spec("qwen2vl"),
-            self.compute.settings(),
+            self.compute.compute_settings(),
             CaptionSettings(max_new_tokens=self.max_new_tokens, **overrides),
         )
 

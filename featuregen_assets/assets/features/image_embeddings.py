@@ -45,9 +45,14 @@ def image_embeddings(
     with postgres.connection() as conn:
         pending = missing_embeddings(conn, context.partition_key, model.key)
         images = image_count(conn, context.partition_key)
-    every_s = embedder.compute.checkpoint_interval_s()
     step = EMBEDDING.run(
-        context, model.key, pending, model.embed_files, every_s, images, f" (dim {model.dim})"
+        context,
+        model.key,
+        pending,
+        model.embed_files,
+        embedder.compute,
+        images,
+        f" (dim {model.dim})",
     )
     context.add_output_metadata({**step.metadata, "dim": model.dim})
     return step.table()

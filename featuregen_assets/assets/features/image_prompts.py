@@ -50,8 +50,9 @@ def image_prompts(
         pending = missing_prompts(conn, category, model.key, GENERATED)
         captions = link_captions(conn, category, LINK_FILE_MODEL, LINK_CAPTION)
         images = image_count(conn, category)
-    every_s = captioner.compute.checkpoint_interval_s()
-    step = CAPTIONING.run(context, model.key, pending, model.caption_files, every_s, images)
+    step = CAPTIONING.run(
+        context, model.key, pending, model.caption_files, captioner.compute, images
+    )
     generated = step.table(source=GENERATED)
     context.add_output_metadata(
         {

@@ -15,7 +15,7 @@ import dagster as dg
 from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
 from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.resources.models import image_paths
+from featuregen_assets.resources.models import ComputeResource, image_paths
 
 Compute = Callable[[list[Path]], Iterable[tuple[Any, ...]]]
 """A model's batch call over image files. It yields `(index, value, error, *more)` per file:
@@ -38,17 +38,19 @@ class ModelStep:
         model: str,
         pending: list[tuple[str, str]],
         compute: Compute,
-        every_s: float,
+        resource: ComputeResource,
         images: int,
         detail: str = "",
     ) -> "StepRows":
         """Compute the `pending` `(image_id, path)` images of the partition's `images`,
-        resuming the checkpoint of `model`'s earlier failed runs (written every `every_s`)."""
+        resuming the checkpoint of `model`'s earlier failed runs (where and how often the
+        compute `resource` says)."""
+        asset = context.asset_key.to_user_string()
         checkpoint = RowCheckpoint(
-            step_directory(context.asset_key.to_user_string(), context.partition_key, model),
+            step_directory(resource.checkpoints_dir(), asset, context.partition_key, model),
             ("image_id", *self.columns),
             run_id=context.run_id,
-            every_s=every_s,
+            every_s=resource.checkpoint_interval_s(),
         )
         resumed = checkpoint.resume({image_id for image_id, _ in pending})
         held = checkpoint.keys()
@@ -59,7 +61,10 @@ class ModelStep:
         )
         failed = 0
         report = ProgressReporter(
-            f"{context.partition_key} {self.results}", context.log.info, unit="images"
+            f"{context.partition_key} {self.results}",
+            context.log.info,
+            unit="images",
+            bar=resource.settings.progress_bar,
         )
         results = compute(image_paths(todo))
         for index, value, error, *more in track(results, len(todo), _failed, report):

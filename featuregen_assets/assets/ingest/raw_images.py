@@ -1,10 +1,11 @@
 """`raw_images`: download a category's link file into the image store and `raw_images` table."""
 
+from dataclasses import replace
+
 import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
-from featuregen_assets.core.ingest.download import DownloadSettings
 from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.ingest import failure_rate, ingest_link_file, status_counts
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
@@ -12,10 +13,11 @@ from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
+from featuregen_assets.settings import Settings
 
 
 class RawImagesConfig(dg.Config):
-    """Download settings; the defaults (and FEATUREGEN_* variables) serve UI backfills."""
+    """Download settings over the run's (FEATUREGEN_*); the defaults serve UI backfills."""
 
     force: bool = Field(default=False, description="Download links already `ok` again.")
     concurrency: int | None = Field(
@@ -36,24 +38,27 @@ class RawImagesConfig(dg.Config):
     metadata={"table": "public.raw_images", "partition_expr": "category"},
 )
 def raw_images(
-    context: dg.AssetExecutionContext, config: RawImagesConfig, postgres: PostgresResource
+    context: dg.AssetExecutionContext,
+    config: RawImagesConfig,
+    postgres: PostgresResource,
+    settings: dg.ResourceParam[Settings],
 ) -> dg.MaterializeResult:
     """Images of the category's link file, downloaded, validated and stored by content hash."""
     category = context.partition_key
-    link_file = find_link_file(paths.links_dir(), category)
+    link_file = find_link_file(settings.links_dir, category)
     if link_file is None:
-        raise dg.Failure(missing_link_file_message(paths.links_dir(), category))
+        raise dg.Failure(missing_link_file_message(settings.links_dir, category))
 
-    settings = DownloadSettings.from_env(**set_fields(config, exclude=frozenset({"force"})))
-    progress = ProgressReporter(category, context.log.info)
+    download = replace(settings.download, **set_fields(config, exclude=frozenset({"force"})))
+    progress = ProgressReporter(category, context.log.info, bar=settings.progress_bar)
 
     with postgres.connection() as conn:
         summary = ingest_link_file(
             link_file,
             category,
             conn,
-            ImageStore(paths.images_dir()),
-            settings,
+            ImageStore(paths.images_dir(settings.home)),
+            download,
             force=config.force,
             on_progress=progress,
             progress_every_s=progress.interval_s,

@@ -5,9 +5,9 @@ import json
 import dagster as dg
 
 from featuregen_assets.core.ingest.links import category_error, category_of, file_digest
-from featuregen_assets.core.runtime import paths
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.partitions import category_partitions
+from featuregen_assets.settings import Settings
 
 
 @dg.sensor(
@@ -16,10 +16,12 @@ from featuregen_assets.partitions import category_partitions
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches FEATUREGEN_LINKS_DIR for new or changed <category>.txt link files.",
 )
-def link_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def link_file_sensor(
+    context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]
+) -> dg.SensorResult:
     """Request one run per new or changed link file; the cursor holds what was seen."""
     seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
-    directory = paths.links_dir()
+    directory = settings.links_dir
     files = sorted(directory.glob("*.txt")) if directory.is_dir() else []
     known = set(context.instance.get_dynamic_partitions(category_partitions.name))
     new_partitions: list[str] = []

@@ -70,7 +70,7 @@ def aligned_text_encoder(
         f"{config.prompt_source} prompts",
     )
     settings = AlignmentConfig(
-        device=compute.settings().device,
+        device=compute.compute_settings().device,
         **config.core_settings(exclude=frozenset({"prompt_source"})),
     )
     tower = models.spec("clip_text")

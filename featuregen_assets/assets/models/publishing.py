@@ -88,7 +88,13 @@ def publish(
     ).hexdigest()[:8]
     version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest
     model = RegisteredModel(
-        name, version, paths.artifacts_dir() / name / version, embedding_model, settings, metrics
+        name,
+        version,
+        # the run's settings, which every resource holds
+        paths.artifacts_dir(postgres.settings.home) / name / version,
+        embedding_model,
+        settings,
+        metrics,
     )
     save(model.path)
     with postgres.connection() as conn:

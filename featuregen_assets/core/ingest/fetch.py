@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import email.utils
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -44,7 +42,7 @@ _RETRYABLE_ERRORS = (
 
 @dataclass(frozen=True)
 class DownloadSettings:
-    """How the downloader behaves; `from_env` reads `FEATUREGEN_*` overrides."""
+    """How the downloader behaves (`Settings.download` fills it from `FEATUREGEN_*`)."""
 
     concurrency: int = 64
     per_host: int = 16
@@ -63,33 +61,6 @@ class DownloadSettings:
     respect_robots: bool = True
     allowed_networks: tuple[str, ...] = ()
     full_decode: bool = False
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> DownloadSettings:
-        """Defaults, then environment, then `overrides`.
-
-        `FEATUREGEN_ALLOWED_NETWORKS` (comma-separated addresses/CIDRs), `FEATUREGEN_USER_AGENT`,
-        and `FEATUREGEN_DOWNLOAD_<FIELD>` for any other field (e.g. `..._CONCURRENCY=32`).
-        """
-        values: dict[str, object] = {}
-        for field in dataclasses.fields(cls):
-            name = {
-                "allowed_networks": "FEATUREGEN_ALLOWED_NETWORKS",
-                "user_agent": "FEATUREGEN_USER_AGENT",
-            }.get(field.name, f"FEATUREGEN_DOWNLOAD_{field.name.upper()}")
-            raw = os.environ.get(name)
-            if raw is not None and raw.strip():
-                values[field.name] = _parse_env(field.default, raw.strip())
-        values.update(overrides)
-        return cls(**values)
-
-
-def _parse_env(default: object, raw: str) -> object:
-    if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, tuple):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return type(default)(raw)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.store.table import Table
 
 CHUNK_SUFFIX = ".rows"
@@ -31,15 +30,16 @@ CHUNK_SUFFIX = ".rows"
 _log = logging.getLogger(__name__)
 
 
-def step_directory(asset: str, partition: str, model_key: str) -> Path:
-    """Where the rows of `asset`'s step over `partition` with `model_key` are kept."""
-    return paths.checkpoints_dir() / asset / partition / quote(model_key, safe="@")
+def step_directory(root: Path, asset: str, partition: str, model_key: str) -> Path:
+    """Where the rows of `asset`'s step over `partition` with `model_key` are kept under the
+    checkpoints directory `root`."""
+    return root / asset / partition / quote(model_key, safe="@")
 
 
-def discard_run(asset: str, partition: str, run_id: str) -> int:
-    """Delete the chunks that run `run_id` wrote for `asset` over `partition` (its rows are
-    stored now); returns how many."""
-    chunks = (paths.checkpoints_dir() / asset / partition).glob(f"*/{run_id}.*{CHUNK_SUFFIX}")
+def discard_run(root: Path, asset: str, partition: str, run_id: str) -> int:
+    """Delete the chunks under `root` that run `run_id` wrote for `asset` over `partition` (its
+    rows are stored now); returns how many."""
+    chunks = (root / asset / partition).glob(f"*/{run_id}.*{CHUNK_SUFFIX}")
     return sum(_remove(path) for path in chunks)
 
 
@@ -65,10 +65,10 @@ class StepCheckpoint:
     bytes: int
 
 
-def step_checkpoints() -> list[StepCheckpoint]:
-    """Every step checkpoint with chunks in it, by asset, partition and model."""
+def step_checkpoints(root: Path) -> list[StepCheckpoint]:
+    """Every step checkpoint under `root` with chunks in it, by asset, partition and model."""
     found = []
-    for directory in sorted(paths.checkpoints_dir().glob("*/*/*")):
+    for directory in sorted(root.glob("*/*/*")):
         chunks = list(directory.glob(f"*{CHUNK_SUFFIX}"))
         if chunks:
             asset, partition = directory.parent.parent.name, directory.parent.name

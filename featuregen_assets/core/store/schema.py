@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cache
+from pathlib import Path
 
 import psycopg
+
+from featuregen_assets.core.store import db
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
@@ -120,6 +124,17 @@ def migrate(conn: psycopg.Connection) -> int:
             )
             version = number
     return version
+
+
+@cache
+def migrated_url(url: str | None, home: Path) -> str:
+    """The database URL (`url`, else the embedded server's under `home`, started if needed)
+    with every migration applied: what the Postgres resource and the CLI connect to. Checked
+    once per process and database."""
+    resolved = db.database_url(url, home)
+    with db.connection(resolved) as conn:
+        migrate(conn)
+    return resolved
 
 
 _LOCK_ID = int.from_bytes(hashlib.sha256(b"featuregen-schema").digest()[:7], "big")

@@ -4,32 +4,12 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 
 import torch
 
+from featuregen_assets.core.vision.settings import ComputeSettings
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class ComputeSettings:
-    """How a model step runs.
-
-    device: ``auto`` (the first GPU if there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    dtype: ``auto`` (bfloat16 on a GPU that supports it, float32 otherwise) or an explicit
-    ``float32`` | ``bfloat16`` | ``float16``.
-    num_workers: data-loader processes; None picks `loader_workers`' default.
-    gpu_jpeg_share: on a GPU with nvJPEG, the share of JPEGs it decodes (0–1); loader
-    workers decode the rest, so the two decoders work at the same time.
-    """
-
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 32
-    num_workers: int | None = None
-    attn_implementation: str = "sdpa"
-    compile: bool = False
-    gpu_jpeg_share: float = 0.75
 
 
 def resolve_device(settings: ComputeSettings) -> torch.device:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,18 +48,11 @@ from featuregen_assets.core.vision.pixel_ring import (
     ring_slots,
 )
 from featuregen_assets.core.vision.preprocess import CropResize
+from featuregen_assets.core.vision.settings import EmbeddingSettings
 
 POOLINGS = ("cls", "cls+mean")
 T = TypeVar("T")
 _END = object()
-
-
-@dataclass(frozen=True)
-class EmbeddingSettings:
-    """``pooling``: ``cls`` or ``cls+mean`` (CLS concatenated with the mean of patch tokens)."""
-
-    pooling: str = "cls"
-    normalize: bool = True
 
 
 LOADER_CHUNK = 16

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 PROFILES = ("real", "tiny")
 ROLES = ("dinov2", "qwen2vl", "clip_text")
 DEFAULT_DINOV2 = "facebook/dinov2-base"
@@ -216,14 +214,6 @@ class ModelSpec:
     model_id: str
 
 
-def profile_from_env() -> str:
-    """``FEATUREGEN_MODELS`` (``real`` | ``tiny``), default ``real``."""
-    profile = os.environ.get("FEATUREGEN_MODELS", "real").strip().lower()
-    if profile not in PROFILES:
-        raise ValueError(f"FEATUREGEN_MODELS={profile!r}: expected one of {PROFILES}")
-    return profile
-
-
 def resolve_model(profile: str, role: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> ModelSpec:
     """The model of one role for a profile; ``tiny`` builds it locally first if missing.
 
@@ -300,6 +290,7 @@ def _word_level_tokenizer(specials: tuple[str, ...], unk: str, lowercase: bool):
 
 
 def _build_dinov2(out: Path) -> None:
+    import torch
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
 
     torch.manual_seed(TINY_SEED)
@@ -329,6 +320,7 @@ def _build_dinov2(out: Path) -> None:
 
 
 def _build_qwen2vl(out: Path) -> None:
+    import torch
     from transformers import (
         GenerationConfig,
         PreTrainedTokenizerFast,
@@ -405,6 +397,7 @@ def _build_qwen2vl(out: Path) -> None:
 
 
 def _build_clip_text(out: Path) -> None:
+    import torch
     from tokenizers.processors import TemplateProcessing
     from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 

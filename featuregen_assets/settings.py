@@ -1,0 +1,241 @@
+"""The one settings object: every `FEATUREGEN_*` variable, read when a run or command starts.
+
+`Settings.from_env()` is the only place featuregen reads its variables; everything else gets
+the settings (or the values it needs from them) as arguments. Each default is written once:
+here, or in the core dataclass a group of settings fills (`ComputeSettings`,
+`EmbeddingSettings`, `DownloadSettings`). `VARIABLES` documents them; README.md's
+Configuration table is `configuration_table()` (a test keeps the two the same; print it with
+`python -m featuregen_assets.settings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featuregen_assets.core.ingest.fetch import DownloadSettings
+from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES
+from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
+
+PROGRESS_STYLES = ("log", "bar")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything featuregen can be told through `FEATUREGEN_*` variables."""
+
+    home: Path = Path(".featuregen")
+    links_dir: Path = Path("data/links")
+    database_url: str | None = None
+    models: str = "real"
+    dinov2: str = DEFAULT_DINOV2
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    checkpoint_every_s: float = 30.0
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    max_failure_rate: float = 0.5
+    demo_port: int = 8741
+    progress: str = "log"
+
+    def __post_init__(self) -> None:
+        if self.models not in PROFILES:
+            raise ValueError(f"FEATUREGEN_MODELS={self.models!r}: expected one of {PROFILES}")
+        if self.progress not in PROGRESS_STYLES:
+            raise ValueError(
+                f"FEATUREGEN_PROGRESS={self.progress!r}: expected one of {PROGRESS_STYLES}"
+            )
+
+    @property
+    def progress_bar(self) -> bool:
+        """Whether long steps also draw a progress bar (on a terminal)."""
+        return self.progress == "bar"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings `environ` (default `os.environ`) gives; unset or empty = the default.
+
+        Paths are made absolute. `FEATUREGEN_DOWNLOAD_<FIELD>` sets any `DownloadSettings`
+        field without a variable of its own (e.g. `FEATUREGEN_DOWNLOAD_CONCURRENCY=32`).
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, dict[str, object]] = {}
+        for variable in (*VARIABLES, *_download_variables()):
+            raw = environ.get(variable.name, "").strip()
+            if raw:
+                group, _, name = variable.path.rpartition(".")
+                values.setdefault(group, {})[name] = variable.parse(raw)
+        top = values.pop("", {})
+        defaults = cls()
+        groups = {
+            group: dataclasses.replace(getattr(defaults, group), **fields)
+            for group, fields in values.items()
+        }
+        settings = dataclasses.replace(defaults, **top, **groups)
+        return dataclasses.replace(
+            settings,
+            home=settings.home.expanduser().resolve(),
+            links_dir=settings.links_dir.expanduser().resolve(),
+        )
+
+
+def _parse_bool(raw: str) -> bool:
+    return raw.lower() in ("1", "true", "yes", "on")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _lower(raw: str) -> str:
+    return raw.lower()
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the setting it fills (`group.field`), how, and its meaning."""
+
+    name: str
+    path: str
+    meaning: str
+    parse: Callable[[str], object] = str
+    shown_default: str | None = None  # when the default value alone does not say it
+
+    def default(self) -> str:
+        """The default as the Configuration table shows it."""
+        if self.shown_default is not None:
+            return self.shown_default
+        value: object = Settings()
+        for name in self.path.split("."):
+            value = getattr(value, name)
+        if value is None:
+            return "unset"
+        if value == ():
+            return "empty"
+        return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+
+
+VARIABLES = (
+    Variable(
+        "FEATUREGEN_HOME",
+        "home",
+        "state: image store, embedded PostgreSQL, tiny models, trained artifacts",
+        Path,
+    ),
+    Variable("FEATUREGEN_LINKS_DIR", "links_dir", "where link files are read and watched", Path),
+    Variable(
+        "FEATUREGEN_DATABASE_URL",
+        "database_url",
+        "a PostgreSQL with pgvector; unset = the embedded server in `FEATUREGEN_HOME/postgres`",
+    ),
+    Variable(
+        "FEATUREGEN_MODELS",
+        "models",
+        "`real`: hub models; `tiny`: architecture-identical random-weight models built locally",
+        _lower,
+        "`real` (`tiny` in the demo and tests)",
+    ),
+    Variable("FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile"),
+    Variable("FEATUREGEN_DEVICE", "compute.device", "`auto`, `cpu`, `cuda`, `cuda:N`"),
+    Variable(
+        "FEATUREGEN_DTYPE",
+        "compute.dtype",
+        "`auto` (bfloat16 on a GPU that has it, else float32), `float32`, `bfloat16`, `float16`",
+    ),
+    Variable(
+        "FEATUREGEN_BATCH_SIZE",
+        "compute.batch_size",
+        "images per forward pass (256 suits dinov2-base on an H100)",
+        int,
+    ),
+    Variable(
+        "FEATUREGEN_NUM_WORKERS",
+        "compute.num_workers",
+        "data-loader worker processes (decode, resize, crop)",
+        int,
+        "all CPUs but two on a GPU, `2` on the CPU",
+    ),
+    Variable(
+        "FEATUREGEN_GPU_JPEG_SHARE",
+        "compute.gpu_jpeg_share",
+        "on a GPU with torchvision: the share of JPEGs nvJPEG decodes while the workers decode"
+        " the rest",
+        float,
+    ),
+    Variable(
+        "FEATUREGEN_POOLING",
+        "embedding.pooling",
+        "`cls` or `cls+mean` (CLS ⊕ mean of patch tokens)",
+    ),
+    Variable(
+        "FEATUREGEN_CHECKPOINT_EVERY_S",
+        "checkpoint_every_s",
+        "seconds between checkpoints of the model steps' finished rows (a rerun resumes from them)",
+        float,
+    ),
+    Variable(
+        "FEATUREGEN_ALLOWED_NETWORKS",
+        "download.allowed_networks",
+        "addresses/CIDRs admitted despite the private-address policy (the demo adds `127.0.0.1`)",
+        _parse_list,
+    ),
+    Variable("FEATUREGEN_USER_AGENT", "download.user_agent", "the downloader's user agent"),
+    Variable(
+        "FEATUREGEN_MAX_FAILURE_RATE",
+        "max_failure_rate",
+        "threshold of the blocking download check",
+        float,
+    ),
+    Variable(
+        "FEATUREGEN_DEMO_PORT",
+        "demo_port",
+        "port of the demo's loopback server (a free one if taken)",
+        int,
+    ),
+    Variable(
+        "FEATUREGEN_PROGRESS",
+        "progress",
+        "`log`: progress lines in the run log; `bar`: also a bar on a terminal",
+        _lower,
+        "`log` (`bar` in the CLI)",
+    ),
+)
+
+# Rows for variables that are not one setting each (the table shows them after the settings).
+OTHER_VARIABLES = (
+    "| `FEATUREGEN_DOWNLOAD_<FIELD>` | see `DownloadSettings` | any other download setting, e.g."
+    " `..._CONCURRENCY`, `..._PER_HOST`, `..._TOTAL_TIMEOUT` |",
+    "| `FEATUREGEN_TEST_DATABASE_URL` | unset | tests: use this server instead of an embedded"
+    " one |",
+    "| `DAGSTER_HOME` | `FEATUREGEN_HOME/dagster` for the CLI | the Dagster instance |",
+)
+
+
+def _download_variables() -> list[Variable]:
+    """`FEATUREGEN_DOWNLOAD_<FIELD>` for each download setting without a variable above."""
+    named = {variable.path for variable in VARIABLES}
+    parsers: dict[type, Callable[[str], object]] = {bool: _parse_bool, tuple: _parse_list}
+    return [
+        Variable(
+            f"FEATUREGEN_DOWNLOAD_{f.name.upper()}",
+            f"download.{f.name}",
+            "",
+            parsers.get(type(f.default), type(f.default)),
+        )
+        for f in dataclasses.fields(DownloadSettings)
+        if f"download.{f.name}" not in named
+    ]
+
+
+def configuration_table() -> str:
+    """README.md's Configuration table of every variable."""
+    rows = [f"| `{v.name}` | {v.default()} | {v.meaning} |" for v in VARIABLES]
+    return "\n".join(
+        ["| variable | default | meaning |", "| --- | --- | --- |", *rows, *OTHER_VARIABLES]
+    )
+
+
+if __name__ == "__main__":
+    print(configuration_table())

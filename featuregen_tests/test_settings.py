@@ -1,0 +1,104 @@
+"""The one settings object: what each variable sets, and the README table it documents."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import featuregen_assets
+from featuregen_assets.settings import VARIABLES, Settings, configuration_table
+
+PACKAGE = Path(featuregen_assets.__file__).parent
+
+
+def test_readme_configuration_table_is_the_settings_table() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    assert configuration_table() in readme
+
+
+def test_unset_or_empty_variables_give_the_defaults_with_paths_made_absolute() -> None:
+    settings = Settings.from_env({"FEATUREGEN_BATCH_SIZE": "", "FEATUREGEN_MODELS": "  "})
+    assert settings.compute == Settings().compute
+    assert settings.models == "real"
+    assert settings.home == Path(".featuregen").resolve()
+    assert settings.links_dir.is_absolute()
+
+
+def test_variables_fill_their_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "FEATUREGEN_HOME": str(tmp_path),
+            "FEATUREGEN_MODELS": "Tiny",
+            "FEATUREGEN_BATCH_SIZE": "8",
+            "FEATUREGEN_NUM_WORKERS": "0",
+            "FEATUREGEN_GPU_JPEG_SHARE": "0.5",
+            "FEATUREGEN_POOLING": "cls+mean",
+            "FEATUREGEN_CHECKPOINT_EVERY_S": "0",
+            "FEATUREGEN_MAX_FAILURE_RATE": "0.1",
+            "FEATUREGEN_ALLOWED_NETWORKS": "127.0.0.1, 10.0.0.0/8",
+            "FEATUREGEN_DOWNLOAD_CONCURRENCY": "7",
+            "FEATUREGEN_DOWNLOAD_RESPECT_ROBOTS": "false",
+            "FEATUREGEN_DOWNLOAD_TOTAL_TIMEOUT": "1.5",
+            "FEATUREGEN_PROGRESS": "bar",
+        }
+    )
+    assert settings.home == tmp_path
+    assert settings.models == "tiny"
+    assert (settings.compute.batch_size, settings.compute.num_workers) == (8, 0)
+    assert settings.compute.gpu_jpeg_share == 0.5
+    assert settings.embedding.pooling == "cls+mean"
+    assert (settings.checkpoint_every_s, settings.max_failure_rate) == (0.0, 0.1)
+    assert settings.download.allowed_networks == ("127.0.0.1", "10.0.0.0/8")
+    download = settings.download
+    assert (download.concurrency, download.respect_robots, download.total_timeout) == (
+        7,
+        False,
+        1.5,
+    )
+    assert settings.progress_bar
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(ValueError, match="FEATUREGEN_PROGRESS"):
+        Settings.from_env({"FEATUREGEN_PROGRESS": "fancy"})
+    with pytest.raises(ValueError, match="invalid literal"):
+        Settings.from_env({"FEATUREGEN_BATCH_SIZE": "many"})
+
+
+def test_every_variable_names_a_setting() -> None:
+    for variable in VARIABLES:
+        value: object = Settings()
+        for name in variable.path.split("."):
+            value = getattr(value, name)  # raises for a path that names nothing
+
+
+def _environment_reads(path: Path) -> set[str]:
+    """What `path` reads from `os.environ`: variable names, or "?" for a computed one."""
+    reads = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = node.func.value
+            environ = isinstance(target, ast.Attribute) and target.attr == "environ"
+            if (environ and node.func.attr in ("get", "setdefault", "pop")) or (
+                node.func.attr == "getenv"
+            ):
+                arg = node.args[0] if node.args else None
+                reads.add(arg.value if isinstance(arg, ast.Constant) else "?")
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "environ"
+        ):
+            reads.add(node.slice.value if isinstance(node.slice, ast.Constant) else "?")
+    return reads
+
+
+def test_only_the_settings_read_featuregen_variables() -> None:
+    reads = {str(p.relative_to(PACKAGE)): _environment_reads(p) for p in PACKAGE.rglob("*.py")}
+    featuregen = {
+        path: names for path, names in reads.items() if any("FEATUREGEN_" in n for n in names)
+    }
+    assert featuregen == {}
+    core = {path for path, names in reads.items() if path.startswith("core/") and names}
+    # hub.py reads Hugging Face's own variables (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN)
+    assert core == {"core/vision/hub.py"}
