@@ -88,3 +88,48 @@ def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> 
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem
     assert {Path(path) for *_, path in rows} == set(files)
+
+
+def _timed_image(body: bytes, delay_s: float, finished: dict[str, float]):
+    """Like `_slow_image`, recording when each answer was sent in full."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(delay_s)
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+        h.wfile.flush()
+        finished[h.path] = time.monotonic()
+
+    return handle
+
+
+def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> None:
+    finished: dict[str, float] = {}
+    links = 300
+    with LoopbackServer() as server:
+        urls = [
+            server.route(f"/img/{i}.jpg", _timed_image(jpeg_bytes(16 + i % 32, 16), 0.1, finished))
+            for i in range(links)
+        ]
+        (Path(os.environ["FEATUREGEN_LINKS_DIR"]) / "big.txt").write_text(
+            "".join(f"{url}\n" for url in urls)
+        )
+        run = _run_cli({**os.environ, "FEATUREGEN_DOWNLOAD_CONCURRENCY": "4"})
+        deadline = time.monotonic() + 120
+        while len(finished) < links // 2:
+            assert run.poll() is None, "the run ended before it could be stopped"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=60)
+        settled = {path for path, at in finished.items() if at < signalled - 2}
+
+    with db.connection(db.database_url()) as conn:
+        stored = conn.execute("SELECT url FROM raw_images WHERE status = 'ok'").fetchall()
+    stored_paths = {url.removeprefix(server.url("")) for (url,) in stored}
+    assert len(settled) > 50
+    assert settled <= stored_paths

@@ -26,11 +26,9 @@ def test_parse_link_file_keeps_urls_captions_and_reports_bad_lines(tmp_path: Pat
         ("http://a.example/2.jpg", None, 5),
         ("http://a.example/3.jpg", None, 9),
     ]
-    assert [(bad.line_no, bad.reason) for bad in parsed.bad_lines] == [
-        (6, "not a URL"),
-        (7, "no URL before the TAB"),
-    ]
-    assert parsed.duplicates == 1
+    assert parsed.report.skipped.counts == {"not a URL": 1, "no URL before the TAB": 1}
+    assert parsed.report.skipped.examples["not a URL"] == ["line 6: 'not a url at all'"]
+    assert parsed.report.duplicates.total == 1
 
 
 def test_undecodable_line_is_reported_with_its_number(tmp_path: Path) -> None:
@@ -38,9 +36,9 @@ def test_undecodable_line_is_reported_with_its_number(tmp_path: Path) -> None:
     path.write_bytes(b"http://a.example/1.jpg\n\xff\xfe broken\nhttp://a.example/2.jpg\n")
     parsed = parse_link_file(path)
     assert [link.line_no for link in parsed.links] == [1, 3]
-    assert [(bad.line_no, bad.reason) for bad in parsed.bad_lines] == [
-        (2, "line is not valid UTF-8")
-    ]
+    assert parsed.report.skipped.counts == {"line is not valid UTF-8": 1}
+    [example] = parsed.report.skipped.examples["line is not valid UTF-8"]
+    assert example.startswith("line 2: ") and "\ufffd" in example
 
 
 @pytest.mark.parametrize("name", ["city_street", "road-accident", "shop", "a1"])

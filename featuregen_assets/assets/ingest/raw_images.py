@@ -7,7 +7,12 @@ from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
 from featuregen_assets.core.ingest.image_store import ImageStore
-from featuregen_assets.core.ingest.ingest import failure_rate, ingest_link_file, status_counts
+from featuregen_assets.core.ingest.ingest import (
+    DatabaseLost,
+    failure_rate,
+    ingest_link_file,
+    status_counts,
+)
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
@@ -53,32 +58,42 @@ def raw_images(
     progress = ProgressReporter(category, context.log.info, bar=settings.progress_bar)
 
     with postgres.connection() as conn:
-        summary = ingest_link_file(
-            link_file,
-            category,
-            conn,
-            ImageStore(paths.images_dir(settings.home)),
-            download,
-            force=config.force,
-            on_progress=progress,
-            progress_every_s=progress.interval_s,
-        )
+        try:
+            summary = ingest_link_file(
+                link_file,
+                category,
+                conn,
+                ImageStore(paths.images_dir(settings.home)),
+                download,
+                force=config.force,
+                on_progress=progress,
+                progress_every_s=progress.interval_s,
+            )
+        except DatabaseLost as exc:
+            raise dg.Failure(str(exc)) from None
         stored = status_counts(conn, category)
 
-    for bad in summary.bad_lines:
-        context.log.warning(f"{link_file.name}:{bad.line_no}: skipped ({bad.reason}): {bad.text!r}")
+    lines = summary.lines
+    for title, tally in (
+        ("skipped", lines.skipped),
+        ("duplicate", lines.duplicates),
+        ("kept, caption cleaned", lines.cleaned),
+    ):
+        for line in tally.lines():
+            context.log.warning(f"{link_file.name}: {title}: {line}")
     if not summary.links:
         context.log.warning(
-            f"{link_file.name} has no usable line ({len(summary.bad_lines)} bad):"
-            " nothing to download"
+            f"{link_file.name} has no usable line ({lines.skipped.total} bad): nothing to download"
         )
     return dg.MaterializeResult(
         metadata={
             "links": summary.links,
             "attempted": summary.attempted,
             "skipped_already_ok": summary.skipped_ok,
-            "duplicate_lines": summary.duplicates,
-            "bad_lines": len(summary.bad_lines),
+            "duplicate_lines": lines.duplicates.total,
+            "bad_lines": lines.skipped.total,
+            "bad_lines_by_reason": dict(lines.skipped.counts),
+            "captions_cleaned": lines.cleaned.total,
             "this_run_by_status": dict(summary.statuses),
             "stored_by_status": stored,
             "failure_rate": failure_rate(stored),

@@ -127,14 +127,14 @@ class _Run:
                     target = normalize_url(url)
                 except BadURLError as exc:
                     target = None
-                    error = str(exc)
+                    refused = DownloadResult(url, exc.status, str(exc))
                 key = target or url
                 if key in seen:
                     continue
                 seen.add(key)
                 await self.waiting.acquire()
                 if target is None:
-                    self.results.put(DownloadResult(url, "bad_url", error))
+                    self.results.put(refused)
                     continue
                 await in_flight.acquire()
                 task = asyncio.create_task(one(url, target))
@@ -158,12 +158,15 @@ def download_links(
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 5.0,
     total: int | None = None,
+    on_idle: Callable[[], None] | None = None,
+    idle_s: float = 1.0,
 ) -> Iterator[DownloadResult]:
     """Download `links` into `store`, yielding one result per distinct URL as each completes.
 
     Results come in completion order, not input order. Closing the generator early cancels
     the outstanding downloads (no partial file is left). `on_progress` is called from the
-    caller's thread about every `progress_every_s` seconds and once at the end.
+    caller's thread about every `progress_every_s` seconds and once at the end; `on_idle`
+    whenever no result came for `idle_s` seconds (to commit what the caller holds).
     """
     run = _Run(links, store, settings)
     started = time.monotonic()
@@ -175,13 +178,16 @@ def download_links(
         rate = done / elapsed if elapsed > 0 else 0.0
         on_progress(Progress(done, total, ok, done - ok, elapsed, rate))
 
+    wait_s = min(progress_every_s, idle_s) if on_idle else progress_every_s
     run.start()
     try:
         while True:
             try:
-                item = run.results.get(timeout=progress_every_s)
+                item = run.results.get(timeout=wait_s)
             except queue.Empty:
                 item = None
+                if on_idle:
+                    on_idle()
             if item is _DONE:
                 break
             if isinstance(item, _Crash):

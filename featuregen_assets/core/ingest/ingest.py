@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,15 +17,18 @@ from featuregen_assets.core.ingest.download import (
     download_links,
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
-from featuregen_assets.core.ingest.links import BadLine, Link, LinkFile, unique_links
+from featuregen_assets.core.ingest.links import LineReport, Link, unique_links, url_key
+from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 
-BATCH_SIZE = 256
+COMMIT_ROWS = 64
+COMMIT_EVERY_S = 1.0
 
 _UPSERT = """
 INSERT INTO raw_images AS r
-    (category, url, status, error, image_id, path, width, height, mime, format, bytes, caption)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (category, url) DO UPDATE SET
+    (category, url_key, url, status, error, image_id, path, width, height, mime, format, bytes,
+     caption)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (category, url_key) DO UPDATE SET
     status = EXCLUDED.status, error = EXCLUDED.error, image_id = EXCLUDED.image_id,
     path = EXCLUDED.path, width = EXCLUDED.width, height = EXCLUDED.height,
     mime = EXCLUDED.mime, format = EXCLUDED.format, bytes = EXCLUDED.bytes,
@@ -32,6 +36,10 @@ ON CONFLICT (category, url) DO UPDATE SET
     attempts = r.attempts + 1, updated_at = now()
 WHERE r.status <> 'ok' OR EXCLUDED.status = 'ok'
 """
+
+
+class DatabaseLost(RuntimeError):
+    """The database connection failed during a run: the run stops at once."""
 
 
 @dataclass
@@ -43,22 +51,22 @@ class IngestSummary:
     skipped_ok: int = 0
     attempted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
-    bad_lines: list[BadLine] = field(default_factory=list)
-    duplicates: int = 0
+    lines: LineReport = field(default_factory=LineReport)
 
 
-def ok_urls(conn: psycopg.Connection, category: str) -> set[str]:
-    """URLs of the category already downloaded successfully."""
+def ok_keys(conn: psycopg.Connection, category: str) -> set[str]:
+    """Row keys (`url_key`) of the category's links already downloaded successfully."""
     rows = conn.execute(
-        "SELECT url FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
+        "SELECT url_key FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
     )
-    return {url for (url,) in rows}
+    return {key for (key,) in rows}
 
 
 def _row(category: str, result: DownloadResult, caption: str | None) -> tuple:
     return (
         category,
-        result.url,
+        url_key(result.url),
+        result.url[:MAX_URL_LENGTH],
         result.status,
         result.error,
         result.image_id,
@@ -70,6 +78,52 @@ def _row(category: str, result: DownloadResult, caption: str | None) -> tuple:
         result.bytes,
         caption,
     )
+
+
+class RowWriter:
+    """Upserts result rows, committing every `rows` rows or `every_s` seconds (`commit_if_due`
+    is also called while no result arrives), so a kill loses at most the rows of the last
+    second. A failed connection raises `DatabaseLost`."""
+
+    def __init__(
+        self, conn: psycopg.Connection, rows: int = COMMIT_ROWS, every_s: float = COMMIT_EVERY_S
+    ) -> None:
+        self.conn = conn
+        self.rows = rows
+        self.every_s = every_s
+        self.pending: list[tuple] = []
+        self.committed = 0
+        self.last_commit = time.monotonic()
+
+    def add(self, row: tuple) -> None:
+        """Hold one row; commit when enough rows or time have gathered."""
+        self.pending.append(row)
+        self.commit_if_due()
+
+    def commit_if_due(self) -> None:
+        """Commit the held rows if there are `rows` of them or `every_s` has passed."""
+        due = time.monotonic() - self.last_commit >= self.every_s
+        if len(self.pending) >= self.rows or (self.pending and due):
+            self.commit()
+
+    def commit(self) -> None:
+        """Write and commit the held rows."""
+        self.last_commit = time.monotonic()
+        if not self.pending:
+            return
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(_UPSERT, self.pending)
+            self.conn.commit()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise DatabaseLost(
+                f"database connection lost ({first_line}): stopped after {self.committed} rows;"
+                f" the {len(self.pending)} links finished since are not recorded"
+                " (the next run downloads them again)"
+            ) from exc
+        self.committed += len(self.pending)
+        self.pending.clear()
 
 
 def ingest_link_file(
@@ -85,25 +139,26 @@ def ingest_link_file(
 ) -> IngestSummary:
     """Download the links of `path` not yet `ok` (all when `force`) and upsert their rows.
 
-    Rows are committed in batches as downloads finish, so an interrupted run keeps its
-    progress; a link that was `ok` is never downgraded by a later failure.
+    Rows are committed as downloads finish (`RowWriter`), also when the run is interrupted,
+    so a killed run keeps all but its last second; a link that was `ok` is never downgraded
+    by a later failure.
     """
     summary = IngestSummary(category=category)
-    done = set() if force else ok_urls(conn, category)
+    done = set() if force else ok_keys(conn, category)
     captions: dict[str, str | None] = {}
 
     def pending() -> Iterator[Link]:
-        for link in unique_links(path, summary):
+        for link in unique_links(path, summary.lines):
             summary.links += 1
-            if link.url in done:
+            if url_key(link.url) in done:
                 summary.skipped_ok += 1
                 continue
             captions[link.url] = link.caption
             yield link
 
-    counted = LinkFile(category)  # a first streaming pass, for the progress total
-    total = sum(1 for link in unique_links(path, counted) if link.url not in done)
-    batch: list[tuple] = []
+    # A first streaming pass, for the progress total.
+    total = sum(1 for link in unique_links(path, LineReport()) if url_key(link.url) not in done)
+    writer = RowWriter(conn)
     store.sweep_orphans()
     results = download_links(
         pending(),
@@ -112,23 +167,21 @@ def ingest_link_file(
         on_progress=on_progress,
         progress_every_s=progress_every_s,
         total=total,
+        on_idle=writer.commit_if_due,
+        idle_s=writer.every_s,
     )
-    for result in results:
-        summary.attempted += 1
-        summary.statuses[result.status] += 1
-        batch.append(_row(category, result, captions.pop(result.url, None)))
-        if len(batch) >= BATCH_SIZE:
-            _write(conn, batch)
-    _write(conn, batch)
+    try:
+        for result in results:
+            summary.attempted += 1
+            summary.statuses[result.status] += 1
+            writer.add(_row(category, result, captions.pop(result.url, None)))
+    except DatabaseLost:
+        raise
+    except BaseException:
+        writer.commit()  # an interrupt keeps what finished before it
+        raise
+    writer.commit()
     return summary
-
-
-def _write(conn: psycopg.Connection, batch: list[tuple]) -> None:
-    if batch:
-        with conn.cursor() as cur:
-            cur.executemany(_UPSERT, batch)
-        conn.commit()
-        batch.clear()
 
 
 def status_counts(conn: psycopg.Connection, category: str) -> dict[str, int]:

@@ -1,16 +1,31 @@
-"""Link files: `<category>.txt`, one URL a line with an optional TAB and caption."""
+"""Link files: `<category>.txt`, one URL a line with an optional TAB and caption.
+
+Every line ends as a `Link` or a counted skip (`LineTally`: counts by reason with a few bounded
+examples, so memory and log output stay flat however many lines are bad). A URL listed again,
+also in another spelling of the same address (`#fragment`, scheme or host case), is a counted
+duplicate. Other readers (CSV, Parquet, ...) build their records with `make_link`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+
+from featuregen_assets.core.ingest.netpolicy import BadURLError, normalize_url
 
 CATEGORY_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MAX_CATEGORY_LENGTH = 64
+MAX_LINE_BYTES = 2**20  # a longer line is skipped unread; a URL's own limit is in netpolicy
+EXAMPLES_PER_REASON = 3
+EXAMPLE_CHARS = 120
+BOM = b"\xef\xbb\xbf"
+CAPTION_CONTROL_REPLACEMENT = "\ufffd"
+DUPLICATE = "same URL as an earlier line (once normalised: no #fragment, scheme and host case)"
 
 
 @dataclass(frozen=True)
@@ -32,13 +47,49 @@ class BadLine:
 
 
 @dataclass
+class LineTally:
+    """Lines counted by reason, keeping only the first few of each reason as examples."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, line_no: int, text: str) -> None:
+        """Count one line; keep it as an example (cut to EXAMPLE_CHARS) if few are kept."""
+        self.counts[reason] += 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < EXAMPLES_PER_REASON:
+            shown = text if len(text) <= EXAMPLE_CHARS else f"{text[:EXAMPLE_CHARS]}…"
+            kept.append(f"line {line_no}: {shown!r}")
+
+    @property
+    def total(self) -> int:
+        """Lines counted, all reasons together."""
+        return sum(self.counts.values())
+
+    def lines(self) -> list[str]:
+        """One line per reason: `<count> × <reason>, e.g. <examples>`, most frequent first."""
+        return [
+            f"{count} × {reason}, e.g. {'; '.join(self.examples[reason])}"
+            for reason, count in self.counts.most_common()
+        ]
+
+
+@dataclass
+class LineReport:
+    """What reading a link file skipped (`skipped`), merged (`duplicates`) and cleaned."""
+
+    skipped: LineTally = field(default_factory=LineTally)
+    duplicates: LineTally = field(default_factory=LineTally)
+    cleaned: LineTally = field(default_factory=LineTally)
+
+
+@dataclass
 class LinkFile:
-    """A parsed link file: its links in file order (first occurrence of each URL) and bad lines."""
+    """A parsed link file: its links in file order (first occurrence of each URL) and report."""
 
     category: str
     links: list[Link] = field(default_factory=list)
-    bad_lines: list[BadLine] = field(default_factory=list)
-    duplicates: int = 0
+    report: LineReport = field(default_factory=LineReport)
 
 
 def category_error(name: str) -> str | None:
@@ -59,66 +110,120 @@ def category_of(path: Path) -> str:
 
 def file_digest(path: Path) -> str:
     """A short sha256 of the file's bytes, to tell a changed link file from an unchanged one."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
-def _line_error(url: str) -> str | None:
-    if any(ch.isspace() for ch in url.strip()) and "://" not in url:
+def url_key(url: str) -> str:
+    """The key of a link's row: the sha256 of the URL as written (any length fits an index)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+def _url_error(url: str) -> str | None:
+    if any(ch.isspace() for ch in url) and "://" not in url:
         return "not a URL"
-    if any(ord(ch) < 32 for ch in url):
+    if any(unicodedata.category(ch) == "Cc" for ch in url):
         return "control character in URL"
     return None
 
 
-def iter_lines(path: Path) -> Iterator[Link | BadLine]:
-    """Stream a link file: a `Link` per usable line, a `BadLine` per unusable one."""
+def _clean_caption(caption: str) -> tuple[str | None, bool]:
+    """The caption with control characters (NUL included) replaced; whether any were."""
+    cleaned = "".join(
+        CAPTION_CONTROL_REPLACEMENT if unicodedata.category(ch) == "Cc" and ch != "\t" else ch
+        for ch in caption
+    )
+    return cleaned.strip() or None, cleaned != caption
+
+
+def make_link(line_no: int, url: str, caption: str | None) -> tuple[Link | BadLine, bool]:
+    """A record from one line's fields: a `Link`, or a `BadLine` with the reason; and whether
+    the caption's control characters were replaced (PostgreSQL cannot store NUL)."""
+    url = url.strip()
+    if not url:
+        return BadLine(line_no, "no URL before the TAB", caption or ""), False
+    error = _url_error(url)
+    if error:
+        return BadLine(line_no, error, url), False
+    if caption is None:
+        return Link(url=url, line_no=line_no), False
+    cleaned, changed = _clean_caption(caption)
+    return Link(url=url, caption=cleaned, line_no=line_no), changed
+
+
+def _read_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """`(line number, bytes without the newline)`; None for a line over MAX_LINE_BYTES, which is
+    skipped in bounded reads. A UTF-8 byte-order mark at the start is dropped."""
     with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield BadLine(line_no, "line is not valid UTF-8", raw[:80].decode("latin-1"))
+        line_no = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            line_no += 1
+            if line_no == 1:
+                raw = raw.removeprefix(BOM)
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                yield line_no, None
                 continue
-            stripped = text.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            url, _, caption = text.partition("\t")
-            url = url.strip()
-            if not url:
-                yield BadLine(line_no, "no URL before the TAB", text)
-                continue
-            error = _line_error(url)
-            if error:
-                yield BadLine(line_no, error, text)
-                continue
-            yield Link(url=url, caption=caption.strip() or None, line_no=line_no)
+            yield line_no, raw.rstrip(b"\r\n")
 
 
-class LineReport(Protocol):
-    """Where `unique_links` records what it skipped."""
+def iter_lines(path: Path, report: LineReport | None = None) -> Iterator[Link | BadLine]:
+    """Stream a link file: a `Link` per usable line, a `BadLine` per unusable one. Captions
+    whose control characters were replaced are counted in `report.cleaned`."""
+    for line_no, raw in _read_lines(path):
+        if raw is None:
+            yield BadLine(line_no, f"line longer than {MAX_LINE_BYTES} bytes", "")
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield BadLine(
+                line_no, "line is not valid UTF-8", raw[:EXAMPLE_CHARS].decode("utf-8", "replace")
+            )
+            continue
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        url, tab, caption = text.partition("\t")
+        record, cleaned = make_link(line_no, url, caption if tab else None)
+        if cleaned and report is not None:
+            report.cleaned.add("control characters in caption replaced by U+FFFD", line_no, text)
+        yield record
 
-    bad_lines: list[BadLine]
-    duplicates: int
+
+def dedup_key(url: str) -> str:
+    """What makes two URLs one link: the normalised URL, or the URL itself when it has none."""
+    try:
+        return normalize_url(url)
+    except BadURLError:
+        return url
 
 
 def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
     """Stream a link file's links, a URL listed twice once (its first line).
 
-    Bad lines and repeated URLs are skipped and recorded in `report`.
+    Bad lines, repeated URLs (also another spelling of the same address) and cleaned captions
+    are counted in `report`.
     """
     seen: set[str] = set()
-    for item in iter_lines(path):
+    for item in iter_lines(path, report):
         if isinstance(item, BadLine):
-            report.bad_lines.append(item)
-        elif item.url in seen:
-            report.duplicates += 1
+            report.skipped.add(item.reason, item.line_no, item.text)
+            continue
+        key = dedup_key(item.url)
+        if key in seen:
+            report.duplicates.add(DUPLICATE, item.line_no, item.url)
         else:
-            seen.add(item.url)
+            seen.add(key)
             yield item
 
 
 def parse_link_file(path: Path) -> LinkFile:
     """Read a whole link file into memory (see `unique_links` to stream it)."""
     parsed = LinkFile(category=category_of(path))
-    parsed.links = list(unique_links(path, parsed))
+    parsed.links = list(unique_links(path, parsed.report))
     return parsed

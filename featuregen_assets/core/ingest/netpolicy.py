@@ -20,12 +20,23 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
+# Longer URLs are not fetched (status url_too_long): 8 KiB is the request-line limit of common
+# servers (nginx's large_client_header_buffers, Apache's LimitRequestLine).
+MAX_URL_LENGTH = 8192
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _HOST = re.compile(r"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+")
 
 
 class BadURLError(ValueError):
     """The URL is malformed or uses a scheme other than http/https."""
+
+    status = "bad_url"
+
+
+class URLTooLongError(BadURLError):
+    """The URL is longer than MAX_URL_LENGTH characters."""
+
+    status = "url_too_long"
 
 
 class BlockedAddressError(Exception):
@@ -35,9 +46,12 @@ class BlockedAddressError(Exception):
 def normalize_url(url: str) -> str:
     """The URL as it goes on the wire: IDNA host, percent-encoded path and query.
 
-    Raises `BadURLError` for malformed URLs and schemes other than http/https.
+    Raises `BadURLError` for malformed URLs and schemes other than http/https,
+    `URLTooLongError` (one) for a URL over MAX_URL_LENGTH characters.
     """
     text = url.strip()
+    if len(text) > MAX_URL_LENGTH:
+        raise URLTooLongError(f"URL of {len(text)} characters, over {MAX_URL_LENGTH}")
     try:
         parsed = httpx.URL(text)
     except (httpx.InvalidURL, ValueError, TypeError) as exc:

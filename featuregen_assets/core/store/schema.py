@@ -87,6 +87,22 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE image_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
         """,
     ),
+    (
+        4,
+        "raw_images keyed by a hash of the URL",
+        # A btree entry holds at most ~2.7 kB: a longer URL in the primary key failed its whole
+        # batch of rows, run after run. The key is now the sha256 of the URL as written
+        # (`links.url_key` computes the same in Python), which re-keys every existing row
+        # without merging any; `url` keeps the URL (cut at netpolicy.MAX_URL_LENGTH for a
+        # `url_too_long` row).
+        """
+        ALTER TABLE raw_images ADD COLUMN url_key text;
+        UPDATE raw_images SET url_key = encode(sha256(convert_to(url, 'UTF8')), 'hex');
+        ALTER TABLE raw_images ALTER COLUMN url_key SET NOT NULL;
+        ALTER TABLE raw_images DROP CONSTRAINT raw_images_pkey;
+        ALTER TABLE raw_images ADD CONSTRAINT raw_images_pkey PRIMARY KEY (category, url_key);
+        """,
+    ),
 )
 
 

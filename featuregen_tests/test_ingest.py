@@ -1,0 +1,169 @@
+"""`ingest_link_file` against a loopback server and a real PostgreSQL (issue 14's cases)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from featuregen_assets.core.ingest.download import DownloadSettings
+from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.ingest import DatabaseLost, ingest_link_file
+from featuregen_assets.core.ingest.links import DUPLICATE, MAX_LINE_BYTES, url_key
+from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
+from featuregen_assets.core.store import db, schema
+from featuregen_tests.servers import LoopbackServer, jpeg_bytes, static
+
+SETTINGS = DownloadSettings(
+    concurrency=4, per_host=4, retries=0, total_timeout=10.0, allowed_networks=("127.0.0.1/32",)
+)
+
+
+@pytest.fixture
+def server():
+    with LoopbackServer() as running:
+        for i in range(20):
+            running.route(f"/img/{i}.jpg", static(jpeg_bytes(16 + i, 16)))
+        yield running
+
+
+def _rows(database_url: str) -> dict[str, tuple]:
+    with db.connection(database_url) as conn:
+        rows = conn.execute("SELECT url, status, caption, url_key FROM raw_images").fetchall()
+    return {url: (status, caption, key) for url, status, caption, key in rows}
+
+
+def test_long_urls_control_characters_and_a_bom_cost_no_other_link(
+    server: LoopbackServer, database_url: str, tmp_path: Path
+) -> None:
+    signed = server.url("/img/1.jpg?sig=" + "s" * 2800)
+    too_long = server.url("/img/2.jpg?sig=" + "t" * 20_000)
+    huge_line = server.url("/img/3.jpg?sig=" + "h" * (MAX_LINE_BYTES + 10))
+    lines = [
+        f"\ufeff{server.url('/img/0.jpg')}\tfirst line, after a byte-order mark",
+        f"{signed}\ta signed URL of 2.8 kB",
+        f"{too_long}\ttoo long to fetch",
+        huge_line,
+        f"{server.url('/img/4.jpg')}\ta caption with a \0 NUL and a \x07 bell",
+        f"{server.url('/img/5.jpg')}\0trailer\tNUL in the URL",
+        f"{server.url('/img/6.jpg')}",
+        f"{server.url('/img/6.jpg')}#frag",
+        server.url("/img/6.jpg").replace("http://", "HTTP://"),
+        "not a url at all",
+    ]
+    path = tmp_path / "hostile.txt"
+    path.write_bytes("\n".join(lines).encode("utf-8") + b"\n")
+    with db.connection(database_url) as conn:
+        summary = ingest_link_file(path, "hostile", conn, ImageStore(tmp_path / "images"), SETTINGS)
+
+    rows = _rows(database_url)
+    by_path = {url.split("?")[0].rsplit("/", 1)[-1]: row for url, row in rows.items()}
+    assert set(by_path) == {"0.jpg", "1.jpg", "2.jpg", "4.jpg", "6.jpg"}
+    assert {name: row[0] for name, row in by_path.items()} == {
+        "0.jpg": "ok",
+        "1.jpg": "ok",
+        "2.jpg": "url_too_long",
+        "4.jpg": "ok",
+        "6.jpg": "ok",
+    }
+    assert signed in rows and rows[signed][2] == url_key(signed)
+    [kept_long] = [url for url in rows if url.startswith(too_long[:100])]
+    assert len(kept_long) == MAX_URL_LENGTH and rows[kept_long][2] == url_key(too_long)
+    assert by_path["4.jpg"][1] == "a caption with a \ufffd NUL and a \ufffd bell"
+    assert by_path["0.jpg"][1] == "first line, after a byte-order mark"
+
+    report = summary.lines
+    assert report.skipped.counts == {
+        f"line longer than {MAX_LINE_BYTES} bytes": 1,
+        "control character in URL": 1,
+        "not a URL": 1,
+    }
+    assert report.duplicates.counts == {DUPLICATE: 2}
+    assert report.cleaned.total == 1
+    # Every link line is one row or one counted skip.
+    assert len(rows) + report.skipped.total + report.duplicates.total == len(lines)
+    assert summary.links == summary.attempted == len(rows)
+
+
+def _slow(body: bytes, delay_s: float, finished: dict[str, float]):
+    def handle(h) -> None:
+        time.sleep(delay_s)
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+        h.wfile.flush()
+        finished[h.path] = time.monotonic()
+
+    return handle
+
+
+def test_a_lost_database_connection_stops_the_run_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    finished: dict[str, float] = {}
+    links = 200
+    with LoopbackServer() as server:
+        urls = [
+            server.route(f"/slow/{i}.jpg", _slow(jpeg_bytes(8 + i % 50, 8), 0.05, finished))
+            for i in range(links)
+        ]
+        path = tmp_path / "lost.txt"
+        path.write_text("".join(f"{url}\n" for url in urls))
+        with db.connection(database_url) as conn:
+            backend = conn.info.backend_pid
+
+            def kill_backend_after_rows() -> None:
+                with db.connection(database_url) as watcher:
+                    while watcher.execute("SELECT count(*) FROM raw_images").fetchone()[0] < 10:
+                        time.sleep(0.05)
+                    watcher.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+            killer = threading.Thread(target=kill_backend_after_rows)
+            killer.start()
+            with pytest.raises(DatabaseLost) as raised:
+                ingest_link_file(path, "lost", conn, ImageStore(tmp_path / "images"), SETTINGS)
+            killer.join()
+    message = str(raised.value)
+    assert message.startswith("database connection lost (") and "\n" not in message
+    # It stopped at the first commit after the loss, long before the end of the list.
+    assert len(finished) < links / 2
+    with db.connection(database_url) as conn:
+        stored = conn.execute("SELECT count(*) FROM raw_images").fetchone()[0]
+    assert 10 <= stored < links / 2
+
+
+def test_migration_4_rekeys_existing_rows_without_losing_any(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"test_mig4_{uuid.uuid4().hex[:8]}"
+    url = db.ensure_database(pg_admin_url, name)
+    old = [
+        ("cafe", "http://a.example/é.jpg", "ok", "a" * 64),
+        ("bank", "http://a.example/é.jpg", "ok", "a" * 64),
+        ("cafe", "http://a.example/2.jpg#x", "http_404", None),
+    ]
+    try:
+        with db.connection(url) as conn:
+            monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+            schema.migrate(conn)
+            conn.cursor().executemany(
+                "INSERT INTO raw_images (category, url, status, image_id) VALUES (%s, %s, %s, %s)",
+                old,
+            )
+            conn.commit()
+            monkeypatch.undo()
+            assert schema.migrate(conn) >= 4
+            rows = conn.execute(
+                "SELECT category, url, status, image_id, url_key FROM raw_images"
+            ).fetchall()
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert sorted(row[:4] for row in rows) == sorted(old)
+    assert all(key == url_key(row_url) for _, row_url, _, _, key in rows)
