@@ -94,13 +94,23 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         # batch of rows, run after run. The key is now the sha256 of the URL as written
         # (`links.url_key` computes the same in Python), which re-keys every existing row
         # without merging any; `url` keeps the URL (cut at netpolicy.MAX_URL_LENGTH for a
-        # `url_too_long` row).
+        # `url_too_long` row). An insert that names no url_key gets the hash of its url.
         """
         ALTER TABLE raw_images ADD COLUMN url_key text;
         UPDATE raw_images SET url_key = encode(sha256(convert_to(url, 'UTF8')), 'hex');
         ALTER TABLE raw_images ALTER COLUMN url_key SET NOT NULL;
         ALTER TABLE raw_images DROP CONSTRAINT raw_images_pkey;
         ALTER TABLE raw_images ADD CONSTRAINT raw_images_pkey PRIMARY KEY (category, url_key);
+
+        CREATE OR REPLACE FUNCTION raw_images_default_url_key() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.url_key := coalesce(
+                NEW.url_key, encode(sha256(convert_to(NEW.url, 'UTF8')), 'hex'));
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER raw_images_default_url_key BEFORE INSERT ON raw_images
+            FOR EACH ROW EXECUTE FUNCTION raw_images_default_url_key();
         """,
     ),
 )
