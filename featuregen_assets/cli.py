@@ -145,7 +145,25 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
         before, after = move_vectors_into_rows(_database_url(settings))
         print(f"vectors stored out of line: {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB now")
+    elif args.action == "verify":
+        return _verify_store(db, repair=args.repair)
     return 0
+
+
+def _verify_store(db, *, repair: bool) -> int:
+    """`featuregen db verify`: print what the store check finds; 1 when anything is left wrong."""
+    from featuregen_assets.core.ingest.image_store import ImageStore
+    from featuregen_assets.core.ingest.store_check import verify_store
+    from featuregen_assets.core.runtime import paths
+    from featuregen_assets.core.store import schema
+
+    with db.connection(db.database_url()) as conn:
+        schema.migrate(conn)
+        report = verify_store(conn, ImageStore(paths.images_dir()), repair=repair)
+    for line in report.lines():
+        print(line)
+    left = report.problems - len(report.repaired)
+    return 0 if left <= 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,13 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     database = commands.add_parser(
         "db",
-        help="The database: print its URL (for psql), stop the embedded server, or compact.",
+        help="The database: print its URL (for psql), stop the embedded server, compact, verify.",
         description="`featuregen db url` starts the embedded server if needed and prints a URL"
         " for psql; `featuregen db stop` stops it; `featuregen db compact` moves vectors stored"
         " before migration 3 into their rows (VACUUM FULL: locks image_embeddings and rebuilds"
-        " its indexes).",
+        " its indexes); `featuregen db verify [--repair]` checks every stored image file against"
+        " the tables (sha256, orphans, temporary files, row keys).",
     )
-    database.add_argument("action", choices=["url", "stop", "compact"])
+    database.add_argument("action", choices=["url", "stop", "compact", "verify"])
+    database.add_argument(
+        "--repair",
+        action="store_true",
+        help="verify: mark the links of damaged files for download again (the next run of"
+        " their category fetches them), delete orphan files older than an hour and temporary"
+        " files of dead writers.",
+    )
     database.set_defaults(func=_cmd_db)
     return parser
 

@@ -157,11 +157,15 @@ def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:
     assert _rows(url, "SELECT image_id, embedding FROM image_embeddings ORDER BY 1") == stored
 
 
-def test_corrupt_image_file_is_reported_and_the_rest_stored(pipeline) -> None:
-    url = pipeline["url"]
-    [(image_id, path)] = _rows(
+def _warnings(instance: dg.DagsterInstance, run_id: str, text: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if text in e.user_message]
+
+
+def test_a_damaged_file_is_named_skipped_and_restored_from_its_link(pipeline) -> None:
+    url, instance = pipeline["url"], pipeline["instance"]
+    [(image_id, path, link)] = _rows(
         url,
-        "SELECT image_id, path FROM raw_images WHERE category = 'bank' AND status = 'ok'"
+        "SELECT image_id, path, url FROM raw_images WHERE category = 'bank' AND status = 'ok'"
         " ORDER BY image_id LIMIT 1",
     )
     original = Path(path).read_bytes()
@@ -172,28 +176,41 @@ def test_corrupt_image_file_is_reported_and_the_rest_stored(pipeline) -> None:
             "DELETE FROM image_embeddings WHERE image_id IN (SELECT image_id FROM"
             " raw_images WHERE category = 'bank' ORDER BY image_id OFFSET 1 LIMIT 2)"
         )
-    Path(path).write_bytes(b"\xff\xd8 this is not a JPEG any more")
-    try:
-        result = run_category(
-            "bank", select=["image_embeddings", "image_prompts"], instance=pipeline["instance"]
-        )
-    finally:
-        Path(path).write_bytes(original)
+    middle = len(original) // 2
+    Path(path).write_bytes(original[:middle] + b"\0" * 200 + original[middle + 200 :])
+
+    result = run_category("bank", select=["image_embeddings", "image_prompts"], instance=instance)
     assert result.success
     embedded = result.asset_materializations_for_node("image_embeddings")[0].metadata
-    assert (embedded["embedded"].value, embedded["failed"].value) == (2, 1)
-    assert embedded["dagster/row_count"].value == PER_CATEGORY - 1  # all but the corrupt one
     captioned = result.asset_materializations_for_node("image_prompts")[0].metadata
-    assert captioned["failed"].value == 1
+    assert embedded["embedded"].value == 2 and embedded["failed"].value == 0
+    assert embedded["dagster/row_count"].value == PER_CATEGORY - 1  # all but the damaged one
+    # Whichever step reads it first finds it damaged and takes it out of the other's work.
+    assert embedded["damaged_files"].value + captioned["damaged_files"].value == 1
+    assert _warnings(instance, result.run_id, f"{path}: changed on disk")
+    assert _rows(url, "SELECT status FROM raw_images WHERE url = %s", link) == [("file_damaged",)]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["embeddings_complete_and_normalised"] is False
+    assert checks["embeddings_complete_and_normalised"] is True
     assert _rows(url, "SELECT count(*) FROM image_embeddings WHERE image_id = %s", image_id) == [
         (0,)
+    ]
+
+    restored = run_category("bank", select=["raw_images"], instance=instance)
+    assert restored.success
+    assert Path(path).read_bytes() == original
+    assert _rows(url, "SELECT status, image_id FROM raw_images WHERE url = %s", link) == [
+        ("ok", image_id)
     ]
 
 
 def test_training_assets_register_loadable_models_and_search_works(pipeline, capsys) -> None:
     url = pipeline["url"]
+    [(path,)] = _rows(
+        url,
+        "SELECT path FROM raw_images r WHERE status = 'ok' AND EXISTS ("
+        " SELECT 1 FROM image_embeddings e WHERE e.image_id = r.image_id) ORDER BY path LIMIT 1",
+    )
+    Path(path).write_bytes(Path(path).read_bytes()[:300])  # truncated: no longer its bytes
     result = materialize_unpartitioned(
         ["aligned_text_encoder", "decoder_model"],
         instance=pipeline["instance"],
@@ -206,7 +223,8 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
             }
         },
     )
-    assert result.success
+    assert result.success  # the decoder trained without the truncated file, naming it
+    assert _warnings(pipeline["instance"], result.run_id, f"{path}: changed on disk")
     encoder_meta = result.asset_materializations_for_node("aligned_text_encoder")[0].metadata
     assert 0 <= encoder_meta["recall@5"].value <= 1
     assert len(encoder_meta["loss_per_epoch"].value) >= 1

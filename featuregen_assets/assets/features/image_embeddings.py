@@ -4,6 +4,7 @@ import dagster as dg
 
 from featuregen_assets.assets.features.model_step import ModelStep
 from featuregen_assets.assets.ingest.raw_images import raw_images
+from featuregen_assets.core.ingest.store_check import intact
 from featuregen_assets.core.store.feature_store import image_count, missing_embeddings
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.partitions import category_partitions
@@ -43,7 +44,7 @@ def image_embeddings(
     """
     model = embedder.embedder
     with postgres.connection() as conn:
-        pending = missing_embeddings(conn, context.partition_key, model.key)
+        pending, damaged = intact(conn, missing_embeddings(conn, context.partition_key, model.key))
         images = image_count(conn, context.partition_key)
     step = EMBEDDING.run(
         context,
@@ -53,6 +54,7 @@ def image_embeddings(
         embedder.compute,
         images,
         f" (dim {model.dim})",
+        damaged,
     )
     context.add_output_metadata({**step.metadata, "dim": model.dim})
     return step.table()

@@ -4,6 +4,7 @@ import dagster as dg
 
 from featuregen_assets.assets.features.model_step import ModelStep
 from featuregen_assets.assets.ingest.raw_images import raw_images
+from featuregen_assets.core.ingest.store_check import intact
 from featuregen_assets.core.store.feature_store import image_count, link_captions, missing_prompts
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.partitions import category_partitions
@@ -47,11 +48,17 @@ def image_prompts(
     model = captioner.captioner
     category = context.partition_key
     with postgres.connection() as conn:
-        pending = missing_prompts(conn, category, model.key, GENERATED)
+        pending, damaged = intact(conn, missing_prompts(conn, category, model.key, GENERATED))
         captions = link_captions(conn, category, LINK_FILE_MODEL, LINK_CAPTION)
         images = image_count(conn, category)
     step = CAPTIONING.run(
-        context, model.key, pending, model.caption_files, captioner.compute, images
+        context,
+        model.key,
+        pending,
+        model.caption_files,
+        captioner.compute,
+        images,
+        damaged=damaged,
     )
     generated = step.table(source=GENERATED)
     context.add_output_metadata(

@@ -5,13 +5,14 @@ checkpoint each finished row → log the failures → metadata → the `Table` t
 stores (it deletes the checkpoint once the rows are committed).
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from featuregen_assets.core.ingest.store_check import damaged_report
 from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
 from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.table import Table
@@ -41,10 +42,14 @@ class ModelStep:
         resource: ComputeResource,
         images: int,
         detail: str = "",
+        damaged: Sequence[str] = (),
     ) -> "StepRows":
         """Compute the `pending` `(image_id, path)` images of the partition's `images`,
         resuming the checkpoint of `model`'s earlier failed runs (where and how often the
-        compute `resource` says)."""
+        compute `resource` says). `damaged` names the stored files found damaged and left out
+        (`store_check.intact`)."""
+        if damaged:
+            context.log.warning(damaged_report(damaged))
         asset = context.asset_key.to_user_string()
         checkpoint = RowCheckpoint(
             step_directory(resource.checkpoints_dir(), asset, context.partition_key, model),
@@ -68,14 +73,14 @@ class ModelStep:
         )
         results = compute(image_paths(todo))
         for index, value, error, *more in track(results, len(todo), _failed, report):
-            image_id = todo[index][0]
+            image_id, path = todo[index]
             if value is None:
                 failed += 1
-                context.log.warning(f"not {self.done}: {image_id}: {error}")
+                context.log.warning(f"not {self.done}: {path}: {error}")
                 continue
             checkpoint.add((image_id, value, *more))
         checkpoint.flush()
-        return StepRows(self, model, checkpoint.table(), resumed, failed, images)
+        return StepRows(self, model, checkpoint.table(), resumed, failed, images, len(damaged))
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class StepRows:
     resumed: int
     failed: int
     images: int  # the partition's downloaded images
+    damaged: int = 0  # stored files found damaged and left out
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -98,6 +104,7 @@ class StepRows:
             self.step.count: len(self.rows),
             "resumed": self.resumed,
             "failed": self.failed,
+            "damaged_files": self.damaged,
             "dagster/row_count": self.images - self.failed,
         }
 

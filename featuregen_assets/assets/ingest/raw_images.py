@@ -78,6 +78,7 @@ def raw_images(
         ("skipped", lines.skipped),
         ("duplicate", lines.duplicates),
         ("kept, caption cleaned", lines.cleaned),
+        ("stored file damaged, downloaded again", summary.damaged),
     ):
         for line in tally.lines():
             context.log.warning(f"{link_file.name}: {title}: {line}")
@@ -94,6 +95,7 @@ def raw_images(
             "bad_lines": lines.skipped.total,
             "bad_lines_by_reason": dict(lines.skipped.counts),
             "captions_cleaned": lines.cleaned.total,
+            "damaged_files_refetched": summary.damaged.total,
             "this_run_by_status": dict(summary.statuses),
             "stored_by_status": stored,
             "failure_rate": failure_rate(stored),

@@ -1,9 +1,12 @@
 """`decoder_model`: a convolutional decoder from a stored DINOv2 vector back to the image."""
 
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from featuregen_assets.assets.features.image_embeddings import image_embeddings
@@ -13,9 +16,10 @@ from featuregen_assets.assets.models.publishing import (
     training_data,
     training_metadata,
 )
+from featuregen_assets.core.ingest.store_check import damaged_report, intact
 from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
 from featuregen_assets.core.training.plots import markdown_image
-from featuregen_assets.core.training.training_data import embedded_images
+from featuregen_assets.core.training.training_data import ImageSet, embedded_images
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -47,7 +51,10 @@ def decoder_model(
 ) -> dg.MaterializeResult:
     """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
     embedding_model, images = training_data(
-        postgres, config.embedding_model, embedded_images, "images"
+        postgres,
+        config.embedding_model,
+        partial(_images_on_disk, warn=context.log.warning),
+        "images",
     )
     reencoder = embedder.embedder
     if reencoder.key != embedding_model:
@@ -80,3 +87,15 @@ def decoder_model(
             + markdown_image(result.grid, "originals and reconstructions")
         )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def _images_on_disk(
+    conn: psycopg.Connection, embedding_model: str, *, warn: Callable[[str], None]
+) -> ImageSet:
+    """The embedded images whose stored file is intact; the others are named in one warning
+    (and fetched again by their category's next raw_images run)."""
+    images = embedded_images(conn, embedding_model)
+    kept, damaged = intact(conn, list(zip(images.image_ids, images.paths, strict=True)))
+    if damaged:
+        warn(damaged_report(damaged))
+    return images.only({image_id for image_id, _ in kept})

@@ -1,13 +1,24 @@
-"""A content-addressed image store: `images/<ab>/<sha256>.<ext>`, written atomically."""
+"""A content-addressed image store: `images/<ab>/<sha256>.<ext>`, written atomically, verified.
+
+A file's name is the sha256 of its bytes, so a stored file can always be checked: `verify_file`
+says whether it is missing, empty or changed, and `put` rewrites a file that no longer holds
+the bytes it is named after. A write that fails on our side (disk full, read-only, no
+permission) raises `StoreWriteError`: that is not the link's fault and stops the run.
+Temporary files carry their writer's `process_token` (pid and start time), so a sweep never
+mistakes a recycled pid for a live writer.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from featuregen_assets.core.runtime.processes import is_running
+from featuregen_assets.core.runtime.processes import process_token, token_alive
 
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -17,10 +28,51 @@ EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tif",
 }
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".part"
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_READ_BLOCK = 2**20
+
+
+class StoreWriteError(Exception):
+    """The store could not write `path`; the message is `disk full: <path>` when it is."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        disk_full = cause.errno in _DISK_FULL
+        reason = "disk full" if disk_full else f"cannot write ({cause.strerror or cause})"
+        super().__init__(f"{reason}: {path}")
+        self.path = path
+        self.disk_full = disk_full
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path | str, image_id: str) -> str | None:
+    """Why the stored file no longer holds image `image_id` (missing, empty, unreadable, changed),
+    or None when its bytes still hash to the id."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+        actual = file_sha256(path)
+    except FileNotFoundError:
+        return "missing file"
+    except OSError as exc:
+        return f"unreadable file ({exc.strerror or exc})"
+    if actual != image_id:
+        return f"changed on disk (sha256 {actual[:12]}…, named {image_id[:12]}…)"
+    return None
 
 
 class ImageStore:
-    """Stores image bytes once under their sha256; a stored file is never rewritten."""
+    """Stores image bytes once under their sha256; a damaged file is rewritten by `put`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -30,13 +82,27 @@ class ImageStore:
         return self.root / image_id[:2] / f"{image_id}.{ext}"
 
     def put(self, data: bytes, image_format: str) -> tuple[str, Path]:
-        """Store `data` (of Pillow format `image_format`); return its image id and path."""
+        """Store `data` (of Pillow format `image_format`); return its image id and path.
+
+        A file already there is kept only if it holds exactly `data`. Raises `StoreWriteError`
+        when the file cannot be written; no partial file is left behind.
+        """
         image_id = hashlib.sha256(data).hexdigest()
         path = self.path_for(image_id, EXTENSIONS.get(image_format.upper(), "bin"))
-        if path.exists():
+        if _holds(path, data):
+            os.utime(path)  # fresh again: an orphan sweep leaves it to the row about to name it
             return image_id, path
+        try:
+            self._write(path, data)
+        except OSError as exc:
+            raise StoreWriteError(path, exc) from exc
+        return image_id, path
+
+    def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".part")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f"{TEMP_PREFIX}{process_token()}-", suffix=TEMP_SUFFIX
+        )
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -46,14 +112,41 @@ class ImageStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return image_id, path
+
+    def files(self) -> Iterator[Path]:
+        """Every stored image file (temporary files excluded)."""
+        for path in self.root.glob("??/*"):
+            if path.is_file() and not path.name.startswith(TEMP_PREFIX):
+                yield path
+
+    def temp_files(self) -> Iterator[tuple[Path, bool]]:
+        """Every temporary file, with whether its writer (by its process token) still runs."""
+        for tmp in self.root.glob(f"??/{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+            yield tmp, token_alive(tmp.name.removeprefix(TEMP_PREFIX).split("-", 1)[0])
 
     def sweep_orphans(self) -> int:
-        """Delete temporary files left by writers that died (their pid no longer runs)."""
+        """Delete temporary files left by writers that died (their process token is gone)."""
         removed = 0
-        for tmp in self.root.glob("??/.tmp-*.part"):
-            pid = tmp.name.split("-")[1]
-            if pid.isdigit() and not is_running(int(pid)):
+        for tmp, alive in self.temp_files():
+            if not alive:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data`."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def older_than(path: Path, seconds: float) -> bool:
+    """Whether the file was last modified more than `seconds` ago (False once it is gone)."""
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False

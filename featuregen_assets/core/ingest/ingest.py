@@ -17,8 +17,9 @@ from featuregen_assets.core.ingest.download import (
     download_links,
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
-from featuregen_assets.core.ingest.links import LineReport, Link, unique_links, url_key
+from featuregen_assets.core.ingest.links import LineReport, Link, Tally, unique_links, url_key
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
+from featuregen_assets.core.ingest.store_check import recheck_category
 
 COMMIT_ROWS = 64
 COMMIT_EVERY_S = 1.0
@@ -52,6 +53,7 @@ class IngestSummary:
     attempted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     lines: LineReport = field(default_factory=LineReport)
+    damaged: Tally = field(default_factory=Tally)
 
 
 def ok_keys(conn: psycopg.Connection, category: str) -> set[str]:
@@ -139,11 +141,15 @@ def ingest_link_file(
 ) -> IngestSummary:
     """Download the links of `path` not yet `ok` (all when `force`) and upsert their rows.
 
+    Rows `ok` whose file is missing or of another size are marked `file_damaged` first, so
+    they are downloaded again (`ImageStore.put` rewrites a file that does not hold its bytes).
+
     Rows are committed as downloads finish (`RowWriter`), also when the run is interrupted,
     so a killed run keeps all but its last second; a link that was `ok` is never downgraded
     by a later failure.
     """
     summary = IngestSummary(category=category)
+    summary.damaged = recheck_category(conn, category)
     done = set() if force else ok_keys(conn, category)
     captions: dict[str, str | None] = {}
 

@@ -1,6 +1,6 @@
 """Link files: `<category>.txt`, one URL a line with an optional TAB and caption.
 
-Every line ends as a `Link` or a counted skip (`LineTally`: counts by reason with a few bounded
+Every line ends as a `Link` or a counted skip (`Tally`: counts by reason with a few bounded
 examples, so memory and log output stay flat however many lines are bad). A URL listed again,
 also in another spelling of the same address (`#fragment`, scheme or host case), is a counted
 duplicate. Other readers (CSV, Parquet, ...) build their records with `make_link`.
@@ -47,23 +47,26 @@ class BadLine:
 
 
 @dataclass
-class LineTally:
-    """Lines counted by reason, keeping only the first few of each reason as examples."""
+class Tally:
+    """Things counted by reason, keeping only the first few of each reason as examples."""
 
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, reason: str, line_no: int, text: str) -> None:
-        """Count one line; keep it as an example (cut to EXAMPLE_CHARS) if few are kept."""
+    def add(self, reason: str, example: str) -> None:
+        """Count one; keep `example` (cut to EXAMPLE_CHARS) if few of its reason are kept."""
         self.counts[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < EXAMPLES_PER_REASON:
-            shown = text if len(text) <= EXAMPLE_CHARS else f"{text[:EXAMPLE_CHARS]}…"
-            kept.append(f"line {line_no}: {shown!r}")
+            kept.append(example if len(example) <= EXAMPLE_CHARS else f"{example[:EXAMPLE_CHARS]}…")
+
+    def add_line(self, reason: str, line_no: int, text: str) -> None:
+        """Count one line of a link file."""
+        self.add(reason, f"line {line_no}: {text[:EXAMPLE_CHARS]!r}")
 
     @property
     def total(self) -> int:
-        """Lines counted, all reasons together."""
+        """Things counted, all reasons together."""
         return sum(self.counts.values())
 
     def lines(self) -> list[str]:
@@ -78,9 +81,9 @@ class LineTally:
 class LineReport:
     """What reading a link file skipped (`skipped`), merged (`duplicates`) and cleaned."""
 
-    skipped: LineTally = field(default_factory=LineTally)
-    duplicates: LineTally = field(default_factory=LineTally)
-    cleaned: LineTally = field(default_factory=LineTally)
+    skipped: Tally = field(default_factory=Tally)
+    duplicates: Tally = field(default_factory=Tally)
+    cleaned: Tally = field(default_factory=Tally)
 
 
 @dataclass
@@ -191,7 +194,9 @@ def iter_lines(path: Path, report: LineReport | None = None) -> Iterator[Link | 
         url, tab, caption = text.partition("\t")
         record, cleaned = make_link(line_no, url, caption if tab else None)
         if cleaned and report is not None:
-            report.cleaned.add("control characters in caption replaced by U+FFFD", line_no, text)
+            report.cleaned.add_line(
+                "control characters in caption replaced by U+FFFD", line_no, text
+            )
         yield record
 
 
@@ -212,11 +217,11 @@ def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
     seen: set[str] = set()
     for item in iter_lines(path, report):
         if isinstance(item, BadLine):
-            report.skipped.add(item.reason, item.line_no, item.text)
+            report.skipped.add_line(item.reason, item.line_no, item.text)
             continue
         key = dedup_key(item.url)
         if key in seen:
-            report.duplicates.add(DUPLICATE, item.line_no, item.url)
+            report.duplicates.add_line(DUPLICATE, item.line_no, item.url)
         else:
             seen.add(key)
             yield item

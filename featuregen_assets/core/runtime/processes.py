@@ -1,10 +1,12 @@
-"""Processes of this host: whether one still exists; a step process that dies with its run."""
+"""Processes of this host: whether one still exists (by pid, or by a token a recycled pid cannot
+fake); a step process that dies with its run."""
 
 import ctypes
 import multiprocessing
 import os
 import signal
 import sys
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
 
@@ -35,3 +37,31 @@ def die_with_parent() -> bool:
     if os.getppid() != parent.pid:  # it died before the kernel had the request
         os.kill(os.getpid(), signal.SIGKILL)
     return True
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def process_token(pid: int | None = None) -> str:
+    """`<pid>.<start time>` of a process (this one by default): unlike a pid, never reused by
+    another process. Just `<pid>` where the start time cannot be read."""
+    pid = os.getpid() if pid is None else pid
+    started = _start_time(pid)
+    return f"{pid}.{started}" if started else str(pid)
+
+
+def token_alive(token: str) -> bool:
+    """Whether the process a `process_token` names still runs (the same process, not a later
+    one given its pid). A token without a start time falls back to `is_running`."""
+    pid, _, started = token.partition(".")
+    if not pid.isdigit():
+        return False
+    if not started or not Path("/proc/self/stat").exists():
+        return is_running(int(pid))
+    return _start_time(int(pid)) == started

@@ -31,6 +31,13 @@ class ImageSet:
     vectors: np.ndarray
     paths: list[str]
 
+    def only(self, image_ids: set[str]) -> ImageSet:
+        """The images of `image_ids`, in this set's order."""
+        rows = [i for i, image_id in enumerate(self.image_ids) if image_id in image_ids]
+        return ImageSet(
+            [self.image_ids[i] for i in rows], self.vectors[rows], [self.paths[i] for i in rows]
+        )
+
 
 def alignment_pairs(conn: psycopg.Connection, embedding_model: str, source: str) -> PairSet:
     """Every prompt of `source` beside its image's vector from `embedding_model`."""
