@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
@@ -11,12 +12,12 @@ import psycopg
 import pytest
 
 from featuregen_assets.core.ingest.download import DownloadSettings
-from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.image_store import ImageStore, StoreWriteError, verify_file
 from featuregen_assets.core.ingest.ingest import DatabaseLost, ingest_link_file
 from featuregen_assets.core.ingest.links import DUPLICATE, MAX_LINE_BYTES, url_key
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 from featuregen_assets.core.store import db, schema
-from featuregen_tests.servers import LoopbackServer, jpeg_bytes, static
+from featuregen_tests.servers import LoopbackServer, jpeg_bytes, noisy_jpeg, static
 
 SETTINGS = DownloadSettings(
     concurrency=4, per_host=4, retries=0, total_timeout=10.0, allowed_networks=("127.0.0.1/32",)
@@ -167,3 +168,40 @@ def test_migration_4_rekeys_existing_rows_without_losing_any(
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert sorted(row[:4] for row in rows) == sorted(old)
     assert all(key == url_key(row_url) for _, row_url, _, _, key in rows)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 1 MB tmpfs (needs root; skipped elsewhere): a real full disk, not a mocked write."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_without_error_rows(
+    tiny_disk: Path, database_url: str, tmp_path: Path
+) -> None:
+    with LoopbackServer() as server:
+        urls = [server.route(f"/big/{i}.jpg", static(noisy_jpeg(200, 150))) for i in range(120)]
+        path = tmp_path / "full.txt"
+        path.write_text("".join(f"{url}\n" for url in urls))
+        store = ImageStore(tiny_disk / "images")
+        with db.connection(database_url) as conn:
+            with pytest.raises(StoreWriteError) as raised:
+                ingest_link_file(path, "full", conn, store, SETTINGS)
+            rows = conn.execute("SELECT status, image_id, path FROM raw_images").fetchall()
+    assert str(raised.value).startswith(f"disk full: {tiny_disk}")
+    assert rows and {status for status, _, _ in rows} == {"ok"}
+    for _, image_id, stored in rows:
+        assert verify_file(stored, image_id) is None
+    assert list(store.temp_files()) == []
+    assert len(rows) < len(urls)
+    assert len(list(store.files())) >= len(rows)  # finished writes whose rows were not due

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from featuregen_assets.assets.config import set_fields
-from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.image_store import ImageStore, StoreWriteError
 from featuregen_assets.core.ingest.ingest import (
     DatabaseLost,
     failure_rate,
@@ -69,7 +69,7 @@ def raw_images(
                 on_progress=progress,
                 progress_every_s=progress.interval_s,
             )
-        except DatabaseLost as exc:
+        except (DatabaseLost, StoreWriteError) as exc:
             raise dg.Failure(str(exc)) from None
         stored = status_counts(conn, category)
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from featuregen_assets.core.ingest.fetch import DownloadResult, DownloadSettings, LinkFetcher
-from featuregen_assets.core.ingest.image_store import ImageStore
+from featuregen_assets.core.ingest.image_store import ImageStore, StoreWriteError
 from featuregen_assets.core.ingest.links import Link
 from featuregen_assets.core.ingest.netpolicy import BadURLError, normalize_url
 
@@ -113,6 +113,10 @@ class _Run:
         async def one(url: str, target: str) -> None:
             try:
                 result = await fetcher.fetch(url, target)
+            except StoreWriteError as exc:  # our disk, not the link: the run stops
+                self.results.put(_Crash(exc))
+                self.main.cancel()
+                return
             except Exception as exc:  # a bug must cost one link, not the run
                 result = DownloadResult(url, "error", f"{type(exc).__name__}: {exc}")
             finally:
@@ -164,9 +168,11 @@ def download_links(
     """Download `links` into `store`, yielding one result per distinct URL as each completes.
 
     Results come in completion order, not input order. Closing the generator early cancels
-    the outstanding downloads (no partial file is left). `on_progress` is called from the
-    caller's thread about every `progress_every_s` seconds and once at the end; `on_idle`
-    whenever no result came for `idle_s` seconds (to commit what the caller holds).
+    the outstanding downloads (no partial file is left). A store write that fails (disk full)
+    raises its `StoreWriteError` here after the results before it, and stops the run.
+    `on_progress` is called from the caller's thread about every `progress_every_s` seconds
+    and once at the end; `on_idle` whenever no result came for `idle_s` seconds (to commit
+    what the caller holds).
     """
     run = _Run(links, store, settings)
     started = time.monotonic()
