@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
@@ -17,7 +19,14 @@ from featuregen_assets.core.ingest.download import (
     download_links,
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
-from featuregen_assets.core.ingest.links import LineReport, Link, Tally, unique_links, url_key
+from featuregen_assets.core.ingest.links import (
+    LineReport,
+    Link,
+    Tally,
+    links_at,
+    unique_link_offsets,
+    url_key,
+)
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 from featuregen_assets.core.ingest.store_check import recheck_category
 
@@ -151,43 +160,71 @@ def ingest_link_file(
     summary = IngestSummary(category=category)
     summary.damaged = recheck_category(conn, category)
     done = set() if force else ok_keys(conn, category)
-    captions: dict[str, str | None] = {}
+    with path.open("rb") as handle:
+        places = _plan(handle, summary, done)
+        captions: dict[str, str | None] = {}
 
-    def pending() -> Iterator[Link]:
-        for link in unique_links(path, summary.lines):
-            summary.links += 1
-            if url_key(link.url) in done:
-                summary.skipped_ok += 1
-                continue
-            captions[link.url] = link.caption
-            yield link
+        def pending() -> Iterator[Link]:
+            for link in links_at(handle, places):
+                captions[link.url] = link.caption
+                yield link
 
-    # A first streaming pass, for the progress total.
-    total = sum(1 for link in unique_links(path, LineReport()) if url_key(link.url) not in done)
-    writer = RowWriter(conn)
-    store.sweep_orphans()
-    results = download_links(
-        pending(),
-        store,
-        settings,
-        on_progress=on_progress,
-        progress_every_s=progress_every_s,
-        total=total,
-        on_idle=writer.commit_if_due,
-        idle_s=writer.every_s,
-    )
-    try:
-        for result in results:
-            summary.attempted += 1
-            summary.statuses[result.status] += 1
-            writer.add(_row(category, result, captions.pop(result.url, None)))
-    except DatabaseLost:
-        raise
-    except BaseException:
-        writer.commit()  # an interrupt keeps what finished before it
-        raise
-    writer.commit()
+        writer = RowWriter(conn)
+        store.sweep_orphans()
+        results = download_links(
+            pending(),
+            store,
+            settings,
+            on_progress=on_progress,
+            progress_every_s=progress_every_s,
+            total=len(places),
+            on_idle=writer.commit_if_due,
+            idle_s=writer.every_s,
+        )
+        try:
+            for result in results:
+                summary.attempted += 1
+                summary.statuses[result.status] += 1
+                writer.add(_row(category, result, captions.pop(result.url, None)))
+        except DatabaseLost:
+            raise
+        except BaseException:
+            writer.commit()  # an interrupt keeps what finished before it
+            raise
+        writer.commit()
     return summary
+
+
+class _Places:
+    """Where the links to download are in the link file: (byte offset, line number) pairs,
+    16 bytes a link."""
+
+    def __init__(self) -> None:
+        self.offsets, self.line_nos = array("q"), array("q")
+
+    def add(self, offset: int, line_no: int) -> None:
+        self.offsets.append(offset)
+        self.line_nos.append(line_no)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.offsets, self.line_nos, strict=True)
+
+
+def _plan(handle: BinaryIO, summary: IngestSummary, done: set[str]) -> _Places:
+    """The first pass over the link file: every line validated, counted and de-duplicated;
+    where the links not yet `ok` are. The second pass (`links_at`) reads only those lines,
+    so a file of junk is parsed once."""
+    places = _Places()
+    for offset, link in unique_link_offsets(handle, summary.lines):
+        summary.links += 1
+        if url_key(link.url) in done:
+            summary.skipped_ok += 1
+        else:
+            places.add(offset, link.line_no)
+    return places
 
 
 def status_counts(conn: psycopg.Connection, category: str) -> dict[str, int]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 from featuregen_assets.core.ingest.netpolicy import BadURLError, normalize_url
 
@@ -25,6 +25,10 @@ EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 120
 BOM = b"\xef\xbb\xbf"
 CAPTION_CONTROL_REPLACEMENT = "\ufffd"
+_SUSPECT = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")  # what _url_error looks at closer
+_SPACE = re.compile(r"\s")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's Cc: C0, DEL and C1
+_CAPTION_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # Cc but TAB
 DUPLICATE = "same URL as an earlier line (once normalised: no #fragment, scheme and host case)"
 
 
@@ -37,9 +41,8 @@ class Link:
     line_no: int = 0
 
 
-@dataclass(frozen=True)
-class BadLine:
-    """A line of a link file that was skipped, with the reason."""
+class BadLine(NamedTuple):
+    """A line of a link file that was skipped, with the reason (a tuple: junk is cheap)."""
 
     line_no: int
     reason: str
@@ -55,14 +58,19 @@ class Tally:
 
     def add(self, reason: str, example: str) -> None:
         """Count one; keep `example` (cut to EXAMPLE_CHARS) if few of its reason are kept."""
-        self.counts[reason] += 1
-        kept = self.examples.setdefault(reason, [])
-        if len(kept) < EXAMPLES_PER_REASON:
-            kept.append(example if len(example) <= EXAMPLE_CHARS else f"{example[:EXAMPLE_CHARS]}…")
+        if self._wants_example(reason):
+            cut = example if len(example) <= EXAMPLE_CHARS else f"{example[:EXAMPLE_CHARS]}…"
+            self.examples[reason].append(cut)
 
     def add_line(self, reason: str, line_no: int, text: str) -> None:
-        """Count one line of a link file."""
-        self.add(reason, f"line {line_no}: {text[:EXAMPLE_CHARS]!r}")
+        """Count one line of a link file (formatted only when kept as an example)."""
+        if self._wants_example(reason):
+            self.examples[reason].append(f"line {line_no}: {text[:EXAMPLE_CHARS]!r}")
+
+    def _wants_example(self, reason: str) -> bool:
+        """Count one of `reason`; whether its example is to be kept."""
+        self.counts[reason] += 1
+        return len(self.examples.setdefault(reason, [])) < EXAMPLES_PER_REASON
 
     @property
     def total(self) -> int:
@@ -126,20 +134,19 @@ def url_key(url: str) -> str:
 
 
 def _url_error(url: str) -> str | None:
-    if any(ch.isspace() for ch in url) and "://" not in url:
+    if not _SUSPECT.search(url):
+        return None
+    if "://" not in url and _SPACE.search(url):
         return "not a URL"
-    if any(unicodedata.category(ch) == "Cc" for ch in url):
+    if _CONTROL.search(url):
         return "control character in URL"
     return None
 
 
 def _clean_caption(caption: str) -> tuple[str | None, bool]:
     """The caption with control characters (NUL included) replaced; whether any were."""
-    cleaned = "".join(
-        CAPTION_CONTROL_REPLACEMENT if unicodedata.category(ch) == "Cc" and ch != "\t" else ch
-        for ch in caption
-    )
-    return cleaned.strip() or None, cleaned != caption
+    cleaned, replaced = _CAPTION_CONTROL.subn(CAPTION_CONTROL_REPLACEMENT, caption)
+    return cleaned.strip() or None, replaced > 0
 
 
 def make_link(line_no: int, url: str, caption: str | None) -> tuple[Link | BadLine, bool]:
@@ -157,47 +164,50 @@ def make_link(line_no: int, url: str, caption: str | None) -> tuple[Link | BadLi
     return Link(url=url, caption=cleaned, line_no=line_no), changed
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
-    """`(line number, bytes without the newline)`; None for a line over MAX_LINE_BYTES, which is
-    skipped in bounded reads. A UTF-8 byte-order mark at the start is dropped."""
-    with path.open("rb") as handle:
-        line_no = 0
-        while raw := handle.readline(MAX_LINE_BYTES + 1):
-            line_no += 1
-            if line_no == 1:
-                raw = raw.removeprefix(BOM)
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                    pass
-                yield line_no, None
-                continue
-            yield line_no, raw.rstrip(b"\r\n")
+def _parse_line(line_no: int, raw: bytes, report: LineReport | None) -> Link | BadLine | None:
+    """One line's record (None for a blank line or a comment)."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        shown = raw[:EXAMPLE_CHARS].decode("utf-8", "replace")
+        return BadLine(line_no, "line is not valid UTF-8", shown)
+    stripped = text.strip()
+    if not stripped or stripped[0] == "#":
+        return None
+    url, tab, caption = text.partition("\t")
+    record, cleaned = make_link(line_no, url, caption if tab else None)
+    if cleaned and report is not None:
+        report.cleaned.add_line("control characters in caption replaced by U+FFFD", line_no, text)
+    return record
+
+
+def _records(handle: BinaryIO, report: LineReport | None) -> Iterator[tuple[int, Link | BadLine]]:
+    """`(byte offset, record)` of each line of an open link file, from its start. A line over
+    MAX_LINE_BYTES is skipped in bounded reads; a UTF-8 byte-order mark at the start is
+    dropped."""
+    handle.seek(0)
+    readline = handle.readline
+    line_no = offset = 0
+    while raw := readline(MAX_LINE_BYTES + 1):
+        line_no += 1
+        start, offset = offset, offset + len(raw)
+        if len(raw) > MAX_LINE_BYTES and raw[-1:] != b"\n":
+            while (rest := readline(MAX_LINE_BYTES)) and rest[-1:] != b"\n":
+                offset += len(rest)
+            offset += len(rest)
+            yield start, BadLine(line_no, f"line longer than {MAX_LINE_BYTES} bytes", "")
+            continue
+        record = _parse_line(line_no, raw.removeprefix(BOM) if line_no == 1 else raw, report)
+        if record is not None:
+            yield start, record
 
 
 def iter_lines(path: Path, report: LineReport | None = None) -> Iterator[Link | BadLine]:
     """Stream a link file: a `Link` per usable line, a `BadLine` per unusable one. Captions
     whose control characters were replaced are counted in `report.cleaned`."""
-    for line_no, raw in _read_lines(path):
-        if raw is None:
-            yield BadLine(line_no, f"line longer than {MAX_LINE_BYTES} bytes", "")
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield BadLine(
-                line_no, "line is not valid UTF-8", raw[:EXAMPLE_CHARS].decode("utf-8", "replace")
-            )
-            continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        url, tab, caption = text.partition("\t")
-        record, cleaned = make_link(line_no, url, caption if tab else None)
-        if cleaned and report is not None:
-            report.cleaned.add_line(
-                "control characters in caption replaced by U+FFFD", line_no, text
-            )
-        yield record
+    with path.open("rb") as handle:
+        for _, record in _records(handle, report):
+            yield record
 
 
 def dedup_key(url: str) -> str:
@@ -208,14 +218,12 @@ def dedup_key(url: str) -> str:
         return url
 
 
-def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
-    """Stream a link file's links, a URL listed twice once (its first line).
-
-    Bad lines, repeated URLs (also another spelling of the same address) and cleaned captions
-    are counted in `report`.
-    """
+def unique_link_offsets(handle: BinaryIO, report: LineReport) -> Iterator[tuple[int, Link]]:
+    """`(byte offset, link)` of an open link file's links, a URL listed twice once (its first
+    line). Bad lines, repeated URLs (also another spelling of the same address) and cleaned
+    captions are counted in `report`."""
     seen: set[str] = set()
-    for item in iter_lines(path, report):
+    for offset, item in _records(handle, report):
         if isinstance(item, BadLine):
             report.skipped.add_line(item.reason, item.line_no, item.text)
             continue
@@ -224,7 +232,25 @@ def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
             report.duplicates.add_line(DUPLICATE, item.line_no, item.url)
         else:
             seen.add(key)
-            yield item
+            yield offset, item
+
+
+def unique_links(path: Path, report: LineReport) -> Iterator[Link]:
+    """Stream a link file's links, as `unique_link_offsets` finds them."""
+    with path.open("rb") as handle:
+        for _, link in unique_link_offsets(handle, report):
+            yield link
+
+
+def links_at(handle: BinaryIO, places: Iterable[tuple[int, int]]) -> Iterator[Link]:
+    """The links at `(byte offset, line number)` places that `unique_link_offsets` gave for the
+    same open file: a second pass that reads only those lines, however many others there are."""
+    for offset, line_no in places:
+        handle.seek(offset)
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        record = _parse_line(line_no, raw.removeprefix(BOM) if offset == 0 else raw, None)
+        if isinstance(record, Link):
+            yield record
 
 
 def parse_link_file(path: Path) -> LinkFile:
