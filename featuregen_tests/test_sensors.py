@@ -86,3 +86,22 @@ def test_bad_category_name_is_skipped_with_a_logged_reason(
         again = _evaluate(instance, result.cursor)
         assert again.run_requests == []
         assert "Bad Name.txt" not in capfd.readouterr().err
+
+
+def test_a_directory_and_a_dangling_symlink_are_skipped_and_the_rest_picked_up(
+    links_dir: Path, capfd: pytest.CaptureFixture
+) -> None:
+    (links_dir / "folder.txt").mkdir()
+    (links_dir / "gone.txt").symlink_to(links_dir / "nowhere.txt")
+    (links_dir / "shop.txt").write_text("http://127.0.0.1/a.jpg\n")
+    with dg.instance_for_test() as instance:
+        result = _evaluate(instance, None)
+        assert [r.partition_key for r in result.run_requests] == ["shop"]
+        logged = capfd.readouterr().err
+        assert "skipping link file folder.txt: not a regular file" in logged
+        assert "skipping link file gone.txt: cannot be read (No such file or directory)" in logged
+        # Reported once; a link file added later is still picked up.
+        (links_dir / "cafe.txt").write_text("http://127.0.0.1/b.jpg\n")
+        again = _evaluate(instance, result.cursor)
+        assert [r.partition_key for r in again.run_requests] == ["cafe"]
+        assert "skipping" not in capfd.readouterr().err

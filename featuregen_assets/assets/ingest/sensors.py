@@ -1,6 +1,9 @@
 """`link_file_sensor`: each new or changed `<category>.txt` becomes a partition and a run."""
 
 import json
+import os
+from pathlib import Path
+from stat import S_ISREG
 
 import dagster as dg
 
@@ -30,18 +33,25 @@ def link_file_sensor(
 
     for path in files:
         category = category_of(path)
-        stat = path.stat()
         previous = seen.get(path.name, {})
-        reason = category_error(category)
+        stat, reason = _regular_file(path)
+        reason = category_error(category) or reason
+        if not reason:
+            if (
+                previous.get("mtime_ns") == stat.st_mtime_ns
+                and previous.get("size") == stat.st_size
+            ):
+                cursor[path.name] = previous
+                continue
+            try:
+                digest = file_digest(path)
+            except OSError as exc:
+                reason = f"cannot be read ({exc.strerror or exc})"
         if reason:
             if previous.get("skipped") != reason:
                 context.log.warning(f"skipping link file {path.name}: {reason}")
             cursor[path.name] = {"skipped": reason}
             continue
-        if previous.get("mtime_ns") == stat.st_mtime_ns and previous.get("size") == stat.st_size:
-            cursor[path.name] = previous
-            continue
-        digest = file_digest(path)
         cursor[path.name] = {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size, "sha": digest}
         if previous.get("sha") == digest:
             continue
@@ -62,3 +72,14 @@ def link_file_sensor(
         ),
         cursor=json.dumps(cursor, sort_keys=True),
     )
+
+
+def _regular_file(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """The file's stat, or why it is no link file (a directory, a dangling symlink, ...)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    if not S_ISREG(stat.st_mode):
+        return None, "not a regular file"
+    return stat, None
