@@ -205,3 +205,36 @@ def test_a_full_disk_stops_the_run_without_error_rows(
     assert list(store.temp_files()) == []
     assert len(rows) < len(urls)
     assert len(list(store.files())) >= len(rows)  # finished writes whose rows were not due
+
+
+def test_a_second_run_of_a_category_waits_for_the_first_and_downloads_nothing_twice(
+    database_url: str, tmp_path: Path
+) -> None:
+    finished: dict[str, float] = {}
+    with LoopbackServer() as server:
+        urls = [
+            server.route(f"/twice/{i}.jpg", _slow(jpeg_bytes(8 + i, 8), 0.05, finished))
+            for i in range(40)
+        ]
+        path = tmp_path / "twice.txt"
+        path.write_text("".join(f"{url}\n" for url in urls))
+        store = ImageStore(tmp_path / "images")
+        said: list[str] = []
+        summaries = {}
+
+        def run(name: str, notify) -> None:
+            with db.connection(database_url) as conn:
+                summaries[name] = ingest_link_file(
+                    path, "twice", conn, store, SETTINGS, notify=notify
+                )
+
+        first = threading.Thread(target=run, args=("first", said.append))
+        first.start()
+        while not finished:
+            time.sleep(0.01)
+        run("second", said.append)
+        first.join()
+    assert said == ["another run is ingesting category 'twice': waiting for it to finish"]
+    assert summaries["first"].statuses == {"ok": 40}
+    assert summaries["second"].attempted == 0 and summaries["second"].skipped_ok == 40
+    assert set(server.hits.values()) == {1}

@@ -91,3 +91,21 @@ def test_a_missing_or_resized_file_is_fetched_again_by_the_next_run(
     assert again.statuses == {"ok": 3}
     assert all(_status(url) == "ok" for url in urls)
     assert len(list(store.files())) == 3
+
+
+def test_each_run_sweeps_orphan_files_past_the_grace_period_only(
+    fg_env: Path, tmp_path: Path
+) -> None:
+    store = ImageStore(paths.images_dir())
+    old, young = store.path_for("a" * 64, "jpg"), store.path_for("b" * 64, "png")
+    for path in (old, young):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg_bytes())
+    os.utime(old, (old.stat().st_atime - DAY_AGO, old.stat().st_mtime - DAY_AGO))
+    with LoopbackServer() as server:
+        url = server.route("/o.jpg", static(noisy_jpeg()))
+        link_file = tmp_path / "check.txt"
+        link_file.write_text(f"{url}\n")
+        assert _ingest(link_file, store).statuses == {"ok": 1}
+    assert not old.exists() and young.exists()
+    assert len(list(store.files())) == 2  # the young orphan and the downloaded image

@@ -68,6 +68,7 @@ def raw_images(
                 force=config.force,
                 on_progress=progress,
                 progress_every_s=progress.interval_s,
+                notify=context.log.warning,
             )
         except (DatabaseLost, StoreWriteError) as exc:
             raise dg.Failure(str(exc)) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import time
 from array import array
 from collections import Counter
@@ -28,9 +31,10 @@ from featuregen_assets.core.ingest.links import (
     url_key,
 )
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
-from featuregen_assets.core.ingest.store_check import recheck_category
+from featuregen_assets.core.ingest.store_check import recheck_category, sweep_orphan_files
 
 COMMIT_ROWS = 64
+_log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
 
 _UPSERT = """
@@ -147,20 +151,25 @@ def ingest_link_file(
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 5.0,
+    notify: Callable[[str], None] = _log.warning,
 ) -> IngestSummary:
     """Download the links of `path` not yet `ok` (all when `force`) and upsert their rows.
 
-    Rows `ok` whose file is missing or of another size are marked `file_damaged` first, so
-    they are downloaded again (`ImageStore.put` rewrites a file that does not hold its bytes).
+    One ingest of a category runs at a time: a second waits for the first (`notify` says so)
+    and then downloads only what is left. First, `ok` rows whose file is missing or of another
+    size are marked `file_damaged` (so they are downloaded again), and temporary files of dead
+    writers and files no row names (older than store_check.ORPHAN_GRACE_S) are deleted.
 
     Rows are committed as downloads finish (`RowWriter`), also when the run is interrupted,
     so a killed run keeps all but its last second; a link that was `ok` is never downgraded
     by a later failure.
     """
     summary = IngestSummary(category=category)
-    summary.damaged = recheck_category(conn, category)
-    done = set() if force else ok_keys(conn, category)
-    with path.open("rb") as handle:
+    with category_lock(conn, category, notify), path.open("rb") as handle:
+        summary.damaged = recheck_category(conn, category)
+        store.sweep_orphans()
+        sweep_orphan_files(conn, store)
+        done = set() if force else ok_keys(conn, category)
         places = _plan(handle, summary, done)
         captions: dict[str, str | None] = {}
 
@@ -170,7 +179,6 @@ def ingest_link_file(
                 yield link
 
         writer = RowWriter(conn)
-        store.sweep_orphans()
         results = download_links(
             pending(),
             store,
@@ -193,6 +201,30 @@ def ingest_link_file(
             raise
         writer.commit()
     return summary
+
+
+@contextlib.contextmanager
+def category_lock(
+    conn: psycopg.Connection, category: str, notify: Callable[[str], None]
+) -> Iterator[None]:
+    """Hold the category's ingest lock (a PostgreSQL session advisory lock, so it goes with a
+    killed run's connection); wait for it, saying so once, when another run holds it.
+
+    Waiting, not refusing: the second run then finds the first one's links `ok` and ends
+    green with what is left to do, where a refusal would be a failed run to retry by hand."""
+    key = int.from_bytes(hashlib.sha256(f"featuregen-ingest:{category}".encode()).digest()[:8])
+    key -= 2**63  # a signed bigint
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+        notify(f"another run is ingesting category {category!r}: waiting for it to finish")
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    conn.commit()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            conn.commit()
 
 
 class _Places:
