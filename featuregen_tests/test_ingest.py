@@ -238,3 +238,41 @@ def test_a_second_run_of_a_category_waits_for_the_first_and_downloads_nothing_tw
     assert summaries["first"].statuses == {"ok": 40}
     assert summaries["second"].attempted == 0 and summaries["second"].skipped_ok == 40
     assert set(server.hits.values()) == {1}
+
+
+def test_migration_5_gives_each_category_its_link_caption(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"test_mig5_{uuid.uuid4().hex[:8]}"
+    url = db.ensure_database(pg_admin_url, name)
+    try:
+        with db.connection(url) as conn:
+            monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:4])
+            schema.migrate(conn)
+            conn.cursor().executemany(
+                "INSERT INTO raw_images (category, url, status, image_id, caption)"
+                " VALUES (%s, %s, 'ok', %s, %s)",
+                [
+                    ("cafe", "http://a/1.jpg", "i1", "a cup"),
+                    ("bank", "http://b/1.jpg", "i1", "a vault"),
+                    ("cafe", "http://a/2.jpg", "i2", "now another caption"),
+                ],
+            )
+            conn.cursor().executemany(
+                "INSERT INTO image_prompts (image_id, model, source, prompt)"
+                " VALUES (%s, 'link-file', 'link_caption', %s)",
+                [("i1", "a vault"), ("i2", "an old caption")],
+            )
+            conn.commit()
+            monkeypatch.undo()
+            assert schema.migrate(conn) >= 5
+            prompts = conn.execute(
+                "SELECT image_id, model, prompt FROM image_prompts ORDER BY 1, 2"
+            ).fetchall()
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert prompts == [
+        ("i1", "link-file:bank", "a vault"),  # cafe's "a cup" is written by its next run
+        ("i2", "link-file", "an old caption"),  # matches no link any more: kept as it was
+    ]

@@ -157,6 +157,36 @@ def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:
     assert _rows(url, "SELECT image_id, embedding FROM image_embeddings ORDER BY 1") == stored
 
 
+def test_two_categories_keep_their_own_caption_of_one_image(pipeline) -> None:
+    url, instance = pipeline["url"], pipeline["instance"]
+    [(image_id, path, caption)] = _rows(
+        url,
+        "SELECT image_id, path, caption FROM raw_images WHERE category = 'cafe'"
+        " AND status = 'ok' ORDER BY image_id LIMIT 1",
+    )
+    with db.connection(url) as conn:  # the same image linked from bank, captioned otherwise
+        conn.execute(
+            "INSERT INTO raw_images (category, url, status, image_id, path, bytes, caption)"
+            " VALUES ('bank', 'http://elsewhere.example/x.jpg', 'ok', %s, %s, %s, 'a bank hall')",
+            (image_id, path, Path(path).stat().st_size),
+        )
+    try:
+        assert run_category("bank", select=["image_prompts"], instance=instance).success
+        assert _rows(
+            url,
+            "SELECT model, prompt FROM image_prompts WHERE image_id = %s"
+            " AND source = 'link_caption' ORDER BY 1",
+            image_id,
+        ) == [("link-file:bank", "a bank hall"), ("link-file:cafe", caption)]
+    finally:
+        with db.connection(url) as conn:
+            conn.execute("DELETE FROM raw_images WHERE url = 'http://elsewhere.example/x.jpg'")
+            conn.execute(
+                "DELETE FROM image_prompts WHERE model = 'link-file:bank' AND image_id = %s",
+                (image_id,),
+            )
+
+
 def _warnings(instance: dg.DagsterInstance, run_id: str, text: str) -> list[str]:
     return [e.user_message for e in instance.all_logs(run_id) if text in e.user_message]
 

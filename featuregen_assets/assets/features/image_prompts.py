@@ -14,7 +14,7 @@ from featuregen_assets.resources.postgres import PostgresResource
 
 GENERATED = "generated"
 LINK_CAPTION = "link_caption"
-LINK_FILE_MODEL = "link-file"
+LINK_FILE_MODEL = "link-file"  # link captions are stored as model `link-file:<category>`
 CAPTIONING = ModelStep(
     columns=("prompt", "truncated"),
     doing="captioning",
@@ -49,7 +49,7 @@ def image_prompts(
     category = context.partition_key
     with postgres.connection() as conn:
         pending, damaged = intact(conn, missing_prompts(conn, category, model.key, GENERATED))
-        captions = link_captions(conn, category, LINK_FILE_MODEL, LINK_CAPTION)
+        captions = link_captions(conn, category, link_file_model(category), LINK_CAPTION)
         images = image_count(conn, category)
     step = CAPTIONING.run(
         context,
@@ -73,10 +73,16 @@ def image_prompts(
     links = Table(
         {
             "image_id": [image_id for image_id, _ in captions],
-            "model": [LINK_FILE_MODEL] * n,
+            "model": [link_file_model(category)] * n,
             "source": [LINK_CAPTION] * n,
             "prompt": [caption for _, caption in captions],
             "truncated": [False] * n,
         }
     )
     return Table.concat([links, generated])
+
+
+def link_file_model(category: str) -> str:
+    """The `model` of a category's link captions: one row per category and image, so a
+    category never overwrites another's caption of the same image (schema migration 5)."""
+    return f"{LINK_FILE_MODEL}:{category}"

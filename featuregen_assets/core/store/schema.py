@@ -113,6 +113,30 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             FOR EACH ROW EXECUTE FUNCTION raw_images_default_url_key();
         """,
     ),
+    (
+        5,
+        "link captions kept per category",
+        # Link captions were one image_prompts row per image (model 'link-file'): the last
+        # category to run overwrote another category's caption of the same image. They are now
+        # model 'link-file:<category>'. Each old row goes to every category whose link has that
+        # caption; one that matches none (its caption changed since) is kept as it is. The
+        # other categories' captions are written again by their next image_prompts run.
+        """
+        INSERT INTO image_prompts (image_id, model, source, prompt, truncated, created_at)
+        SELECT DISTINCT ON (p.image_id, r.category)
+            p.image_id, 'link-file:' || r.category, p.source, p.prompt, p.truncated, p.created_at
+        FROM image_prompts p
+        JOIN raw_images r ON r.image_id = p.image_id AND r.caption = p.prompt
+        WHERE p.model = 'link-file' AND p.source = 'link_caption'
+        ORDER BY p.image_id, r.category
+        ON CONFLICT DO NOTHING;
+        DELETE FROM image_prompts p
+        WHERE p.model = 'link-file' AND p.source = 'link_caption' AND EXISTS (
+            SELECT 1 FROM image_prompts q
+            WHERE q.image_id = p.image_id AND q.source = p.source
+              AND q.model LIKE 'link-file:%' AND q.prompt = p.prompt);
+        """,
+    ),
 )
 
 
