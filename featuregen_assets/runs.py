@@ -1,5 +1,6 @@
 """Launch the category pipeline in-process against the Dagster instance in FEATUREGEN_HOME."""
 
+import fcntl
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ run_monitoring:
 )
 # What earlier featuregen versions wrote: replaced by INSTANCE_CONFIG where found unchanged.
 EARLIER_INSTANCE_CONFIGS = (_POOLS, _POOLS + _NO_TELEMETRY)
+SETUP_LOCK = ".featuregen-setup.lock"
 PID_TAG = "featuregen/pid"
 HOST_TAG = "featuregen/host"
 
@@ -56,9 +58,20 @@ def prepare_dagster_home(featuregen_home: Path) -> Path:
 
 
 def dagster_instance(featuregen_home: Path) -> dg.DagsterInstance:
-    """The persistent instance in `prepare_dagster_home(featuregen_home)`."""
-    prepare_dagster_home(featuregen_home)
-    return dg.DagsterInstance.get()
+    """The persistent instance in `prepare_dagster_home(featuregen_home)`. The home is prepared
+    and the instance's storages are created under an exclusive file lock (`SETUP_LOCK` in the
+    home), so two first runs on a new home never race in Dagster's SQLite setup (`table
+    secondary_indexes already exists`)."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / SETUP_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prepare_dagster_home(featuregen_home)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # run storage
+        instance.get_dynamic_partitions(category_partitions.name)  # event log storage
+        instance.all_instigator_state()  # schedule storage
+    return instance
 
 
 def ensure_partition(instance: dg.DagsterInstance, category: str) -> None:

@@ -1,5 +1,10 @@
 """The CLI's run launching: the GPU pool it may have to wait for."""
 
+import fcntl
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -7,6 +12,7 @@ import dagster as dg
 from featuregen_assets.runs import (
     EARLIER_INSTANCE_CONFIGS,
     INSTANCE_CONFIG,
+    SETUP_LOCK,
     dagster_instance,
     gpu_pool_holders,
     prepare_dagster_home,
@@ -46,3 +52,22 @@ def test_an_earlier_featuregen_dagster_yaml_is_upgraded_and_ones_own_left_alone(
     config.write_text(own)
     prepare_dagster_home(fg_env)
     assert config.read_text() == own
+
+
+def test_first_runs_on_a_new_home_set_the_instance_up_one_at_a_time(tmp_path: Path) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FEATUREGEN_HOME": str(tmp_path)}
+    code = (
+        "from featuregen_assets.runs import dagster_instance; dagster_instance(); print('set up')"
+    )
+    with (home / SETUP_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another first run setting the instance up
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(8)  # ample for the child to import and reach the setup
+        assert child.poll() is None and not (home / "dagster.yaml").exists()
+    out, _ = child.communicate(timeout=120)
+    assert child.returncode == 0 and out.strip() == "set up"
+    assert (home / "dagster.yaml").read_text() == INSTANCE_CONFIG
