@@ -146,20 +146,19 @@ def _cmd_db(args: argparse.Namespace) -> int:
         before, after = move_vectors_into_rows(_database_url(settings))
         print(f"vectors stored out of line: {before / 1e6:.1f} MB before, {after / 1e6:.1f} MB now")
     elif args.action == "verify":
-        return _verify_store(db, repair=args.repair)
+        return _verify_store(settings, repair=args.repair)
     return 0
 
 
-def _verify_store(db, *, repair: bool) -> int:
+def _verify_store(settings: "Settings", *, repair: bool) -> int:
     """`featuregen db verify`: print what the store check finds; 1 when anything is left wrong."""
     from featuregen_assets.core.ingest.image_store import ImageStore
     from featuregen_assets.core.ingest.store_check import verify_store
     from featuregen_assets.core.runtime import paths
-    from featuregen_assets.core.store import schema
+    from featuregen_assets.core.store import db
 
-    with db.connection(db.database_url()) as conn:
-        schema.migrate(conn)
-        report = verify_store(conn, ImageStore(paths.images_dir()), repair=repair)
+    with db.connection(_database_url(settings)) as conn:
+        report = verify_store(conn, ImageStore(paths.images_dir(settings.home)), repair=repair)
     for line in report.lines():
         print(line)
     left = report.problems - len(report.repaired)

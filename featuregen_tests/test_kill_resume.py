@@ -128,7 +128,7 @@ def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> N
         run.wait(timeout=60)
         settled = {path for path, at in finished.items() if at < signalled - 2}
 
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         stored = conn.execute("SELECT url FROM raw_images WHERE status = 'ok'").fetchall()
     stored_paths = {url.removeprefix(server.url("")) for (url,) in stored}
     assert len(settled) > 50

@@ -59,7 +59,8 @@ def test_first_runs_on_a_new_home_set_the_instance_up_one_at_a_time(tmp_path: Pa
     home.mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(home), "FEATUREGEN_HOME": str(tmp_path)}
     code = (
-        "from featuregen_assets.runs import dagster_instance; dagster_instance(); print('set up')"
+        "from pathlib import Path; from featuregen_assets.runs import dagster_instance;"
+        f" dagster_instance(Path({str(tmp_path)!r})); print('set up')"
     )
     with (home / SETUP_LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another first run setting the instance up

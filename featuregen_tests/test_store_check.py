@@ -14,6 +14,7 @@ from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.ingest import ingest_link_file
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.store import db
+from featuregen_assets.settings import Settings
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes, noisy_jpeg, static
 
 SETTINGS = DownloadSettings(concurrency=4, retries=0, allowed_networks=("127.0.0.1/32",))
@@ -21,19 +22,19 @@ DAY_AGO = 24 * 3600
 
 
 def _ingest(link_file: Path, store: ImageStore):
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         return ingest_link_file(link_file, "check", conn, store, SETTINGS)
 
 
 def _status(url: str) -> str:
-    with db.connection(db.database_url()) as conn:
+    with db.connection(Settings.from_env().database_url) as conn:
         return conn.execute("SELECT status FROM raw_images WHERE url = %s", (url,)).fetchone()[0]
 
 
 def test_verify_finds_damage_repairs_it_and_the_next_run_restores_the_files(
     fg_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    store = ImageStore(paths.images_dir())
+    store = ImageStore(paths.images_dir(Settings.from_env().home))
     with LoopbackServer() as server:
         urls = [server.route(f"/v/{i}.jpg", static(noisy_jpeg(60 + i, 40))) for i in range(5)]
         link_file = tmp_path / "check.txt"
@@ -42,7 +43,7 @@ def test_verify_finds_damage_repairs_it_and_the_next_run_restores_the_files(
         assert cli(["db", "verify"]) == 0
         assert "no problems found" in capsys.readouterr().out
 
-        with db.connection(db.database_url()) as conn:
+        with db.connection(Settings.from_env().database_url) as conn:
             files = dict(conn.execute("SELECT url, path FROM raw_images").fetchall())
         changed, deleted = Path(files[urls[0]]), Path(files[urls[1]])
         original = changed.read_bytes()
@@ -79,7 +80,7 @@ def test_verify_finds_damage_repairs_it_and_the_next_run_restores_the_files(
 def test_a_missing_or_resized_file_is_fetched_again_by_the_next_run(
     fg_env: Path, tmp_path: Path
 ) -> None:
-    store = ImageStore(paths.images_dir())
+    store = ImageStore(paths.images_dir(Settings.from_env().home))
     with LoopbackServer() as server:
         urls = [server.route(f"/r/{i}.jpg", static(noisy_jpeg(50 + i, 30))) for i in range(3)]
         link_file = tmp_path / "check.txt"
@@ -96,7 +97,7 @@ def test_a_missing_or_resized_file_is_fetched_again_by_the_next_run(
 def test_each_run_sweeps_orphan_files_past_the_grace_period_only(
     fg_env: Path, tmp_path: Path
 ) -> None:
-    store = ImageStore(paths.images_dir())
+    store = ImageStore(paths.images_dir(Settings.from_env().home))
     old, young = store.path_for("a" * 64, "jpg"), store.path_for("b" * 64, "png")
     for path in (old, young):
         path.parent.mkdir(parents=True, exist_ok=True)
