@@ -10,6 +10,7 @@ mistakes a recycled pid for a live writer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -90,7 +91,8 @@ class ImageStore:
         image_id = hashlib.sha256(data).hexdigest()
         path = self.path_for(image_id, EXTENSIONS.get(image_format.upper(), "bin"))
         if _holds(path, data):
-            os.utime(path)  # fresh again: an orphan sweep leaves it to the row about to name it
+            with contextlib.suppress(OSError):  # fresh again: an orphan sweep leaves it alone
+                os.utime(path)
             return image_id, path
         try:
             self._write(path, data)
