@@ -94,6 +94,19 @@ def static(
     return handle
 
 
+def timed(body: bytes, delay_s: float, finished: dict[str, float]) -> Route:
+    """Answer with a JPEG after `delay_s`; record in `finished[path]` when it was sent in full
+    (`time.monotonic()`)."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        time.sleep(delay_s)
+        static(body)(h)
+        h.wfile.flush()
+        finished[h.path] = time.monotonic()
+
+    return handle
+
+
 def sequence(*routes: Route) -> Route:
     """Answer the n-th request with the n-th route (the last one repeats)."""
     counter = itertools.count()

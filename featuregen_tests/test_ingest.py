@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,7 +19,7 @@ from featuregen_assets.core.ingest.ingest import DatabaseLost, ingest_link_file
 from featuregen_assets.core.ingest.links import DUPLICATE, MAX_LINE_BYTES, url_key
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 from featuregen_assets.core.store import db, schema
-from featuregen_tests.servers import LoopbackServer, jpeg_bytes, noisy_jpeg, static
+from featuregen_tests.servers import LoopbackServer, jpeg_bytes, noisy_jpeg, static, timed
 
 SETTINGS = DownloadSettings(
     concurrency=4, per_host=4, retries=0, total_timeout=10.0, allowed_networks=("127.0.0.1/32",)
@@ -90,20 +92,6 @@ def test_long_urls_control_characters_and_a_bom_cost_no_other_link(
     assert summary.links == summary.attempted == len(rows)
 
 
-def _slow(body: bytes, delay_s: float, finished: dict[str, float]):
-    def handle(h) -> None:
-        time.sleep(delay_s)
-        h.send_response(200)
-        h.send_header("Content-Type", "image/jpeg")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-        h.wfile.flush()
-        finished[h.path] = time.monotonic()
-
-    return handle
-
-
 def test_a_lost_database_connection_stops_the_run_at_once(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -111,7 +99,7 @@ def test_a_lost_database_connection_stops_the_run_at_once(
     links = 200
     with LoopbackServer() as server:
         urls = [
-            server.route(f"/slow/{i}.jpg", _slow(jpeg_bytes(8 + i % 50, 8), 0.05, finished))
+            server.route(f"/slow/{i}.jpg", timed(jpeg_bytes(8 + i % 50, 8), 0.05, finished))
             for i in range(links)
         ]
         path = tmp_path / "lost.txt"
@@ -139,33 +127,43 @@ def test_a_lost_database_connection_stops_the_run_at_once(
     assert 10 <= stored < links / 2
 
 
+@contextlib.contextmanager
+def _database_at(
+    pg_admin_url: str, version: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[psycopg.Connection]:
+    """A new database migrated up to `version` only (`monkeypatch.undo()` restores the rest),
+    dropped afterwards."""
+    name = f"test_v{version}_{uuid.uuid4().hex[:8]}"
+    url = db.ensure_database(pg_admin_url, name)
+    try:
+        with db.connection(url) as conn:
+            monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+            schema.migrate(conn)
+            yield conn
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_migration_4_rekeys_existing_rows_without_losing_any(
     pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"test_mig4_{uuid.uuid4().hex[:8]}"
-    url = db.ensure_database(pg_admin_url, name)
     old = [
         ("cafe", "http://a.example/é.jpg", "ok", "a" * 64),
         ("bank", "http://a.example/é.jpg", "ok", "a" * 64),
         ("cafe", "http://a.example/2.jpg#x", "http_404", None),
     ]
-    try:
-        with db.connection(url) as conn:
-            monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
-            schema.migrate(conn)
-            conn.cursor().executemany(
-                "INSERT INTO raw_images (category, url, status, image_id) VALUES (%s, %s, %s, %s)",
-                old,
-            )
-            conn.commit()
-            monkeypatch.undo()
-            assert schema.migrate(conn) >= 4
-            rows = conn.execute(
-                "SELECT category, url, status, image_id, url_key FROM raw_images"
-            ).fetchall()
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database_at(pg_admin_url, 3, monkeypatch) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO raw_images (category, url, status, image_id) VALUES (%s, %s, %s, %s)",
+            old,
+        )
+        conn.commit()
+        monkeypatch.undo()
+        assert schema.migrate(conn) >= 4
+        rows = conn.execute(
+            "SELECT category, url, status, image_id, url_key FROM raw_images"
+        ).fetchall()
     assert sorted(row[:4] for row in rows) == sorted(old)
     assert all(key == url_key(row_url) for _, row_url, _, _, key in rows)
 
@@ -213,7 +211,7 @@ def test_a_second_run_of_a_category_waits_for_the_first_and_downloads_nothing_tw
     finished: dict[str, float] = {}
     with LoopbackServer() as server:
         urls = [
-            server.route(f"/twice/{i}.jpg", _slow(jpeg_bytes(8 + i, 8), 0.05, finished))
+            server.route(f"/twice/{i}.jpg", timed(jpeg_bytes(8 + i, 8), 0.05, finished))
             for i in range(40)
         ]
         path = tmp_path / "twice.txt"
@@ -243,35 +241,27 @@ def test_a_second_run_of_a_category_waits_for_the_first_and_downloads_nothing_tw
 def test_migration_5_gives_each_category_its_link_caption(
     pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"test_mig5_{uuid.uuid4().hex[:8]}"
-    url = db.ensure_database(pg_admin_url, name)
-    try:
-        with db.connection(url) as conn:
-            monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:4])
-            schema.migrate(conn)
-            conn.cursor().executemany(
-                "INSERT INTO raw_images (category, url, status, image_id, caption)"
-                " VALUES (%s, %s, 'ok', %s, %s)",
-                [
-                    ("cafe", "http://a/1.jpg", "i1", "a cup"),
-                    ("bank", "http://b/1.jpg", "i1", "a vault"),
-                    ("cafe", "http://a/2.jpg", "i2", "now another caption"),
-                ],
-            )
-            conn.cursor().executemany(
-                "INSERT INTO image_prompts (image_id, model, source, prompt)"
-                " VALUES (%s, 'link-file', 'link_caption', %s)",
-                [("i1", "a vault"), ("i2", "an old caption")],
-            )
-            conn.commit()
-            monkeypatch.undo()
-            assert schema.migrate(conn) >= 5
-            prompts = conn.execute(
-                "SELECT image_id, model, prompt FROM image_prompts ORDER BY 1, 2"
-            ).fetchall()
-    finally:
-        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database_at(pg_admin_url, 4, monkeypatch) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO raw_images (category, url, status, image_id, caption)"
+            " VALUES (%s, %s, 'ok', %s, %s)",
+            [
+                ("cafe", "http://a/1.jpg", "i1", "a cup"),
+                ("bank", "http://b/1.jpg", "i1", "a vault"),
+                ("cafe", "http://a/2.jpg", "i2", "now another caption"),
+            ],
+        )
+        conn.cursor().executemany(
+            "INSERT INTO image_prompts (image_id, model, source, prompt)"
+            " VALUES (%s, 'link-file', 'link_caption', %s)",
+            [("i1", "a vault"), ("i2", "an old caption")],
+        )
+        conn.commit()
+        monkeypatch.undo()
+        assert schema.migrate(conn) >= 5
+        prompts = conn.execute(
+            "SELECT image_id, model, prompt FROM image_prompts ORDER BY 1, 2"
+        ).fetchall()
     assert prompts == [
         ("i1", "link-file:bank", "a vault"),  # cafe's "a cup" is written by its next run
         ("i2", "link-file", "an old caption"),  # matches no link any more: kept as it was

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from featuregen_assets.core.store import db
 from featuregen_assets.settings import Settings
-from featuregen_tests.servers import LoopbackServer, jpeg_bytes
+from featuregen_tests.servers import LoopbackServer, jpeg_bytes, timed
 
 LINKS = 1000
 
@@ -90,28 +90,12 @@ def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> 
     assert {Path(path) for *_, path in rows} == set(files)
 
 
-def _timed_image(body: bytes, delay_s: float, finished: dict[str, float]):
-    """Like `_slow_image`, recording when each answer was sent in full."""
-
-    def handle(h: BaseHTTPRequestHandler) -> None:
-        time.sleep(delay_s)
-        h.send_response(200)
-        h.send_header("Content-Type", "image/jpeg")
-        h.send_header("Content-Length", str(len(body)))
-        h.end_headers()
-        h.wfile.write(body)
-        h.wfile.flush()
-        finished[h.path] = time.monotonic()
-
-    return handle
-
-
 def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> None:
     finished: dict[str, float] = {}
     links = 300
     with LoopbackServer() as server:
         urls = [
-            server.route(f"/img/{i}.jpg", _timed_image(jpeg_bytes(16 + i % 32, 16), 0.1, finished))
+            server.route(f"/img/{i}.jpg", timed(jpeg_bytes(16 + i % 32, 16), 0.1, finished))
             for i in range(links)
         ]
         (Path(os.environ["FEATUREGEN_LINKS_DIR"]) / "big.txt").write_text(
