@@ -104,3 +104,18 @@ def test_square_image_crops_the_centre_upright(tmp_path):
 def test_config_needs_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         DecoderConfig(image_size=48)
+
+
+def test_an_unreadable_image_file_is_named_and_left_out_not_fatal(tmp_path, scenes):
+    vectors, images, ids = scenes
+    paths = []
+    for i, image in enumerate(images[:20]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    truncated = tmp_path / "3.png"
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    logs = []
+    result = train_decoder(vectors[:20], paths, ids[:20], _config(epochs=1), log=logs.append)
+    assert result.metrics["held_out_images"] + result.metrics["train_images"] == 19
+    assert any(str(truncated) in line for line in logs)

@@ -185,12 +185,27 @@ def square_image(image: Image.Image | str | Path, size: int) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
-def _as_array(images: np.ndarray | Sequence, size: int) -> np.ndarray:
+def _as_array(
+    images: np.ndarray | Sequence, size: int, log: Callable[[str], None]
+) -> tuple[np.ndarray, list[int]]:
+    """The images as uint8 (N, size, size, 3), and the rows kept: an image that cannot be read
+    or decoded is named in `log` and left out, never failing the training."""
     if isinstance(images, np.ndarray) and images.shape[1:] == (size, size, 3):
-        return images.astype(np.uint8)
-    return np.stack(
-        [square_image(Image.fromarray(i) if isinstance(i, np.ndarray) else i, size) for i in images]
-    )
+        return images.astype(np.uint8), list(range(len(images)))
+    arrays, kept = [], []
+    for row, image in enumerate(images):
+        try:
+            arrays.append(
+                square_image(
+                    Image.fromarray(image) if isinstance(image, np.ndarray) else image, size
+                )
+            )
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors on a bad file
+            log(f"decoder: skipped {image if isinstance(image, str | Path) else row}: {exc}")
+            continue
+        kept.append(row)
+    empty = np.zeros((0, size, size, 3), np.uint8)
+    return (np.stack(arrays) if arrays else empty), kept
 
 
 def comparison_grid(
@@ -290,7 +305,8 @@ def train_decoder(
         raise ValueError("vectors, images and image_ids must have one row per image")
     device = training_device(config.device)
     vectors = np.asarray(vectors, dtype=np.float32)
-    pixels = _as_array(images, config.image_size)
+    pixels, kept = _as_array(images, config.image_size, log)
+    vectors, image_ids = vectors[kept], [image_ids[row] for row in kept]
     held = held_out_mask(list(image_ids), config.held_out_fraction, config.split_salt)
     train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
 
