@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.embed import machine, write_images  # noqa: E402
 from featuregen_assets.core.vision.captioning import Captioner, CaptionSettings  # noqa: E402
 from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
-from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
+from featuregen_assets.core.vision.model_profiles import ModelSpec  # noqa: E402
 from featuregen_assets.core.vision.preprocess import open_rgb  # noqa: E402
+from featuregen_assets.demo.tiny_models import ensure_tiny  # noqa: E402
 
 # Qwen/Qwen2-VL-2B-Instruct config.json (token ids are remapped to the tiny tokenizer's).
 QWEN2VL_2B = {

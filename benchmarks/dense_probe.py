@@ -47,6 +47,7 @@ from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
 from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_models  # noqa: E402
 from featuregen_assets.demo.scenes import CATEGORIES, CLASS_NAMES, generate_dataset  # noqa: E402
+from featuregen_assets.demo.tiny_models import ensure_tiny_models  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +65,7 @@ def main() -> None:
     spec = (
         ModelSpec("dinov2", args.dinov2, Path(args.dinov2).name)
         if args.dinov2
-        else resolve_models("tiny", work / "home")["dinov2"]
+        else resolve_models("tiny", ensure_tiny_models(work / "home"))["dinov2"]
     )
     compute = ComputeSettings(device=args.device, num_workers=0)
     embedder = ImageEmbedder(spec, compute, EmbeddingSettings())

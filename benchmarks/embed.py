@@ -45,7 +45,8 @@ from featuregen_assets.core.store.table_writes import (  # noqa: E402
 )
 from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
-from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny  # noqa: E402
+from featuregen_assets.core.vision.model_profiles import ModelSpec  # noqa: E402
+from featuregen_assets.demo.tiny_models import ensure_tiny  # noqa: E402
 
 # Dinov2Config of the hub checkpoints (random weights here: no hub).
 ARCHS = {

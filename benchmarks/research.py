@@ -35,6 +35,7 @@ from featuregen_assets.core.vision.compute import ComputeSettings  # noqa: E402
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder  # noqa: E402
 from featuregen_assets.core.vision.model_profiles import resolve_models  # noqa: E402
 from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset  # noqa: E402
+from featuregen_assets.demo.tiny_models import ensure_tiny_models  # noqa: E402
 
 ALIGN = AlignmentConfig(device="cpu", eval_every=0)  # the defaults: tuned for the tiny profile
 DECODE = DecoderConfig(device="cpu")
@@ -113,7 +114,7 @@ def main() -> None:
     paths = [work / "data" / "images" / s.filename for s in scenes]
     ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
     captions = [s.caption for s in scenes]
-    specs = resolve_models("tiny", work / "home")
+    specs = resolve_models("tiny", ensure_tiny_models(work / "home"))
     print(f"{len(scenes)} scenes in {time.perf_counter() - started:.1f}s")
 
     compute = ComputeSettings(device="cpu", num_workers=0)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
 from featuregen_assets.core.training.decoder import DecoderConfig, train_decoder  # noqa: E402
-from featuregen_assets.core.vision.model_profiles import TINY_WORDS, ensure_tiny  # noqa: E402
+from featuregen_assets.demo.tiny_models import TINY_WORDS, ensure_tiny  # noqa: E402
 
 
 def _text_tower(real: bool, home: Path) -> Path:

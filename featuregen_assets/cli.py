@@ -68,6 +68,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from featuregen_assets.demo.tiny_models import ensure_tiny_models
+
+    root = ensure_tiny_models(_settings().models_root())
+    print(f"tiny models in {root / 'tiny'}")
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from featuregen_assets.core.runtime import paths
     from featuregen_assets.core.runtime.checkpoint import step_checkpoints
@@ -201,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--categories", nargs="+", help="Categories (default: all nine).")
     demo.add_argument("--seed", type=int, default=0, help="Seed of the synthetic scenes.")
     demo.set_defaults(func=_cmd_demo)
+
+    models = commands.add_parser(
+        "models",
+        help="Build the tiny models (FEATUREGEN_MODELS=tiny) into FEATUREGEN_MODELS_DIR.",
+        description="`featuregen models build-tiny` builds the tiny profile's random-weight,"
+        " architecture-identical models once, deterministically, and prints where they are.",
+    )
+    models.add_argument("action", choices=["build-tiny"])
+    models.set_defaults(func=_cmd_models)
 
     summary = commands.add_parser(
         "summary",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featuregen_assets.core.ingest.fetch import DownloadSettings
+from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
@@ -31,6 +32,7 @@ class Settings:
     links_dir: Path = Path("data/links")
     database_url: str | None = None
     models: str = "real"
+    models_dir: Path | None = None
     dinov2: str = DEFAULT_DINOV2
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
@@ -47,6 +49,10 @@ class Settings:
             raise ValueError(
                 f"FEATUREGEN_PROGRESS={self.progress!r}: expected one of {PROGRESS_STYLES}"
             )
+
+    def models_root(self) -> Path:
+        """Where locally built models live: `models_dir`, else `<home>/models`."""
+        return self.models_dir or paths.models_dir(self.home)
 
     @property
     def progress_bar(self) -> bool:
@@ -78,6 +84,7 @@ class Settings:
             settings,
             home=settings.home.expanduser().resolve(),
             links_dir=settings.links_dir.expanduser().resolve(),
+            models_dir=settings.models_dir and settings.models_dir.expanduser().resolve(),
         )
 
 
@@ -136,6 +143,14 @@ VARIABLES = (
         "`real`: hub models; `tiny`: architecture-identical random-weight models built locally",
         _lower,
         "`real` (`tiny` in the demo and tests)",
+    ),
+    Variable(
+        "FEATUREGEN_MODELS_DIR",
+        "models_dir",
+        "locally built models: the tiny profile's `tiny/<role>` (`featuregen models build-tiny`"
+        " and the demo build them)",
+        Path,
+        "`FEATUREGEN_HOME/models`",
     ),
     Variable("FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile"),
     Variable("FEATUREGEN_DEVICE", "compute.device", "`auto`, `cpu`, `cuda`, `cuda:N`"),

@@ -1,6 +1,7 @@
 """Shared fixtures: a real PostgreSQL with pgvector and a fresh database per test."""
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,18 @@ def pg_admin_url() -> Iterator[str]:
     yield server.get_uri()
 
 
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> Iterator[Path]:
+    """The tiny models, built once per session, outside pytest's temporary tree (which
+    concurrent pytest sessions prune); `fg_env` points FEATUREGEN_MODELS_DIR at them."""
+    from featuregen_assets.demo.tiny_models import ensure_tiny_models
+
+    root = Path(tempfile.mkdtemp(prefix="featuregen-test-models-"))
+    ensure_tiny_models(root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def database_url(pg_admin_url: str) -> Iterator[str]:
     """A new, migrated database for one test, dropped afterwards."""
@@ -43,7 +56,9 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def fg_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fg_env(
+    tmp_path: Path, database_url: str, tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """FEATUREGEN_* pointing at a temporary state directory and the test database."""
     home = tmp_path / "home"
     links = tmp_path / "links"
@@ -54,6 +69,7 @@ def fg_env(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FEATUREGEN_DATABASE_URL", database_url)
     monkeypatch.setenv("FEATUREGEN_ALLOWED_NETWORKS", "127.0.0.1")
     monkeypatch.setenv("FEATUREGEN_MODELS", "tiny")
+    monkeypatch.setenv("FEATUREGEN_MODELS_DIR", str(tiny_models_dir))
     (home / "dagster").mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     return home

@@ -14,15 +14,15 @@ from featuregen_assets.core.training.alignment import (
     train_alignment,
 )
 from featuregen_assets.core.training.splits import held_out_mask, is_held_out
-from featuregen_assets.core.vision.model_profiles import ensure_tiny
+from featuregen_assets.core.vision.model_profiles import tiny_dir
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 
 
 @pytest.fixture(scope="module")
-def text_tower(tmp_path_factory):
-    return ensure_tiny("clip_text", tmp_path_factory.mktemp("home"))
+def text_tower(tiny_models_dir):
+    return tiny_dir("clip_text", tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,15 @@ from featuregen_assets.core.vision.captioning import (
     chat_text,
 )
 from featuregen_assets.core.vision.compute import ComputeSettings
-from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
 from featuregen_assets.core.vision.preprocess import open_rgb
 
 SETTINGS = CaptionSettings(max_new_tokens=10, min_pixels=16 * 28 * 28, max_pixels=96 * 28 * 28)
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> ModelSpec:
-    home = tmp_path_factory.mktemp("home")
-    return ModelSpec("qwen2vl", str(ensure_tiny("qwen2vl", home)), "tiny/qwen2vl")
+def spec(tiny_models_dir: Path) -> ModelSpec:
+    return ModelSpec("qwen2vl", str(tiny_dir("qwen2vl", tiny_models_dir)), "tiny/qwen2vl")
 
 
 @pytest.fixture(scope="module")

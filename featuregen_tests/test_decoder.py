@@ -62,9 +62,9 @@ def test_decoder_learns_the_map_beyond_the_mean_image(scenes):
     assert any(line.startswith("epoch 60/60") for line in logs)
 
 
-def test_feature_consistency_re_encodes_with_the_image_embedder(tmp_path, scenes):
+def test_feature_consistency_re_encodes_with_the_image_embedder(tiny_models_dir, scenes):
     _, images, ids = scenes
-    spec = resolve_models("tiny", tmp_path)["dinov2"]
+    spec = resolve_models("tiny", tiny_models_dir)["dinov2"]
     embedder = ImageEmbedder(
         spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings()
     )

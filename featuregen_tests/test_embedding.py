@@ -12,7 +12,7 @@ from transformers import AutoImageProcessor
 
 from featuregen_assets.core.vision.compute import ComputeSettings
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
-from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
 from featuregen_assets.core.vision.preprocess import open_rgb
 
 
@@ -36,10 +36,8 @@ def write_images(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> ModelSpec:
-    return ModelSpec(
-        "dinov2", str(ensure_tiny("dinov2", tmp_path_factory.mktemp("home"))), "tiny/dinov2"
-    )
+def spec(tiny_models_dir: Path) -> ModelSpec:
+    return ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
 
 
 @pytest.fixture(scope="module")

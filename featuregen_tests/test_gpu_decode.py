@@ -18,7 +18,7 @@ from featuregen_assets.core.vision.gpu_decode import (
     read_files,
     resize_crop,
 )
-from featuregen_assets.core.vision.model_profiles import ModelSpec, ensure_tiny
+from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -103,9 +103,9 @@ def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     ],
 )
 def test_device_decode_path_matches_the_pillow_path(
-    tmp_path: Path, decoder, share: float, calls: list[int]
+    tmp_path: Path, tiny_models_dir: Path, decoder, share: float, calls: list[int]
 ) -> None:
-    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
     compute = ComputeSettings(device="cpu", batch_size=3, num_workers=0, gpu_jpeg_share=share)
     embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
     paths = _images(tmp_path)
@@ -135,14 +135,18 @@ def test_device_decode_path_matches_the_pillow_path(
         assert cosine > 0.99, (paths[i].name, cosine)
 
 
-def test_gpu_jpeg_share_outside_zero_to_one_is_refused(tmp_path: Path) -> None:
-    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+def test_gpu_jpeg_share_outside_zero_to_one_is_refused(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
     with pytest.raises(ValueError, match="gpu_jpeg_share"):
         ImageEmbedder(spec, ComputeSettings(device="cpu", gpu_jpeg_share=1.5), EmbeddingSettings())
 
 
-def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(tmp_path: Path) -> None:
-    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
     jpegs = _images(tmp_path)[:4]
     cycle = [*jpegs, jpegs[1]]  # a period of 5, prime to the 24 slots
 
@@ -164,8 +168,10 @@ def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(tmp_pat
         np.testing.assert_allclose(vector, reference[i % 5], atol=1e-5)
 
 
-def test_jpeg_headers_longer_than_a_slot_still_reach_the_device_decoder(tmp_path: Path) -> None:
-    spec = ModelSpec("dinov2", str(ensure_tiny("dinov2", tmp_path / "home")), "tiny/dinov2")
+def test_jpeg_headers_longer_than_a_slot_still_reach_the_device_decoder(
+    tmp_path: Path, tiny_models_dir: Path
+) -> None:
+    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
     pixels = np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     path = tmp_path / "profiled.jpg"  # a 200 kB ICC profile ahead of the image data
     Image.fromarray(pixels).save(path, quality=90, icc_profile=bytes(range(256)) * 800)

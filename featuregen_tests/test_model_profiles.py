@@ -13,10 +13,17 @@ import pytest
 from transformers import AutoConfig, AutoModel, AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from featuregen_assets.core.vision.model_profiles import (
-    QWEN2VL_SPECIAL_TOKENS,
+    TinyModelMissing,
     model_key,
+    resolve_model,
     resolve_models,
     tiny_dir,
+)
+from featuregen_assets.demo.scenes import CATEGORY_PHRASES, COLOURS, POSITIONS, SHAPES, SIZES
+from featuregen_assets.demo.tiny_models import (
+    QWEN2VL_SPECIAL_TOKENS,
+    TINY_WORDS,
+    ensure_tiny_models,
 )
 from featuregen_assets.settings import Settings
 
@@ -33,7 +40,7 @@ def tree_hash(root: Path) -> str:
 @pytest.fixture(scope="module")
 def tiny_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("home")
-    resolve_models("tiny", home)
+    ensure_tiny_models(home)
     return home
 
 
@@ -58,6 +65,7 @@ def test_profile_from_env(monkeypatch):
 
 
 def test_tiny_build_is_deterministic(tiny_home, tmp_path):
+    ensure_tiny_models(tmp_path)
     again = resolve_models("tiny", tmp_path)
     for role, spec in again.items():
         assert spec.model_id == f"tiny/{role}"
@@ -67,7 +75,7 @@ def test_tiny_build_is_deterministic(tiny_home, tmp_path):
 _RACE = """
 import sys, time
 from pathlib import Path
-from featuregen_assets.core.vision.model_profiles import ensure_tiny
+from featuregen_assets.demo.tiny_models import ensure_tiny
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
@@ -89,7 +97,7 @@ def test_tiny_build_is_safe_under_concurrent_processes(tiny_home, tmp_path):
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert set(outs) == {str(tiny_dir("dinov2", home))}
-    left = [p.name for p in (home / "models" / "tiny").iterdir() if not p.name.endswith(".lock")]
+    left = [p.name for p in (home / "tiny").iterdir() if not p.name.endswith(".lock")]
     assert left == ["dinov2"]
     assert tree_hash(tiny_dir("dinov2", home)) == tree_hash(tiny_dir("dinov2", tiny_home))
 
@@ -129,3 +137,15 @@ def test_model_key_names_model_and_hashes_config(tiny_home):
     assert model_key("tiny/dinov2", dict(reversed(list(config.items())))) == key
     assert model_key("tiny/dinov2", {**config, "hidden_size": 65}) != key
     assert model_key("other", config) != key
+
+
+def test_a_tiny_model_not_built_is_one_clear_error(tmp_path):
+    with pytest.raises(TinyModelMissing, match="featuregen models build-tiny"):
+        resolve_model("tiny", "dinov2", tmp_path)
+
+
+def test_the_tiny_vocabulary_holds_every_word_of_the_demos_captions():
+    words = {*CATEGORY_PHRASES, *COLOURS, *SHAPES, *SIZES}
+    words |= {word for phrase in CATEGORY_PHRASES.values() for word in phrase.split()}
+    words |= {word for position in POSITIONS for word in position.split()}
+    assert words <= set(TINY_WORDS)

@@ -21,7 +21,7 @@ PER_CATEGORY = 8
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, pg_admin_url: str) -> Iterator[dict]:
+def pipeline(tmp_path_factory, pg_admin_url: str, tiny_models_dir: Path) -> Iterator[dict]:
     """Demo data served, downloaded, captioned and embedded for two categories."""
     root = tmp_path_factory.mktemp("pipeline")
     url = db.ensure_database(pg_admin_url, "pipeline_tests")
@@ -33,6 +33,7 @@ def pipeline(tmp_path_factory, pg_admin_url: str) -> Iterator[dict]:
         "FEATUREGEN_DATABASE_URL": url,
         "FEATUREGEN_ALLOWED_NETWORKS": "127.0.0.1",
         "FEATUREGEN_MODELS": "tiny",
+        "FEATUREGEN_MODELS_DIR": str(tiny_models_dir),
         "FEATUREGEN_PROGRESS": "log",
         "DAGSTER_HOME": str(root / "home" / "dagster"),
     }

@@ -33,6 +33,7 @@ def run_demo(
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset, write_link_files
     from featuregen_assets.demo.server import DemoServer
+    from featuregen_assets.demo.tiny_models import ensure_tiny_models
     from featuregen_assets.runs import (
         dagster_instance,
         materialize_unpartitioned,
@@ -42,6 +43,8 @@ def run_demo(
 
     settings = demo_settings(settings)
     home = settings.home
+    if settings.models == "tiny":
+        ensure_tiny_models(settings.models_root())
     categories = list(categories or CATEGORIES)
     started = time.perf_counter()
     site = home / "demo" / "site"

@@ -79,7 +79,7 @@ class ModelsResource(dg.ConfigurableResource):
         be cached or reachable (`ensure_available`)."""
         profile = self.profile or self.settings.models
         dinov2 = self.dinov2 or self.settings.dinov2
-        spec = resolve_model(profile, role, paths.models_dir(self.settings.home), dinov2)
+        spec = resolve_model(profile, role, self.settings.models_root(), dinov2)
         if profile == "real":
             ensure_available(spec.name_or_path)
         return spec

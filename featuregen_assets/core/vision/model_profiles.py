@@ -1,19 +1,14 @@
 """Which models a run uses: the real hub models, or tiny architecture-identical local builds.
 
-The ``tiny`` profile builds each model once, deterministically (fixed seed, random weights,
-a small word-level tokenizer), into ``<home>/models/tiny/<role>/`` with ``save_pretrained``;
-everything then loads through the same ``from_pretrained`` path as the hub ids.
+The ``tiny`` profile loads ``<models dir>/tiny/<role>/`` through the same ``from_pretrained``
+path as the hub ids; `featuregen_assets.demo.tiny_models` builds them (``featuregen models
+build-tiny``, the demo, the tests).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,188 +16,9 @@ PROFILES = ("real", "tiny")
 ROLES = ("dinov2", "qwen2vl", "clip_text")
 DEFAULT_DINOV2 = "facebook/dinov2-base"
 REAL_IDS = {"qwen2vl": "Qwen/Qwen2-VL-2B-Instruct", "clip_text": "openai/clip-vit-base-patch32"}
-TINY_SEED = 0
 
 # Config keys that say nothing about what a model computes.
 _VOLATILE_KEYS = {"transformers_version", "_name_or_path", "dtype", "torch_dtype", "_commit_hash"}
-
-QWEN2VL_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-
-# Qwen/Qwen2-VL-2B-Instruct's chat template.
-QWEN2VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
-    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-# Words of the chat prompt and of the synthetic demo's captions (colours, shapes, sizes,
-# positions, categories), so tiny tokenizers see few unknown words.
-TINY_WORDS = tuple(
-    dict.fromkeys(
-        [
-            "a",
-            "an",
-            "the",
-            "and",
-            "or",
-            "of",
-            "at",
-            "in",
-            "on",
-            "to",
-            "with",
-            "by",
-            "for",
-            "from",
-            "near",
-            "next",
-            "beside",
-            "behind",
-            "above",
-            "below",
-            "is",
-            "are",
-            "this",
-            "that",
-            "it",
-            "its",
-            "one",
-            "two",
-            "three",
-            "four",
-            "some",
-            "there",
-            "here",
-            "scene",
-            "image",
-            "photo",
-            "picture",
-            "you",
-            "helpful",
-            "assistant",
-            "system",
-            "user",
-            "describe",
-            "english",
-            "sentence",
-            "fit",
-            "search",
-            "index",
-            "red",
-            "green",
-            "blue",
-            "yellow",
-            "orange",
-            "purple",
-            "pink",
-            "brown",
-            "black",
-            "white",
-            "gray",
-            "grey",
-            "cyan",
-            "magenta",
-            "dark",
-            "light",
-            "bright",
-            "pale",
-            "circle",
-            "square",
-            "triangle",
-            "rectangle",
-            "star",
-            "ellipse",
-            "oval",
-            "diamond",
-            "cross",
-            "ring",
-            "line",
-            "stripe",
-            "hexagon",
-            "pentagon",
-            "disk",
-            "box",
-            "bar",
-            "dot",
-            "shape",
-            "shapes",
-            "object",
-            "objects",
-            "person",
-            "people",
-            "car",
-            "cars",
-            "small",
-            "medium",
-            "large",
-            "big",
-            "tiny",
-            "huge",
-            "top",
-            "bottom",
-            "left",
-            "right",
-            "center",
-            "centre",
-            "middle",
-            "upper",
-            "lower",
-            "corner",
-            "side",
-            "city",
-            "street",
-            "shop",
-            "supermarket",
-            "restaurant",
-            "cafe",
-            "bank",
-            "fight",
-            "shoplifting",
-            "road",
-            "accident",
-            "city_street",
-            "road_accident",
-            "store",
-            "market",
-            "table",
-            "counter",
-            "shelf",
-            "window",
-            "wall",
-            "floor",
-            "background",
-            "texture",
-        ]
-    )
-)
-TINY_PUNCTUATION = (".", ",", ":", ";", "!", "?", "'", '"', "-", "(", ")")
 
 
 @dataclass(frozen=True)
@@ -214,25 +30,39 @@ class ModelSpec:
     model_id: str
 
 
-def resolve_model(profile: str, role: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> ModelSpec:
-    """The model of one role for a profile; ``tiny`` builds it locally first if missing.
+class TinyModelMissing(FileNotFoundError):
+    """A tiny model that is not built: the message says how to build it."""
+
+
+def resolve_model(
+    profile: str, role: str, models_dir: Path, dinov2: str = DEFAULT_DINOV2
+) -> ModelSpec:
+    """The model of one role for a profile; a ``tiny`` one must be built under `models_dir`.
 
     ``dinov2`` picks the real DINOv2 variant (``facebook/dinov2-small|base|large|giant``,
     with or without ``-with-registers``); the tiny profile has one tiny DINOv2.
     """
+    if role not in ROLES:
+        raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
     if profile == "real":
-        name = dinov2 if role == "dinov2" else REAL_IDS.get(role)
-        if name is None:
-            raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
+        name = dinov2 if role == "dinov2" else REAL_IDS[role]
         return ModelSpec(role, name, name)
     if profile == "tiny":
-        return ModelSpec(role, str(ensure_tiny(role, home)), f"tiny/{role}")
+        path = tiny_dir(role, models_dir)
+        if not path.is_dir():
+            raise TinyModelMissing(
+                f"the tiny {role} model is not built in {path}:"
+                " build it with `featuregen models build-tiny`"
+            )
+        return ModelSpec(role, str(path), f"tiny/{role}")
     raise ValueError(f"unknown model profile {profile!r}: expected one of {PROFILES}")
 
 
-def resolve_models(profile: str, home: Path, dinov2: str = DEFAULT_DINOV2) -> dict[str, ModelSpec]:
+def resolve_models(
+    profile: str, models_dir: Path, dinov2: str = DEFAULT_DINOV2
+) -> dict[str, ModelSpec]:
     """The model of every role for a profile (see `resolve_model`)."""
-    return {role: resolve_model(profile, role, home, dinov2) for role in ROLES}
+    return {role: resolve_model(profile, role, models_dir, dinov2) for role in ROLES}
 
 
 def model_key(model_id: str, config: dict) -> str:
@@ -246,195 +76,6 @@ def config_fingerprint(config) -> dict:
     return {k: v for k, v in config.to_diff_dict().items() if k not in _VOLATILE_KEYS}
 
 
-def tiny_dir(role: str, home: Path) -> Path:
+def tiny_dir(role: str, models_dir: Path) -> Path:
     """Where the tiny model of a role lives."""
-    return Path(home) / "models" / "tiny" / role
-
-
-def ensure_tiny(role: str, home: Path) -> Path:
-    """Build the tiny model of ``role`` unless present; safe when processes race to build it.
-
-    The build goes to a temporary directory beside the target and is renamed into place under
-    an exclusive file lock, so a reader never sees a half-written model.
-    """
-    if role not in _BUILDERS:
-        raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
-    target = tiny_dir(role, home)
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{role}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_dir():
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{role}-", dir=target.parent))
-        try:
-            _BUILDERS[role](tmp)
-            os.rename(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _word_level_tokenizer(specials: tuple[str, ...], unk: str, lowercase: bool):
-    """A word-level `tokenizers.Tokenizer` over TINY_WORDS (specials first)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-
-    vocab = {tok: i for i, tok in enumerate((*specials, unk, *TINY_PUNCTUATION, *TINY_WORDS))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
-    if lowercase:
-        tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    return tok
-
-
-def _build_dinov2(out: Path) -> None:
-    import torch
-    from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
-
-    torch.manual_seed(TINY_SEED)
-    config = Dinov2Config(
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=256,
-        patch_size=14,
-        image_size=224,
-    )
-    Dinov2Model(config).eval().save_pretrained(out)
-    # facebook/dinov2-*'s preprocessing: resize 256 shortest edge (bicubic), centre crop 224.
-    BitImageProcessorPil(
-        do_resize=True,
-        size={"shortest_edge": 256},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": 224, "width": 224},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        do_convert_rgb=True,
-    ).save_pretrained(out)
-
-
-def _build_qwen2vl(out: Path) -> None:
-    import torch
-    from transformers import (
-        GenerationConfig,
-        PreTrainedTokenizerFast,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessorPil,
-    )
-
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_word_level_tokenizer(QWEN2VL_SPECIAL_TOKENS, "<unk>", lowercase=True),
-        unk_token="<unk>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=list(QWEN2VL_SPECIAL_TOKENS[1:]),
-        padding_side="left",
-        model_max_length=32768,
-    )
-    tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2VL_SPECIAL_TOKENS}
-    torch.manual_seed(TINY_SEED)
-    # Qwen2-VL-2B-Instruct's shape at toy size: mrope sections 2:3:3 of head_dim/2, like 16:24:24.
-    config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 32768,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 1e6,
-                "mrope_section": [2, 3, 3],
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 64,
-            "num_heads": 2,
-            "mlp_ratio": 4,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        # Untied (as in Qwen2-VL-7B): a tied random model just echoes its last input token.
-        tie_word_embeddings=False,
-    )
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=False,
-    )
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56,
-        max_pixels=28 * 28 * 1280,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=2,
-    ).save_pretrained(out)
-
-
-def _build_clip_text(out: Path) -> None:
-    import torch
-    from tokenizers.processors import TemplateProcessing
-    from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
-
-    specials = ("<|startoftext|>", "<|endoftext|>")
-    backend = _word_level_tokenizer(specials, "<|unk|>", lowercase=True)
-    bos, eos = backend.token_to_id(specials[0]), backend.token_to_id(specials[1])
-    backend.post_processor = TemplateProcessing(
-        single=f"{specials[0]} $A {specials[1]}",
-        special_tokens=[(specials[0], bos), (specials[1], eos)],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=specials[0],
-        eos_token=specials[1],
-        pad_token=specials[1],
-        unk_token="<|unk|>",
-        model_max_length=77,
-    )
-    torch.manual_seed(TINY_SEED)
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        projection_dim=64,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
-    CLIPTextModel(config).eval().save_pretrained(out)
-    tokenizer.save_pretrained(out)
-
-
-_BUILDERS: dict[str, Callable[[Path], None]] = {
-    "dinov2": _build_dinov2,
-    "qwen2vl": _build_qwen2vl,
-    "clip_text": _build_clip_text,
-}
+    return Path(models_dir) / "tiny" / role
