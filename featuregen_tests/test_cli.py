@@ -73,6 +73,23 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
     )
 
 
+def test_database_commands_migrate_a_fresh_home_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from featuregen_assets.core.store import db
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    try:
+        assert main(["summary"]) == 0  # UndefinedTable before: nothing had migrated the schema
+        assert capsys.readouterr().out.splitlines()[-1].split()[:3] == ["total", "0", "0"]
+        assert main(["db", "url"]) == 0
+        assert capsys.readouterr().out.startswith("postgresql://")
+    finally:  # never leave a server running, whatever failed
+        db.stop_embedded_server(home)
+
+
 def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
     assert main(["search", "a red circle"]) == 1
     assert "no aligned text encoder is registered" in capsys.readouterr().err
