@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featuregen_assets.core.vision.model_profiles import ROLES, tiny_dir
+from featuregen_assets.demo.scenes import CATEGORIES
 
 TINY_SEED = 0
 
@@ -170,19 +171,9 @@ TINY_WORDS = tuple(
             "lower",
             "corner",
             "side",
-            "city",
-            "street",
-            "shop",
-            "supermarket",
-            "restaurant",
-            "cafe",
-            "bank",
-            "fight",
-            "shoplifting",
-            "road",
-            "accident",
-            "city_street",
-            "road_accident",
+            # the demo's categories: their words, then the names of more than one word
+            *(word for category in CATEGORIES for word in category.split("_")),
+            *(category for category in CATEGORIES if "_" in category),
             "store",
             "market",
             "table",
