@@ -6,6 +6,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
+
 if TYPE_CHECKING:
     from featuregen_assets.settings import Settings
 
@@ -98,34 +100,59 @@ def _cmd_search(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from featuregen_assets.core.store import db, search
+    from featuregen_assets.core.search.engine import Searcher, SearchQuery
+    from featuregen_assets.core.search.hits import known_categories
+    from featuregen_assets.core.store import db
+    from featuregen_assets.serve.main import build_embedder
 
-    if bool(args.query) == bool(args.image):
-        print("error: give a text query or --image PATH (one of them)", file=sys.stderr)
-        return 2
+    if (args.query is None) == (args.image is None):
+        args.usage("give a text query or --image PATH (one of them)")
+    if args.query is not None:
+        try:
+            args.query.encode("utf-8")
+        except UnicodeEncodeError:
+            args.usage("the query is not valid text (its bytes do not decode as UTF-8)")
+        if not args.query.strip():
+            args.usage("the query is empty: give some words")
     settings = _settings()
     with db.connection(_database_url(settings)) as conn:
+        known = known_categories(conn)
+        if args.category is not None and args.category not in known:
+            print(
+                f"error: unknown category {args.category!r}; known: {', '.join(known) or 'none'}",
+                file=sys.stderr,
+            )
+            return 2
         try:
-            if args.image:
-                from featuregen_assets.definitions import build_resources
-
-                embedder = build_resources(settings)["embedder"].build()
-                hits = search.search_image(
-                    conn, embedder, Path(args.image), k=args.k, category=args.category
-                )
-            else:
-                hits = search.search_text(conn, args.query, k=args.k, category=args.category)
+            image = Path(args.image).read_bytes() if args.image else None
+        except OSError as error:
+            args.usage(f"cannot read --image: {error}")
+        query = SearchQuery(
+            text=args.query, mode=args.mode, image=image, category=args.category, k=args.k
+        )
+        try:
+            answer = Searcher(lambda: build_embedder(settings)).search(conn, query)
         except (LookupError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
     if args.json:
-        print(json.dumps([hit.as_dict() for hit in hits], indent=2))
+        print(json.dumps([hit.as_dict() for hit in answer.hits], indent=2))
         return 0
-    for rank, hit in enumerate(hits, start=1):
-        print(f"{rank:>3}  {hit.score:.3f}  {hit.category:<14} {hit.path}")
+    score = {"cosine": "cosine similarity (-1…1)", "keyword": "keyword rank (0…1)"}
+    print(f"rank  score: {score.get(answer.score_kind, 'reciprocal-rank fusion')}")
+    for hit in answer.hits:
+        print(f"{hit.rank:>4}  {hit.score:.3f}  {hit.category:<14} {hit.image_id[:16]}  {hit.url}")
         for label, text in (("prompt", hit.prompt), ("caption", hit.caption)):
             if text:
-                print(f"     {label}: {text}")
+                print(f"      {label}: {text}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from featuregen_assets.serve.main import serve
+
+    settings = _settings()
+    serve(settings, _database_url(settings), args.host, args.port)
     return 0
 
 
@@ -171,6 +198,15 @@ def _verify_store(settings: "Settings", *, repair: bool) -> int:
         print(line)
     left = report.problems - len(report.repaired)
     return 0 if left <= 0 else 1
+
+
+def _result_count(text: str) -> int:
+    """-k: a whole number of results, 1 to MAX_K."""
+    from featuregen_assets.core.search.engine import MAX_K
+
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_K:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to {MAX_K:,}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,15 +267,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="Text-to-image search (or --image: more like this image).",
         description="Encode the query with the newest aligned text encoder and return the"
         " nearest images by cosine through pgvector's HNSW index (a --category of at most"
-        " 2,000 images is ranked exactly); with --image, search with the image's own DINOv2"
+        " 2,000 images is ranked exactly); --mode keyword searches the prompts and link"
+        " captions, hybrid fuses both; with --image, search with the image's own DINOv2"
         " vector.",
     )
     search.add_argument("query", nargs="?", help="What to look for, in words.")
     search.add_argument("--image", metavar="PATH", help="Find images like this image file.")
+    search.add_argument(
+        "--mode", choices=["text", "keyword", "hybrid"], default="text", help="Default text."
+    )
     search.add_argument("--category", help="Only images of this category.")
-    search.add_argument("-k", type=int, default=10, help="How many results (default 10).")
-    search.add_argument("--json", action="store_true", help="Print the results as JSON.")
-    search.set_defaults(func=_cmd_search)
+    search.add_argument(
+        "-k", type=_result_count, default=10, help="How many results, 1 to 1,000 (default 10)."
+    )
+    search.add_argument("--json", action="store_true", help="Print the hits as JSON.")
+    search.set_defaults(func=_cmd_search, usage=search.error)
+
+    serve = commands.add_parser(
+        "serve",
+        help="The search web page and JSON API (FastAPI on uvicorn).",
+        description="Serve the search page at / and the API under /api/ (OpenAPI at /docs),"
+        " with stored images and thumbnails by id. Binds loopback unless --host says otherwise.",
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"Default {DEFAULT_HOST}.")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
+    serve.set_defaults(func=_cmd_serve)
 
     dev = commands.add_parser(
         "dev",

@@ -274,16 +274,19 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 5
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert {"image_id", "score", "path", "url", "category", "prompt", "caption"} <= set(hits[0])
+    assert {"image_id", "rank", "score", "cosine", "url", "category", "prompt", "caption"} <= set(
+        hits[0]
+    )
 
     assert cli(["search", "a small blue square", "--category", "bank", "-k", "3", "--json"]) == 0
     filtered = json.loads(capsys.readouterr().out)
     assert len(filtered) == 3 and {h["category"] for h in filtered} == {"bank"}
 
-    image = hits[0]["path"]
+    [(image,)] = _rows(url, "SELECT path FROM raw_images WHERE image_id = %s", hits[0]["image_id"])
     assert cli(["search", "--image", image, "-k", "2", "--json"]) == 0
     similar = json.loads(capsys.readouterr().out)
-    assert similar[0]["path"] == image and similar[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert similar[0]["image_id"] == hits[0]["image_id"]
+    assert similar[0]["score"] == pytest.approx(1.0, abs=1e-4)
 
-    assert cli(["search", "anything", "--category", "nowhere", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert cli(["search", "anything", "--category", "nowhere", "--json"]) == 2
+    assert "known: bank, cafe" in capsys.readouterr().err

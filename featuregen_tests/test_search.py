@@ -1,12 +1,13 @@
-"""search_vectors against a brute-force ranking, through the index walk and the exact path."""
+"""nearest() against a brute-force ranking, through the index walk and the exact path."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from featuregen_assets.core.search.hits import load_hits
 from featuregen_assets.core.store import db, search
-from featuregen_assets.core.store.search import search_vectors
+from featuregen_assets.core.store.search import nearest
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
 
@@ -53,11 +54,26 @@ def test_search_returns_the_brute_force_nearest(store, monkeypatch, category) ->
     query /= np.linalg.norm(query)
     allowed = sorted(members[category])
     truth = sorted(allowed, key=lambda i: -float(vectors[i] @ query))[:5]
-    hits = search_vectors(conn, query, MODEL, k=5, category=category)
-    assert [h.image_id for h in hits] == [ids[i] for i in truth]
-    np.testing.assert_allclose([h.score for h in hits], vectors[truth] @ query, atol=1e-5)
+    found = nearest(conn, query, MODEL, k=5, category=category)
+    assert [image_id for image_id, _ in found] == [ids[i] for i in truth]
+    np.testing.assert_allclose([1 - d for _, d in found], vectors[truth] @ query, atol=1e-5)
+    hits = load_hits(conn, found, category=category, query=query, embedding_model=MODEL)
+    np.testing.assert_allclose([h.cosine for h in hits], vectors[truth] @ query, atol=1e-5)
     if category:
         assert {h.category for h in hits} == {category}  # image 0 is reported in its category
+
+
+@pytest.mark.parametrize("category", [None, "big", "small"])
+def test_pages_after_a_key_continue_the_ranking(store, monkeypatch, category) -> None:
+    monkeypatch.setattr(search, "EXACT_SCAN_MAX_IMAGES", 30)
+    conn, vectors, _, members = store
+    whole = nearest(conn, vectors[9], MODEL, k=80, category=category)
+    assert len(whole) == len(members[category])
+    paged, after = [], None
+    while page := nearest(conn, vectors[9], MODEL, k=7, category=category, after=after):
+        paged += page
+        after = page[-1][1], page[-1][0]
+    assert paged == whole
 
 
 def _index_scans(conn) -> int:
@@ -79,7 +95,7 @@ def test_small_categories_are_ranked_without_the_index(store, monkeypatch) -> No
     conn.execute("SET enable_seqscan = off")  # 80 rows: the planner would scan them all
     conn.commit()
     before = _index_scans(conn)
-    search_vectors(conn, vectors[1], MODEL, k=5, category="small")
+    nearest(conn, vectors[1], MODEL, k=5, category="small")
     assert _index_scans(conn) == before
-    search_vectors(conn, vectors[1], MODEL, k=5, category="big")
+    nearest(conn, vectors[1], MODEL, k=5, category="big")
     assert _index_scans(conn) == before + 1

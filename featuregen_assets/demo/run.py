@@ -28,8 +28,8 @@ def run_demo(
 ) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
+    from featuregen_assets.core.search.engine import search_text
     from featuregen_assets.core.store import db, schema
-    from featuregen_assets.core.store.search import search_text
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset, write_link_files
     from featuregen_assets.demo.server import DemoServer
@@ -105,4 +105,5 @@ def run_demo(
             print(f"  {rank}  {hit.score:.3f}  {hit.category:<14} {hit.caption}")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
     print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
+    print("search page and API: featuregen serve  (http://127.0.0.1:8000/)")
     return 1 if failures else 0

@@ -137,6 +137,18 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
               AND q.model LIKE 'link-file:%' AND q.prompt = p.prompt);
         """,
     ),
+    (
+        6,
+        "full-text search over prompts",
+        # Keyword search ranks every match (ts_rank_cd reads the tsvector of each), so the
+        # tsvector is stored rather than an index expression recomputed per matching row.
+        # Generated prompts and link captions are both rows of image_prompts.
+        """
+        ALTER TABLE image_prompts ADD COLUMN search tsvector
+            GENERATED ALWAYS AS (to_tsvector('english', prompt)) STORED;
+        CREATE INDEX image_prompts_search ON image_prompts USING gin (search);
+        """,
+    ),
 )
 
 

@@ -1,0 +1,318 @@
+"""The search API (`featuregen serve`'s application) against a real PostgreSQL holding demo-like
+data: every mode, the hit schema, facets, cursor paging, files by id, and the bad inputs."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from featuregen_assets.core.search import engine
+from featuregen_assets.core.store import db, schema
+from featuregen_assets.serve.app import create_app
+from featuregen_tests.search_store import SearchStore, build_search_store, register_text_encoder
+
+HIT_FIELDS = {
+    "image_id",
+    "rank",
+    "score",
+    "cosine",
+    "category",
+    "prompt",
+    "caption",
+    "url",
+    "image_url",
+    "thumb_url",
+    "width",
+    "height",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, pg_admin_url: str) -> SearchStore:
+    url = db.ensure_database(pg_admin_url, f"serve_{uuid.uuid4().hex[:12]}")
+    with db.connection(url) as conn:
+        schema.migrate(conn)
+    return build_search_store(url, tmp_path_factory.mktemp("serve-home"))
+
+
+@pytest.fixture(scope="module")
+def client(store: SearchStore) -> Iterator[TestClient]:
+    with TestClient(create_app(store.config(max_upload_bytes=200_000))) as client:
+        yield client
+
+
+def _get(client: TestClient, **params) -> dict:
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _all_pages(client: TestClient, **params) -> list[dict]:
+    hits, cursor = [], None
+    for _ in range(100):
+        answer = _get(client, **params, **({"cursor": cursor} if cursor else {}))
+        hits += answer["hits"]
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            return hits
+    raise AssertionError("paging did not end")
+
+
+@pytest.mark.parametrize("mode", ["text", "keyword", "hybrid"])
+def test_every_answer_has_the_hit_schema_facets_timings_and_model(client, store, mode) -> None:
+    answer = _get(client, q="a large red circle", mode=mode, k=5)
+    assert answer["mode"] == mode and len(answer["hits"]) == 5
+    assert all(set(hit) == HIT_FIELDS for hit in answer["hits"])
+    assert [h["rank"] for h in answer["hits"]] == [1, 2, 3, 4, 5]
+    scores = [h["score"] for h in answer["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    first = answer["hits"][0]
+    assert first["image_url"] == f"/images/{first['image_id']}"
+    assert first["thumb_url"] == f"/thumbs/{first['image_id']}"
+    assert first["category"] == store.categories[first["image_id"]]
+    assert first["prompt"].startswith("a picture of") and first["width"] > 0
+    assert answer["next_cursor"]
+    assert set(answer["timing_ms"]) == {"encode", "vector", "keyword", "metadata", "total"}
+    assert answer["model"] == {
+        "embedding_model": store.embedding_model,
+        "text_encoder_version": "v1",
+    }
+    assert set(answer["facets"]) <= {"cafe", "bank", "shop"} and sum(answer["facets"].values()) > 0
+    if mode == "keyword":
+        assert answer["score_kind"] == "keyword" and first["cosine"] is None
+    else:
+        assert first["cosine"] is not None and -1 <= first["cosine"] <= 1
+    if mode == "text":
+        assert answer["facets"] == {"bank": 8, "cafe": 8, "shop": 8}
+        assert scores == [h["cosine"] for h in answer["hits"]]
+
+
+def test_keyword_search_matches_prompts_and_captions_by_stem(client, store) -> None:
+    hits = _all_pages(client, q="triangles", mode="keyword", k=7)
+    assert hits
+    for hit in hits:
+        text = f"{hit['prompt']} {hit['caption']}"
+        assert "triangle" in text
+    with db.connection(store.url) as conn:
+        (matching,) = conn.execute(
+            "SELECT count(DISTINCT image_id) FROM image_prompts WHERE prompt LIKE '%triangle%'"
+        ).fetchone()
+    assert len(hits) == matching
+
+
+def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store) -> None:
+    query = "quokka lantern"
+    by_vector = [h["image_id"] for h in _get(client, q=query, k=24)["hits"]]
+    vector_top, prompt_match = by_vector[0], by_vector[10]
+    with db.connection(store.url) as conn:
+        conn.execute(
+            "UPDATE image_prompts SET prompt = prompt || ' beside a quokka lantern'"
+            " WHERE image_id = %s AND source = 'generated'",
+            (prompt_match,),
+        )
+    try:
+        hybrid = [h["image_id"] for h in _get(client, q=query, mode="hybrid", k=24)["hits"]]
+        keyword = [h["image_id"] for h in _get(client, q=query, mode="keyword")["hits"]]
+    finally:
+        with db.connection(store.url) as conn:
+            conn.execute(
+                "UPDATE image_prompts SET prompt = replace(prompt, ' beside a quokka lantern', '')"
+                " WHERE image_id = %s",
+                (prompt_match,),
+            )
+    assert keyword == [prompt_match]
+    assert hybrid.index(prompt_match) < hybrid.index(vector_top)
+    assert hybrid[0] == prompt_match
+
+
+def test_fusion_constant_is_a_parameter(client) -> None:
+    flat = _get(client, q="red circle", mode="hybrid", rrf_k=1000, k=3)["hits"]
+    steep = _get(client, q="red circle", mode="hybrid", rrf_k=0, k=3)["hits"]
+    assert steep[0]["score"] >= 1.0  # 1 / (0 + 1) from its first list alone
+    assert flat[0]["score"] <= 2 / 1001
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "circle"},
+        {"q": "circle", "mode": "keyword"},
+        {"q": "circle", "mode": "hybrid"},
+        {"q": "circle", "category": "cafe"},
+        {"q": "circle square", "mode": "hybrid", "category": "bank"},
+    ],
+)
+def test_cursor_paging_returns_each_hit_exactly_once(client, params) -> None:
+    whole = _get(client, **params, k=1000)["hits"]
+    paged = _all_pages(client, **params, k=5)
+    assert [h["image_id"] for h in paged] == [h["image_id"] for h in whole]
+    assert [h["rank"] for h in paged] == list(range(1, len(whole) + 1))
+
+
+def test_paging_stops_at_the_result_cap(client, monkeypatch) -> None:
+    monkeypatch.setattr(engine, "MAX_RESULTS", 12)
+    paged = _all_pages(client, q="circle", k=5)
+    assert len(paged) == 12 and len({h["image_id"] for h in paged}) == 12
+
+
+def test_like_an_image_and_by_raw_vector(client, store) -> None:
+    chosen = store.ids[7]
+    like = _get(client, like=chosen, k=3)
+    assert like["mode"] == "like" and like["hits"][0]["image_id"] == chosen
+    assert like["hits"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    response = client.post(
+        "/api/search/vector", json={"vector": store.vectors[chosen].tolist(), "k": 3}
+    )
+    assert response.status_code == 200
+    assert [h["image_id"] for h in response.json()["hits"]] == [h["image_id"] for h in like["hits"]]
+    wrong = client.post("/api/search/vector", json={"vector": [1.0, 2.0]})
+    assert wrong.status_code == 400 and "64 numbers" in wrong.json()["detail"]
+    zeros = client.post("/api/search/vector", json={"vector": [0.0] * 64})
+    assert zeros.status_code == 400
+    assert client.get("/api/search", params={"like": "f" * 64}).status_code == 404
+
+
+def test_an_uploaded_image_finds_itself_first(client, store) -> None:
+    chosen = store.ids[17]
+    response = client.post(
+        "/api/search/image",
+        files={"file": ("photo", store.files[chosen], "application/octet-stream")},
+        data={"k": "4", "category": store.categories[chosen]},
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["mode"] == "image" and answer["hits"][0]["image_id"] == chosen
+    assert answer["hits"][0]["cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert {h["category"] for h in answer["hits"]} == {store.categories[chosen]}
+    assert answer["timing_ms"]["encode"] > 0
+
+
+def test_uploads_that_are_not_images_or_too_large_are_refused(client) -> None:
+    not_image = {"file": ("a.jpg", b"not an image", "image/jpeg")}
+    text = client.post("/api/search/image", files=not_image)
+    assert text.status_code == 415 and "not an image" in text.json()["detail"]
+    big = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), np.uint8)).save(
+        big, "PNG"
+    )
+    assert len(big.getvalue()) > 200_000
+    large = client.post("/api/search/image", files={"file": ("big.png", big.getvalue())})
+    assert large.status_code == 413 and "limit" in large.json()["detail"]
+    missing = client.post("/api/search/image", data={"k": "3"})
+    assert missing.status_code == 400 and "file" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"q": "   "}, "empty"),
+        ({"q": "circle", "k": 0}, "greater than or equal to 1"),
+        ({"q": "circle", "k": 1001}, "less than or equal to 1000"),
+        ({"q": "circle", "k": "ten"}, "integer"),
+        ({"q": "circle", "mode": "fuzzy"}, "'text', 'keyword' or 'hybrid'"),
+        ({"q": "circle", "cursor": "not-a-cursor"}, "cursor does not parse"),
+        ({}, "give q="),
+    ],
+)
+def test_bad_parameters_get_400_saying_what_is_allowed(client, params, says) -> None:
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 400
+    assert says in response.json()["detail"]
+
+
+def test_a_cursor_of_another_query_is_refused(client) -> None:
+    cursor = _get(client, q="circle", k=2)["next_cursor"]
+    response = client.get("/api/search", params={"q": "square", "k": 2, "cursor": cursor})
+    assert response.status_code == 400 and "another query" in response.json()["detail"]
+
+
+def test_an_unknown_category_gives_no_hits_but_the_facets(client) -> None:
+    answer = _get(client, q="circle", category="nowhere")
+    assert answer["hits"] == [] and answer["next_cursor"] is None
+    assert answer["facets"] == {"bank": 8, "cafe": 8, "shop": 8}
+
+
+def test_query_text_is_a_bound_parameter(client, store) -> None:
+    hostile = "'); DROP TABLE raw_images; --"
+    for mode in ("keyword", "hybrid"):
+        assert _get(client, q=hostile, mode=mode)["hits"] is not None
+    with db.connection(store.url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM raw_images").fetchone()
+    assert count == len(store.ids)
+
+
+def test_images_and_thumbnails_are_served_by_id_with_cache_headers(client, store) -> None:
+    chosen = store.ids[3]
+    original = client.get(f"/images/{chosen}")
+    assert original.status_code == 200 and original.content == store.files[chosen]
+    assert "immutable" in original.headers["cache-control"]
+    thumb = client.get(f"/thumbs/{chosen}")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 256
+    cached = store.home / "thumbs" / chosen[:2] / f"{chosen}.jpg"
+    made = cached.stat().st_mtime_ns
+    assert client.get(f"/thumbs/{chosen}").content == thumb.content
+    assert cached.stat().st_mtime_ns == made  # made once
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/images/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/images/../../etc/passwd",
+        "/images/%2e%2e/%2e%2e/etc/passwd",
+        "/thumbs/..%2Fimages",
+        "/images/" + "0" * 64,  # well-formed, not stored
+        "/images/{id}.png",
+        "/images/{ID}",
+        "/thumbs/{id}%00",
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+    ],
+)
+def test_nothing_outside_the_store_is_served(client, store, path) -> None:
+    chosen = store.ids[0]
+    response = client.get(path.format(id=chosen, ID=chosen.upper()))
+    assert response.status_code == 404
+    assert b"root:" not in response.content and b"create_app" not in response.content
+
+
+def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -> None:
+    from featuregen_assets.serve.app import ServeConfig
+
+    config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs")
+    with TestClient(create_app(config)) as client:
+        response = client.get("/api/search", params={"q": "a red circle"})
+        assert response.status_code == 503 and "aligned_text_encoder" in response.json()["detail"]
+        keyword = client.get("/api/search", params={"q": "a red circle", "mode": "keyword"})
+        assert keyword.status_code == 200 and keyword.json()["hits"] == []
+        image = client.post("/api/search/image", files={"file": ("a.png", b"x")})
+        assert image.status_code == 503
+
+
+def test_a_newer_text_encoder_is_loaded_once_registered(client, store) -> None:
+    before = _get(client, q="a small green star", k=24)
+    register_text_encoder(store.url, store.home, store.embedding_model, "v2", seed=2)
+    try:
+        after = _get(client, q="a small green star", k=24)
+    finally:
+        with db.connection(store.url) as conn:
+            conn.execute("DELETE FROM models WHERE version = 'v2'")
+    assert before["model"]["text_encoder_version"] == "v1"
+    assert after["model"]["text_encoder_version"] == "v2"
+    assert [h["score"] for h in after["hits"]] != [h["score"] for h in before["hits"]]
+    assert _get(client, q="a small green star", k=24)["hits"] == before["hits"]
+
+
+def test_the_page_and_the_openapi_schema_are_served(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and '<input id="q"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+    schema_paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/search", "/api/search/image", "/api/search/vector"} <= set(schema_paths)
