@@ -15,7 +15,7 @@ isotropic noise (real image embeddings have a low intrinsic dimension). Each row
 2. Build time of the per-model partial HNSW index (`ensure_hnsw_indexes`, m=16,
    ef_construction=64 unless `--hnsw-m` / `--hnsw-ef-construction`), with the
    `maintenance_work_mem` that the IO manager sets for it (`INDEX_MEMORY`).
-3. `search_vectors` latency (p50/p95, k=10) with the HNSW index against the same call before the
+3. `nearest` latency (p50/p95, k=10) with the HNSW index against the same call before the
    index exists (an exact sequential scan, which is also the ground truth for recall@10), without
    a category filter, with a ~11% category and with the ~1% rare one; and how many queries return
    fewer than k rows (iterative index scans should keep that at 0).
@@ -44,7 +44,7 @@ from psycopg import sql  # noqa: E402
 from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
 from featuregen_assets.core.store import db, search  # noqa: E402
 from featuregen_assets.core.store.schema import migrate  # noqa: E402
-from featuregen_assets.core.store.search import ranks_exactly, search_vectors  # noqa: E402
+from featuregen_assets.core.store.search import nearest, ranks_exactly  # noqa: E402
 from featuregen_assets.core.store.table import Table  # noqa: E402
 from featuregen_assets.core.store.table_writes import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
@@ -125,13 +125,13 @@ def truncate(conn) -> None:
 def run_queries(
     conn, queries: np.ndarray, categories: list[str | None], ef_search: int | None = None
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """Latency (ms) and the hit ids of `search_vectors` for each query."""
+    """Latency (ms) and the hit ids of `nearest` for each query."""
     latencies, hits = [], []
     for query, category in zip(queries, categories, strict=True):
         start = time.perf_counter()
-        found = search_vectors(conn, query, MODEL, k=10, category=category, ef_search=ef_search)
+        found = nearest(conn, query, MODEL, k=10, category=category, ef_search=ef_search)
         latencies.append((time.perf_counter() - start) * 1000)
-        hits.append([h.image_id for h in found])
+        hits.append([image_id for image_id, _ in found])
     conn.commit()
     return np.array(latencies), hits
 
