@@ -29,7 +29,7 @@ def test_search_prints_cosine_scores_and_the_api_hit_schema(store, capsys) -> No
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "rank  score: cosine similarity (-1…1)"
     assert out[1].lstrip().startswith("1  ")
-    assert main(["search", "red circle", "--mode", "keyword", "--json", "-k", "2"]) == 0
+    assert main(["search", "large", "--mode", "keyword", "--json", "-k", "2"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 2 and hits[0]["thumb_url"] == f"/thumbs/{hits[0]['image_id']}"
     picture = store.home / "picture"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import psycopg
 
-# plainto_tsquery ANDs the stems ('red' & 'circl'); a stem cannot hold " & ", so swapping the
-# operator in its text form makes the same query with OR.
-_ANY_WORD = "replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')::tsquery"
 # ts_rank_cd normalisation 32: rank / (rank + 1), a score in [0, 1).
 _RANK = "ts_rank_cd(p.search, q.query, 32)"
 
@@ -19,12 +16,13 @@ def keyword_ranked(
     category: str | None = None,
     after: tuple[float, str] | None = None,
 ) -> list[tuple[str, float]]:
-    """The best `limit` images (id, score) whose prompts or link captions hold any word of
-    `text` (English stems, stop words ignored), best first, ties by id.
+    """The best `limit` images (id, score) whose prompts or link captions match `text`, best
+    first, ties by id. Web-search syntax: every word (English stems, stop words ignored),
+    "a quoted phrase", `or`, `-word`.
 
-    An image's score is its best-matching prompt's cover-density rank, in [0, 1): more of the
-    words, closer together, rank higher. ``after``
-    (negated score, id) keeps only what ranks after it: the next page of a keyset cursor.
+    An image's score is its best-matching prompt's cover-density rank, in [0, 1). Every match
+    is ranked, so the cost grows with the number of matching prompts. ``after`` (negated
+    score, id) keeps only what ranks after it: the next page of a keyset cursor.
     """
     in_category = "AND c.category = %(category)s" if category else ""
     having = (
@@ -34,7 +32,7 @@ def keyword_ranked(
     )
     statement = f"""
         SELECT p.image_id, max({_RANK})::float8 AS score
-        FROM image_prompts p, (SELECT {_ANY_WORD} AS query) q
+        FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
         WHERE p.search @@ q.query
           AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id
                       AND c.status = 'ok' {in_category})

