@@ -14,10 +14,10 @@ the real models cost on this CPU; the stored vectors are recorded as that embedd
 
 The app runs under uvicorn in a child process; this process times each request with httpx
 (keep-alive): text, keyword, hybrid, like=<id> and an image upload (at most 20), each without
-and with a category filter (~11 % of the rows), k=20. The baseline is `core.store.search.nearest` (the
-bare SQL vector query: ids and distances, k=20) on a direct connection, with the like=<id>
-requests' stored vectors. Prints a markdown table with p50/p95 and each mode's p50 ÷ the text
-(vector-only) request's p50.
+and with a category filter (~11 % of the rows), k=20. The baseline is
+`core.store.search.nearest` (the bare SQL vector query: ids and distances, k=20) on a direct
+connection, with the like=<id> requests' stored vectors. Prints a markdown table with p50/p95
+and each mode's p50 ÷ the text (vector-only) request's p50.
 """
 
 from __future__ import annotations
