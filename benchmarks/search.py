@@ -90,9 +90,9 @@ def build_models(home: Path) -> tuple[Path, Path]:
 
 def embedder(image_dir: Path):
     """The dinov2-base-architecture embedder on the CPU, in-process."""
-    from featuregen_assets.core.vision.compute import ComputeSettings
-    from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+    from featuregen_assets.core.vision.embedding import ImageEmbedder
     from featuregen_assets.core.vision.model_profiles import ModelSpec
+    from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
     spec = ModelSpec("dinov2", str(image_dir), "bench/dinov2-base-arch")
     return ImageEmbedder(spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings())

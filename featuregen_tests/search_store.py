@@ -15,9 +15,9 @@ from featuregen_assets.core.store.registry import RegisteredModel, register_mode
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
-from featuregen_assets.core.vision.compute import ComputeSettings
-from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
+from featuregen_assets.core.vision.embedding import ImageEmbedder
 from featuregen_assets.core.vision.model_profiles import resolve_model
+from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 from featuregen_assets.demo.scenes import render_scene
 from featuregen_assets.serve.app import ServeConfig
 
