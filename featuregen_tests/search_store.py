@@ -36,6 +36,7 @@ class SearchStore:
     categories: dict[str, str]  # image id → category
     vectors: dict[str, np.ndarray]
     embedding_model: str
+    models_dir: Path
 
     def config(self, **overrides) -> ServeConfig:
         """A `ServeConfig` over this store, with the tiny embedder for image queries."""
@@ -43,22 +44,22 @@ class SearchStore:
             database_url=self.url,
             images_dir=self.home / "images",
             thumbs_dir=self.home / "thumbs",
-            embedder_factory=lambda: tiny_embedder(self.home),
+            embedder_factory=lambda: tiny_embedder(self.models_dir),
             **overrides,
         )
 
 
-def tiny_embedder(home: Path) -> ImageEmbedder:
+def tiny_embedder(models_dir: Path) -> ImageEmbedder:
     """The tiny DINOv2 on the CPU, in-process."""
-    spec = resolve_model("tiny", "dinov2", home / "models")
+    spec = resolve_model("tiny", "dinov2", models_dir)
     return ImageEmbedder(spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings())
 
 
-def save_text_encoder(home: Path, target_dim: int, seed: int, name: str) -> Path:
+def save_text_encoder(home: Path, models_dir: Path, target_dim: int, seed: int, name: str) -> Path:
     """A tiny aligned text encoder with random weights (seeded) saved under home/artifacts."""
     import torch
 
-    tower_dir = resolve_model("tiny", "clip_text", home / "models").name_or_path
+    tower_dir = resolve_model("tiny", "clip_text", models_dir).name_or_path
     torch.manual_seed(seed)
     encoder = AlignedTextEncoder(
         CLIPTextModel.from_pretrained(tower_dir),
@@ -68,17 +69,18 @@ def save_text_encoder(home: Path, target_dim: int, seed: int, name: str) -> Path
     return encoder.save(home / "artifacts" / name)
 
 
-def register_text_encoder(url: str, home: Path, model: str, version: str, seed: int) -> None:
+def register_text_encoder(store: SearchStore, version: str, seed: int) -> None:
     """Save and register a tiny text encoder as `aligned_text_encoder` version ``version``."""
-    path = save_text_encoder(home, 64, seed, f"encoder-{version}")
+    path = save_text_encoder(store.home, store.models_dir, 64, seed, f"encoder-{version}")
+    url, model = store.url, store.embedding_model
     with db.connection(url) as conn:
         register_model(conn, RegisteredModel("aligned_text_encoder", version, path, model, {}, {}))
 
 
-def build_search_store(url: str, home: Path) -> SearchStore:
+def build_search_store(url: str, home: Path, models_dir: Path) -> SearchStore:
     """24 scenes of three categories stored, embedded and captioned; encoder v1 registered."""
     store = ImageStore(home / "images")
-    embedder = tiny_embedder(home)
+    embedder = tiny_embedder(models_dir)
     rows, files, categories = [], {}, {}
     for category in CATEGORIES:
         for index in range(PER_CATEGORY):
@@ -116,5 +118,6 @@ def build_search_store(url: str, home: Path) -> SearchStore:
             )
         table = Table({"model": [embedder.key], "embedding": vectors[ids[0]][None]})
         ensure_hnsw_indexes(conn, TableName("public", "image_embeddings"), table, "model")
-    register_text_encoder(url, home, embedder.key, "v1", seed=1)
-    return SearchStore(url, home, ids, files, categories, vectors, embedder.key)
+    store = SearchStore(url, home, ids, files, categories, vectors, embedder.key, models_dir)
+    register_text_encoder(store, "v1", seed=1)
+    return store

@@ -13,8 +13,8 @@ from featuregen_tests.search_store import build_search_store
 
 
 @pytest.fixture
-def store(fg_env: Path, database_url: str):
-    return build_search_store(database_url, fg_env)
+def store(fg_env: Path, database_url: str, tiny_models_dir: Path):
+    return build_search_store(database_url, fg_env, tiny_models_dir)
 
 
 def _usage_error(argv: list[str], capsys) -> str:

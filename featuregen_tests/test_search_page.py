@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, pg_admin_url: str) -> Iterator[dict]:
+def site(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> Iterator[dict]:
     """The app over a demo-like store, served by uvicorn on a free loopback port."""
     from featuregen_assets.core.store import db, schema
 
@@ -38,7 +38,7 @@ def site(tmp_path_factory, pg_admin_url: str) -> Iterator[dict]:
     url = db.ensure_database(pg_admin_url, f"page_{uuid.uuid4().hex[:12]}")
     with db.connection(url) as conn:
         schema.migrate(conn)
-    store = build_search_store(url, home)
+    store = build_search_store(url, home, tiny_models_dir)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -34,11 +34,11 @@ HIT_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, pg_admin_url: str) -> SearchStore:
+def store(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> SearchStore:
     url = db.ensure_database(pg_admin_url, f"serve_{uuid.uuid4().hex[:12]}")
     with db.connection(url) as conn:
         schema.migrate(conn)
-    return build_search_store(url, tmp_path_factory.mktemp("serve-home"))
+    return build_search_store(url, tmp_path_factory.mktemp("serve-home"), tiny_models_dir)
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +298,7 @@ def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -
 
 def test_a_newer_text_encoder_is_loaded_once_registered(client, store) -> None:
     before = _get(client, q="a small green star", k=24)
-    register_text_encoder(store.url, store.home, store.embedding_model, "v2", seed=2)
+    register_text_encoder(store, "v2", seed=2)
     try:
         after = _get(client, q="a small green star", k=24)
     finally:
