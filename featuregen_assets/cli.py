@@ -159,7 +159,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from featuregen_assets.runs import prepare_dagster_home
 
-    home = prepare_dagster_home(_settings().home)
+    home = prepare_dagster_home(_settings())
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
     # this interpreter's dagster, also when its bin/ is not on PATH (.venv/bin/featuregen dev)
     command = [sys.executable, "-m", "dagster", "dev", "-m", "featuregen_assets.definitions"]

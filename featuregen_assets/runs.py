@@ -9,36 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from featuregen_assets import instance_config
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
 from featuregen_assets.core.runtime.processes import is_running
+from featuregen_assets.core.store.db import database_url
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
 from featuregen_assets.settings import Settings
 
-_POOLS = """\
-# Written by featuregen. GPU steps (pool "gpu") run one at a time; raise the limit for more GPUs.
-concurrency:
-  pools:
-    default_limit: 1
-"""
-_NO_TELEMETRY = """\
-telemetry:
-  enabled: false
-"""
-INSTANCE_CONFIG = (
-    _POOLS
-    + """\
-# The daemon frees the pool slots of runs that ended without freeing them (a run whose worker
-# was killed), which would otherwise block every later GPU step.
-run_monitoring:
-  enabled: true
-  poll_interval_seconds: 30
-  free_slots_after_run_end_seconds: 30
-"""
-    + _NO_TELEMETRY
-)
-# What earlier featuregen versions wrote: replaced by INSTANCE_CONFIG where found unchanged.
-EARLIER_INSTANCE_CONFIGS = (_POOLS, _POOLS + _NO_TELEMETRY)
 SETUP_LOCK = ".featuregen-setup.lock"
 PID_TAG = "featuregen/pid"
 HOST_TAG = "featuregen/host"
@@ -46,27 +24,34 @@ HOST_TAG = "featuregen/host"
 _log = logging.getLogger(__name__)
 
 
-def prepare_dagster_home(featuregen_home: Path) -> Path:
-    """DAGSTER_HOME (default `featuregen_home`/dagster), with featuregen's dagster.yaml if it has
-    none or one an earlier featuregen wrote (a dagster.yaml of your own is left as it is)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home / "dagster")))
+def prepare_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME (default `settings.home`/dagster), with featuregen's dagster.yaml if it has
+    none or one an earlier featuregen wrote (a dagster.yaml of your own is left as it is).
+
+    The instance lives in PostgreSQL beside the feature tables (`instance_database_url`).
+    """
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() in EARLIER_INSTANCE_CONFIGS:
-        config.write_text(INSTANCE_CONFIG)
+    features_url = database_url(settings.database_url, settings.home)
+    replaced = instance_config.write(config, instance_config.instance_database_url(features_url))
+    if replaced and instance_config.uses_sqlite(replaced) and (home / "history").exists():
+        _log.warning(
+            f"Dagster's instance moved to PostgreSQL: the runs in {home / 'history'} (SQLite)"
+            " are kept there but no longer shown (README: Dagster's instance)"
+        )
     return home
 
 
-def dagster_instance(featuregen_home: Path) -> dg.DagsterInstance:
-    """The persistent instance in `prepare_dagster_home(featuregen_home)`. The home is prepared
-    and the instance's storages are created under an exclusive file lock (`SETUP_LOCK` in the
-    home), so two first runs on a new home never race in Dagster's SQLite setup (`table
-    secondary_indexes already exists`)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(featuregen_home / "dagster")))
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent instance in `prepare_dagster_home(settings)`. The home is prepared and the
+    instance's storages are created under an exclusive file lock (`SETUP_LOCK` in the home), so
+    two first runs on a new home never race in Dagster's storage setup."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     with (home / SETUP_LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        prepare_dagster_home(featuregen_home)
+        prepare_dagster_home(settings)
         instance = dg.DagsterInstance.get()
         instance.get_runs(limit=1)  # run storage
         instance.get_dynamic_partitions(category_partitions.name)  # event log storage
@@ -126,7 +111,7 @@ def gpu_pool_holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
 def _ready(instance: dg.DagsterInstance | None, settings: Settings) -> dg.DagsterInstance:
     """The instance to launch on (default the one in the settings' home), with this host's
     orphaned runs failed, and a word when the GPU pool is full."""
-    instance = instance or dagster_instance(settings.home)
+    instance = instance or dagster_instance(settings)
     fail_orphaned_runs(instance)
     if holders := gpu_pool_holders(instance):
         held_by = ", ".join(f"{step} of run {run_id}" for run_id, step in holders)

@@ -52,7 +52,8 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         schema.migrate(conn)
     yield url
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for database in (name, f"{name}_dagster"):  # the second: Dagster's instance, if made
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture

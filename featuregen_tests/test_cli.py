@@ -29,12 +29,13 @@ def test_run_rejects_a_bad_category(capsys: pytest.CaptureFixture) -> None:
 
 def test_run_refuses_a_category_without_a_link_file_before_adding_it(fg_env: Path, capsys) -> None:
     from featuregen_assets.runs import dagster_instance
+    from featuregen_assets.settings import Settings
 
     assert main(["run", "--category", "nolinks"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     links = fg_env.parent / "links"
     assert err == [f"error: no link file for category 'nolinks': expected nolinks.txt in {links}"]
-    with dagster_instance(fg_env) as instance:
+    with dagster_instance(Settings.from_env()) as instance:
         assert not instance.has_dynamic_partition("category", "nolinks")
 
 

@@ -51,7 +51,7 @@ def run_demo(
     scenes = generate_dataset(site, categories, per_category, seed)
     print(f"generated {len(scenes)} synthetic scenes in {site}")
 
-    instance = dagster_instance(home)
+    instance = dagster_instance(settings)
     failures = []
     with DemoServer(site, port=settings.demo_port) as server:
         write_link_files(scenes, server.base_url, settings.links_dir)
