@@ -96,8 +96,15 @@ def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys)
     assert "no aligned text encoder is registered" in capsys.readouterr().err
 
 
-def test_dev_starts_this_interpreters_dagster_without_it_on_path(tmp_path: Path) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FEATUREGEN_HOME": str(tmp_path)}
+def test_dev_starts_this_interpreters_dagster_without_it_on_path(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "FEATUREGEN_HOME": str(tmp_path),
+        "FEATUREGEN_DATABASE_URL": database_url,  # no embedded server of its own left running
+    }
     featuregen = Path(sys.executable).parent / "featuregen"
     # an invalid log level: dagster dev itself answers (a usage error) once it has started
     done = subprocess.run(
