@@ -60,11 +60,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from featuregen_assets.demo.run import run_demo
+    from featuregen_assets.demo.run import SCALES, run_demo
 
     return run_demo(
         _settings(DEMO_DEFAULTS),
-        per_category=args.per_category,
+        per_category=args.per_category or SCALES[args.scale],
         categories=args.categories,
         seed=args.seed,
     )
@@ -156,6 +156,57 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from featuregen_assets.core.ingest.caption_datasets import read_dataset, select, write_harness
+    from featuregen_assets.core.ingest.links import category_error
+
+    if reason := category_error(args.category):
+        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        images = select(read_dataset(Path(args.annotations), args.format), args.split, args.limit)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"error: cannot read {args.annotations} as {args.format}: {error}", file=sys.stderr)
+        return 2
+    if not images:
+        print(
+            f"error: no captioned image in {args.annotations} (split {args.split})", file=sys.stderr
+        )
+        return 1
+    settings = _settings()
+    query_file = settings.home / "import" / f"{args.category}.queries.jsonl"
+    link_file, query_file, missing = write_harness(
+        images, Path(args.images), args.base_url, args.category, settings.links_dir, query_file
+    )
+    if missing:
+        print(f"warning: {len(missing)} image files not found, e.g. {missing[0]}", file=sys.stderr)
+    print(f"{len(images) - len(missing)} images: links {link_file}, queries {query_file}")
+    print(
+        f"next: serve {args.images} at {args.base_url}, then featuregen run --category"
+        f" {args.category}; featuregen train / demo training; featuregen report --queries"
+        f" {query_file}"
+    )
+    return 0 if len(images) > len(missing) else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from featuregen_assets.core.research.report import summary_lines
+    from featuregen_assets.runs import materialize_report
+
+    ok, report = materialize_report(seeds=args.seeds, query_file=args.queries, settings=_settings())
+    if not ok:
+        print(
+            "error: the research_report run failed (see the Dagster UI for its log)",
+            file=sys.stderr,
+        )
+        return 1
+    print("\n".join(summary_lines(report)))
+    print(f"\nfull report: {report} (and report.json beside it)")
+    return 0
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from featuregen_assets.runs import prepare_dagster_home
 
@@ -241,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate synthetic scenes, serve them on 127.0.0.1, write link files, run"
         " every category's pipeline with the tiny models and print what the tables hold.",
     )
-    demo.add_argument("--per-category", type=int, default=64, help="Images per category.")
+    demo.add_argument(
+        "--per-category", type=int, help="Images per category (default: set by --scale)."
+    )
+    demo.add_argument(
+        "--scale",
+        choices=["demo", "report"],
+        default="demo",
+        help="demo: 64 images per category (~3 min); report: 256 (about 50 test images per"
+        " category, the research report's size).",
+    )
     demo.add_argument("--categories", nargs="+", help="Categories (default: all nine).")
     demo.add_argument("--seed", type=int, default=0, help="Seed of the synthetic scenes.")
     demo.set_defaults(func=_cmd_demo)
@@ -292,6 +352,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"Default {DEFAULT_HOST}.")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
     serve.set_defaults(func=_cmd_serve)
+
+    report = commands.add_parser(
+        "report",
+        help="The research report: every method beside fair baselines, with 95%% intervals.",
+        description="Materialise research_report on the newest text encoder and decoder: the"
+        " same test split for every method (chance, category oracle, keyword search over the"
+        " captions, caption embeddings, nearest training captions, the untrained and trained"
+        " encoder; decoder vs mean, category-mean and nearest-neighbour images). Writes"
+        " report.md and report.json under FEATUREGEN_HOME/artifacts/research_report/.",
+    )
+    report.add_argument(
+        "--seeds", type=int, default=1, help="Text-encoder trainings to average (default 1)."
+    )
+    report.add_argument(
+        "--queries", metavar="FILE", help="JSON-lines query sets (default: the demo's, if any)."
+    )
+    report.set_defaults(func=_cmd_report)
+
+    importer = commands.add_parser(
+        "import",
+        help="A caption dataset (COCO, Karpathy split, Flickr30k) as a link file and queries.",
+        description="Write FEATUREGEN_LINKS_DIR/<category>.txt (one line per image of the split:"
+        " <base-url>/<path> TAB its first caption) and FEATUREGEN_HOME/import/<category>"
+        ".queries.jsonl (every caption a query for its image) from a local dataset folder.",
+    )
+    importer.add_argument("format", choices=["coco", "karpathy", "flickr30k-token"])
+    importer.add_argument("annotations", help="captions_*.json, dataset_*.json or *.token")
+    importer.add_argument("--images", required=True, help="Folder the image paths are under.")
+    importer.add_argument(
+        "--base-url", required=True, help="Where that folder is served (http://127.0.0.1:PORT)."
+    )
+    importer.add_argument("--category", required=True, help="Category (link file) to write.")
+    importer.add_argument("--split", help="Karpathy split to keep (train, restval, val, test).")
+    importer.add_argument("--limit", type=int, help="At most this many images.")
+    importer.set_defaults(func=_cmd_import)
 
     dev = commands.add_parser(
         "dev",

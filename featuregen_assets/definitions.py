@@ -4,6 +4,7 @@
     raw_images ─┬─► image_prompts ──────► aligned_text_encoder   (group models, unpartitioned)
                 └─► image_embeddings ─┬─► aligned_text_encoder
                                       └─► decoder_model
+    aligned_text_encoder, decoder_model, image_embeddings, image_prompts ─► research_report
 
 The edges are the asset objects' `deps` (test_definitions.py checks this picture).
 """
@@ -18,6 +19,7 @@ from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
+from featuregen_assets.assets.models.research_report import research_report
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, PgvectorIOManager
 from featuregen_assets.resources.models import (
@@ -60,7 +62,14 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """The whole graph with resources built from `settings` (see `build_resources`)."""
     return dg.Definitions(
-        assets=[raw_images, image_prompts, image_embeddings, aligned_text_encoder, decoder_model],
+        assets=[
+            raw_images,
+            image_prompts,
+            image_embeddings,
+            aligned_text_encoder,
+            decoder_model,
+            research_report,
+        ],
         asset_checks=[
             ingest_checks.failure_rate_below_threshold,
             feature_checks.embeddings_complete_and_normalised,

@@ -184,3 +184,23 @@ def materialize_unpartitioned(
         raise_on_error=False,
         tags=_launch_tags(),
     )
+
+
+def materialize_report(
+    seeds: int = 1,
+    query_file: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    settings: Settings | None = None,
+) -> tuple[bool, Path | None]:
+    """Materialise `research_report` (a Dagster run); (success, its report.md)."""
+    config = {"seeds": seeds, **({"query_file": query_file} if query_file else {})}
+    result = materialize_unpartitioned(
+        ["research_report"],
+        instance=instance,
+        run_config={"ops": {"research_report": {"config": config}}, **quiet_logs("WARNING")},
+        settings=settings,
+    )
+    events = result.asset_materializations_for_node("research_report")
+    if not result.success or not events:
+        return False, None
+    return True, Path(events[0].metadata["report"].value)

@@ -13,7 +13,8 @@ from featuregen_assets.core.training.alignment import (
     ContrastiveLoss,
     train_alignment,
 )
-from featuregen_assets.core.training.splits import held_out_mask, is_held_out
+from featuregen_assets.core.training.splits import held_out_mask, is_held_out, three_way_split
+from featuregen_assets.core.training.text_views import text_views
 from featuregen_assets.core.vision.model_profiles import tiny_dir
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -27,7 +28,8 @@ def text_tower(tiny_models_dir):
 
 @pytest.fixture(scope="module")
 def pairs():
-    """96 images, 48 captions (two images per caption), vectors built from the words + noise."""
+    """96 images, two per colour and shape ("a red circle", "the red circle"), vectors built
+    from the words + noise."""
     rng = np.random.default_rng(0)
     word = {w: rng.normal(size=32) for w in COLOURS + SHAPES}
     offset = rng.normal(size=32) * 3  # a shared component, as random-weight ViT vectors have
@@ -35,7 +37,7 @@ def pairs():
     for c in COLOURS:
         for s in SHAPES:
             for k in range(2):
-                texts.append(f"a {c} {s}")
+                texts.append(f"{('a', 'the')[k]} {c} {s}")
                 ids.append(f"img-{c}-{s}-{k}")
                 vectors.append(offset + word[c] + word[s] + 0.3 * rng.normal(size=32))
     return texts, ids, np.array(vectors, dtype=np.float32)
@@ -83,7 +85,7 @@ def test_lit_training_beats_untrained_and_chance(text_tower, pairs):
     result = train_alignment(texts, ids, vectors, text_tower, _config(epochs=15), log=logs.append)
     m = result.metrics
     assert len(result.loss_curve) == 15 and result.loss_curve[-1] < result.loss_curve[0]
-    assert m["held_out_images"] + m["train_images"] == 96
+    assert m["held_out_images"] + m["validation_images"] + m["train_images"] == 96
     assert m["recall@5"] >= 3 * m["chance_recall@5"]
     assert m["recall@5"] > m["untrained_recall@5"]
     assert any(line.startswith("epoch 15/15") for line in logs)
@@ -155,3 +157,67 @@ def test_config_rejects_unknown_choices():
         AlignmentConfig(recipe="clip")
     with pytest.raises(ValueError, match="train_last_layers"):
         AlignmentConfig(recipe="talk2dino", train_last_layers=1)
+
+
+def test_three_way_split_is_disjoint_stable_and_forces_test_images():
+    ids = [f"id{i}" for i in range(2000)]
+    split = three_way_split(ids, 0.2, 0.1, forced_test={"id3", "id4"})
+    sides = [set(split.train), set(split.validation), set(split.test)]
+    assert sum(map(len, sides)) == 2000 and set().union(*sides) == set(ids)
+    assert {"id3", "id4"} <= sides[2]
+    assert 0.08 < len(sides[1]) / 2000 < 0.12
+    held = held_out_mask(ids, 0.2)
+    assert {i for i, h in zip(ids, held, strict=True) if h} <= sides[2]
+    again = three_way_split(ids[:500], 0.2, 0.1)
+    assert set(again.validation) == sides[1] & set(ids[:500])
+    assert split.hashes() != again.hashes()
+
+
+def test_test_images_are_never_read_while_training_and_no_test_query_is_trained(text_tower, pairs):
+    texts, ids, vectors = pairs
+    config = _config(max_steps=12, eval_every=1)
+    first = train_alignment(texts, ids, vectors, text_tower, config, log=lambda _: None)
+    test = set(first.split.test)
+    scrambled = vectors.copy()
+    rows = [r for r, i in enumerate(ids) if i in test]
+    scrambled[rows] = np.random.default_rng(1).normal(size=scrambled[rows].shape) * 50
+    second = train_alignment(texts, ids, scrambled, text_tower, config, log=lambda _: None)
+    assert second.split == first.split and rows
+    assert first.loss_curve == second.loss_curve
+    assert first.metrics["eval_history"] == second.metrics["eval_history"]  # validation only
+    probe = ["a red circle", "a green ring"]
+    np.testing.assert_array_equal(first.encoder.encode(probe), second.encoder.encode(probe))
+    assert first.metrics["recall@5"] != second.metrics["recall@5"]  # test is what changed
+    trained = {t for t, i in zip(texts, ids, strict=True) if i in set(first.split.train)}
+    tested = {t for t, i in zip(texts, ids, strict=True) if i in test}
+    assert first.metrics["queries"] == len(tested - trained)
+
+
+def test_test_phrases_send_images_to_test():
+    texts = ["a purple circle at the centre, in a bank", "a red star, in a shop"] * 20
+    ids = [f"img{i}" for i in range(40)]
+    vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    split = three_way_split(ids, 0.2, 0.1, forced_test={i for i in ids[::2]})
+    assert set(ids[::2]) <= set(split.test)
+    from featuregen_assets.core.training.splits import images_mentioning
+
+    assert images_mentioning(texts, ids, ["Purple Circle"]) == set(ids[::2])
+    assert len(vectors) == 40
+
+
+def test_text_views_cut_clauses_heads_and_modifiers():
+    views = text_views("a large red circle at the top left and a small blue square, in a cafe")
+    for expected in (
+        "a large red circle at the top left",
+        "a large red circle",
+        "a red circle",
+        "a red circle at the top left",
+        "a small blue square",
+        "a blue square",
+        "in a cafe",
+        "a large red circle at the top left and a small blue square",
+        "a small blue square and a large red circle at the top left, in a cafe",
+    ):
+        assert expected in views
+    assert len(views) == len(set(views))
+    assert text_views("a dog") == []

@@ -6,7 +6,7 @@ import pytest
 
 from featuregen_assets.cli import build_parser, main
 
-COMMANDS = ("run", "demo", "models", "search", "summary", "dev", "db")
+COMMANDS = ("run", "demo", "models", "search", "summary", "dev", "db", "report", "import")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

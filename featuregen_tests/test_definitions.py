@@ -28,6 +28,10 @@ def test_the_graph_is_the_one_the_readme_draws() -> None:
         ("image_embeddings", "aligned_text_encoder"),
         ("image_prompts", "aligned_text_encoder"),
         ("image_embeddings", "decoder_model"),
+        ("aligned_text_encoder", "research_report"),
+        ("decoder_model", "research_report"),
+        ("image_embeddings", "research_report"),
+        ("image_prompts", "research_report"),
     }
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
     assert checked == {"raw_images", "image_embeddings", "image_prompts"}

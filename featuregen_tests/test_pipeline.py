@@ -12,6 +12,7 @@ from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
 from featuregen_assets.core.training.decoder import FeatureDecoder
+from featuregen_assets.demo.run import write_queries
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
 from featuregen_assets.runs import materialize_unpartitioned, run_category
@@ -45,7 +46,7 @@ def pipeline(tmp_path_factory, pg_admin_url: str, tiny_models_dir: Path) -> Iter
         with DemoServer(root / "site") as server, dg.DagsterInstance.get() as instance:
             write_link_files(scenes, server.base_url, root / "links")
             runs = {c: run_category(c, instance=instance) for c in CATEGORIES}
-            yield {"url": url, "instance": instance, "runs": runs, "root": root}
+            yield {"url": url, "instance": instance, "runs": runs, "root": root, "scenes": scenes}
 
 
 def _rows(url: str, query: str, *params) -> list[tuple]:
@@ -290,3 +291,29 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
 
     assert cli(["search", "anything", "--category", "nowhere", "--json"]) == 2
     assert "known: bank, cafe" in capsys.readouterr().err
+
+    # the research report on the recorded split, with the scenes' query sets
+    split = json.loads((encoder_record.path / "split.json").read_text())
+    assert sum(map(len, split.values())) == len(
+        {*split["train"], *split["validation"], *split["test"]}
+    )
+    home = pipeline["root"] / "home"
+    write_queries(pipeline["scenes"], pipeline["root"] / "site", home / "demo" / "queries.jsonl")
+    assert cli(["report"]) == 0
+    printed = capsys.readouterr().out
+    assert "## Headline" in printed and "trained_encoder" in printed
+    [directory] = (home / "artifacts" / "research_report").iterdir()
+    report = json.loads((directory / "report.json").read_text())
+    methods = {r["method"].split(" ")[0] for r in report["rows"]}
+    assert {
+        "chance",
+        "category_oracle",
+        "tfidf_knn",
+        "keyword_fts",
+        "untrained_encoder",
+        "trained_encoder",
+        "decoder",
+        "nearest_training_image",
+    } <= methods
+    assert {r["query_set"] for r in report["rows"]} >= {"template", "paraphrase", "test_images"}
+    assert report["split_hashes"]["test"] and (directory / "report.md").is_file()

@@ -10,16 +10,22 @@ import pytest
 from PIL import Image, ImageOps
 
 from featuregen_assets.core.ingest.links import parse_link_file
+from featuregen_assets.core.vision.model_profiles import TINY_WORDS
 from featuregen_assets.demo.scenes import (
+    BACKDROPS,
     CATEGORIES,
     CATEGORY_PHRASES,
     CLASS_NAMES,
     COLOURS,
     EXIF_ORIENTATION_TAG,
+    HELD_OUT_COMBINATIONS,
+    QUERY_SETS,
     SIZES,
+    example_queries,
     generate_dataset,
     load_scenes,
     render_scene,
+    scene_queries,
     write_link_files,
 )
 
@@ -134,3 +140,44 @@ def test_link_files_parse_with_captions_and_broken_links(dataset, tmp_path: Path
 def test_unknown_category_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown categories"):
         generate_dataset(tmp_path, categories=["beach"], per_category=1)
+
+
+def test_v2_backdrops_are_shared_and_swap_twins_exchange_colours(dataset) -> None:
+    _, scenes = dataset
+    categories_per_backdrop: dict[str, set[str]] = {}
+    for s in scenes:
+        categories_per_backdrop.setdefault(s.backdrop, set()).add(s.category)
+    assert set(categories_per_backdrop) <= set(BACKDROPS)
+    assert sum(len(c) >= 2 for c in categories_per_backdrop.values()) >= 4
+    by_name = {s.name: s for s in scenes}
+    twins = [s for s in scenes if s.swap_of]
+    assert twins
+    for twin in twins:
+        original = by_name[twin.swap_of]
+        assert twin.backdrop == original.backdrop and twin.caption != original.caption
+        assert [(o.shape, o.size, o.position) for o in twin.objects] == [
+            (o.shape, o.size, o.position) for o in original.objects
+        ]
+        assert sorted(o.colour for o in twin.objects) == sorted(o.colour for o in original.objects)
+
+
+def test_query_sets_hold_their_truth_and_paraphrases_share_no_content_word(dataset) -> None:
+    _, scenes = dataset
+    queries = scene_queries(scenes)
+    assert {q["query_set"] for q in queries} == set(QUERY_SETS)
+    training_words = {w for s in scenes for w in re.findall(r"[a-z]+", s.caption)}
+    content = set(COLOURS) | set(SIZES) | {"circle", "square", "triangle", "star", "cross"}
+    for q in queries:
+        assert q["scene"] in q["positives"] and set(q["positives"]) <= set(q["matches"] or [])
+        if q["query_set"] == "paraphrase":
+            words = set(re.findall(r"[a-z]+", q["query"]))
+            assert not words & content and not words & set(HELD_OUT_COMBINATIONS)
+            assert words - training_words
+    vocabulary = set(TINY_WORDS)
+    assert {w for q in queries for w in re.findall(r"[a-z]+", q["query"])} <= vocabulary
+    (full, full_names), (one, one_names), (pair, pair_names) = example_queries(scenes)
+    captions = {s.name: s.caption for s in scenes}
+    assert full_names and all(captions[n] == full for n in full_names)
+    assert one_names and all(one in captions[n] for n in one_names)
+    assert pair_names and all(pair.removeprefix("a ") in captions[n] for n in pair_names)
+    assert set(one_names) <= set(pair_names) and "," not in one

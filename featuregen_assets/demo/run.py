@@ -1,13 +1,30 @@
 """The offline demo: synthetic scenes served on 127.0.0.1, run through every pipeline."""
 
 import dataclasses
+import hashlib
+import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from featuregen_assets.settings import Settings
 
-DEMO_QUERY = "a large red circle at the top left"
 LOOPBACK = "127.0.0.1"
+# Images per category: the demo's default, and the report's (about 50 test images a category).
+SCALES = {"demo": 64, "report": 256}
+FIGURES_EXPLAINED = """
+what the figures mean (test images: ~20% by image id plus every image showing a held-out
+combination; never trained on, never used for tuning):
+  recall@k          share of test captions whose image is among the k nearest test images
+  median_rank       rank of a test caption's image among the test images (1 = first)
+  chance_recall@5   the same for a random ranking; untrained_recall@5: the encoder before training
+  psnr, ssim        decoded test images against the originals (mean_image_psnr: the average image)
+  reencoded_*       decoded images embedded again: cosine to their source vector, and how often
+                    that vector finds its own image first (top1; chance_top1 for a random pick)
+  example queries   ranks over every stored image, training images included
+The full comparison with baselines (category oracle, keyword and caption search, nearest
+neighbour), with 95% intervals, follows: research_report (`featuregen report` reruns it);
+figures at report scale in benchmarks/RESULTS.md."""
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -20,6 +37,28 @@ def demo_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, download=download, links_dir=links_dir)
 
 
+def _sha256(path: Path) -> str:
+    """An image's id: the sha256 of its bytes, as raw_images stores it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_queries(scenes, site: Path, out: Path) -> Path:
+    """The scenes' query sets as JSON lines, positives by image id (sha256 of the file)."""
+    from featuregen_assets.demo.scenes import scene_queries
+
+    ids = {s.name: _sha256(site / "images" / s.filename) for s in scenes}
+    lines = []
+    for q in scene_queries(scenes):
+        for key in ("positives", "matches"):
+            q[key] = [ids[name] for name in q[key]]
+        q["image_id"] = ids[q.pop("scene")]
+        q["hard_negative"] = ids.get(q["hard_negative"])
+        lines.append(json.dumps(q))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def run_demo(
     settings: Settings,
     per_category: int = 64,
@@ -28,14 +67,20 @@ def run_demo(
 ) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
-    from featuregen_assets.core.search.engine import search_text
+    from featuregen_assets.core.research.report import summary_lines
     from featuregen_assets.core.store import db, schema
     from featuregen_assets.core.store.summary import format_table, summarize
-    from featuregen_assets.demo.scenes import CATEGORIES, generate_dataset, write_link_files
+    from featuregen_assets.demo.scenes import (
+        CATEGORIES,
+        HELD_OUT_COMBINATIONS,
+        generate_dataset,
+        write_link_files,
+    )
     from featuregen_assets.demo.server import DemoServer
     from featuregen_assets.demo.tiny_models import ensure_tiny_models
     from featuregen_assets.runs import (
         dagster_instance,
+        materialize_report,
         materialize_unpartitioned,
         quiet_logs,
         run_category,
@@ -49,7 +94,8 @@ def run_demo(
     started = time.perf_counter()
     site = home / "demo" / "site"
     scenes = generate_dataset(site, categories, per_category, seed)
-    print(f"generated {len(scenes)} synthetic scenes in {site}")
+    queries = write_queries(scenes, site, home / "demo" / "queries.jsonl")
+    print(f"generated {len(scenes)} synthetic scenes in {site}; their query sets: {queries}")
 
     instance = dagster_instance(settings)
     failures = []
@@ -76,8 +122,16 @@ def run_demo(
         ["aligned_text_encoder", "decoder_model"],
         instance=instance,
         # The tiny captioner's words are random: train the text side on the link captions.
+        # Images showing a held-out combination are test images (the compositional split).
         run_config={
-            "ops": {"aligned_text_encoder": {"config": {"prompt_source": "link_caption"}}},
+            "ops": {
+                "aligned_text_encoder": {
+                    "config": {
+                        "prompt_source": "link_caption",
+                        "test_phrases": list(HELD_OUT_COMBINATIONS),
+                    }
+                }
+            },
             **quiet_logs("WARNING"),
         },
         settings=settings,
@@ -97,13 +151,38 @@ def run_demo(
             print(f"  {key}: {shown}")
 
     if training.success:
-        query = DEMO_QUERY
-        with db.connection(url) as conn:
-            hits = search_text(conn, query, k=5)
-        print(f'\nfeaturegen search "{query}" -k 5')
-        for rank, hit in enumerate(hits, start=1):
-            print(f"  {rank}  {hit.score:.3f}  {hit.category:<14} {hit.caption}")
+        print_examples(scenes, site, url)
+    print(FIGURES_EXPLAINED)
+    if training.success:
+        print("\nresearch_report: every method beside fair baselines on the same test split ...")
+        ok, report = materialize_report(instance=instance, settings=settings)
+        if ok:
+            print("\n".join(summary_lines(report)))
+            print(f"\nfull report (every query set and metric, plots): {report}")
+        else:
+            failures.append("research_report")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
     print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
     print("search page and API: featuregen serve  (http://127.0.0.1:8000/)")
     return 1 if failures else 0
+
+
+def print_examples(scenes, site: Path, url: str) -> None:
+    """Search each example query over every stored image; print where its images rank."""
+    from featuregen_assets.core.search.engine import MAX_K, search_text
+    from featuregen_assets.core.store import db
+    from featuregen_assets.demo.scenes import example_queries
+
+    files = {s.name: site / "images" / s.filename for s in scenes}
+    print("\nexample queries (score: cosine similarity of query and image vectors, -1..1):")
+    with db.connection(url) as conn:
+        for query, names in example_queries(scenes):
+            expected = {_sha256(files[n]) for n in names}
+            hits = search_text(conn, query, k=min(len(scenes), MAX_K))
+            ranks = [r for r, hit in enumerate(hits, start=1) if hit.image_id in expected]
+            found = "found" if ranks and ranks[0] <= 5 else "NOT in the top 5"
+            shown = ", ".join(map(str, ranks[:8])) + (" ..." if len(ranks) > 8 else "")
+            print(f'  featuregen search "{query}"')
+            print(f"    {len(expected)} images match; ranks of {len(hits)}: {shown} ({found})")
+            for rank, hit in enumerate(hits[:3], start=1):
+                print(f"    {rank}  {hit.score:.3f}  {hit.category:<14} {hit.caption}")

@@ -1,10 +1,15 @@
 """Synthetic scenes with known truth: the offline demo's images, captions, records and masks.
 
-Each category has its own background (palette and texture) and draws 1–3 objects from a
-small vocabulary (shape × colour × size × position). Every image comes with its truth: a
-caption written from the scene, a JSON record (`truth/<name>.json`) and a per-pixel label
-mask (`masks/<name>.png`, shape class ids, 0 = background). Everything is a pure function
-of (seed, category, index), so a dataset is byte-identical however it is generated.
+Benchmark v2: the backdrop (texture and palette) of every scene is drawn from one pool shared
+by all categories, so the category cannot be read from the background; a category shows only
+in its typical objects (1–3 drawn from shape × colour × size × position). Some combinations
+(`HELD_OUT_COMBINATIONS`) are meant for test images only, and every fourth scene is the
+attribute-swap twin of the one before it (same backdrop and places, colours exchanged between
+its objects): a hard negative for a text encoder that counts words without binding them.
+Every image comes with its truth: a caption written from the scene, a JSON record
+(`truth/<name>.json`) and a per-pixel label mask (`masks/<name>.png`, shape class ids,
+0 = background). Everything is a pure function of (seed, category, index), so a dataset is
+byte-identical however it is generated.
 """
 
 from __future__ import annotations
@@ -65,6 +70,21 @@ CATEGORY_PHRASES = {
     "shoplifting": "at a shoplifting",
     "road_accident": "at a road accident",
 }
+BACKDROPS = (
+    "asphalt",
+    "shelves",
+    "aisle",
+    "tablecloth",
+    "planks",
+    "marble",
+    "vignette",
+    "cctv",
+    "hazard",
+)
+# Phrases in captions that only test images may contain (colour x shape, shape x position):
+# the compositional split. A text encoder that binds words generalises to them.
+HELD_OUT_COMBINATIONS = ("purple circle", "yellow star", "ring at the bottom left")
+SWAP_EVERY = 4  # scene index % SWAP_EVERY == SWAP_EVERY - 1: the attribute-swap twin of index - 1
 # Shapes and colours drawn more often in each category; every shape and colour stays possible.
 TYPICAL = {
     "city_street": (("square", "cross"), ("yellow", "white")),
@@ -117,6 +137,8 @@ class Scene:
     height: int
     format: str
     exif_rotated: bool
+    backdrop: str = ""
+    swap_of: str | None = None  # the scene this one is the attribute-swap twin of
 
     @property
     def filename(self) -> str:
@@ -161,6 +183,8 @@ def scene_from_record(record: dict) -> Scene:
         height=record["height"],
         format=record["format"],
         exif_rotated=record["exif_rotated"],
+        backdrop=record.get("backdrop", ""),
+        swap_of=record.get("swap_of"),
     )
 
 
@@ -190,8 +214,8 @@ def _noise(rng: np.random.Generator, h: int, w: int, amount: float) -> np.ndarra
     return rng.standard_normal((h, w, 1), dtype=np.float32) * np.float32(amount)
 
 
-def _background(category: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
-    """The category's backdrop as an (h, w, 3) uint8 array."""
+def _background(backdrop: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """One of `BACKDROPS` as an (h, w, 3) uint8 array (any category may get any backdrop)."""
     y = np.arange(h, dtype=np.float32)[:, None, None] / h
     x = np.arange(w, dtype=np.float32)[None, :, None] / w
     phase = float(rng.random()) * 2 * math.pi
@@ -199,43 +223,43 @@ def _background(category: str, w: int, h: int, rng: np.random.Generator) -> np.n
     def rgb(*c: float) -> np.ndarray:
         return np.array(c, dtype=np.float32)
 
-    if category == "city_street":  # grey asphalt, pale pavements, dashed lane stripes
+    if backdrop == "asphalt":  # grey asphalt, pale pavements, dashed lane stripes
         img = rgb(100, 100, 105) + 20 * y + _noise(rng, h, w, 8)
         img = np.where((y < 0.12) | (y > 0.88), rgb(175, 170, 160), img)
         stripe = (np.abs(y - 0.5) < 0.015) & ((x * 8 + phase) % 1 < 0.55)
         img = np.where(stripe, rgb(235, 235, 225), img)
-    elif category == "shop":  # cream wall with wooden shelf uprights
+    elif backdrop == "shelves":  # cream wall with wooden shelf uprights
         img = rgb(225, 212, 190) + _noise(rng, h, w, 5)
         img = np.where((x * 5 + phase) % 1 < 0.08, rgb(150, 105, 65), img)
-    elif category == "supermarket":  # white-grey aisle with horizontal shelves
+    elif backdrop == "aisle":  # white-grey aisle with horizontal shelves
         img = rgb(222, 228, 232) + _noise(rng, h, w, 4)
         img = np.where((y * 6 + phase) % 1 < 0.07, rgb(140, 145, 150), img)
         img = np.where(((y * 6 + phase) % 1 > 0.07) & ((y * 6 + phase) % 1 < 0.12), 200, img)
-    elif category == "restaurant":  # muted burgundy and cream tablecloth check
+    elif backdrop == "tablecloth":  # muted burgundy and cream tablecloth check
         check = ((np.floor(x * 8 + phase) + np.floor(y * 8)) % 2).astype(bool)
         img = np.where(check, rgb(150, 70, 75), rgb(205, 180, 170)) + _noise(rng, h, w, 4)
-    elif category == "cafe":  # warm wood planks with grain
+    elif backdrop == "planks":  # warm wood planks with grain
         plank = np.floor(y * 7 + phase)
         shade = 0.85 + 0.15 * np.sin(plank * 2.3)
         grain = 8 * np.sin(x * 90 + 3 * np.sin(y * 40 + plank))
         img = rgb(165, 110, 65) * shade + grain + _noise(rng, h, w, 4)
-    elif category == "bank":  # pale marble with soft veins
+    elif backdrop == "marble":  # pale marble with soft veins
         vein = np.abs(np.sin(x * 9 + y * 5 + 1.5 * np.sin(y * 13 + phase) + phase))
         img = rgb(228, 226, 222) - 55 * (vein < 0.08) + _noise(rng, h, w, 5)
-    elif category == "fight":  # dark red tones with a vignette
+    elif backdrop == "vignette":  # dark red tones with a vignette
         r = np.sqrt((x - 0.5) ** 2 + (y - 0.5) ** 2)
         img = rgb(115, 22, 28) * (1.1 - r) + _noise(rng, h, w, 14)
-    elif category == "shoplifting":  # dim greenish CCTV frame: shelves and scan lines
+    elif backdrop == "cctv":  # dim greenish CCTV frame: shelves and scan lines
         img = rgb(80, 95, 85) + _noise(rng, h, w, 10)
         img = np.where((x * 4 + phase) % 1 < 0.12, rgb(55, 65, 60), img)
         img = img - 18 * ((np.arange(h)[:, None, None] % 4) == 0)
-    elif category == "road_accident":  # dark asphalt with a hazard-striped barrier
+    elif backdrop == "hazard":  # dark asphalt with a hazard-striped barrier
         img = rgb(60, 60, 62) + _noise(rng, h, w, 10)
         band = np.abs(y - 0.5) < 0.05
         hazard = ((x * 12 + y * 6 + phase) % 1) < 0.5
         img = np.where(band & hazard, rgb(235, 120, 30), np.where(band, rgb(40, 40, 40), img))
     else:
-        raise ValueError(f"unknown category {category!r}")
+        raise ValueError(f"unknown backdrop {backdrop!r}")
     return np.clip(np.broadcast_to(img, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
@@ -297,16 +321,41 @@ class _Rendered:
     orientation: int  # EXIF orientation to store the JPEG with (1: upright)
 
 
+def _swapped(plan: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]] | None:
+    """The plan with colours rotated by one object; None when that changes nothing."""
+    colours = [colour for _, colour, _, _ in plan]
+    rotated = colours[1:] + colours[:1]
+    if rotated == colours:
+        return None
+    return [(sh, c, si, p) for (sh, _, si, p), c in zip(plan, rotated, strict=True)]
+
+
+def _layout(category: str, index: int, seed: int):
+    """The scene's first draws (size, backdrop, object plan) and the generator to go on with.
+
+    A swap slot replays the previous scene's generator with the plan's colours rotated, so the
+    twin differs from it only in which object has which colour (when that changes anything).
+    """
+    if index % SWAP_EVERY == SWAP_EVERY - 1:
+        rng = _rng(seed, category, index - 1)
+        size, backdrop = _image_size(rng), str(rng.choice(BACKDROPS))
+        swapped = _swapped(_plan_objects(category, rng))
+        if swapped is not None:
+            return rng, size, backdrop, swapped, f"{category}_{index - 1:03d}"
+    rng = _rng(seed, category, index)
+    size, backdrop = _image_size(rng), str(rng.choice(BACKDROPS))
+    return rng, size, backdrop, _plan_objects(category, rng), None
+
+
 def _render(category: str, index: int, seed: int) -> _Rendered:
     """The upright image, its mask, its truth and how to encode it."""
-    rng = _rng(seed, category, index)
-    w, h = _image_size(rng)
-    image = Image.fromarray(_background(category, w, h, rng), "RGB")
+    rng, (w, h), backdrop, plan, swap_of = _layout(category, index, seed)
+    image = Image.fromarray(_background(backdrop, w, h, rng), "RGB")
     mask = Image.new("L", (w, h), 0)
     draw, mask_draw = ImageDraw.Draw(image), ImageDraw.Draw(mask)
     short = min(w, h)
     objects = []
-    for shape, colour, size, position in _plan_objects(category, rng):
+    for shape, colour, size, position in plan:
         fx, fy = POSITIONS[position]
         jitter = 0.0 if position == "centre" else 0.02
         cx = (fx + rng.uniform(-jitter, jitter)) * w
@@ -334,6 +383,8 @@ def _render(category: str, index: int, seed: int) -> _Rendered:
         height=h,
         format=image_format,
         exif_rotated=orientation != 1,
+        backdrop=backdrop,
+        swap_of=swap_of,
     )
     return _Rendered(scene, image, mask, int(rng.choice(JPEG_QUALITIES)), orientation)
 
@@ -437,3 +488,142 @@ def write_link_files(
         _write_atomic(path, ("\n".join(lines) + "\n").encode())
         written[category] = path
     return written
+
+
+# --------------------------------------------------------------------------- queries
+
+# A second phrasing: its content words (colours, shapes, sizes, places, categories) never occur
+# in a training caption, so a query in it tests what an encoder understands, not what it read.
+PARAPHRASE_COLOURS = {
+    "red": "crimson",
+    "green": "emerald",
+    "blue": "navy",
+    "yellow": "golden",
+    "purple": "violet",
+    "orange": "amber",
+    "white": "ivory",
+    "black": "jet",
+}
+PARAPHRASE_SHAPES = {
+    "circle": "disc",
+    "square": "block",
+    "triangle": "wedge",
+    "star": "pentagram",
+    "cross": "plus",
+    "ring": "hoop",
+}
+PARAPHRASE_SIZES = {"small": "little", "large": "big"}
+PARAPHRASE_POSITIONS = {
+    "top left": "upper left corner",
+    "top right": "upper right corner",
+    "bottom left": "lower left corner",
+    "bottom right": "lower right corner",
+    "centre": "middle",
+}
+PARAPHRASE_CATEGORIES = {
+    "city_street": "on an urban road",
+    "shop": "inside a store",
+    "supermarket": "inside a grocery",
+    "restaurant": "inside a diner",
+    "cafe": "inside a coffeehouse",
+    "bank": "inside a teller hall",
+    "fight": "during a brawl",
+    "shoplifting": "during a theft",
+    "road_accident": "at a car crash",
+}
+QUERY_SETS = ("template", "paraphrase", "partial_object", "partial_attribute")
+
+
+def paraphrase(scene: Scene) -> str:
+    """The scene in the second phrasing: "big crimson disc in the upper left corner, ..."."""
+    phrases = [
+        f"{PARAPHRASE_SIZES[o.size]} {PARAPHRASE_COLOURS[o.colour]} "
+        f"{PARAPHRASE_SHAPES[o.shape]} in the {PARAPHRASE_POSITIONS[o.position]}"
+        for o in scene.objects
+    ]
+    return f"{' plus '.join(phrases)}, {PARAPHRASE_CATEGORIES[scene.category]}"
+
+
+def _holders(scenes: Sequence[Scene], match) -> list[str]:
+    return [s.name for s in scenes if any(match(o) for o in s.objects)]
+
+
+def scene_queries(scenes: Sequence[Scene]) -> list[dict]:
+    """Queries with their truth, one of each set per scene (by name; positives by name).
+
+    template: the caption (positives: scenes with that caption); paraphrase: the second
+    phrasing; partial_object: one object's phrase, no category ("a large red circle at the
+    top left"; positives: every scene with that object); partial_attribute: colour and shape
+    only ("a red circle"). `matches`: scenes holding every colour-shape pair the query names
+    (for attribute-match precision); `hard_negative`: the attribute-swap twin, if any.
+    `compositional`: the query names a held-out combination.
+    """
+    twins = {s.swap_of: s.name for s in scenes if s.swap_of}
+    twins.update({s.name: s.swap_of for s in scenes if s.swap_of})
+    by_caption: dict[str, list[str]] = {}
+    for s in scenes:
+        by_caption.setdefault(s.caption, []).append(s.name)
+    pairs = {s.name: {(o.colour, o.shape) for o in s.objects} for s in scenes}
+
+    def matches(wanted: set[tuple[str, str]]) -> list[str]:
+        return [name for name, have in pairs.items() if wanted <= have]
+
+    queries = []
+    for s in scenes:
+        first = s.objects[0]
+        common = {"scene": s.name, "category": s.category, "hard_negative": twins.get(s.name)}
+        entries = [
+            ("template", s.caption, by_caption[s.caption], pairs[s.name]),
+            ("paraphrase", paraphrase(s), by_caption[s.caption], pairs[s.name]),
+            ("partial_object", first.phrase, _holders(scenes, first.__eq__), None),
+            (
+                "partial_attribute",
+                f"a {first.colour} {first.shape}",
+                _holders(scenes, lambda o, f=first: (o.colour, o.shape) == (f.colour, f.shape)),
+                {(first.colour, first.shape)},
+            ),
+        ]
+        for query_set, text, positives, wanted in entries:
+            if query_set == "partial_object":
+                positives = _holders(
+                    scenes,
+                    lambda o, f=first: (
+                        (o.shape, o.colour, o.size, o.position)
+                        == (f.shape, f.colour, f.size, f.position)
+                    ),
+                )
+                wanted = {(first.colour, first.shape)}
+            queries.append(
+                {
+                    **common,
+                    "query_set": query_set,
+                    "query": text,
+                    "positives": positives,
+                    "matches": matches(wanted),
+                    "compositional": any(p in s.caption for p in HELD_OUT_COMBINATIONS)
+                    and query_set in ("template", "paraphrase"),
+                }
+            )
+    return queries
+
+
+def example_queries(scenes: Sequence[Scene]) -> list[tuple[str, list[str]]]:
+    """Three queries the data can answer, each with the names of the scenes it should find:
+    the caption of the first scene with two objects; one object without a category phrase
+    ("a large red circle at the top left" when a scene holds it, else the first scene's first
+    object); that object's colour and shape alone."""
+    two = next((s for s in scenes if len(s.objects) >= 2), scenes[0])
+    objects = [o for s in scenes for o in s.objects]
+    wanted = ("large", "red", "circle", "top left")
+    obj = next(
+        (o for o in objects if (o.size, o.colour, o.shape, o.position) == wanted), objects[0]
+    )
+    where = (obj.size, obj.colour, obj.shape, obj.position)
+    return [
+        (two.caption, [s.name for s in scenes if s.caption == two.caption]),
+        (obj.phrase, _holders(scenes, lambda o: (o.size, o.colour, o.shape, o.position) == where)),
+        (
+            f"a {obj.colour} {obj.shape}",
+            _holders(scenes, lambda o: (o.colour, o.shape) == (obj.colour, obj.shape)),
+        ),
+    ]

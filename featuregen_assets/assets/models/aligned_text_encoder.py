@@ -1,6 +1,8 @@
 """`aligned_text_encoder`: CLIP's text tower trained into the stored DINOv2 space (LiT)."""
 
+import json
 from dataclasses import asdict
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -13,7 +15,11 @@ from featuregen_assets.assets.models.publishing import (
     training_data,
     training_metadata,
 )
-from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
+from featuregen_assets.core.training.alignment import (
+    AlignmentConfig,
+    TrainResult,
+    train_alignment,
+)
 from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
@@ -47,6 +53,19 @@ class AlignedTextEncoderConfig(TrainingConfig):
     loss: str | None = Field(default=None, description="infonce | siglip")
     weight_decay: float | None = None
     standardize_targets: bool | None = None
+    validation_fraction: float | None = Field(
+        default=None, description="Share of images kept for validation (tuning reads only it)."
+    )
+    test_phrases: list[str] | None = Field(
+        default=None,
+        description="Images with a text containing one of these phrases are test images"
+        " (a compositional split: combinations never trained on).",
+    )
+    text_views: bool | None = Field(
+        default=None,
+        description="Also train on partial and reordered views of each caption (clauses,"
+        " an object without its place or a modifier), so partial queries work.",
+    )
 
 
 @dg.asset(
@@ -69,10 +88,10 @@ def aligned_text_encoder(
         lambda conn, model: alignment_pairs(conn, model, config.prompt_source),
         f"{config.prompt_source} prompts",
     )
-    settings = AlignmentConfig(
-        device=compute.compute_settings().device,
-        **config.core_settings(exclude=frozenset({"prompt_source"})),
-    )
+    core = config.core_settings(exclude=frozenset({"prompt_source"}))
+    if "test_phrases" in core:
+        core["test_phrases"] = tuple(core["test_phrases"])
+    settings = AlignmentConfig(device=compute.compute_settings().device, **core)
     tower = models.spec("clip_text")
     result = train_alignment(
         pairs.texts,
@@ -93,6 +112,12 @@ def aligned_text_encoder(
         embedding_model,
         recorded,
         result.metrics,
-        lambda path: result.encoder.save(path, metrics=result.metrics),
+        lambda path: _save(result, path),
     )
     return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, HEADLINE))
+
+
+def _save(result: TrainResult, path: Path) -> None:
+    """The encoder and, beside it, `split.json`: the train / validation / test image ids."""
+    result.encoder.save(path, metrics=result.metrics)
+    (path / "split.json").write_text(json.dumps(result.split.as_dict()))

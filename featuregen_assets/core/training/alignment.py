@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,13 @@ from featuregen_assets.core.training.common import (
     training_device,
 )
 from featuregen_assets.core.training.metrics import retrieval_metrics
-from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask
+from featuregen_assets.core.training.splits import (
+    DEFAULT_SALT,
+    Split,
+    images_mentioning,
+    three_way_split,
+)
+from featuregen_assets.core.training.text_views import text_views
 
 RECIPES = ("lit", "talk2dino", "projection")
 LOSSES = ("infonce", "siglip")
@@ -61,6 +67,12 @@ class AlignmentConfig:
     pooling: "eos" takes the last non-padding token (CLIP's EOS pooling), "mean" averages.
     standardize_targets: standardise image vectors with train mean/std (stored in the model).
     dropout: the text tower's hidden and attention dropout while training (CLIP's is 0).
+    held_out_fraction / validation_fraction: the shares of images (by id score) kept for test
+      and validation; `test_phrases`: images with a text containing one of them are test
+      images too (a compositional split). Tuning reads validation (`eval_every`); test is
+      scored once, at the end.
+    text_views: with probability `view_probability` a training caption is replaced by one of
+      its partial or reordered views (`text_views`), so partial queries work.
     device: "cpu", "cuda" or "auto"; bf16 autocast on CUDA when `autocast` is set.
     max_steps: stop after this many optimiser steps (tests, benchmarks); None = all epochs.
     """
@@ -79,7 +91,11 @@ class AlignmentConfig:
     standardize_targets: bool = True
     dropout: float = 0.1
     held_out_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    test_phrases: tuple[str, ...] = ()
     split_salt: str = DEFAULT_SALT
+    text_views: bool = True
+    view_probability: float = 0.5
     eval_every: int = 10
     device: str = "auto"
     autocast: bool = True
@@ -246,11 +262,12 @@ class ContrastiveLoss(nn.Module):
 
 @dataclass
 class TrainResult:
-    """A trained encoder, its held-out metrics and the per-epoch loss curve."""
+    """A trained encoder, its test metrics, the per-epoch loss curve and the split it used."""
 
     encoder: AlignedTextEncoder
     metrics: dict = field(default_factory=dict)
     loss_curve: list[float] = field(default_factory=list)
+    split: Split | None = None
 
 
 @dataclass
@@ -262,6 +279,24 @@ class _Pairs:
     vectors: np.ndarray
     text_idx: np.ndarray
     image_idx: np.ndarray
+
+    def add_views(self, texts: Sequence[int]) -> np.ndarray:
+        """Append the views of `texts` to the text list; (texts, most views) index matrix,
+        each row its views then -1 padding."""
+        rows = []
+        position = {t: i for i, t in enumerate(self.texts)}
+        for t in texts:
+            row = []
+            for view in text_views(self.texts[t]):
+                if view not in position:
+                    position[view] = len(self.texts)
+                    self.texts.append(view)
+                row.append(position[view])
+            rows.append(row)
+        width = max((len(r) for r in rows), default=0)
+        return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(
+            len(rows), width
+        )
 
 
 def _index_pairs(texts: Sequence[str], image_ids: Sequence[str], vectors: np.ndarray) -> _Pairs:
@@ -298,6 +333,25 @@ def evaluate_retrieval(
     return retrieval_metrics(encoder.encode(list(texts)) @ unit.T, positives)
 
 
+def _caption_queries(
+    data: _Pairs, images: np.ndarray, trained: set[int]
+) -> tuple[list[str], np.ndarray]:
+    """Each distinct text of `images` that is not a `trained` text, as a query; positives over
+    `images` (columns)."""
+    column = {int(img): c for c, img in enumerate(images)}
+    pairs = [
+        p
+        for p in range(len(data.text_idx))
+        if int(data.image_idx[p]) in column and int(data.text_idx[p]) not in trained
+    ]
+    query_texts = sorted({int(data.text_idx[p]) for p in pairs})
+    row = {t: r for r, t in enumerate(query_texts)}
+    positives = np.zeros((len(query_texts), len(images)), dtype=bool)
+    for p in pairs:
+        positives[row[int(data.text_idx[p])], column[int(data.image_idx[p])]] = True
+    return [data.texts[t] for t in query_texts], positives
+
+
 def _build_encoder(text_tower: str | Path, target_dim: int, config: AlignmentConfig):
     tower_config = CLIPTextConfig.from_pretrained(text_tower)
     tower_config.dropout = tower_config.attention_dropout = config.dropout
@@ -324,6 +378,26 @@ def _build_encoder(text_tower: str | Path, target_dim: int, config: AlignmentCon
     return encoder
 
 
+def initial_encoder(
+    text_tower: str | Path, train_vectors: np.ndarray, config: AlignmentConfig
+) -> AlignedTextEncoder:
+    """The encoder before training (seeded head; with `standardize_targets`, the training
+    images' mean and std): the "untrained" comparator, and where training starts."""
+    encoder = _build_encoder(text_tower, train_vectors.shape[1], config)
+    if config.standardize_targets:
+        encoder.feature_mean.copy_(torch.from_numpy(train_vectors.mean(0)))
+        encoder.feature_std.copy_(torch.from_numpy(train_vectors.std(0) + 1e-6))
+    return encoder
+
+
+def config_from_record(record: dict) -> AlignmentConfig:
+    """The AlignmentConfig a saved encoder's `training_config` records."""
+    known = {f.name for f in fields(AlignmentConfig)}
+    values = {k: v for k, v in record.items() if k in known}
+    values["test_phrases"] = tuple(values.get("test_phrases", ()))
+    return AlignmentConfig(**values)
+
+
 def train_alignment(
     texts: Sequence[str],
     image_ids: Sequence[str],
@@ -343,47 +417,62 @@ def train_alignment(
     """
     device = training_device(config.device)
     data = _index_pairs(texts, image_ids, vectors)
-    held = held_out_mask(data.image_ids, config.held_out_fraction, config.split_salt)
-    train_pairs = np.flatnonzero(~held[data.image_idx])
-    test_pairs = np.flatnonzero(held[data.image_idx])
+    split = three_way_split(
+        data.image_ids,
+        config.held_out_fraction,
+        config.validation_fraction,
+        config.split_salt,
+        forced_test=images_mentioning(texts, image_ids, config.test_phrases),
+    )
+    side = {i: name for name in ("train", "validation", "test") for i in split.of(name)}
+    image_side = np.array([side[i] for i in data.image_ids])
+    train_images = np.flatnonzero(image_side == "train")
+    test_images = np.flatnonzero(image_side == "test")
+    validation_images = np.flatnonzero(image_side == "validation")
+    train_pairs = np.flatnonzero(image_side[data.image_idx] == "train")
     if len(train_pairs) == 0:
         raise ValueError("no training pairs: need at least two distinct images")
 
-    encoder = _build_encoder(text_tower, data.vectors.shape[1], config)
-    train_images = np.flatnonzero(~held)
-    if config.standardize_targets:
-        mean = data.vectors[train_images].mean(0)
-        std = data.vectors[train_images].std(0) + 1e-6
-        encoder.feature_mean.copy_(torch.from_numpy(mean))
-        encoder.feature_std.copy_(torch.from_numpy(std))
-    encoder.to(device)
+    encoder = initial_encoder(text_tower, data.vectors[train_images], config).to(device)
     targets = torch.from_numpy(data.vectors).to(device)
     targets = (targets - encoder.feature_mean) / encoder.feature_std
     if config.standardize_targets:
         targets = targets / math.sqrt(targets.shape[1])
 
-    # held-out queries: each unique text of a held-out pair; positives: its held-out images
-    test_images = np.flatnonzero(held)
-    col = {img: c for c, img in enumerate(test_images)}
-    query_texts = sorted({int(data.text_idx[p]) for p in test_pairs})
-    row = {t: r for r, t in enumerate(query_texts)}
-    positives = np.zeros((len(query_texts), len(test_images)), dtype=bool)
-    for p in test_pairs:
-        positives[row[int(data.text_idx[p])], col[int(data.image_idx[p])]] = True
-    eval_texts = [data.texts[t] for t in query_texts]
-    eval_vectors = data.vectors[test_images]
+    # queries: each distinct text of an image of the split that no training image has;
+    # positives: its images there
+    train_texts = sorted({int(data.text_idx[p]) for p in train_pairs})
+    test_texts, test_positives = _caption_queries(data, test_images, set(train_texts))
+    validation_texts, validation_positives = _caption_queries(
+        data, validation_images, set(train_texts)
+    )
 
-    def evaluate() -> dict[str, float]:
-        if not len(test_images):
+    def evaluate(on_validation: bool = False) -> dict[str, float]:
+        images, queries, positives = (
+            (validation_images, validation_texts, validation_positives)
+            if on_validation
+            else (test_images, test_texts, test_positives)
+        )
+        if not queries:
             return {}
-        return evaluate_retrieval(encoder, eval_texts, eval_vectors, positives)
+        return evaluate_retrieval(encoder, queries, data.vectors[images], positives)
+
+    views = torch.full((len(data.texts), 1), -1, dtype=torch.long)
+    if config.text_views:
+        matrix = data.add_views(train_texts)
+        views = torch.full((len(data.texts), max(1, matrix.shape[1])), -1, dtype=torch.long)
+        if matrix.size:
+            views[torch.tensor(train_texts)] = torch.from_numpy(matrix)
+    view_counts = (views >= 0).sum(1).to(device)
+    views = views.to(device)
 
     untrained = evaluate()
     log(
-        f"alignment: {len(data.texts)} texts, {len(data.image_ids)} images "
-        f"({len(train_images)} train / {len(test_images)} held out), {len(train_pairs)} train "
+        f"alignment: {len(data.texts)} texts and views, {len(data.image_ids)} images "
+        f"({len(train_images)} train / {len(validation_images)} validation / {len(test_images)}"
+        f" test), {len(train_pairs)} train "
         f"pairs, recipe={config.recipe}, loss={config.loss}, device={device}; untrained "
-        f"held-out recall@5 {untrained.get('recall@5', float('nan')):.3f}"
+        f"test recall@5 {untrained.get('recall@5', float('nan')):.3f}"
     )
 
     tokens = encoder.tokenize(data.texts)
@@ -424,6 +513,7 @@ def train_alignment(
                 break
             batch = order[start : start + config.batch_size]
             t, i = text_idx[batch], image_idx[batch]
+            t = _sample_views(t, views, view_counts, config.view_probability, generator)
             pos = (t[:, None] == t[None, :]) | (i[:, None] == i[None, :])
             with mixed_precision(device, config.autocast):
                 if cached is not None:
@@ -443,18 +533,21 @@ def train_alignment(
             f"epoch {epoch}/{config.epochs} loss {loss_curve[-1]:.4f} "
             f"lr {scheduler.get_last_lr()[0]:.2e} scale {criterion.scale().item():.1f}"
         )
-        if config.eval_every and epoch % config.eval_every == 0 and len(test_images):
-            figures = evaluate()
+        if config.eval_every and epoch % config.eval_every == 0 and validation_texts:
+            figures = evaluate(on_validation=True)
             history.append({"epoch": epoch, **figures})
-            message += f" held-out recall@5 {figures['recall@5']:.3f}"
+            message += f" validation recall@5 {figures['recall@5']:.3f}"
         log(message)
     seconds = time.perf_counter() - started
 
     encoder.eval()
     final = evaluate()
+    validation = evaluate(on_validation=True)
     metrics: dict = {
         "train_images": len(train_images),
+        "validation_images": len(validation_images),
         "held_out_images": len(test_images),
+        "training_texts_with_views": len(data.texts),
         "train_pairs": len(train_pairs),
         "steps": step,
         "train_seconds": seconds,
@@ -462,14 +555,35 @@ def train_alignment(
         "logit_scale": criterion.scale().item(),
         **final,
         **{f"untrained_{k}": v for k, v in untrained.items() if not k.startswith("chance")},
+        **{f"validation_{k}": v for k, v in validation.items() if not k.startswith("chance")},
+        "split_hashes": split.hashes(),
         "epoch_losses": loss_curve,
         "eval_history": history,
     }
     if final:
         log(
-            f"alignment done in {seconds:.1f}s: held-out recall@1/5/10 "
+            f"alignment done in {seconds:.1f}s: test recall@1/5/10 "
             f"{final['recall@1']:.3f}/{final['recall@5']:.3f}/{final['recall@10']:.3f} "
             f"(chance {final['chance_recall@5']:.3f} @5, untrained {untrained['recall@5']:.3f}), "
             f"median rank {final['median_rank']:.0f} of {len(test_images)}"
         )
-    return TrainResult(encoder=encoder.cpu(), metrics=metrics, loss_curve=loss_curve)
+    return TrainResult(encoder=encoder.cpu(), metrics=metrics, loss_curve=loss_curve, split=split)
+
+
+def _sample_views(
+    texts: torch.Tensor,
+    views: torch.Tensor,
+    counts: torch.Tensor,
+    probability: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Replace each text index by a random one of its views with `probability` (texts with no
+    views stay)."""
+    if probability <= 0 or views.shape[1] == 0:
+        return texts
+    draw = torch.rand(len(texts), generator=generator).to(texts.device)
+    pick = torch.rand(len(texts), generator=generator).to(texts.device)
+    column = (pick * counts[texts]).long().clamp(max=views.shape[1] - 1)
+    chosen = views[texts, column]
+    use = (draw < probability) & (counts[texts] > 0) & (chosen >= 0)
+    return torch.where(use, chosen, texts)

@@ -44,3 +44,31 @@ def markdown_image(image: Image.Image, alt: str) -> str:
     """Markdown showing the image inline (a base64 PNG data URI)."""
     encoded = base64.b64encode(png_bytes(image)).decode()
     return f"![{alt}](data:image/png;base64,{encoded})"
+
+
+def interval_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    title: str,
+    top: float = 1.0,
+) -> Image.Image:
+    """Horizontal bars from 0 to each value (0..`top`), with its interval as a black whisker."""
+    row, label_width = 18, 230
+    height = MARGIN + row * len(labels) + 12
+    image = Image.new("RGB", (WIDTH + label_width - MARGIN, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 8), title, fill="black")
+    left, right = label_width, label_width + WIDTH - 2 * MARGIN
+
+    def x(v: float) -> float:
+        return left + max(0.0, min(1.0, v / top)) * (right - left)
+
+    for i, (label, value, low, high) in enumerate(zip(labels, values, lows, highs, strict=True)):
+        y = MARGIN + i * row
+        draw.text((8, y + 2), label[:36], fill="black")
+        draw.rectangle((left, y + 3, x(value), y + row - 3), fill=(31, 119, 180))
+        draw.line((x(low), y + row / 2, x(high), y + row / 2), fill="black", width=2)
+        draw.text((x(max(value, high)) + 4, y + 2), f"{value:.2f}", fill="black")
+    return image

@@ -1,0 +1,109 @@
+"""`research_report`: every text-to-image and decoder method beside fair baselines, with
+intervals; report.md + report.json under FEATUREGEN_HOME/artifacts/research_report/<version>/."""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from featuregen_assets.assets.features.image_embeddings import image_embeddings
+from featuregen_assets.assets.features.image_prompts import image_prompts
+from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
+from featuregen_assets.assets.models.decoder_model import decoder_model
+from featuregen_assets.core.research.comparison import run_comparison
+from featuregen_assets.core.research.report import headline_table, write_report
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.store.registry import latest_model
+from featuregen_assets.core.training.decoder import encoder_for
+from featuregen_assets.core.training.plots import markdown_image
+from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, ModelsResource
+from featuregen_assets.resources.postgres import PostgresResource
+
+NAME = "research_report"
+
+
+class ResearchReportConfig(dg.Config):
+    """What to compare on."""
+
+    query_file: str | None = Field(
+        default=None,
+        description="JSON-lines query sets with their truth (default: the demo's,"
+        " FEATUREGEN_HOME/demo/queries.jsonl, when it exists; else the test images' captions).",
+    )
+    seeds: int = Field(
+        default=1, description="Text-encoder trainings to average (the registered one is seed 0)."
+    )
+    sentence_encoder: bool = Field(
+        default=True, description="Caption-embedding baselines with all-MiniLM-L6-v2."
+    )
+
+
+def report_version(context: dict) -> str:
+    """`<UTC time>-<hash of what was compared>`."""
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:8]
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest
+
+
+@dg.asset(
+    deps=[aligned_text_encoder, decoder_model, image_embeddings, image_prompts],
+    group_name="models",
+    kinds={"pytorch"},
+    pool=GPU_POOL,
+)
+def research_report(
+    context: dg.AssetExecutionContext,
+    config: ResearchReportConfig,
+    postgres: PostgresResource,
+    models: ModelsResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The research answer: each method and baseline on the same test split, 95 % intervals."""
+    with postgres.connection() as conn:
+        encoder_model = latest_model(conn, "aligned_text_encoder")
+        decoder_model = latest_model(conn, "decoder_model")
+        if encoder_model is None:
+            raise dg.Failure("no aligned_text_encoder registered: materialise it first")
+        if not (encoder_model.path / "split.json").is_file():
+            raise dg.Failure(f"{encoder_model.path} records no split: retrain the text encoder")
+        if (
+            decoder_model is not None
+            and decoder_model.embedding_model != encoder_model.embedding_model
+        ):
+            decoder_model = None
+        reencoder = embedder.embedder
+        query_file = Path(config.query_file) if config.query_file else None
+        if query_file is None:
+            query_file = postgres.settings.home / "demo" / "queries.jsonl"
+        outcome = run_comparison(
+            conn,
+            encoder_model,
+            decoder_model,
+            models.spec("clip_text").name_or_path,
+            query_file,
+            encoder_for(reencoder) if reencoder.key == encoder_model.embedding_model else None,
+            seeds=config.seeds,
+            use_sentence_encoder=config.sentence_encoder,
+            log=context.log.info,
+        )
+    version = report_version(outcome.context)
+    directory = paths.artifacts_dir(postgres.settings.home) / NAME / version
+    report_md, report_json = write_report(
+        directory, outcome.measurements, outcome.context, outcome.answers, outcome.images
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "path": dg.MetadataValue.path(str(directory)),
+            "report": dg.MetadataValue.path(str(report_md)),
+            "rows": len(outcome.measurements),
+            "answers": dg.MetadataValue.md("\n".join(f"- {a}" for a in outcome.answers)),
+            "headline": dg.MetadataValue.md(headline_table(outcome.measurements)),
+            "plots": dg.MetadataValue.md(
+                "\n\n".join(markdown_image(image, name) for name, image in outcome.images.items())
+            ),
+            "split_hashes": dg.MetadataValue.json(outcome.context["split_hashes"]),
+        }
+    )

@@ -1,0 +1,143 @@
+"""The report's answer to each question, written from its measurements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.report import find, retrieval_methods
+
+TRAINED = "trained_encoder"
+CAPTION_METHODS = "[needs captions]"
+
+
+def _fmt(m: Measurement) -> str:
+    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+
+
+def _versus(a: Measurement, b: Measurement) -> str:
+    """'beats' / 'loses to' / 'is level with' by whether the 95 % intervals overlap."""
+    if a.ci_low > b.ci_high:
+        return "beats (intervals apart)"
+    if a.ci_high < b.ci_low:
+        return "loses to (intervals apart)"
+    return "is level with (intervals overlap)"
+
+
+def _best(measurements: Sequence[Measurement], query_set: str, methods: Sequence[str]):
+    found = [find(measurements, query_set, "recall@5", m) for m in methods]
+    found = [m for m in found if m is not None]
+    return max(found, key=lambda m: m.value) if found else None
+
+
+def text_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Question 1, per query set: the trained encoder against the best baseline of each kind."""
+    methods = retrieval_methods(measurements)
+    vector_only = [
+        m for m in methods if not m.startswith((TRAINED, "chance")) and CAPTION_METHODS not in m
+    ]
+    captioned = [m for m in methods if CAPTION_METHODS in m]
+    out = []
+    oracle = find(measurements, "template", "recall@5", "category_oracle")
+    if oracle is not None:
+        out.append(
+            f"Benchmark check: the category oracle (true category, random order inside it)"
+            f" reaches template recall@5 {_fmt(oracle)}: "
+            + (
+                "the category alone does not solve it."
+                if oracle.value <= 0.15
+                else "the category alone still explains much of the task at this gallery size."
+            )
+        )
+    for query_set in (
+        "template",
+        "paraphrase",
+        "partial_object",
+        "partial_attribute",
+        "compositional",
+    ):
+        trained = find(measurements, query_set, "recall@5", TRAINED)
+        if trained is None:
+            continue
+        parts = [f"{query_set} queries: the trained encoder's recall@5 is {_fmt(trained)}"]
+        best = _best(measurements, query_set, vector_only)
+        if best is not None:
+            parts.append(
+                f"it {_versus(trained, best)} the best baseline that also searches image vectors"
+                f" alone, {best.method} {_fmt(best)}"
+            )
+        best_caption = _best(measurements, query_set, captioned)
+        if best_caption is not None:
+            parts.append(
+                f"and {_versus(trained, best_caption)} searching the stored captions"
+                f" ({best_caption.method} {_fmt(best_caption)})"
+            )
+        out.append("; ".join(parts) + ".")
+    within = find(measurements, "template_within_category", "recall@5", TRAINED)
+    chance = find(measurements, "template_within_category", "recall@5", "chance")
+    if within is not None and chance is not None:
+        out.append(
+            f"Inside the query's own category the trained encoder's recall@5 is {_fmt(within)}"
+            f" against chance {chance.value:.3f} there: "
+            + (
+                "content beyond the category is found."
+                if within.ci_low > chance.value
+                else "no better than chance inside the category."
+            )
+        )
+    swap = find(measurements, "template_swap_pairs", "pairwise_accuracy", TRAINED)
+    if swap is not None:
+        verdict = (
+            "it binds colours to shapes better than chance"
+            if swap.ci_low > 0.5
+            else "it does not tell an image from its colour-swapped twin better than chance"
+        )
+        out.append(
+            f"Attribute-swap hard negatives: the query's image outscores its twin in"
+            f" {_fmt(swap)} of pairs (chance 0.5): {verdict}."
+        )
+    return out
+
+
+def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Question 2: the decoder against the lookups that need no training."""
+    dec = [m for m in measurements if m.task == "decoding"]
+
+    def get(method: str, metric: str) -> Measurement | None:
+        return next((m for m in dec if m.method.startswith(method) and m.metric == metric), None)
+
+    out = []
+    decoder = get("decoder", "psnr_db")
+    if decoder is None:
+        return out
+    for other in ("category_mean_image", "nearest_training_image", "global_mean_image"):
+        theirs = get(other, "psnr_db")
+        if theirs is not None:
+            out.append(
+                f"Decoder PSNR {_fmt(decoder)} dB {_versus(decoder, theirs)} {other}"
+                f" ({_fmt(theirs)} dB)."
+            )
+    top1, lookup = (
+        get("decoder", "self_retrieval_top1"),
+        get("nearest_training_image", "self_retrieval_top1"),
+    )
+    if top1 is not None and lookup is not None:
+        out.append(
+            f"Self-retrieval top-1 of the re-encoded output: decoder {_fmt(top1)}"
+            f" {_versus(top1, lookup)} the nearest training image ({_fmt(lookup)})."
+        )
+    cosine, same = (
+        get("decoder", "reencoded_cosine"),
+        get("reference: two test images of one", "reencoded_cosine"),
+    )
+    if cosine is not None and same is not None:
+        out.append(
+            f"Re-encoded cosine {_fmt(cosine)} against {_fmt(same)} for two different test"
+            " images of one category: "
+            + (
+                "above it, so the output carries more than its category."
+                if cosine.ci_low > same.ci_high
+                else "not above it, so the cosine alone shows no more than the category."
+            )
+        )
+    return out

