@@ -10,7 +10,6 @@ import pytest
 from PIL import Image, ImageOps
 
 from featuregen_assets.core.ingest.links import parse_link_file
-from featuregen_assets.core.vision.model_profiles import TINY_WORDS
 from featuregen_assets.demo.scenes import (
     BACKDROPS,
     CATEGORIES,
@@ -28,6 +27,7 @@ from featuregen_assets.demo.scenes import (
     scene_queries,
     write_link_files,
 )
+from featuregen_assets.demo.tiny_models import TINY_WORDS
 
 PER_CATEGORY = 7  # index 5 is the EXIF-rotated slot
 
