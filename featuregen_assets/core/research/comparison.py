@@ -77,15 +77,17 @@ def run_comparison(
     corpus, paths, pairs = load_corpus(
         conn, encoder_model.embedding_model, record.get("prompt_source", "both")
     )
+    # The recorded split, less images no longer stored whole (e.g. a file found damaged since
+    # the training): they have no row in the corpus to score.
+    stored = set(corpus.image_ids)
     split = Split(
         **{
-            k: tuple(v)
+            k: tuple(i for i in v if i in stored)
             for k, v in json.loads((encoder_model.path / "split.json").read_text()).items()
         }
     )
     queries: list[Query]
     if query_file is not None and query_file.is_file():
-        stored = set(corpus.image_ids)
         queries = [q for q in read_queries(query_file) if q.positives & stored]
         log(f"research: {len(queries)} queries from {query_file}")
     else:
