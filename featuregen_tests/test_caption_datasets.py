@@ -77,7 +77,7 @@ def test_import_writes_a_link_file_and_queries_keyed_by_image_id(
     ]
     assert main(argv) == 0
     links = parse_link_file(fg_env.parent / "links" / "coco_test.txt")
-    assert not links.bad_lines
+    assert not links.report.skipped.counts
     assert [(link.url, link.caption) for link in links.links] == [
         ("http://127.0.0.1:8900/val2014/img%200.png", "a red square"),
         ("http://127.0.0.1:8900/val2014/img%202.png", "a green square"),
