@@ -186,9 +186,13 @@ def test_messages_escaping_and_broken_thumbnails(page, site) -> None:
     page.fill("#q", "circle")
     page.check("input[name=mode][value=text]", force=True)
     page.press("#q", "Enter")
-    page.wait_for_function("document.querySelector('#summary').textContent.includes('1 thumbnail')")
+    # Choosing the mode and pressing Enter each start a search: wait for the last one's page.
+    page.wait_for_function(
+        """n => document.querySelectorAll('li.hit:not([hidden])').length === n
+            && document.querySelector('#summary').textContent.includes('1 thumbnail')""",
+        arg=len(store.ids) - 1,
+    )
     assert broken not in _hits(page)
-    assert len(_hits(page)) == len(store.ids) - 1
 
     page.route(
         "**/api/search?*",
