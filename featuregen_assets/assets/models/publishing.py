@@ -69,6 +69,13 @@ def training_data(
     return model, data
 
 
+def new_version(made_from: dict[str, Any]) -> str:
+    """`<UTC time>-<hash of made_from>`: a new artifact version, sortable and tied to what
+    made it."""
+    digest = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode())
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest.hexdigest()[:8]
+
+
 def publish(
     postgres: PostgresResource,
     name: str,
@@ -79,14 +86,9 @@ def publish(
 ) -> RegisteredModel:
     """Save a trained model as a new version and record it in the `models` table.
 
-    The version is `<UTC time>-<hash of the settings>`: sortable and tied to what was trained.
+    The version is `new_version` of the settings: sortable and tied to what was trained.
     """
-    digest = hashlib.sha256(
-        json.dumps(
-            {**settings, "embedding_model": embedding_model}, sort_keys=True, default=str
-        ).encode()
-    ).hexdigest()[:8]
-    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest
+    version = new_version({**settings, "embedding_model": embedding_model})
     model = RegisteredModel(
         name,
         version,

@@ -1,9 +1,6 @@
 """`research_report`: every text-to-image and decoder method beside fair baselines, with
 intervals; report.md + report.json under FEATUREGEN_HOME/artifacts/research_report/<version>/."""
 
-import hashlib
-import json
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +10,7 @@ from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
+from featuregen_assets.assets.models.publishing import new_version
 from featuregen_assets.core.research.comparison import run_comparison
 from featuregen_assets.core.research.report import headline_table, write_report
 from featuregen_assets.core.runtime import paths
@@ -39,12 +37,6 @@ class ResearchReportConfig(dg.Config):
     sentence_encoder: bool = Field(
         default=True, description="Caption-embedding baselines with all-MiniLM-L6-v2."
     )
-
-
-def report_version(context: dict) -> str:
-    """`<UTC time>-<hash of what was compared>`."""
-    digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()[:8]
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest
 
 
 @dg.asset(
@@ -88,7 +80,7 @@ def research_report(
             use_sentence_encoder=config.sentence_encoder,
             log=context.log.info,
         )
-    version = report_version(outcome.context)
+    version = new_version(outcome.context)
     directory = paths.artifacts_dir(postgres.settings.home) / NAME / version
     report_md, report_json = write_report(
         directory, outcome.measurements, outcome.context, outcome.answers, outcome.images
