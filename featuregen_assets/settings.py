@@ -1,4 +1,5 @@
-"""The one settings object: every `FEATUREGEN_*` variable, read when a run or command starts.
+"""The one settings object: every `FEATUREGEN_*` variable (and Hugging Face's `HF_*` ones that
+featuregen itself uses), read when a run or command starts.
 
 `Settings.from_env()` is the only place featuregen reads its variables; everything else gets
 the settings (or the values it needs from them) as arguments. Each default is written once:
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.vision.hub import HubAccess
 from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
@@ -26,7 +28,7 @@ PROGRESS_STYLES = ("log", "bar")
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything featuregen can be told through `FEATUREGEN_*` variables."""
+    """Everything featuregen can be told through environment variables."""
 
     home: Path = Path(".featuregen")
     links_dir: Path = Path("data/links")
@@ -34,6 +36,7 @@ class Settings:
     models: str = "real"
     models_dir: Path | None = None
     dinov2: str = DEFAULT_DINOV2
+    hub: HubAccess = field(default_factory=HubAccess)
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     checkpoint_every_s: float = 30.0
@@ -153,6 +156,14 @@ VARIABLES = (
         "`FEATUREGEN_HOME/models`",
     ),
     Variable("FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile"),
+    Variable("HF_ENDPOINT", "hub.endpoint", "Hugging Face's own: the hub real models come from"),
+    Variable(
+        "HF_HUB_OFFLINE",
+        "hub.offline",
+        "Hugging Face's own: `1` = never ask the hub (real models must be cached or local)",
+        _parse_bool,
+    ),
+    Variable("HF_TOKEN", "hub.token", "Hugging Face's own: the token for private or gated models"),
     Variable("FEATUREGEN_DEVICE", "compute.device", "`auto`, `cpu`, `cuda`, `cuda:N`"),
     Variable(
         "FEATUREGEN_DTYPE",

@@ -19,11 +19,11 @@ from featuregen_assets.core.ingest import netpolicy
 from featuregen_assets.core.ingest.download import (
     DownloadResult,
     DownloadSettings,
-    Progress,
     download_links,
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.links import Link
+from featuregen_assets.core.runtime.progress import Progress
 from featuregen_assets.settings import Settings
 from featuregen_tests.servers import (
     LoopbackServer,

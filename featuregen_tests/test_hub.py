@@ -8,15 +8,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from featuregen_assets.core.vision.hub import ModelUnavailable, ensure_available
+from featuregen_assets.core.vision.hub import HubAccess, ModelUnavailable, ensure_available
 from featuregen_assets.resources.models import ModelsResource
 from featuregen_assets.settings import Settings
 
 MISSING = "featuregen-tests/no-such-model"
+UNREACHABLE = HubAccess("http://127.0.0.1:9")  # nothing listens there: connection refused
 
 
 @pytest.fixture
-def hub(monkeypatch):
+def hub() -> HubAccess:
     """A loopback 'hub' answering /api/models/<id>: 200 for known ids, 401 for others."""
     known = {"featuregen-tests/present"}
 
@@ -32,46 +33,39 @@ def hub(monkeypatch):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield
+    yield HubAccess(f"http://127.0.0.1:{server.server_port}")
     server.shutdown()
 
 
-def test_a_local_directory_needs_no_hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
-    ensure_available(str(tmp_path))
+def test_a_local_directory_needs_no_hub(tmp_path):
+    ensure_available(str(tmp_path), UNREACHABLE)
 
 
 def test_a_model_the_hub_has_passes(hub):
-    ensure_available("featuregen-tests/present")
+    ensure_available("featuregen-tests/present", hub)
 
 
 def test_an_unknown_id_is_named_as_such(hub):
     with pytest.raises(ModelUnavailable, match="check the id"):
-        ensure_available(MISSING)
+        ensure_available(MISSING, hub)
 
 
-def test_an_unreachable_hub_fails_at_once_with_what_to_do(monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # connection refused
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_an_unreachable_hub_fails_at_once_with_what_to_do():
     started = time.perf_counter()
     with pytest.raises(ModelUnavailable, match="FEATUREGEN_MODELS=tiny") as error:
-        ensure_available(MISSING)
+        ensure_available(MISSING, UNREACHABLE)
     assert time.perf_counter() - started < 5
     assert "cannot be reached" in str(error.value)
 
 
-def test_offline_mode_asks_no_hub(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+def test_offline_mode_asks_no_hub(hub):
     with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE"):
-        ensure_available(MISSING)
+        ensure_available("featuregen-tests/present", HubAccess(hub.endpoint, offline=True))
 
 
-def test_the_models_resource_checks_real_models_before_loading(monkeypatch, tmp_path):
-    monkeypatch.setenv("FEATUREGEN_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_the_models_resource_checks_real_models_before_loading(tmp_path):
+    settings = Settings.from_env(
+        {"FEATUREGEN_HOME": str(tmp_path), "HF_ENDPOINT": UNREACHABLE.endpoint}
+    )
     with pytest.raises(ModelUnavailable, match=MISSING):
-        ModelsResource(settings=Settings.from_env(), profile="real", dinov2=MISSING).spec("dinov2")
+        ModelsResource(settings=settings, profile="real", dinov2=MISSING).spec("dinov2")

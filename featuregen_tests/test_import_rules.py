@@ -68,3 +68,19 @@ def test_production_code_does_not_import_the_demo(name: str) -> None:
 def test_no_import_cycle_among_the_package_modules() -> None:
     graph = {name: _internal(name) for name in MODULES}
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
+
+
+def _core_package(name: str) -> str | None:
+    """`featuregen_assets.core.ingest.fetch` → `ingest`; None outside a core package."""
+    parts = name.split(".")
+    return parts[2] if len(parts) > 3 and parts[1] == "core" else None
+
+
+def test_no_import_cycle_among_the_core_packages() -> None:
+    graph: dict[str, set[str]] = {}
+    for name in MODULES:
+        if package := _core_package(name):
+            imported = {_core_package(module) for module in _internal(name)}
+            graph.setdefault(package, set()).update(imported - {None, package})
+    assert {"ingest", "runtime", "store", "vision"} <= graph.keys()
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle

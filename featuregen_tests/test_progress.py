@@ -1,7 +1,6 @@
 """Progress lines of long steps: counts, rate and the time left."""
 
-from featuregen_assets.core.ingest.download import Progress
-from featuregen_assets.core.runtime.progress import ProgressReporter, track
+from featuregen_assets.core.runtime.progress import Progress, ProgressReporter, track
 
 
 def test_track_passes_items_through_and_reports_the_end() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import featuregen_assets
+from featuregen_assets.core.vision.hub import HubAccess
 from featuregen_assets.settings import VARIABLES, Settings, configuration_table
 
 PACKAGE = Path(featuregen_assets.__file__).parent
@@ -40,6 +41,9 @@ def test_variables_fill_their_settings(tmp_path: Path) -> None:
             "FEATUREGEN_DOWNLOAD_RESPECT_ROBOTS": "false",
             "FEATUREGEN_DOWNLOAD_TOTAL_TIMEOUT": "1.5",
             "FEATUREGEN_PROGRESS": "bar",
+            "HF_ENDPOINT": "http://hub.internal",
+            "HF_HUB_OFFLINE": "1",
+            "HF_TOKEN": "hf_secret",
         }
     )
     assert settings.home == tmp_path
@@ -56,6 +60,8 @@ def test_variables_fill_their_settings(tmp_path: Path) -> None:
         1.5,
     )
     assert settings.progress_bar
+    assert settings.hub == HubAccess("http://hub.internal", offline=True, token="hf_secret")
+    assert "hf_secret" not in repr(settings)
 
 
 def test_a_bad_value_names_its_variable() -> None:
@@ -100,5 +106,4 @@ def test_only_the_settings_read_featuregen_variables() -> None:
     }
     assert featuregen == {}
     core = {path for path, names in reads.items() if path.startswith("core/") and names}
-    # hub.py reads Hugging Face's own variables (HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN)
-    assert core == {"core/vision/hub.py"}
+    assert core == set()

@@ -81,7 +81,7 @@ class ModelsResource(dg.ConfigurableResource):
         dinov2 = self.dinov2 or self.settings.dinov2
         spec = resolve_model(profile, role, self.settings.models_root(), dinov2)
         if profile == "real":
-            ensure_available(spec.name_or_path)
+            ensure_available(spec.name_or_path, self.settings.hub)
         return spec
 
 

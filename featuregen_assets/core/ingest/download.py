@@ -17,26 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from featuregen_assets.core.ingest.fetch import DownloadResult, DownloadSettings, LinkFetcher
 from featuregen_assets.core.ingest.image_store import ImageStore, StoreWriteError
 from featuregen_assets.core.ingest.links import Link
 from featuregen_assets.core.ingest.netpolicy import BadURLError, normalize_url
+from featuregen_assets.core.runtime.progress import Progress
 
-__all__ = ["DownloadResult", "DownloadSettings", "Progress", "download_links"]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a download run stands."""
-
-    done: int
-    total: int | None
-    ok: int
-    failed: int
-    elapsed_s: float
-    rate: float
+__all__ = ["DownloadResult", "DownloadSettings", "download_links"]
 
 
 _DONE = object()

@@ -18,7 +18,6 @@ import psycopg
 from featuregen_assets.core.ingest.download import (
     DownloadResult,
     DownloadSettings,
-    Progress,
     download_links,
 )
 from featuregen_assets.core.ingest.image_store import ImageStore
@@ -32,6 +31,7 @@ from featuregen_assets.core.ingest.links import (
 )
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 from featuregen_assets.core.ingest.store_check import recheck_category, sweep_orphan_files
+from featuregen_assets.core.runtime.progress import Progress
 
 COMMIT_ROWS = 64
 _log = logging.getLogger(__name__)

@@ -5,14 +5,25 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
-
-from featuregen_assets.core.ingest.download import Progress
 
 BAR_WIDTH = 30
 LOG_EVERY_S = 5.0
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a long step (a download run, a model step) stands."""
+
+    done: int
+    total: int | None
+    ok: int
+    failed: int
+    elapsed_s: float
+    rate: float
 
 
 class ProgressReporter:

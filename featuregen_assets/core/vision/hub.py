@@ -7,20 +7,27 @@ tells the user at once what is wrong and how to go on.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
-OFFLINE_VALUES = {"1", "true", "yes", "on"}
+
+@dataclass(frozen=True)
+class HubAccess:
+    """How to reach the Hugging Face hub: Hugging Face's own `HF_ENDPOINT`, `HF_HUB_OFFLINE`
+    and `HF_TOKEN`, which transformers obeys too (the settings read them)."""
+
+    endpoint: str = "https://huggingface.co"
+    offline: bool = False
+    token: str | None = field(default=None, repr=False)
 
 
 class ModelUnavailable(RuntimeError):
     """A model that cannot be loaded from anywhere this machine can reach."""
 
 
-def ensure_available(name_or_path: str, timeout: float = 5.0) -> None:
+def ensure_available(name_or_path: str, hub: HubAccess, timeout: float = 5.0) -> None:
     """Return if ``name_or_path`` is a local directory, in the Hugging Face cache or on a
     reachable hub; else raise `ModelUnavailable` with what to do."""
     if Path(name_or_path).is_dir():
@@ -33,14 +40,13 @@ def ensure_available(name_or_path: str, timeout: float = 5.0) -> None:
         f"download it once where the hub is reachable (`hf download {name_or_path}`), point the"
         " model setting (e.g. FEATUREGEN_DINOV2) at a local copy, or use FEATUREGEN_MODELS=tiny"
     )
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in OFFLINE_VALUES:
+    if hub.offline:
         raise ModelUnavailable(
             f"model {name_or_path!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set:"
             f" {advice}"
         )
-    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
-    token = os.environ.get("HF_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    endpoint = hub.endpoint.rstrip("/")
+    headers = {"Authorization": f"Bearer {hub.token}"} if hub.token else {}
     try:
         response = httpx.get(
             f"{endpoint}/api/models/{name_or_path}", headers=headers, timeout=timeout
