@@ -32,6 +32,7 @@ def _database_url(settings: "Settings") -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from featuregen_assets.core.ingest.links import category_error
+    from featuregen_assets.executors import ExecutorUnavailable
     from featuregen_assets.runs import run_category
 
     reason = category_error(args.category)
@@ -45,7 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run_category(
             args.category, select=args.select, run_config=run_config, settings=_settings()
         )
-    except LookupError as error:
+    except (LookupError, ValueError, ExecutorUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed_checks = [

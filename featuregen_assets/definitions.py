@@ -20,7 +20,9 @@ from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.research_report import research_report
+from featuregen_assets.executors import executor_for
 from featuregen_assets.jobs import category_pipeline_job
+from featuregen_assets.placement import placed
 from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, PgvectorIOManager
 from featuregen_assets.resources.models import (
     CaptionerResource,
@@ -60,16 +62,22 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
-    """The whole graph with resources built from `settings` (see `build_resources`)."""
+    """The whole graph with resources built from `settings` (see `build_resources`). Where the
+    steps run and what each asks a cluster for (`executor_for`, `placed`) are part of the
+    definitions: taken from `settings`, else from FEATUREGEN_* variables read now."""
+    placement = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[
-            raw_images,
-            image_prompts,
-            image_embeddings,
-            aligned_text_encoder,
-            decoder_model,
-            research_report,
-        ],
+        assets=placed(
+            [
+                raw_images,
+                image_prompts,
+                image_embeddings,
+                aligned_text_encoder,
+                decoder_model,
+                research_report,
+            ],
+            placement.compute.device,
+        ),
         asset_checks=[
             ingest_checks.failure_rate_below_threshold,
             feature_checks.embeddings_complete_and_normalised,
@@ -78,6 +86,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         jobs=[category_pipeline_job],
         sensors=[link_file_sensor, automation_sensor],
         resources=build_resources(settings),
+        executor=executor_for(placement),  # FEATUREGEN_EXECUTOR: Dagster's default, ray or k8s
     )
 
 

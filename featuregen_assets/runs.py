@@ -1,4 +1,4 @@
-"""Launch the category pipeline in-process against the Dagster instance in FEATUREGEN_HOME."""
+"""Launch the category pipeline against the Dagster instance in FEATUREGEN_HOME."""
 
 import fcntl
 import logging
@@ -127,6 +127,14 @@ def quiet_logs(level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": level}}}}
 
 
+def category_pipeline() -> dg.JobDefinition:
+    """The category pipeline of the code location's definitions (reconstructable: a step in
+    a Ray job or pod loads it by this name, with the FEATUREGEN_* variables it gets)."""
+    from featuregen_assets.definitions import defs
+
+    return defs.resolve_job_def("category_pipeline")
+
+
 def run_category(
     category: str,
     select: Sequence[str] | None = None,
@@ -134,9 +142,10 @@ def run_category(
     run_config: dict | None = None,
     log_level: str = "INFO",
     settings: Settings | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
     """Run the category pipeline (or the `select`ed assets) for one partition with `settings`
-    (default: FEATUREGEN_* variables, read now).
+    (default: FEATUREGEN_* variables, read now): in this process, or with the `ray` (`k8s`)
+    executor each step as a Ray job (a pod), which reads its settings where it runs.
 
     Raises `LookupError`, before adding the partition, when the category has no link file
     and is new or `raw_images` (which reads the file) is selected."""
@@ -152,12 +161,21 @@ def run_category(
     ):
         raise LookupError(missing_link_file_message(settings.links_dir, category))
     ensure_partition(instance, category)
-    job = defs.resolve_job_def("category_pipeline")
-    return job.execute_in_process(
+    selection = [dg.AssetKey(key) for key in select] if select else None
+    run_config = {**(run_config or {}), **quiet_logs(log_level)}
+    if settings.executor != "multiprocess":  # Ray jobs or Kubernetes pods, one a step
+        return dg.execute_job(
+            dg.reconstructable(category_pipeline),
+            instance,
+            run_config=run_config,
+            tags={**_launch_tags(), "dagster/partition": category},
+            asset_selection=selection,
+        )
+    return defs.resolve_job_def("category_pipeline").execute_in_process(
         partition_key=category,
         instance=instance,
-        asset_selection=[dg.AssetKey(key) for key in select] if select else None,
-        run_config={**(run_config or {}), **quiet_logs(log_level)},
+        asset_selection=selection,
+        run_config=run_config,
         raise_on_error=False,
         tags=_launch_tags(),
     )

@@ -24,6 +24,7 @@ from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILE
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
 PROGRESS_STYLES = ("log", "bar")
+EXECUTORS = ("multiprocess", "ray", "k8s")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class Settings:
     max_failure_rate: float = 0.5
     demo_port: int = 8741
     progress: str = "log"
+    executor: str = "multiprocess"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.models not in PROFILES:
@@ -52,6 +55,8 @@ class Settings:
             raise ValueError(
                 f"FEATUREGEN_PROGRESS={self.progress!r}: expected one of {PROGRESS_STYLES}"
             )
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"FEATUREGEN_EXECUTOR={self.executor!r}: expected one of {EXECUTORS}")
 
     def models_root(self) -> Path:
         """Where locally built models live: `models_dir`, else `<home>/models`."""
@@ -227,6 +232,19 @@ VARIABLES = (
         _lower,
         "`log` (`bar` in the CLI)",
     ),
+    Variable(
+        "FEATUREGEN_EXECUTOR",
+        "executor",
+        "where a run's steps execute: `multiprocess` (on the run's host), `ray` (each a Ray job),"
+        " `k8s` (each a pod); read when the definitions load (README: Several machines)",
+        _lower,
+    ),
+    Variable(
+        "RAY_ADDRESS",
+        "ray_address",
+        "with `FEATUREGEN_EXECUTOR=ray`: the cluster's job-submission address"
+        " (`http://head:8265`); unset = a local Ray head started on first use",
+    ),
 )
 
 # Rows for variables that are not one setting each (the table shows them after the settings).
@@ -253,6 +271,11 @@ def _download_variables() -> list[Variable]:
         for f in dataclasses.fields(DownloadSettings)
         if f"download.{f.name}" not in named
     ]
+
+
+def variable_names() -> list[str]:
+    """Every variable the settings are read from (`FEATUREGEN_DOWNLOAD_<FIELD>` spelled out)."""
+    return [variable.name for variable in (*VARIABLES, *_download_variables())]
 
 
 def configuration_table() -> str:

@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from featuregen_assets.core.ingest.store_check import STORE_MARKER
 from featuregen_assets.core.store import db
 from featuregen_assets.settings import Settings
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes, timed
@@ -83,7 +84,7 @@ def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> 
     assert {status for _, status, _, _ in rows} == {"ok"}
     assert len({url for url, *_ in rows}) == LINKS
     store = fg_env / "images"
-    files = [p for p in store.rglob("*") if p.is_file()]
+    files = [p for p in store.rglob("*") if p.is_file() and p.name != STORE_MARKER]
     assert len(files) == LINKS
     for path in files:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem

@@ -19,5 +19,6 @@ fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q "torch==${FEATUREGEN_TORCH_VERSION:-2.13.0}"
 fi
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+# The ray and k8s extras too: their executors and pod specs are tested (no cluster needed).
+"$VENV/bin/python" -m pip install -q -e ".[test,ray,k8s]"
 echo "$WANT" > "$STAMP"

@@ -14,6 +14,7 @@ from featuregen_assets.core.ingest.ingest import (
     status_counts,
 )
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
+from featuregen_assets.core.ingest.store_check import StoreMissing
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
 from featuregen_assets.partitions import category_partitions
@@ -70,7 +71,7 @@ def raw_images(
                 progress_every_s=progress.interval_s,
                 notify=context.log.warning,
             )
-        except (DatabaseLost, StoreWriteError) as exc:
+        except (DatabaseLost, StoreWriteError, StoreMissing) as exc:
             raise dg.Failure(str(exc)) from None
         stored = status_counts(conn, category)
 

@@ -30,7 +30,11 @@ from featuregen_assets.core.ingest.links import (
     url_key,
 )
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
-from featuregen_assets.core.ingest.store_check import recheck_category, sweep_orphan_files
+from featuregen_assets.core.ingest.store_check import (
+    recheck_category,
+    require_store,
+    sweep_orphan_files,
+)
 from featuregen_assets.core.runtime.progress import Progress
 
 COMMIT_ROWS = 64
@@ -156,9 +160,11 @@ def ingest_link_file(
     """Download the links of `path` not yet `ok` (all when `force`) and upsert their rows.
 
     One ingest of a category runs at a time: a second waits for the first (`notify` says so)
-    and then downloads only what is left. First, `ok` rows whose file is missing or of another
-    size are marked `file_damaged` (so they are downloaded again), and temporary files of dead
-    writers and files no row names (older than store_check.ORPHAN_GRACE_S) are deleted.
+    and then downloads only what is left. First, the store must be on this host
+    (`require_store`: `StoreMissing` before anything is read or written); then `ok` rows whose
+    file is missing or of another size are marked `file_damaged` (so they are downloaded
+    again), and temporary files of dead writers and files no row names (older than
+    store_check.ORPHAN_GRACE_S) are deleted.
 
     Rows are committed as downloads finish (`RowWriter`), also when the run is interrupted,
     so a killed run keeps all but its last second; a link that was `ok` is never downgraded
@@ -166,6 +172,7 @@ def ingest_link_file(
     """
     summary = IngestSummary(category=category)
     with category_lock(conn, category, notify), path.open("rb") as handle:
+        require_store(conn, store.root)
         summary.damaged = recheck_category(conn, category)
         store.sweep_orphans()
         sweep_orphan_files(conn, store)

@@ -1,6 +1,11 @@
-"""The image store checked against `raw_images`: damaged files, orphan files, temporary files,
-row keys. Used before the model steps read files (`intact`), at the start of each ingest
-(`sweep_orphan_files`) and by `featuregen db verify` (`verify_store`).
+"""The image store checked against `raw_images`: the store itself, damaged files, orphan files,
+temporary files, row keys. Used before the model steps read files (`intact`), at the start of
+each ingest (`require_store`, `sweep_orphan_files`) and by `featuregen db verify` (`verify_store`).
+
+First of all the store must be there (`require_store`): with several hosts it is one shared
+directory mounted at the same path on each, and a host where it is not mounted would otherwise
+see every stored file as missing, mark every row `file_damaged` and download everything again.
+The store carries a marker file, so an empty directory in its place is told from a store.
 
 A damaged file (missing, empty, or no longer hashing to its name) turns its links' rows into
 status `file_damaged`, so the next `raw_images` run downloads them again and `ImageStore.put`
@@ -22,6 +27,43 @@ from featuregen_assets.core.ingest.links import Tally
 
 FILE_DAMAGED = "file_damaged"
 ORPHAN_GRACE_S = 3600.0  # a file no row names is deleted once it is this old
+STORE_MARKER = ".featuregen-store"
+_SAMPLED_PATHS = 20  # recorded files looked for when a store has no marker yet
+
+
+class StoreMissing(RuntimeError):
+    """This host does not see the image store the database's rows point into."""
+
+
+def require_store(conn: psycopg.Connection, root: Path) -> None:
+    """Make sure `root` is the image store the database records images in, before anything
+    reads, writes or marks files in it; raise `StoreMissing`, naming it, when it is not.
+
+    The marker file is written on first use (no `ok` row points into `root`) and for a store an
+    earlier featuregen filled (one of the files recorded there exists). Without the marker and
+    without any recorded file, this host has an empty directory (or none) where the shared store
+    should be mounted."""
+    marker = root / STORE_MARKER
+    if marker.exists():
+        return
+    recorded = [
+        path
+        for (path,) in conn.execute(
+            "SELECT path FROM raw_images WHERE status = 'ok' AND starts_with(path, %s) LIMIT %s",
+            (f"{root}/", _SAMPLED_PATHS),
+        )
+    ]
+    if recorded and not any(Path(path).exists() for path in recorded):
+        raise StoreMissing(
+            f"the image store {root} is not on this host: {marker} is missing and so is"
+            f" {recorded[0]}, which the database records. Mount the shared store at {root}"
+            " on every host that runs steps (README: Several machines); if the store is lost,"
+            f" create {marker} and the next raw_images runs download its images again"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(
+        "featuregen image store: every host that runs steps must see this directory\n"
+    )
 
 
 def mark_damaged(conn: psycopg.Connection, image_id: str, path: str, reason: str) -> int:
@@ -39,7 +81,10 @@ def intact(
     conn: psycopg.Connection, rows: Sequence[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The `(image_id, path)` rows whose file still hashes to its id, and `<path>: <reason>` for
-    each other one, whose rows are marked `file_damaged` (the next raw_images run fetches it)."""
+    each other one, whose rows are marked `file_damaged` (the next raw_images run fetches it).
+    Raises `StoreMissing` first when this host lacks the store the rows point into."""
+    for root in {Path(path).parents[1] for _, path in rows}:  # images/<ab>/<sha256>.<ext>
+        require_store(conn, root)
     kept, damaged = [], []
     for image_id, path in rows:
         reason = verify_file(path, image_id)
@@ -183,6 +228,7 @@ def verify_store(
     """Check every `ok` row's file by its sha256, every stored file for a row naming it, and
     the temporary files; with `repair`, mark damaged files' rows `file_damaged` (and delete
     the files), delete orphan files older than `grace_s` and temporary files of dead writers."""
+    require_store(conn, store.root)
     report = StoreReport()
     images = conn.execute(
         "SELECT DISTINCT image_id, path FROM raw_images WHERE status = 'ok' ORDER BY path"

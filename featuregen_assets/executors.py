@@ -1,0 +1,106 @@
+"""Where a run's steps execute (`Settings.executor`, FEATUREGEN_EXECUTOR): Dagster's default
+(`multiprocess`: each step a process on the run's host); `ray`: each step a Ray job on a Ray
+cluster (dagster-ray's `ray_executor`, `pip install 'featuregen[ray]'`); `k8s`: each step a
+Kubernetes pod (dagster-k8s's `k8s_job_executor`, `pip install 'featuregen[k8s]'`,
+deploy/k8s/values.yaml).
+
+With Ray, `Settings.ray_address` (RAY_ADDRESS) names an existing cluster; unset, a local Ray
+head is started on first use and left running for later runs and processes (`ray stop` stops
+it). A step asks Ray for the resources in its `dagster-ray/config` op tag
+(`featuregen_assets.placement`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+
+from featuregen_assets.settings import Settings, variable_names
+
+RAY_MISSING = "FEATUREGEN_EXECUTOR=ray needs Ray and dagster-ray: pip install 'featuregen[ray]'"
+K8S_MISSING = "FEATUREGEN_EXECUTOR=k8s needs dagster-k8s: pip install 'featuregen[k8s]'"
+# Besides featuregen's own: what a step needs wherever Ray starts it.
+_FORWARDED = ("DAGSTER_HOME", "PYTHONPATH", "HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor the settings name needs an extra that is not installed."""
+
+
+def forwarded_variables() -> list[str]:
+    """Names of the variables a Ray step gets from the process that submits it (dagster-ray
+    copies each one that is set there)."""
+    return [*variable_names(), *_FORWARDED]
+
+
+def ensure_ray_cluster(settings: Settings) -> None:
+    """Nothing when the settings name a cluster; else make sure a local Ray head runs, starting
+    one (under a file lock in the home, so concurrent runs start one between them)."""
+    if settings.ray_address:
+        return
+    from ray.job_submission import JobSubmissionClient
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with (settings.home / "ray-start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            JobSubmissionClient()  # finds a running local cluster
+            return
+        except ConnectionError:
+            pass
+        ray = [sys.executable, "-m", "ray.scripts.scripts"]
+        subprocess.run(
+            [*ray, "start", "--head", "--disable-usage-stats", "--dashboard-host", "127.0.0.1"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
+def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """dagster-ray's `ray_executor` on the settings' cluster (found or started when a run
+    starts), forwarding featuregen's variables to each step."""
+    try:
+        from dagster_ray import ray_executor
+    except ImportError as error:
+        raise ExecutorUnavailable(RAY_MISSING) from error
+
+    @dg.executor(
+        name="ray",
+        config_schema=ray_executor.config_schema,
+        requirements=multiple_process_executor_requirements(),
+    )
+    def featuregen_ray_executor(init_context: dg.InitExecutorContext):
+        ensure_ray_cluster(settings)
+        config = dict(init_context.executor_config)
+        ray_config = dict(config["ray"])
+        ray_config["address"] = ray_config.get("address") or settings.ray_address
+        # A step's command is `dagster api execute_step`: this interpreter's `dagster` first.
+        path = f"PATH={Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        forwarded = [*forwarded_variables(), path]
+        ray_config["env_vars"] = [*(ray_config.get("env_vars") or []), *forwarded]
+        init_context = init_context._replace(executor_config={**config, "ray": ray_config})
+        return ray_executor.executor_creation_fn(init_context)
+
+    return featuregen_ray_executor
+
+
+def k8s_step_executor() -> dg.ExecutorDefinition:
+    """dagster-k8s's `k8s_job_executor`: each step a pod with its `dagster-k8s/config` tags."""
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as error:
+        raise ExecutorUnavailable(K8S_MISSING) from error
+    return k8s_job_executor
+
+
+def executor_for(settings: Settings) -> dg.ExecutorDefinition | None:
+    """The executor the settings name; None for Dagster's default."""
+    if settings.executor == "ray":
+        return ray_step_executor(settings)
+    return k8s_step_executor() if settings.executor == "k8s" else None

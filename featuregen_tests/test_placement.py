@@ -1,0 +1,112 @@
+"""Where steps run: the Ray and Kubernetes requests in the assets' op tags, the executor that
+the settings pick, and a model step's pod spec as dagster-k8s builds it (no cluster)."""
+
+import json
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_k8s.job import (
+    DagsterK8sJobConfig,
+    construct_dagster_k8s_job,
+    get_user_defined_k8s_config,
+)
+
+from featuregen_assets import executors, placement
+from featuregen_assets.cli import main as cli
+from featuregen_assets.core.vision.settings import ComputeSettings
+from featuregen_assets.definitions import build_defs
+from featuregen_assets.settings import Settings
+
+MODEL_STEPS = (
+    "image_prompts",
+    "image_embeddings",
+    "aligned_text_encoder",
+    "decoder_model",
+    "research_report",
+)
+ON_A_GPU = build_defs(Settings(compute=ComputeSettings(device="auto")))
+
+
+def _op_tags(asset: str, defs: dg.Definitions = ON_A_GPU) -> dict[str, str]:
+    return dict(defs.get_assets_def(asset).op.tags)
+
+
+@pytest.mark.parametrize("asset", MODEL_STEPS)
+def test_a_model_step_asks_ray_for_a_gpu(asset: str) -> None:
+    request = json.loads(_op_tags(asset)[placement.RAY_TAG])
+    assert request == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_the_download_step_asks_ray_for_one_cpu_and_no_gpu() -> None:
+    assert json.loads(_op_tags("raw_images")[placement.RAY_TAG]) == {"num_cpus": 1, "num_gpus": 0}
+
+
+def test_placing_keeps_the_steps_pool_and_the_job() -> None:
+    assert ON_A_GPU.get_assets_def("image_embeddings").op.pool == "gpu"
+    assert ON_A_GPU.get_assets_def("raw_images").op.pool is None
+    dg.Definitions.validate_loadable(ON_A_GPU)
+
+
+def test_on_the_cpu_a_model_step_asks_for_no_gpu() -> None:
+    on_the_cpu = build_defs(Settings(compute=ComputeSettings(device="cpu")))
+    tags = _op_tags("image_embeddings", on_the_cpu)
+    assert json.loads(tags[placement.RAY_TAG])["num_gpus"] == 0
+    assert placement.GPU_RESOURCE not in tags[placement.K8S_TAG]
+
+
+@pytest.mark.parametrize("asset", MODEL_STEPS)
+def test_a_model_steps_pod_has_a_gpu_limit(asset: str) -> None:
+    """The pod dagster-k8s's step executor would create for the step, from its op tags."""
+    user_config = get_user_defined_k8s_config(_op_tags(asset))
+    job = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(
+            job_image="registry.example.com/featuregen:0.1.0",
+            dagster_home="/opt/dagster/dagster_home",
+            instance_config_map="featuregen-dagster-instance",
+        ),
+        args=["dagster", "api", "execute_step"],
+        job_name=f"dagster-step-{asset.replace('_', '-')}",
+        user_defined_k8s_config=user_config,
+    )
+    [container] = job.spec.template.spec.containers
+    assert container.resources.limits[placement.GPU_RESOURCE] == "1"
+    assert container.resources.requests["cpu"] == "1"
+
+
+def test_the_download_steps_pod_has_no_gpu() -> None:
+    user_config = get_user_defined_k8s_config(_op_tags("raw_images"))
+    assert placement.GPU_RESOURCE not in user_config.container_config["resources"]["limits"]
+
+
+def test_the_executor_follows_the_settings() -> None:
+    assert executors.executor_for(Settings()) is None  # Dagster's default
+    assert executors.executor_for(Settings(executor="k8s")).name == "k8s"
+    assert build_defs(Settings(executor="k8s")).executor.name == "k8s"
+    with pytest.raises(ValueError, match="FEATUREGEN_EXECUTOR='spark'"):
+        Settings.from_env({"FEATUREGEN_EXECUTOR": "spark"})
+
+
+def test_the_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dagster_ray", None)  # as if not installed
+    with pytest.raises(executors.ExecutorUnavailable, match=r"pip install 'featuregen\[ray\]'"):
+        executors.executor_for(Settings(executor="ray"))
+
+
+def test_the_ray_executor_forwards_featuregen_settings_to_each_step() -> None:
+    pytest.importorskip("dagster_ray")
+    executor = executors.executor_for(Settings(executor="ray", ray_address="http://head:8265"))
+    assert isinstance(executor, dg.ExecutorDefinition) and executor.name == "ray"
+    forwarded = set(executors.forwarded_variables())
+    assert {"FEATUREGEN_MODELS", "FEATUREGEN_DOWNLOAD_CONCURRENCY", "DAGSTER_HOME"} <= forwarded
+
+
+def test_featuregen_run_with_an_unknown_executor_is_one_line(
+    fg_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (fg_env.parent / "links" / "cafe.txt").write_text("# none yet\n")
+    monkeypatch.setenv("FEATUREGEN_EXECUTOR", "spark")
+    assert cli(["run", "--category", "cafe"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: FEATUREGEN_EXECUTOR='spark': expected one of")
