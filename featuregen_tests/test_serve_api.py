@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import pytest
@@ -129,6 +130,44 @@ def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store
     assert keyword == [prompt_match]
     assert hybrid.index(prompt_match) < hybrid.index(vector_top)
     assert hybrid[0] == prompt_match
+
+
+@pytest.mark.parametrize("category", [None, "bank"])
+def test_a_hybrid_query_ranks_its_keyword_lists_on_a_spare_connection(
+    store, monkeypatch, category
+) -> None:
+    keyword_connections = []
+    keyword = engine._keyword
+
+    def recorded(conn, *args):
+        keyword_connections.append(conn)
+        return keyword(conn, *args)
+
+    monkeypatch.setattr(engine, "_keyword", recorded)
+    searcher = engine.Searcher()
+    query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
+    sides = []
+
+    @contextmanager
+    def spare():
+        with db.connection(store.url) as side:
+            sides.append(side)
+            yield side
+
+    with db.connection(store.url) as conn:
+        alone = searcher.search(conn, query)
+        beside = searcher.search(conn, query, spare)
+        none_free = searcher.search(conn, query, lambda: nullcontext(None))
+
+    def ranked(answer) -> list[tuple[str, float]]:
+        return [(hit.image_id, hit.score) for hit in answer.hits]
+
+    assert ranked(beside) == ranked(alone) == ranked(none_free)
+    assert ranked(alone) and beside.facets == alone.facets
+    lists = 1 if category is None else 2  # the facets' list, and a filtered page's own
+    assert len(sides) == 1
+    assert keyword_connections[lists : 2 * lists] == sides * lists
+    assert conn not in keyword_connections[lists : 2 * lists]
 
 
 def test_fusion_constant_is_a_parameter(client) -> None:

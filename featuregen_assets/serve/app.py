@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
 from featuregen_assets.core.search.engine import (
@@ -31,6 +31,7 @@ from featuregen_assets.serve.files import StoredImages
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, else goes on
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}  # content-addressed files
 
 
@@ -44,7 +45,7 @@ class ServeConfig:
     thumbs_dir: Path
     embedder_factory: Callable[[], object] | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-    pool_size: int = 4
+    pool_size: int = 8  # a hybrid query takes two
 
 
 class TooLarge(ValueError):
@@ -66,7 +67,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     images = StoredImages(config.images_dir, config.thumbs_dir)
     pool = ConnectionPool(
         config.database_url,
-        min_size=1,
+        min_size=2,
         max_size=config.pool_size,
         configure=register_vector,
         kwargs={"autocommit": True},
@@ -92,9 +93,22 @@ def create_app(config: ServeConfig) -> FastAPI:
         with pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def spare_connection() -> Iterator[psycopg.Connection | None]:
+        """A second connection if one is free at once (never wait while holding one)."""
+        try:
+            conn = pool.getconn(timeout=SPARE_WAIT_S)
+        except PoolTimeout:
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
     def answer(query: SearchQuery) -> dict:
         with connection() as conn:
-            return searcher.search(conn, query).as_dict()
+            return searcher.search(conn, query, spare_connection).as_dict()
 
     too_large = f"the upload is over the limit of {config.max_upload_bytes:,} bytes"
 

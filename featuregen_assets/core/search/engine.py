@@ -8,7 +8,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -29,6 +30,9 @@ HYBRID_DEPTHS = (100, MAX_RESULTS)  # each list's depth: the first that covers t
 TEXT_ENCODER = "aligned_text_encoder"
 
 Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)
+KeywordLists = dict[tuple[int, str | None], Ranked]  # (depth, category) → the keyword list
+# A second connection for work beside the query's own, or None when none is free right now.
+SpareConnection = Callable[[], AbstractContextManager[psycopg.Connection | None]]
 
 
 class BadQuery(ValueError):
@@ -99,7 +103,7 @@ class SearchAnswer:
     hits: list[Hit]
     next_cursor: str | None
     facets: dict[str, int]
-    timing_ms: dict[str, float]
+    timing_ms: dict[str, float]  # hybrid's keyword part may overlap encode and vector
     model: dict[str, str | None]
     category: str | None = None
 
@@ -126,7 +130,11 @@ class _Timings:
 class Searcher:
     """Answers `SearchQuery`s. Loads the newest registered aligned text encoder once and again
     only when a newer version is registered; builds the image embedder (``embedder_factory``)
-    on the first image query. Safe to share between threads."""
+    on the first image query. Safe to share between threads.
+
+    Given a spare connection, hybrid queries rank their keyword lists on it while the query
+    is encoded and the vector lists ranked, so a hybrid query costs about the longer of the
+    two, not their sum."""
 
     def __init__(
         self,
@@ -138,6 +146,7 @@ class Searcher:
         self._encoder: tuple[tuple[str, str], object] | None = None
         self._embedder = None
         self._lock = threading.Lock()
+        self._beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-lists")
 
     def text_encoder(self, record: RegisteredModel):
         """The loaded encoder of ``record``, loading it if another version is loaded."""
@@ -162,11 +171,37 @@ class Searcher:
         if record is not None:
             self.text_encoder(record)
 
-    def search(self, conn: psycopg.Connection, query: SearchQuery) -> SearchAnswer:
-        """One page of hits for ``query``, its facets, next cursor and timings."""
+    def search(
+        self,
+        conn: psycopg.Connection,
+        query: SearchQuery,
+        spare: SpareConnection | None = None,
+    ) -> SearchAnswer:
+        """One page of hits for ``query``, its facets, next cursor and timings; ``spare``
+        gives a hybrid query a second connection for its keyword lists (see the class)."""
         started = time.perf_counter()
         kind = query.kind()
         timings = _Timings()
+        if kind != "hybrid" or spare is None:
+            return self._search(conn, query, kind, timings, started, None)
+        with spare() as side:
+            if side is None:
+                return self._search(conn, query, kind, timings, started, None)
+            early = self._beside.submit(_first_keyword_lists, side, query, timings)
+            try:
+                return self._search(conn, query, kind, timings, started, early)
+            finally:
+                wait([early])  # the side connection goes back only when it is idle
+
+    def _search(
+        self,
+        conn: psycopg.Connection,
+        query: SearchQuery,
+        kind: str,
+        timings: _Timings,
+        started: float,
+        early: Future[KeywordLists] | None,
+    ) -> SearchAnswer:
         record = latest_model(conn, TEXT_ENCODER)
         vector, space = self._query_vector(conn, query, kind, record, timings)
         identity = fingerprint(
@@ -193,7 +228,7 @@ class Searcher:
                 return _keyword(conn, query.text, limit, category, after, timings)
             if kind == "hybrid":
                 lists = (vector, space, limit, category, after, position)
-                return _hybrid(conn, query, *lists, timings)
+                return _hybrid(conn, query, *lists, timings, early)
             return _vector(conn, vector, space, limit, category, after, timings)
 
         best = rank(FACET_DEPTH, None, None, 0)
@@ -329,14 +364,46 @@ def _keyword(conn, text, limit, category, after, timings: _Timings) -> Ranked:
     return [(image_id, score, -score) for image_id, score in found]
 
 
+def _hybrid_depth(position: int, limit: int) -> int:
+    """How deep each list of a hybrid page goes: the first of `HYBRID_DEPTHS` that covers it
+    (a page in the same depth sees the same lists, so the same order)."""
+    return next(d for d in HYBRID_DEPTHS if position + limit <= d or d == HYBRID_DEPTHS[-1])
+
+
+def _first_keyword_lists(
+    conn: psycopg.Connection, query: SearchQuery, timings: _Timings
+) -> KeywordLists:
+    """The keyword lists a hybrid query's first page fuses: the unfiltered one its facets and
+    first page come from, and with a category the filtered one its page comes from."""
+    wanted = [(FACET_DEPTH, None)]
+    if query.category is not None and query.cursor is None:
+        wanted.append((_hybrid_depth(0, min(query.k, MAX_RESULTS) + 1), query.category))
+    return {
+        (depth, category): _keyword(conn, query.text, depth, category, None, timings)
+        for depth, category in wanted
+    }
+
+
 def _hybrid(
-    conn, query: SearchQuery, vector, space, limit, category, after, position, timings
+    conn,
+    query: SearchQuery,
+    vector,
+    space,
+    limit,
+    category,
+    after,
+    position,
+    timings,
+    early: Future[KeywordLists] | None,
 ) -> Ranked:
-    """Fuse the vector and keyword lists, each as deep as the first of `HYBRID_DEPTHS` that
-    covers this page (a page in the same depth sees the same lists, so the same order)."""
-    depth = next(d for d in HYBRID_DEPTHS if position + limit <= d or d == HYBRID_DEPTHS[-1])
+    """Fuse the vector and keyword lists, each `_hybrid_depth` deep; a keyword list ranked
+    early beside the encoding (``early``) is taken from there."""
+    depth = _hybrid_depth(position, limit)
     by_vector = _vector(conn, vector, space, depth, category, None, timings)
-    by_keyword = _keyword(conn, query.text, depth, category, None, timings)
+    ready = early.result() if early is not None else {}
+    by_keyword = ready.get((depth, category))
+    if by_keyword is None:
+        by_keyword = _keyword(conn, query.text, depth, category, None, timings)
     fused = reciprocal_rank_fusion(
         [[i for i, _, _ in by_vector], [i for i, _, _ in by_keyword]], query.rrf_k
     )
