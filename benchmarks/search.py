@@ -15,7 +15,8 @@ architecture (12 layers, width 512) with random weights and the image embedder t
 dinov2-base architecture (12 layers, width 768), both built locally, so encoding costs what
 the real models cost on this CPU; the stored vectors are recorded as that embedder's.
 
-The app runs under uvicorn in a child process; this process times each request with httpx
+The app runs under uvicorn in a child process, as `featuregen serve` configures it (int8 text
+encoder, one torch thread per request); this process times each request with httpx
 (keep-alive): text, keyword, hybrid, like=<id> and an image upload (at most 20), each without
 and with a category filter (~11 % of the rows), k=20. The baseline is
 `core.store.search.nearest` (the bare SQL vector query: ids and distances, k=20) on a direct
@@ -318,7 +319,32 @@ def measure(client, url, model, ids, categories, rng, requests: int) -> list[tup
                 nearest(conn, vector, model, k=K, category=category if filtered else None)
                 ms.append((time.perf_counter() - start) * 1000)
             rows.append(("bare SQL vector query", filtered, *percentiles(ms), None))
+        print(int8_agreement(conn, model, texts), file=sys.stderr)
     return rows
+
+
+def int8_agreement(conn, model: str, texts: list[str]) -> str:
+    """How far the served int8 text encoder moves the ranking: query-vector cosine to float32
+    and the overlap of the two top-k lists."""
+    from featuregen_assets.core.search.engine import TEXT_ENCODER, Searcher
+    from featuregen_assets.core.store.registry import latest_model
+
+    record = latest_model(conn, TEXT_ENCODER)
+    fp32, int8 = (Searcher(int8_text_encoder=q).text_encoder(record) for q in (False, True))
+    a, b = fp32.encode(texts), int8.encode(texts)
+    overlap = [
+        len(
+            {i for i, _ in nearest(conn, x, model, k=K)}
+            & {i for i, _ in nearest(conn, y, model, k=K)}
+        )
+        / K
+        for x, y in zip(a, b, strict=True)
+    ]
+    cosine = (a * b).sum(axis=1)
+    return (
+        f"int8 ÷ float32 text encoder: query cosine min {cosine.min():.4f}, mean top-{K} overlap"
+        f" {np.mean(overlap):.3f} (min {min(overlap):.2f}) over {len(texts)} queries"
+    )
 
 
 def report(rows: list[tuple], args) -> None:

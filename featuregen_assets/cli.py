@@ -153,7 +153,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from featuregen_assets.serve.main import serve
 
     settings = _settings()
-    serve(settings, _database_url(settings), args.host, args.port)
+    serve(settings, _database_url(settings), args.host, args.port, not args.fp32)
     return 0
 
 
@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"Default {DEFAULT_HOST}.")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
+    serve.add_argument(
+        "--fp32",
+        action="store_true",
+        help="Run the text encoder in float32 (default: its linear layers in int8, about 3x"
+        " faster on a CPU; query vectors have cosine >= 0.998 to float32's).",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     report = commands.add_parser(

@@ -39,13 +39,14 @@ class SearchStore:
     models_dir: Path
 
     def config(self, **overrides) -> ServeConfig:
-        """A `ServeConfig` over this store, with the tiny embedder for image queries."""
+        """A `ServeConfig` over this store, with the tiny embedder for image queries; torch's
+        threads left as they are (the tests share this process)."""
         return ServeConfig(
             database_url=self.url,
             images_dir=self.home / "images",
             thumbs_dir=self.home / "thumbs",
             embedder_factory=lambda: tiny_embedder(self.models_dir),
-            **overrides,
+            **{"torch_threads": None, **overrides},
         )
 
 

@@ -355,3 +355,24 @@ def test_the_page_and_the_openapi_schema_are_served(client) -> None:
     assert client.get("/static/app.js").status_code == 200
     schema_paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/search", "/api/search/image", "/api/search/vector"} <= set(schema_paths)
+
+
+def test_the_int8_text_encoder_ranks_as_float32_does(store) -> None:
+    queries = ["a small green star", "red circle at the top left", "a large blue square"]
+    with db.connection(store.url) as conn:
+        record = engine.latest_model(conn, engine.TEXT_ENCODER)
+        fp32 = engine.Searcher().text_encoder(record)
+        int8 = engine.Searcher(int8_text_encoder=True).text_encoder(record)
+        assert int8 is not fp32
+        cosines = (fp32.encode(queries) * int8.encode(queries)).sum(axis=1)
+        assert cosines.min() > 0.99
+        for text in queries:
+            query = engine.SearchQuery(text=text, k=5)
+            hits = [
+                [
+                    hit.image_id
+                    for hit in engine.Searcher(int8_text_encoder=q).search(conn, query).hits
+                ]
+                for q in (False, True)
+            ]
+            assert len(set(hits[0]) & set(hits[1])) >= 4

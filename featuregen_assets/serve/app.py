@@ -38,7 +38,8 @@ IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}  # content-
 @dataclass(frozen=True)
 class ServeConfig:
     """What the application serves: the database, the image store, where thumbnails are
-    cached, the largest upload, and how to build the image embedder (None: no image queries)."""
+    cached, the largest upload, how to build the image embedder (None: no image queries),
+    whether the text encoder runs in int8, and torch's threads per request."""
 
     database_url: str
     images_dir: Path
@@ -46,6 +47,10 @@ class ServeConfig:
     embedder_factory: Callable[[], object] | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     pool_size: int = 8  # a hybrid query takes two
+    int8_text_encoder: bool = True
+    # Requests run at once in uvicorn's thread pool: one intra-op thread each, or they fight
+    # over the cores (a float32 query took 4-5x longer with two threads on a busy 2-CPU host).
+    torch_threads: int | None = 1
 
 
 class TooLarge(ValueError):
@@ -63,7 +68,7 @@ class VectorQuery(BaseModel):
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The application; its connection pool opens and the text encoder loads at start-up."""
-    searcher = Searcher(config.embedder_factory)
+    searcher = Searcher(config.embedder_factory, int8_text_encoder=config.int8_text_encoder)
     images = StoredImages(config.images_dir, config.thumbs_dir)
     pool = ConnectionPool(
         config.database_url,
@@ -76,6 +81,10 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        if config.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(config.torch_threads)
         pool.open(wait=True)
         with pool.connection() as conn:
             searcher.warm(conn)

@@ -18,7 +18,9 @@ def build_embedder(settings: Settings):
     return build_resources(settings)["embedder"].build()
 
 
-def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
+def serve(
+    settings: Settings, database_url: str, host: str, port: int, int8_text_encoder: bool = True
+) -> None:
     """Serve the search API and page on `database_url` (migrated) until interrupted."""
     import uvicorn
 
@@ -30,5 +32,6 @@ def serve(settings: Settings, database_url: str, host: str, port: int) -> None:
         images_dir=paths.images_dir(settings.home),
         thumbs_dir=settings.home / "thumbs",
         embedder_factory=lambda: build_embedder(settings),
+        int8_text_encoder=int8_text_encoder,
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level="info")

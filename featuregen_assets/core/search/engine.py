@@ -19,6 +19,7 @@ from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT, reciprocal_rank_fusion
 from featuregen_assets.core.search.hits import Hit, category_counts, load_hits
 from featuregen_assets.core.search.keyword import keyword_ranked
+from featuregen_assets.core.search.quantize import with_int8_linear_layers
 from featuregen_assets.core.store.registry import RegisteredModel, latest_model, most_embedded_model
 from featuregen_assets.core.store.search import nearest
 
@@ -134,15 +135,18 @@ class Searcher:
 
     Given a spare connection, hybrid queries rank their keyword lists on it while the query
     is encoded and the vector lists ranked, so a hybrid query costs about the longer of the
-    two, not their sum."""
+    two, not their sum. With ``int8_text_encoder`` the encoder's linear layers run in int8
+    (`quantize.with_int8_linear_layers`: about 3× faster on a CPU, cosine ≥ 0.998 to float32)."""
 
     def __init__(
         self,
         embedder_factory: Callable[[], object] | None = None,
         encoder_loader: Callable[[RegisteredModel], object] | None = None,
+        int8_text_encoder: bool = False,
     ) -> None:
         self._embedder_factory = embedder_factory
         self._encoder_loader = encoder_loader or _load_encoder
+        self._int8 = int8_text_encoder
         self._encoder: tuple[tuple[str, str], object] | None = None
         self._embedder = None
         self._lock = threading.Lock()
@@ -153,7 +157,10 @@ class Searcher:
         key = (record.version, str(record.path))
         with self._lock:
             if self._encoder is None or self._encoder[0] != key:
-                self._encoder = (key, self._encoder_loader(record))
+                encoder = self._encoder_loader(record)
+                if self._int8:
+                    encoder = with_int8_linear_layers(encoder)
+                self._encoder = (key, encoder)
             return self._encoder[1]
 
     def image_embedder(self):
