@@ -30,34 +30,133 @@ def _database_url(settings: "Settings") -> str:
     return schema.migrated_url(settings.database_url, settings.home)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from featuregen_assets.core.ingest.links import category_error
-    from featuregen_assets.executors import ExecutorUnavailable
-    from featuregen_assets.runs import run_category
-
-    reason = category_error(args.category)
-    if reason:
-        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
-        return 2
-    run_config = (
-        {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
+def _figures(metadata: dict) -> str:
+    """The numbers among a check's metadata, as `name value, ...`."""
+    return ", ".join(
+        f"{name} {entry.value:.3g}"
+        for name, entry in metadata.items()
+        if isinstance(entry.value, int | float)
     )
-    try:
-        result = run_category(
-            args.category, select=args.select, run_config=run_config, settings=_settings()
-        )
-    except (LookupError, ValueError, ExecutorUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+
+def _report(result, instance, settings: "Settings") -> int:
+    """Print how a launched run went (failed checks, a failure summary); its exit status."""
+    from featuregen_assets.run_console import failure_summary
+
     failed_checks = [
-        evaluation.check_name
+        f"{evaluation.check_name} ({figures})"
+        if (figures := _figures(evaluation.metadata))
+        else evaluation.check_name
         for evaluation in result.get_asset_check_evaluations()
         if not evaluation.passed
     ]
     if failed_checks:
         print(f"failed checks: {', '.join(failed_checks)}", file=sys.stderr)
+    if not result.success:
+        for line in failure_summary(result, instance, settings.home):
+            print(line, file=sys.stderr)
     print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def _train(keys: Sequence[str], run_config: dict | None, verbose: bool) -> int:
+    """Train the model assets `keys` as one run; print each one's headline figures."""
+    from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
+    from featuregen_assets.runs import dagster_instance, materialize_unpartitioned
+
+    headlines = {
+        "aligned_text_encoder": aligned_text_encoder.HEADLINE,
+        "decoder_model": decoder_model.HEADLINE,
+    }
+    settings = _settings()
+    with dagster_instance(settings) as instance:
+        result = materialize_unpartitioned(
+            keys, instance=instance, run_config=run_config, verbose=verbose, settings=settings
+        )
+        for key in keys:
+            for event in result.asset_materializations_for_node(key):
+                shown = ", ".join(
+                    f"{name} {event.metadata[name].value:.3g}"
+                    for name in headlines[key]
+                    if name in event.metadata
+                )
+                print(f"{key} {event.metadata['version'].value}: {shown}")
+        return _report(result, instance, settings)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from featuregen_assets.core.ingest.links import category_error
+    from featuregen_assets.executors import ExecutorUnavailable
+    from featuregen_assets.jobs import MODEL_ASSETS
+    from featuregen_assets.runs import dagster_instance, run_category
+
+    models = [key for key in args.select or () if key in MODEL_ASSETS]
+    per_category = [key for key in args.select or () if key not in MODEL_ASSETS]
+    if args.category is None:
+        if per_category or not models:
+            print("error: --category is required (but for the trained models)", file=sys.stderr)
+            return 2
+        return _train(models, None, args.verbose)
+    reason = category_error(args.category)
+    if reason:
+        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
+        return 2
+    if models and not per_category:
+        print(
+            f"error: {', '.join(models)} train on every category: leave out --category",
+            file=sys.stderr,
+        )
+        return 2
+    run_config = (
+        {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
+    )
+    settings = _settings()
+    with dagster_instance(settings) as instance:
+        try:
+            result = run_category(
+                args.category,
+                select=per_category or None,
+                instance=instance,
+                run_config=run_config,
+                verbose=args.verbose,
+                settings=settings,
+            )
+        except (LookupError, ValueError, ExecutorUnavailable) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        status = _report(result, instance, settings)
+    if status or not models:
+        return status
+    return _train(models, None, args.verbose)
+
+
+_TRAINED = {"text-encoder": "aligned_text_encoder", "decoder": "decoder_model"}
+_TEXT_ENCODER_ONLY = ("recipe", "prompt_source")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    key = _TRAINED[args.model]
+    config = {
+        name: getattr(args, name)
+        for name in (
+            *_TEXT_ENCODER_ONLY,
+            "epochs",
+            "batch_size",
+            "lr",
+            "max_steps",
+            "seed",
+            "embedding_model",
+        )
+        if getattr(args, name) is not None
+    }
+    misplaced = [
+        name for name in _TEXT_ENCODER_ONLY if name in config and args.model != "text-encoder"
+    ]
+    if misplaced:
+        options = ", ".join("--" + name.replace("_", "-") for name in misplaced)
+        print(f"error: {options}: only for featuregen train text-encoder", file=sys.stderr)
+        return 2
+    return _train([key], {"ops": {key: {"config": config}}}, args.verbose)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -261,9 +360,35 @@ def _result_count(text: str) -> int:
     return int(text)
 
 
+ASSETS = ("raw_images", "image_prompts", "image_embeddings", *_TRAINED.values())
+VERBOSE_HELP = "Print Dagster's whole run log (default: the steps' own lines, a failure summary)."
+
+
+def _positive(kind: type):
+    """An argparse type: a number of `kind` above zero."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="featuregen",
         description="Image links → DINOv2 feature store in PostgreSQL + pgvector, via Dagster.",
     )
@@ -275,17 +400,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run raw_images → image_prompts, image_embeddings for one category's link"
         " file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
     )
-    run.add_argument("--category", required=True, help="Category slug: <category>.txt")
+    run.add_argument("--category", help="Category slug: <category>.txt")
     run.add_argument(
         "--select",
         nargs="+",
         metavar="ASSET",
-        help="Only these assets (raw_images, image_prompts, image_embeddings).",
+        choices=ASSETS,
+        help=f"Only these assets ({', '.join(ASSETS)}); the trained models need no --category"
+        " (they train on every category, after the category's run when given with its assets).",
     )
     run.add_argument(
         "--force-download", action="store_true", help="Download links already ok again."
     )
+    run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     run.set_defaults(func=_cmd_run)
+
+    train = commands.add_parser(
+        "train",
+        help="Train the text encoder or the decoder on every category (a Dagster run).",
+        description="Train aligned_text_encoder (text-encoder) or decoder_model (decoder) on the"
+        " vectors of every stored category, as a run on the instance in FEATUREGEN_HOME/dagster;"
+        " one line per epoch (loss, held-out figure, time left), then the held-out figures."
+        " Unset options take the training's defaults.",
+    )
+    train.add_argument("model", choices=list(_TRAINED))
+    train.add_argument(
+        "--recipe",
+        choices=["lit", "talk2dino", "projection"],
+        help="text-encoder: lit (train the tower), talk2dino (frozen tower + MLP),"
+        " projection (frozen tower + linear).",
+    )
+    train.add_argument(
+        "--prompt-source",
+        choices=["generated", "link_caption", "both"],
+        help="text-encoder: which texts to train on (default both).",
+    )
+    train.add_argument("--epochs", type=_positive(int), help="Passes over the training images.")
+    train.add_argument("--batch-size", type=_positive(int), help="Rows per optimiser step.")
+    train.add_argument("--lr", type=_positive(float), help="Peak learning rate.")
+    train.add_argument("--max-steps", type=_positive(int), help="Stop after this many steps.")
+    train.add_argument("--seed", type=int, help="Seed of the initialisation and the order.")
+    train.add_argument(
+        "--embedding-model", help="The stored vectors to train against (default: the most stored)."
+    )
+    train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    train.set_defaults(func=_cmd_train)
 
     demo = commands.add_parser(
         "demo",

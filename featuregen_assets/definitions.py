@@ -21,7 +21,7 @@ from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_en
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.research_report import research_report
 from featuregen_assets.executors import executor_for
-from featuregen_assets.jobs import category_pipeline_job
+from featuregen_assets.jobs import category_pipeline_job, training_job
 from featuregen_assets.placement import placed
 from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, PgvectorIOManager
 from featuregen_assets.resources.models import (
@@ -83,7 +83,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
             feature_checks.embeddings_complete_and_normalised,
             feature_checks.prompts_complete,
         ],
-        jobs=[category_pipeline_job],
+        jobs=[category_pipeline_job, training_job],
         sensors=[link_file_sensor, automation_sensor],
         resources=build_resources(settings),
         executor=executor_for(placement),  # FEATUREGEN_EXECUTOR: Dagster's default, ray or k8s

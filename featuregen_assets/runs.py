@@ -1,4 +1,4 @@
-"""Launch the category pipeline against the Dagster instance in FEATUREGEN_HOME."""
+"""Launch the category pipeline and the trainings on the Dagster instance in FEATUREGEN_HOME."""
 
 import fcntl
 import logging
@@ -13,8 +13,10 @@ from featuregen_assets import instance_config
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
 from featuregen_assets.core.runtime.processes import is_running
 from featuregen_assets.core.store.db import database_url
+from featuregen_assets.jobs import category_pipeline_job, training_job
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
+from featuregen_assets.run_console import console, dagster_console
 from featuregen_assets.settings import Settings
 
 SETUP_LOCK = ".featuregen-setup.lock"
@@ -122,9 +124,26 @@ def _ready(instance: dg.DagsterInstance | None, settings: Settings) -> dg.Dagste
     return instance
 
 
-def quiet_logs(level: str) -> dict:
-    """Run config that shows only run-log lines at `level` or above on the console."""
-    return {"loggers": {"console": {"config": {"log_level": level}}}}
+def _launch(
+    defs: dg.Definitions,
+    job_name: str,
+    instance: dg.DagsterInstance,
+    select: Sequence[str] | None,
+    run_config: dict | None,
+    log_level: str,
+    verbose: bool,
+    partition_key: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run a job of `defs` in this process, its console as `run_console.console` sets it."""
+    job, console_config = console(defs.resolve_job_def(job_name), log_level, verbose)
+    return job.execute_in_process(
+        partition_key=partition_key,
+        instance=instance,
+        asset_selection=[dg.AssetKey(key) for key in select] if select else None,
+        run_config={**(run_config or {}), **console_config},
+        raise_on_error=False,
+        tags=_launch_tags(),
+    )
 
 
 def category_pipeline() -> dg.JobDefinition:
@@ -132,7 +151,7 @@ def category_pipeline() -> dg.JobDefinition:
     a Ray job or pod loads it by this name, with the FEATUREGEN_* variables it gets)."""
     from featuregen_assets.definitions import defs
 
-    return defs.resolve_job_def("category_pipeline")
+    return defs.resolve_job_def(category_pipeline_job.name)
 
 
 def run_category(
@@ -141,11 +160,14 @@ def run_category(
     instance: dg.DagsterInstance | None = None,
     run_config: dict | None = None,
     log_level: str = "INFO",
+    verbose: bool = False,
     settings: Settings | None = None,
 ) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
     """Run the category pipeline (or the `select`ed assets) for one partition with `settings`
     (default: FEATUREGEN_* variables, read now): in this process, or with the `ray` (`k8s`)
-    executor each step as a Ray job (a pod), which reads its settings where it runs.
+    executor each step as a Ray job (a pod), which reads its settings where it runs. The
+    console shows the steps' lines at `log_level` (`verbose`, or under Ray or k8s: Dagster's
+    console log).
 
     Raises `LookupError`, before adding the partition, when the category has no link file
     and is new or `raw_images` (which reads the file) is selected."""
@@ -161,23 +183,23 @@ def run_category(
     ):
         raise LookupError(missing_link_file_message(settings.links_dir, category))
     ensure_partition(instance, category)
-    selection = [dg.AssetKey(key) for key in select] if select else None
-    run_config = {**(run_config or {}), **quiet_logs(log_level)}
     if settings.executor != "multiprocess":  # Ray jobs or Kubernetes pods, one a step
         return dg.execute_job(
             dg.reconstructable(category_pipeline),
             instance,
-            run_config=run_config,
+            run_config={**(run_config or {}), **dagster_console(log_level, verbose)},
             tags={**_launch_tags(), "dagster/partition": category},
-            asset_selection=selection,
+            asset_selection=[dg.AssetKey(key) for key in select] if select else None,
         )
-    return defs.resolve_job_def("category_pipeline").execute_in_process(
+    return _launch(
+        defs,
+        category_pipeline_job.name,
+        instance,
+        select,
+        run_config,
+        log_level,
+        verbose,
         partition_key=category,
-        instance=instance,
-        asset_selection=selection,
-        run_config=run_config,
-        raise_on_error=False,
-        tags=_launch_tags(),
     )
 
 
@@ -185,22 +207,18 @@ def materialize_unpartitioned(
     keys: Sequence[str],
     instance: dg.DagsterInstance | None = None,
     run_config: dict | None = None,
+    log_level: str = "INFO",
+    verbose: bool = False,
     settings: Settings | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialise unpartitioned assets (the trained models) by key, with `settings` as in
-    `run_category`."""
+    """Materialise unpartitioned assets (the trained models) by key, as one run of the
+    training job (settings and console as in `run_category`)."""
     from featuregen_assets.definitions import build_defs
 
     settings = settings or Settings.from_env()
     defs = build_defs(settings)
-    instance = _ready(instance, settings)
-    return dg.materialize(
-        [defs.get_assets_def(key) for key in keys],
-        instance=instance,
-        resources=defs.resources,
-        run_config=run_config,
-        raise_on_error=False,
-        tags=_launch_tags(),
+    return _launch(
+        defs, training_job.name, _ready(instance, settings), keys, run_config, log_level, verbose
     )
 
 
@@ -215,7 +233,8 @@ def materialize_report(
     result = materialize_unpartitioned(
         ["research_report"],
         instance=instance,
-        run_config={"ops": {"research_report": {"config": config}}, **quiet_logs("WARNING")},
+        run_config={"ops": {"research_report": {"config": config}}},
+        log_level="WARNING",
         settings=settings,
     )
     events = result.asset_materializations_for_node("research_report")

@@ -20,7 +20,7 @@ from pathlib import Path
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.vision.hub import HubAccess
-from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES
+from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES, REAL_IDS
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
 PROGRESS_STYLES = ("log", "bar")
@@ -38,6 +38,8 @@ class Settings:
     models_dir: Path | None = None
     dinov2: str = DEFAULT_DINOV2
     hub: HubAccess = field(default_factory=HubAccess)
+    captioner: str = REAL_IDS["qwen2vl"]
+    text_tower: str = REAL_IDS["clip_text"]
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     checkpoint_every_s: float = 30.0
@@ -160,7 +162,17 @@ VARIABLES = (
         Path,
         "`FEATUREGEN_HOME/models`",
     ),
-    Variable("FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile"),
+    Variable(
+        "FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile (hub id or directory)"
+    ),
+    Variable(
+        "FEATUREGEN_CAPTIONER", "captioner", "captioner of the real profile (hub id or directory)"
+    ),
+    Variable(
+        "FEATUREGEN_TEXT_TOWER",
+        "text_tower",
+        "CLIP text tower of the real profile (hub id or directory)",
+    ),
     Variable("HF_ENDPOINT", "hub.endpoint", "Hugging Face's own: the hub real models come from"),
     Variable(
         "HF_HUB_OFFLINE",

@@ -88,7 +88,8 @@ def test_lit_training_beats_untrained_and_chance(text_tower, pairs):
     assert m["held_out_images"] + m["validation_images"] + m["train_images"] == 96
     assert m["recall@5"] >= 3 * m["chance_recall@5"]
     assert m["recall@5"] > m["untrained_recall@5"]
-    assert any(line.startswith("epoch 15/15") for line in logs)
+    [last] = [line for line in logs if line.startswith("epoch 15/15: loss ")]
+    assert "validation recall@5" in last and last.endswith(":00:00 left")
 
 
 def test_query_ranking_over_stored_vectors_equals_training_ranking(text_tower, pairs):

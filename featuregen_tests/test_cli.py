@@ -6,7 +6,7 @@ import pytest
 
 from featuregen_assets.cli import build_parser, main
 
-COMMANDS = ("run", "demo", "models", "search", "summary", "dev", "db", "report", "import")
+COMMANDS = ("run", "train", "demo", "models", "search", "summary", "dev", "db", "report", "import")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -115,3 +115,27 @@ def test_dev_starts_this_interpreters_dagster_without_it_on_path(
     )
     assert "dagster dev" in done.stderr and "not-a-level" in done.stderr, done.stderr
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
+
+
+def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
+    fg_env: Path, monkeypatch, capsys
+) -> None:
+    (fg_env.parent / "links" / "cafe.txt").write_text("http://127.0.0.1:9/a.png\n")
+    monkeypatch.setenv("FEATUREGEN_MODELS", "real")
+    monkeypatch.setenv("FEATUREGEN_DINOV2", "featuregen-tests/no-such-model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["run", "--category", "cafe", "--select", "image_embeddings"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out
+    *reasons, where = captured.err.strip().splitlines()
+    assert reasons == [
+        "resource setup failed: ModelUnavailable: model 'featuregen-tests/no-such-model' is not"
+        " in the Hugging Face cache and HF_HUB_OFFLINE is set: download it once where the hub"
+        " is reachable (`hf download featuregen-tests/no-such-model`), point FEATUREGEN_DINOV2"
+        " at a local copy, or use FEATUREGEN_MODELS=tiny"
+    ]
+    log = Path(where.removeprefix("full log: ").removesuffix(" (--verbose prints it all)"))
+    assert log.parent == fg_env / "logs" and "Stack Trace" in log.read_text()
+
+    assert main(["run", "--category", "cafe", "--select", "image_embeddings", "--verbose"]) == 1
+    assert "RESOURCE_INIT_FAILURE" in capsys.readouterr().err

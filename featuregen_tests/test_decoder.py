@@ -59,7 +59,9 @@ def test_decoder_learns_the_map_beyond_the_mean_image(scenes):
     assert m["ssim"] > m["mean_image_ssim"]
     assert len(result.loss_curve) == 60 and result.loss_curve[-1] < result.loss_curve[0] / 3
     assert result.grid.size == (8 * 66 + 2, 2 * 66 + 2)  # 16px tiles shown at 64px
-    assert any(line.startswith("epoch 60/60") for line in logs)
+    [last] = [line for line in logs if line.startswith("epoch 60/60: mse ")]
+    held_out = float(last.split("held-out PSNR ")[1].split(" dB")[0])
+    assert held_out == pytest.approx(m["psnr"], abs=0.1) and last.endswith(":00:00 left")
 
 
 def test_feature_consistency_re_encodes_with_the_image_embedder(tiny_models_dir, scenes):

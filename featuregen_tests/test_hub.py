@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from featuregen_assets.core.vision.hub import HubAccess, ModelUnavailable, ensure_available
-from featuregen_assets.resources.models import ModelsResource
+from featuregen_assets.resources.models import MODEL_SETTINGS, ModelsResource
 from featuregen_assets.settings import Settings
 
 MISSING = "featuregen-tests/no-such-model"
@@ -38,29 +38,31 @@ def hub() -> HubAccess:
 
 
 def test_a_local_directory_needs_no_hub(tmp_path):
-    ensure_available(str(tmp_path), UNREACHABLE)
+    ensure_available(str(tmp_path), UNREACHABLE, "FEATUREGEN_DINOV2")
 
 
 def test_a_model_the_hub_has_passes(hub):
-    ensure_available("featuregen-tests/present", hub)
+    ensure_available("featuregen-tests/present", hub, "FEATUREGEN_DINOV2")
 
 
 def test_an_unknown_id_is_named_as_such(hub):
     with pytest.raises(ModelUnavailable, match="check the id"):
-        ensure_available(MISSING, hub)
+        ensure_available(MISSING, hub, "FEATUREGEN_DINOV2")
 
 
 def test_an_unreachable_hub_fails_at_once_with_what_to_do():
     started = time.perf_counter()
     with pytest.raises(ModelUnavailable, match="FEATUREGEN_MODELS=tiny") as error:
-        ensure_available(MISSING, UNREACHABLE)
+        ensure_available(MISSING, UNREACHABLE, "FEATUREGEN_DINOV2")
     assert time.perf_counter() - started < 5
     assert "cannot be reached" in str(error.value)
 
 
 def test_offline_mode_asks_no_hub(hub):
     with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE"):
-        ensure_available("featuregen-tests/present", HubAccess(hub.endpoint, offline=True))
+        ensure_available(
+            "featuregen-tests/present", HubAccess(hub.endpoint, offline=True), "FEATUREGEN_DINOV2"
+        )
 
 
 def test_the_models_resource_checks_real_models_before_loading(tmp_path):
@@ -69,3 +71,30 @@ def test_the_models_resource_checks_real_models_before_loading(tmp_path):
     )
     with pytest.raises(ModelUnavailable, match=MISSING):
         ModelsResource(settings=settings, profile="real", dinov2=MISSING).spec("dinov2")
+
+
+@pytest.mark.parametrize(
+    ("role", "setting"),
+    [
+        ("dinov2", "FEATUREGEN_DINOV2"),
+        ("qwen2vl", "FEATUREGEN_CAPTIONER"),
+        ("clip_text", "FEATUREGEN_TEXT_TOWER"),
+    ],
+)
+def test_each_model_is_picked_by_its_own_setting_which_its_error_names(
+    role, setting, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FEATUREGEN_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(setting, MISSING)
+    with pytest.raises(ModelUnavailable) as error:
+        ModelsResource(settings=Settings.from_env(), profile="real").spec(role)
+    message = str(error.value)
+    assert MISSING in message and f"point {setting} at a local copy" in message
+    assert not any(var in message for _, var in MODEL_SETTINGS.values() if var != setting)
+    local = tmp_path / "local-copy"
+    local.mkdir()
+    monkeypatch.setenv(setting, str(local))
+    assert ModelsResource(settings=Settings.from_env(), profile="real").spec(
+        role
+    ).name_or_path == str(local)

@@ -317,3 +317,51 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     } <= methods
     assert {r["query_set"] for r in report["rows"]} >= {"template", "paraphrase", "test_images"}
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
+
+
+def test_train_from_the_cli_prints_a_line_per_epoch_and_the_held_out_figures(
+    pipeline, capsys
+) -> None:
+    args = ["--epochs", "3", "--batch-size", "8", "--prompt-source", "link_caption"]
+    assert cli(["train", "text-encoder", *args]) == 0
+    out, err = capsys.readouterr()
+    epochs = [line for line in err.splitlines() if line.startswith("aligned_text_encoder: epoch")]
+    assert [line.split(":")[1].strip() for line in epochs] == [
+        "epoch 1/3",
+        "epoch 2/3",
+        "epoch 3/3",
+    ]
+    assert all(
+        "loss" in line and "validation recall@5" in line and "left" in line for line in epochs
+    )
+    assert "PIPELINE_START" not in err and "STEP_START" not in err  # no Dagster events
+    [summary] = [line for line in out.splitlines() if line.startswith("aligned_text_encoder ")]
+    assert "recall@5" in summary and "median_rank" in summary
+
+    assert cli(["run", "--select", "decoder_model"]) == 0  # the trained models need no category
+    err = capsys.readouterr().err
+    assert "decoder_model: epoch 150/150: mse" in err and "held-out PSNR" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "decoder", "--recipe", "lit"],
+            "--recipe: only for featuregen train text-encoder",
+        ),
+        (["train", "text-encoder", "--epochs", "0"], "must be above 0: 0"),
+        (["train", "unet"], "invalid choice: 'unet'"),
+        (["run", "--select", "decoder_model", "--category", "cafe"], "leave out --category"),
+        (["run", "--select", "raw_images"], "--category is required"),
+        (["run", "--category", "cafe", "--select", "nothing"], "invalid choice: 'nothing'"),
+    ],
+)
+def test_bad_run_and_train_arguments_are_one_line_errors(argv, message, capsys) -> None:
+    try:
+        status = cli(argv)
+    except SystemExit as exit_info:
+        status = exit_info.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

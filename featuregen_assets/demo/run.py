@@ -82,7 +82,6 @@ def run_demo(
         dagster_instance,
         materialize_report,
         materialize_unpartitioned,
-        quiet_logs,
         run_category,
     )
 
@@ -132,8 +131,8 @@ def run_demo(
                     }
                 }
             },
-            **quiet_logs("WARNING"),
         },
+        log_level="WARNING",
         settings=settings,
     )
     if not training.success:

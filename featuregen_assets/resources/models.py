@@ -16,6 +16,12 @@ from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.settings import Settings
 
 GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
+# The setting (and its variable) that picks each role's model in the real profile.
+MODEL_SETTINGS = {
+    "dinov2": ("dinov2", "FEATUREGEN_DINOV2"),
+    "qwen2vl": ("captioner", "FEATUREGEN_CAPTIONER"),
+    "clip_text": ("text_tower", "FEATUREGEN_TEXT_TOWER"),
+}
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -73,15 +79,18 @@ class ModelsResource(dg.ConfigurableResource):
     settings: dg.ResourceDependency[Settings]
     profile: str | None = Field(default=None, description="real | tiny")
     dinov2: str | None = Field(default=None, description="DINOv2 of the real profile")
+    qwen2vl: str | None = Field(default=None, description="Captioner of the real profile")
+    clip_text: str | None = Field(default=None, description="Text tower of the real profile")
 
     def spec(self, role: str) -> ModelSpec:
         """The model of `role` (dinov2, qwen2vl, clip_text) in this profile; a hub model must
-        be cached or reachable (`ensure_available`)."""
+        be cached or reachable (`ensure_available`, naming the role's setting)."""
         profile = self.profile or self.settings.models
-        dinov2 = self.dinov2 or self.settings.dinov2
-        spec = resolve_model(profile, role, self.settings.models_root(), dinov2)
+        field, setting = MODEL_SETTINGS[role]
+        chosen = getattr(self, role) or getattr(self.settings, field)
+        spec = resolve_model(profile, role, self.settings.models_root(), chosen)
         if profile == "real":
-            ensure_available(spec.name_or_path, self.settings.hub)
+            ensure_available(spec.name_or_path, self.settings.hub, setting)
         return spec
 
 

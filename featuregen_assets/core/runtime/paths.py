@@ -23,3 +23,8 @@ def artifacts_dir(home: Path) -> Path:
 def checkpoints_dir(home: Path) -> Path:
     """Rows of unfinished model steps (`core.runtime.checkpoint`)."""
     return home / "checkpoints"
+
+
+def logs_dir(home: Path) -> Path:
+    """The full logs of failed CLI runs."""
+    return home / "logs"

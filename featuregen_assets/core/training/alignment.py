@@ -34,6 +34,7 @@ from featuregen_assets.core.training.common import (
     optimiser_step,
     read_model_config,
     save_model_dir,
+    time_left,
     training_device,
 )
 from featuregen_assets.core.training.metrics import retrieval_metrics
@@ -390,6 +391,16 @@ def initial_encoder(
     return encoder
 
 
+def _latest_validation(history: list[dict[str, float]], untrained: dict[str, float]) -> str:
+    """The latest validation recall@5 and the epoch it was measured at (before training:
+    the untrained encoder's)."""
+    if history:
+        return f"validation recall@5 {history[-1]['recall@5']:.3f} (epoch {history[-1]['epoch']})"
+    if untrained:
+        return f"validation recall@5 {untrained['recall@5']:.3f} (untrained)"
+    return "no validation images"
+
+
 def config_from_record(record: dict) -> AlignmentConfig:
     """The AlignmentConfig a saved encoder's `training_config` records."""
     known = {f.name for f in fields(AlignmentConfig)}
@@ -467,6 +478,7 @@ def train_alignment(
     views = views.to(device)
 
     untrained = evaluate()
+    untrained_validation = evaluate(on_validation=True)
     log(
         f"alignment: {len(data.texts)} texts and views, {len(data.image_ids)} images "
         f"({len(train_images)} train / {len(validation_images)} validation / {len(test_images)}"
@@ -529,15 +541,14 @@ def train_alignment(
         if not losses:
             break
         loss_curve.append(float(np.mean(losses)))
-        message = (
-            f"epoch {epoch}/{config.epochs} loss {loss_curve[-1]:.4f} "
-            f"lr {scheduler.get_last_lr()[0]:.2e} scale {criterion.scale().item():.1f}"
-        )
         if config.eval_every and epoch % config.eval_every == 0 and validation_texts:
-            figures = evaluate(on_validation=True)
-            history.append({"epoch": epoch, **figures})
-            message += f" validation recall@5 {figures['recall@5']:.3f}"
-        log(message)
+            history.append({"epoch": epoch, **evaluate(on_validation=True)})
+        log(
+            f"epoch {epoch}/{config.epochs}: loss {loss_curve[-1]:.4f},"
+            f" lr {scheduler.get_last_lr()[0]:.2e}, scale {criterion.scale().item():.1f},"
+            f" {_latest_validation(history, untrained_validation)},"
+            f" {time_left(started, step, total)}"
+        )
     seconds = time.perf_counter() - started
 
     encoder.eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -74,6 +75,14 @@ def optimiser_step(
     optimizer.step()
     scheduler.step()
     return loss.item()
+
+
+def time_left(started: float, step: int, total: int) -> str:
+    """`about H:MM:SS left` of a run at optimiser `step` of `total` begun at `started`
+    (`time.perf_counter()`), at its pace so far."""
+    elapsed = time.perf_counter() - started
+    seconds = round((total - step) * elapsed / step) if step else 0
+    return f"about {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left"
 
 
 def save_model_dir(

@@ -32,6 +32,7 @@ from featuregen_assets.core.training.common import (
     optimiser_step,
     read_model_config,
     save_model_dir,
+    time_left,
     training_device,
 )
 from featuregen_assets.core.training.metrics import psnr, self_retrieval_top1, ssim
@@ -284,6 +285,20 @@ def _feature_consistency(
     }
 
 
+@torch.no_grad()
+def _held_out_psnr(
+    decoder: FeatureDecoder, vectors: torch.Tensor, images: torch.Tensor, rows: np.ndarray
+) -> str:
+    """The mean PSNR of the held-out `rows`' reconstructions, as a phrase."""
+    if not len(rows):
+        return "no held-out images"
+    decoder.eval()
+    index = torch.from_numpy(rows).to(vectors.device)
+    value = float(torch.cat([psnr(decoder(vectors[b]), images[b]) for b in index.split(64)]).mean())
+    decoder.train()
+    return f"held-out PSNR {value:.2f} dB"
+
+
 def train_decoder(
     vectors: np.ndarray,
     images: np.ndarray | Sequence[str | Path | Image.Image],
@@ -353,8 +368,10 @@ def train_decoder(
             break
         loss_curve.append(float(np.mean(losses)))
         log(
-            f"epoch {epoch}/{config.epochs} mse {loss_curve[-1]:.5f} "
-            f"(train psnr {-10 * math.log10(max(loss_curve[-1], 1e-10)):.2f} dB)"
+            f"epoch {epoch}/{config.epochs}: mse {loss_curve[-1]:.5f}"
+            f" (train PSNR {-10 * math.log10(max(loss_curve[-1], 1e-10)):.2f} dB),"
+            f" {_held_out_psnr(decoder, x_all, y_all, test_rows)},"
+            f" {time_left(started, step, total)}"
         )
     seconds = time.perf_counter() - started
 

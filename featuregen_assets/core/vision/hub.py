@@ -27,9 +27,10 @@ class ModelUnavailable(RuntimeError):
     """A model that cannot be loaded from anywhere this machine can reach."""
 
 
-def ensure_available(name_or_path: str, hub: HubAccess, timeout: float = 5.0) -> None:
+def ensure_available(name_or_path: str, hub: HubAccess, setting: str, timeout: float = 5.0) -> None:
     """Return if ``name_or_path`` is a local directory, in the Hugging Face cache or on a
-    reachable hub; else raise `ModelUnavailable` with what to do."""
+    reachable hub; else raise `ModelUnavailable` with what to do (``setting``: the variable
+    that picks this model)."""
     if Path(name_or_path).is_dir():
         return
     from huggingface_hub import try_to_load_from_cache
@@ -37,8 +38,8 @@ def ensure_available(name_or_path: str, hub: HubAccess, timeout: float = 5.0) ->
     if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
         return
     advice = (
-        f"download it once where the hub is reachable (`hf download {name_or_path}`), point the"
-        " model setting (e.g. FEATUREGEN_DINOV2) at a local copy, or use FEATUREGEN_MODELS=tiny"
+        f"download it once where the hub is reachable (`hf download {name_or_path}`), point"
+        f" {setting} at a local copy, or use FEATUREGEN_MODELS=tiny"
     )
     if hub.offline:
         raise ModelUnavailable(
@@ -59,5 +60,5 @@ def ensure_available(name_or_path: str, hub: HubAccess, timeout: float = 5.0) ->
     if response.status_code in (401, 404):  # the hub answers 401 for ids it will not show
         raise ModelUnavailable(
             f"{endpoint} has no model {name_or_path!r} that this machine may read: check the id"
-            " (or set HF_TOKEN for a private model)"
+            f" ({setting}) or set HF_TOKEN for a private model"
         )

@@ -15,7 +15,11 @@ from pathlib import Path
 PROFILES = ("real", "tiny")
 ROLES = ("dinov2", "qwen2vl", "clip_text")
 DEFAULT_DINOV2 = "facebook/dinov2-base"
-REAL_IDS = {"qwen2vl": "Qwen/Qwen2-VL-2B-Instruct", "clip_text": "openai/clip-vit-base-patch32"}
+REAL_IDS = {
+    "dinov2": DEFAULT_DINOV2,
+    "qwen2vl": "Qwen/Qwen2-VL-2B-Instruct",
+    "clip_text": "openai/clip-vit-base-patch32",
+}
 
 # Config keys that say nothing about what a model computes.
 _VOLATILE_KEYS = {"transformers_version", "_name_or_path", "dtype", "torch_dtype", "_commit_hash"}
@@ -35,17 +39,18 @@ class TinyModelMissing(FileNotFoundError):
 
 
 def resolve_model(
-    profile: str, role: str, models_dir: Path, dinov2: str = DEFAULT_DINOV2
+    profile: str, role: str, models_dir: Path, real_id: str | None = None
 ) -> ModelSpec:
     """The model of one role for a profile; a ``tiny`` one must be built under `models_dir`.
 
-    ``dinov2`` picks the real DINOv2 variant (``facebook/dinov2-small|base|large|giant``,
-    with or without ``-with-registers``); the tiny profile has one tiny DINOv2.
+    ``real_id`` replaces the real profile's hub id (or path) of the role (`REAL_IDS`), e.g.
+    another DINOv2 size (``facebook/dinov2-small|base|large|giant``, with or without
+    ``-with-registers``); the tiny profile has one tiny model per role.
     """
     if role not in ROLES:
         raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
     if profile == "real":
-        name = dinov2 if role == "dinov2" else REAL_IDS[role]
+        name = real_id or REAL_IDS[role]
         return ModelSpec(role, name, name)
     if profile == "tiny":
         path = tiny_dir(role, models_dir)
@@ -62,7 +67,10 @@ def resolve_models(
     profile: str, models_dir: Path, dinov2: str = DEFAULT_DINOV2
 ) -> dict[str, ModelSpec]:
     """The model of every role for a profile (see `resolve_model`)."""
-    return {role: resolve_model(profile, role, models_dir, dinov2) for role in ROLES}
+    return {
+        role: resolve_model(profile, role, models_dir, dinov2 if role == "dinov2" else None)
+        for role in ROLES
+    }
 
 
 def model_key(model_id: str, config: dict) -> str:

@@ -1,0 +1,116 @@
+"""What a run launched from the CLI shows on the terminal, and what it leaves when it fails.
+
+By default the console shows only what the steps themselves log (progress, epochs, warnings),
+one short line each, none of Dagster's own events; `verbose` gives Dagster's console log in
+full. A failed run ends with one line per failed step (its reason) and the path of a file
+holding the run's whole log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from featuregen_assets.core.runtime import paths
+
+LOGGER = "featuregen_console"
+
+
+class _StepLines(logging.Handler):
+    """Writes a step's own log records as `<step>: <message>`; drops Dagster's events and
+    errors (the failure summary says what failed, the run's log file how)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        if meta.get("dagster_event") is not None or record.levelno >= logging.ERROR:
+            return
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        step = meta.get("step_key") or meta.get("resource_name") or "run"
+        sys.stderr.write(f"{step}: {level}{meta.get('orig_message', record.getMessage())}\n")
+        sys.stderr.flush()
+
+
+@dg.logger(
+    {"log_level": dg.Field(str, default_value="INFO")},
+    description="The featuregen CLI's console: the steps' own lines, no Dagster events.",
+)
+def step_lines_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    """A logger writing what the steps log at `log_level` or above to stderr."""
+    logger = logging.Logger(LOGGER, level=init_context.logger_config["log_level"])
+    logger.addHandler(_StepLines())
+    return logger
+
+
+def dagster_console(log_level: str, verbose: bool) -> dict:
+    """Run config of Dagster's own console logger: at `log_level`, or debug when `verbose`."""
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else log_level}}}}
+
+
+def console(job: dg.JobDefinition, log_level: str, verbose: bool) -> tuple[dg.JobDefinition, dict]:
+    """`job` and the run config of its console: the steps' lines at `log_level`, or with
+    `verbose` Dagster's whole console log (debug level)."""
+    if verbose:
+        return job, dagster_console(log_level, verbose)
+    logged = job.with_logger_defs({LOGGER: step_lines_logger})
+    return logged, {"loggers": {LOGGER: {"config": {"log_level": log_level}}}}
+
+
+def one_line_reason(error) -> str:
+    """What went wrong in one line, past Dagster's wrapping errors (a
+    `SerializableErrorInfo`); a `dg.Failure`'s own description as it is."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    first = " ".join(line.strip() for line in error.message.splitlines() if line.strip())
+    qualified, sep, text = first.partition(": ")
+    if sep and qualified.rsplit(".", 1)[-1] == error.cls_name:
+        return text if error.cls_name == "Failure" else f"{error.cls_name}: {text}"
+    return first
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """`(step, one-line reason)` of each step that failed in the run; the run's resources
+    (set up once for every step in process) count as a step of their own."""
+    failed = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is None:
+            continue
+        if event.is_step_failure:
+            failed.append((event.step_key or "run", one_line_reason(error)))
+        elif event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE:
+            failed.append(("resource setup", one_line_reason(error)))
+    return failed
+
+
+def write_run_log(instance: dg.DagsterInstance, run_id: str, path: Path) -> Path:
+    """Write the run's whole event log (errors with their stack traces) to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for entry in instance.all_logs(run_id):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp))
+            event = entry.dagster_event
+            kind = f" {event.event_type_value}" if event else ""
+            out.write(
+                f"{when} {logging.getLevelName(entry.level)} {entry.step_key or '-'}{kind}"
+                f" {entry.user_message}\n"
+            )
+            error = getattr(event.event_specific_data, "error", None) if event else None
+            if error is not None:
+                out.write(error.to_string() + "\n")
+    return path
+
+
+def failure_summary(
+    result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance, home: Path
+) -> list[str]:
+    """The lines a failed run ends with: each failed step and its reason, where the log is
+    (written under the featuregen `home`)."""
+    log = write_run_log(instance, result.run_id, paths.logs_dir(home) / f"{result.run_id}.log")
+    steps = failed_steps(result) or [("run", "failed before any step ran")]
+    return [f"{step} failed: {reason}" for step, reason in steps] + [
+        f"full log: {log} (--verbose prints it all)"
+    ]
