@@ -107,9 +107,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    run_config = (
-        {"ops": {"raw_images": {"config": {"force": True}}}} if args.force_download else None
-    )
+    download = {
+        name: value
+        for name, value in (
+            ("force", args.force_download or None),
+            ("url_col", args.url_col),
+            ("caption_col", args.caption_col),
+        )
+        if value is not None
+    }
+    run_config = {"ops": {"raw_images": {"config": download}}} if download else None
     settings = _settings()
     with dagster_instance(settings) as instance:
         try:
@@ -308,13 +315,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from featuregen_assets.runs import prepare_dagster_home
+    from featuregen_assets import KNOWN_WARNINGS_ENV
+    from featuregen_assets.runs import dagster_dev_command, prepare_dagster_home
 
     home = prepare_dagster_home(_settings())
+    command = dagster_dev_command(args.extra, home)
+    inherited = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = (
+        f"{inherited},{KNOWN_WARNINGS_ENV}" if inherited else KNOWN_WARNINGS_ENV
+    )
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
-    # this interpreter's dagster, also when its bin/ is not on PATH (.venv/bin/featuregen dev)
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "featuregen_assets.definitions"]
-    command += args.extra
     os.execvp(command[0], command)
 
 
@@ -379,6 +389,17 @@ def _positive(kind: type):
     return parse
 
 
+def _demo_category(name: str) -> str:
+    """An argparse type: one of the demo's categories."""
+    from featuregen_assets.demo.scenes import CATEGORIES
+
+    if name not in CATEGORIES:
+        raise argparse.ArgumentTypeError(
+            f"unknown demo category {name!r}: choose from {', '.join(CATEGORIES)}"
+        )
+    return name
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr (exit status 2)."""
 
@@ -400,7 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run raw_images → image_prompts, image_embeddings for one category's link"
         " file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
     )
-    run.add_argument("--category", help="Category slug: <category>.txt")
+    run.add_argument(
+        "--category", help="Category slug: <category>.txt (or .csv, .tsv, .parquet, .jsonl)"
+    )
     run.add_argument(
         "--select",
         nargs="+",
@@ -411,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--force-download", action="store_true", help="Download links already ok again."
+    )
+    run.add_argument(
+        "--url-col", help="CSV/TSV/Parquet/JSONL link files: the URL column (default url)."
+    )
+    run.add_argument(
+        "--caption-col",
+        help="CSV/TSV/Parquet/JSONL link files: the caption column (default caption; optional).",
     )
     run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     run.set_defaults(func=_cmd_run)
@@ -462,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="demo: 64 images per category (~3 min); report: 256 (about 50 test images per"
         " category, the research report's size).",
     )
-    demo.add_argument("--categories", nargs="+", help="Categories (default: all nine).")
+    demo.add_argument(
+        "--categories", nargs="+", type=_demo_category, help="Categories (default: all nine)."
+    )
     demo.add_argument("--seed", type=int, default=0, help="Seed of the synthetic scenes.")
     demo.set_defaults(func=_cmd_demo)
 
@@ -558,8 +590,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         help="`dagster dev` on the instance in FEATUREGEN_HOME/dagster (UI + daemon).",
         description="Prepare DAGSTER_HOME (default FEATUREGEN_HOME/dagster, GPU pool limited to"
-        " one step at a time) and run `dagster dev`; extra arguments go to dagster dev.",
+        " one step at a time) and run `dagster dev` on the code location `featuregen`, as"
+        " workspace.yaml names it (so sensor state and cursors are the same whichever way the UI"
+        " starts). Every other argument goes to dagster dev unchanged (e.g. -h 127.0.0.1 -p"
+        " 3001; -w/-m/-f choose what to load instead); `dagster dev --help` lists them.",
+        add_help=False,
+        allow_abbrev=False,
     )
+    dev.add_argument("--help", action="help", help="Show this message and exit.")
     dev.set_defaults(func=_cmd_dev)
 
     database = commands.add_parser(

@@ -4,6 +4,7 @@ import fcntl
 import logging
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,48 @@ def prepare_dagster_home(settings: Settings) -> Path:
             " are kept there but no longer shown (README: Dagster's instance)"
         )
     return home
+
+
+CODE_LOCATION = "featuregen"  # as in workspace.yaml: sensor state and cursors are kept by it
+# dagster dev options that choose what to load: given one, `featuregen dev` adds no workspace.
+TARGET_OPTIONS = (
+    "-w",
+    "--workspace",
+    "-m",
+    "--module-name",
+    "-f",
+    "--python-file",
+    "--package-name",
+    "--autoload-defs-module-name",
+    "--empty-workspace",
+    "--grpc-host",
+    "--grpc-port",
+    "--grpc-socket",
+)
+
+
+def write_workspace(home: Path) -> Path:
+    """A workspace file in `home` with workspace.yaml's content: the code location
+    `featuregen`, loaded from the installed package."""
+    path = home / "workspace.yaml"
+    path.write_text(
+        "# Written by `featuregen dev`: the repository's workspace.yaml.\n"
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: featuregen_assets.definitions\n"
+        f"      location_name: {CODE_LOCATION}\n"
+    )
+    return path
+
+
+def dagster_dev_command(args: Sequence[str], dagster_home: Path) -> list[str]:
+    """`dagster dev` with `args` unchanged, in this interpreter (also when its bin/ is not on
+    PATH), on featuregen's code location (a workspace file in `dagster_home`) unless `args`
+    choose what to load."""
+    command = [sys.executable, "-m", "dagster", "dev"]
+    if not any(arg.split("=", 1)[0] in TARGET_OPTIONS for arg in args):
+        command += ["-w", str(write_workspace(dagster_home))]
+    return command + list(args)
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:

@@ -33,6 +33,8 @@ class Settings:
 
     home: Path = Path(".featuregen")
     links_dir: Path = Path("data/links")
+    url_col: str = "url"
+    caption_col: str = "caption"
     database_url: str | None = None
     models: str = "real"
     models_dir: Path | None = None
@@ -142,6 +144,14 @@ VARIABLES = (
         Path,
     ),
     Variable("FEATUREGEN_LINKS_DIR", "links_dir", "where link files are read and watched", Path),
+    Variable(
+        "FEATUREGEN_URL_COL", "url_col", "the URL column of CSV, TSV, Parquet and JSONL link files"
+    ),
+    Variable(
+        "FEATUREGEN_CAPTION_COL",
+        "caption_col",
+        "the caption column of CSV, TSV, Parquet and JSONL link files (optional)",
+    ),
     Variable(
         "FEATUREGEN_DATABASE_URL",
         "database_url",

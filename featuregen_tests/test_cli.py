@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,10 @@ def test_run_refuses_a_category_without_a_link_file_before_adding_it(fg_env: Pat
     assert main(["run", "--category", "nolinks"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     links = fg_env.parent / "links"
-    assert err == [f"error: no link file for category 'nolinks': expected nolinks.txt in {links}"]
+    assert err == [
+        "error: no link file for category 'nolinks': expected nolinks.txt"
+        f" (or .csv, .tsv, .parquet, .jsonl) in {links}"
+    ]
     with dagster_instance(Settings.from_env()) as instance:
         assert not instance.has_dynamic_partition("category", "nolinks")
 
@@ -108,13 +112,16 @@ def test_dev_starts_this_interpreters_dagster_without_it_on_path(
     featuregen = Path(sys.executable).parent / "featuregen"
     # an invalid log level: dagster dev itself answers (a usage error) once it has started
     done = subprocess.run(
-        [str(featuregen), "dev", "--log-level", "not-a-level"],
+        [str(featuregen), "dev", "-h", "127.0.0.1", "--log-level", "not-a-level"],
         env=env,
         capture_output=True,
         text=True,
     )
     assert "dagster dev" in done.stderr and "not-a-level" in done.stderr, done.stderr
     assert (tmp_path / "dagster" / "dagster.yaml").exists()
+    assert "featuregen dev" not in done.stderr  # -h is dagster's host, not featuregen's help
+    workspace = (tmp_path / "dagster" / "workspace.yaml").read_text()
+    assert "location_name: featuregen\n" in workspace
 
 
 def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
@@ -139,3 +146,36 @@ def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
 
     assert main(["run", "--category", "cafe", "--select", "image_embeddings", "--verbose"]) == 1
     assert "RESOURCE_INIT_FAILURE" in capsys.readouterr().err
+
+
+def test_a_run_from_the_command_line_shows_no_known_warnings(fg_env: Path) -> None:
+    (fg_env.parent / "links" / "empty.txt").write_text("")
+    featuregen = Path(sys.executable).parent / "featuregen"
+    done = subprocess.run(
+        [str(featuregen), "run", "--category", "empty", "--select", "raw_images"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "PYTHONWARNINGS")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "raw_images: empty: 0/0 links, 0 ok, 0 failed, 0.0 links/s",
+        "raw_images: warning: empty.txt has no usable line (0 bad): nothing to download",
+    ]
+
+
+def test_unknown_demo_categories_are_one_line_listing_the_valid_ones(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--categories", "cafes"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "unknown demo category 'cafes': choose from city_street, shop," in line
+
+
+def test_a_category_with_link_files_in_two_formats_is_refused(fg_env: Path, capsys) -> None:
+    (fg_env.parent / "links" / "cafe.txt").write_text("http://127.0.0.1/a.jpg\n")
+    (fg_env.parent / "links" / "cafe.jsonl").write_text('{"url": "http://127.0.0.1/a.jpg"}\n')
+    assert main(["run", "--category", "cafe"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: category 'cafe' has link files in 2 formats (cafe.jsonl, cafe.txt): keep one"
+    ]

@@ -1,4 +1,5 @@
 import hashlib
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -114,3 +115,38 @@ def test_missing_link_file_is_a_clear_failure(fg_env: Path) -> None:
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "no link file for category 'nowhere'" in failure.message
+
+
+def test_a_parquet_link_file_downloads_as_its_txt_does(served: DemoServer, fg_env: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    links = fg_env.parent / "links"
+    rows = [line.partition("\t") for line in (links / "cafe.txt").read_text().splitlines()]
+    (links / "cafe.txt").unlink()
+    records = [{"URL": url, "TEXT": caption or None} for url, _, caption in rows]
+    pq.write_table(
+        pa.Table.from_pylist([*records, {"URL": None, "TEXT": "x"}]), links / "cafe.parquet"
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("category", ["cafe"])
+        result = dg.materialize(
+            [raw_images],
+            partition_key="cafe",
+            resources=build_resources(),
+            instance=instance,
+            raise_on_error=False,
+            run_config={
+                "ops": {"raw_images": {"config": {"url_col": "URL", "caption_col": "TEXT"}}}
+            },
+        )
+        assert result.success
+        metadata = result.asset_materializations_for_node("raw_images")[0].metadata
+        assert metadata["links"].value == 7
+        assert metadata["stored_by_status"].data == {"ok": 5, "http_404": 1, "not_image": 1}
+        warnings = [
+            e.message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING
+        ]
+        assert f"cafe.parquet row {len(records) + 1}: skipped (no URL in the row)" in warnings
+    stored = dict(_rows("SELECT url, caption FROM raw_images WHERE category = 'cafe'"))
+    assert stored == {url: caption or None for url, _, caption in rows if not url.startswith("#")}

@@ -105,3 +105,23 @@ def test_a_directory_and_a_dangling_symlink_are_skipped_and_the_rest_picked_up(
         again = _evaluate(instance, result.cursor)
         assert [r.partition_key for r in again.run_requests] == ["cafe"]
         assert "skipping" not in capfd.readouterr().err
+
+
+def test_every_link_file_format_is_picked_up_and_two_formats_of_one_category_are_refused(
+    links_dir: Path, capfd: pytest.CaptureFixture
+) -> None:
+    for suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
+        (links_dir / f"a{suffix.strip('.')}{suffix}").write_bytes(b"url\n")
+    (links_dir / "both.txt").write_text("http://127.0.0.1/a.jpg\n")
+    (links_dir / "both.csv").write_text("url\nhttp://127.0.0.1/a.jpg\n")
+    with dg.instance_for_test() as instance:
+        result = _evaluate(instance, None)
+        assert sorted(r.partition_key for r in result.run_requests) == [
+            "acsv",
+            "ajsonl",
+            "aparquet",
+            "atsv",
+        ]
+        assert "category 'both' has link files in 2 formats (both.csv, both.txt): keep one" in (
+            capfd.readouterr().err
+        )

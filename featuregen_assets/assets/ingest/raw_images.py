@@ -1,6 +1,7 @@
 """`raw_images`: download a category's link file into the image store and `raw_images` table."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -13,7 +14,14 @@ from featuregen_assets.core.ingest.ingest import (
     ingest_link_file,
     status_counts,
 )
-from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
+from featuregen_assets.core.ingest.link_formats import (
+    TEXT_SUFFIX,
+    Columns,
+    LinkFileError,
+    find_link_file,
+    missing_link_file_message,
+    write_as_text,
+)
 from featuregen_assets.core.ingest.store_check import StoreMissing
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
@@ -35,6 +43,46 @@ class RawImagesConfig(dg.Config):
     max_bytes: int | None = Field(
         default=None, description="Largest body accepted (FEATUREGEN_DOWNLOAD_MAX_BYTES)."
     )
+    url_col: str | None = Field(
+        default=None,
+        description="CSV/TSV/Parquet/JSONL link files: the URL column (FEATUREGEN_URL_COL).",
+    )
+    caption_col: str | None = Field(
+        default=None,
+        description="CSV/TSV/Parquet/JSONL link files: the caption column, optional"
+        " (FEATUREGEN_CAPTION_COL).",
+    )
+
+    def columns(self, settings: Settings) -> Columns:
+        """The URL and caption columns of a tabular link file (these fields over `settings`)."""
+        return Columns(
+            url_col=self.url_col or settings.url_col,
+            caption_col=self.caption_col or settings.caption_col,
+        )
+
+
+_NOT_DOWNLOAD_SETTINGS = frozenset({"force", "url_col", "caption_col"})
+
+
+def _as_text(
+    context: dg.AssetExecutionContext, link_file: Path, columns: Columns, home: Path
+) -> Path:
+    """The link file as the .txt the downloader reads (a tabular one converted line for line,
+    its unreadable rows logged)."""
+    if link_file.suffix == TEXT_SUFFIX:
+        return link_file
+    target = paths.text_links_dir(home) / f"{context.partition_key}{TEXT_SUFFIX}"
+    try:
+        report = write_as_text(link_file, columns, target)
+    except LinkFileError as error:
+        raise dg.Failure(str(error)) from None
+    for bad in report.examples:
+        context.log.warning(f"{link_file.name} row {bad.line_no}: skipped ({bad.reason})")
+    if report.bad_rows > len(report.examples):
+        context.log.warning(
+            f"{link_file.name}: {report.bad_rows - len(report.examples)} more rows skipped"
+        )
+    return target
 
 
 @dg.asset(
@@ -51,17 +99,21 @@ def raw_images(
 ) -> dg.MaterializeResult:
     """Images of the category's link file, downloaded, validated and stored by content hash."""
     category = context.partition_key
-    link_file = find_link_file(settings.links_dir, category)
+    try:
+        link_file = find_link_file(settings.links_dir, category)
+    except LinkFileError as error:
+        raise dg.Failure(str(error)) from None
     if link_file is None:
         raise dg.Failure(missing_link_file_message(settings.links_dir, category))
+    text_file = _as_text(context, link_file, config.columns(settings), settings.home)
 
-    download = replace(settings.download, **set_fields(config, exclude=frozenset({"force"})))
+    download = replace(settings.download, **set_fields(config, exclude=_NOT_DOWNLOAD_SETTINGS))
     progress = ProgressReporter(category, context.log.info, bar=settings.progress_bar)
 
     with postgres.connection() as conn:
         try:
             summary = ingest_link_file(
-                link_file,
+                text_file,
                 category,
                 conn,
                 ImageStore(paths.images_dir(settings.home)),

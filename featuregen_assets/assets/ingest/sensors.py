@@ -1,4 +1,5 @@
-"""`link_file_sensor`: each new or changed `<category>.txt` becomes a partition and a run."""
+"""`link_file_sensor`: each new or changed link file (`<category>.txt`, `.csv`, `.tsv`,
+`.parquet`, `.jsonl`) becomes a partition and a run."""
 
 import json
 import os
@@ -7,7 +8,12 @@ from stat import S_ISREG
 
 import dagster as dg
 
-from featuregen_assets.core.ingest.links import category_error, category_of, file_digest
+from featuregen_assets.core.ingest.link_formats import (
+    category_of,
+    link_files,
+    two_formats_message,
+)
+from featuregen_assets.core.ingest.links import category_error, file_digest
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.settings import Settings
@@ -17,7 +23,8 @@ from featuregen_assets.settings import Settings
     job=category_pipeline_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches FEATUREGEN_LINKS_DIR for new or changed <category>.txt link files.",
+    description="Watches FEATUREGEN_LINKS_DIR for new or changed link files"
+    " (<category>.txt, .csv, .tsv, .parquet, .jsonl).",
 )
 def link_file_sensor(
     context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]
@@ -25,7 +32,10 @@ def link_file_sensor(
     """Request one run per new or changed link file; the cursor holds what was seen."""
     seen: dict[str, dict] = json.loads(context.cursor) if context.cursor else {}
     directory = settings.links_dir
-    files = sorted(directory.glob("*.txt")) if directory.is_dir() else []
+    files = link_files(directory)
+    formats: dict[str, list] = {}
+    for path in files:
+        formats.setdefault(category_of(path), []).append(path)
     known = set(context.instance.get_dynamic_partitions(category_partitions.name))
     new_partitions: list[str] = []
     run_requests: list[dg.RunRequest] = []
@@ -35,7 +45,15 @@ def link_file_sensor(
         category = category_of(path)
         previous = seen.get(path.name, {})
         stat, reason = _regular_file(path)
-        reason = category_error(category) or reason
+        reason = (
+            category_error(category)
+            or (
+                two_formats_message(category, formats[category])
+                if len(formats[category]) > 1
+                else None
+            )
+            or reason
+        )
         if not reason:
             if (
                 previous.get("mtime_ns") == stat.st_mtime_ns

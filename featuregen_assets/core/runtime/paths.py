@@ -28,3 +28,8 @@ def checkpoints_dir(home: Path) -> Path:
 def logs_dir(home: Path) -> Path:
     """The full logs of failed CLI runs."""
     return home / "logs"
+
+
+def text_links_dir(home: Path) -> Path:
+    """CSV, TSV, Parquet and JSON-lines link files as the .txt the downloader reads."""
+    return home / "links-as-text"

@@ -49,8 +49,9 @@ class ProgressReporter:
             self._draw(progress, finished)
         if finished or progress.elapsed_s - self._last_logged >= LOG_EVERY_S:
             self._last_logged = progress.elapsed_s
+            total = "?" if progress.total is None else progress.total
             self.log(
-                f"{self.label}: {progress.done}/{progress.total or '?'} {self.unit},"
+                f"{self.label}: {progress.done}/{total} {self.unit},"
                 f" {progress.ok} ok, {progress.failed} failed, {progress.rate:.1f} {self.unit}/s"
                 + ("" if finished else _time_left(progress))
             )
