@@ -328,6 +328,37 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     os.execvp(command[0], command)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from featuregen_assets.core.store import db
+    from featuregen_assets.core.store.export import export_vectors
+    from featuregen_assets.core.store.registry import most_embedded_model
+
+    with db.connection(db.database_url()) as conn:
+        model = args.model or most_embedded_model(conn)
+        known = [c for (c,) in conn.execute("SELECT DISTINCT category FROM raw_images ORDER BY 1")]
+        conn.commit()  # the export reads in a transaction of its own
+        if args.category and args.category not in known:
+            listed = ", ".join(known) or "none yet"
+            print(f"error: unknown category {args.category!r} (known: {listed})", file=sys.stderr)
+            return 2
+        if model is None:
+            print("error: no image embeddings stored yet", file=sys.stderr)
+            return 1
+        try:
+            done = export_vectors(
+                conn, model, Path(args.out), args.category or "all", args.format, args.category
+            )
+        except LookupError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    print(f"{done.rows} rows of {model} (dimension {done.dim}):")
+    for path in done.files:
+        print(f"  {path}")
+    return 0
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from featuregen_assets.core.store import db
 
@@ -599,6 +630,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--help", action="help", help="Show this message and exit.")
     dev.set_defaults(func=_cmd_dev)
+
+    export = commands.add_parser(
+        "export",
+        help="Write image ids, metadata and vectors to Parquet (or NumPy) files.",
+        description="Write one row per downloaded image with a vector: image_id, category, url,"
+        " caption, prompt and the vector, streamed in batches (bounded memory). parquet:"
+        " <out>/<name>.parquet with the vector as a list of float32; npy: the vectors as"
+        " <out>/<name>.npy (float32, rows × dimension) and the rest, in the same order, in"
+        " <out>/<name>.parquet. <name> is the category, or all.",
+    )
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--category", help="Only this category.")
+    which.add_argument("--all", action="store_true", help="Every category.")
+    export.add_argument("--format", choices=["parquet", "npy"], default="parquet")
+    export.add_argument("--out", default=".", metavar="DIR", help="Output directory (default .).")
+    export.add_argument(
+        "--model", help="The embedding model whose vectors to export (default: the most stored)."
+    )
+    export.set_defaults(func=_cmd_export)
 
     database = commands.add_parser(
         "db",
