@@ -335,7 +335,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from featuregen_assets.core.store.export import export_vectors
     from featuregen_assets.core.store.registry import most_embedded_model
 
-    with db.connection(db.database_url()) as conn:
+    with db.connection(_database_url(_settings())) as conn:
         model = args.model or most_embedded_model(conn)
         known = [c for (c,) in conn.execute("SELECT DISTINCT category FROM raw_images ORDER BY 1")]
         conn.commit()  # the export reads in a transaction of its own
