@@ -155,7 +155,9 @@ def gpu_pool_holders(instance: dg.DagsterInstance) -> list[tuple[str, str]]:
 
 def _ready(instance: dg.DagsterInstance | None, settings: Settings) -> dg.DagsterInstance:
     """The instance to launch on (default the one in the settings' home), with this host's
-    orphaned runs failed, and a word when the GPU pool is full."""
+    orphaned runs failed, and a word when the GPU pool is full; the home remembers the
+    settings' model profile (if it has none yet)."""
+    settings.remember_models()
     instance = instance or dagster_instance(settings)
     fail_orphaned_runs(instance)
     if holders := gpu_pool_holders(instance):

@@ -25,6 +25,14 @@ from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSet
 
 PROGRESS_STYLES = ("log", "bar")
 EXECUTORS = ("multiprocess", "ray", "k8s")
+MODELS_FILE = "models-profile"  # in the home: the profile its features were made with
+
+
+def remembered_models(home: Path) -> str | None:
+    """The model profile `home` was built with (`Settings.remember_models`), if recorded."""
+    path = home / MODELS_FILE
+    profile = path.read_text().strip().lower() if path.is_file() else ""
+    return profile if profile in PROFILES else None
 
 
 @dataclass(frozen=True)
@@ -92,12 +100,24 @@ class Settings:
             for group, fields in values.items()
         }
         settings = dataclasses.replace(defaults, **top, **groups)
-        return dataclasses.replace(
+        settings = dataclasses.replace(
             settings,
             home=settings.home.expanduser().resolve(),
             links_dir=settings.links_dir.expanduser().resolve(),
             models_dir=settings.models_dir and settings.models_dir.expanduser().resolve(),
         )
+        if "models" not in top and (remembered := remembered_models(settings.home)):
+            settings = dataclasses.replace(settings, models=remembered)
+        return settings
+
+    def remember_models(self) -> None:
+        """Record the model profile in the home unless it has one: later commands in this home
+        without FEATUREGEN_MODELS use the profile it was built with (the demo's tiny stays
+        tiny)."""
+        path = self.home / MODELS_FILE
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{self.models}\n")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -160,7 +180,8 @@ VARIABLES = (
     Variable(
         "FEATUREGEN_MODELS",
         "models",
-        "`real`: hub models; `tiny`: architecture-identical random-weight models built locally",
+        "`real`: hub models; `tiny`: architecture-identical random-weight models built locally;"
+        " unset: the profile the home was first built with (`FEATUREGEN_HOME/models-profile`)",
         _lower,
         "`real` (`tiny` in the demo and tests)",
     ),

@@ -107,3 +107,22 @@ def test_only_the_settings_read_featuregen_variables() -> None:
     assert featuregen == {}
     core = {path for path, names in reads.items() if path.startswith("core/") and names}
     assert core == set()
+
+
+def test_a_home_remembers_the_model_profile_it_was_built_with(tmp_path: Path) -> None:
+    environ = {"FEATUREGEN_HOME": str(tmp_path / "home")}
+    assert Settings.from_env(environ).models == "real"  # nothing recorded yet
+    Settings.from_env({**environ, "FEATUREGEN_MODELS": "tiny"}).remember_models()
+    assert Settings.from_env(environ).models == "tiny"  # e.g. every command after the demo
+    assert Settings.from_env({**environ, "FEATUREGEN_MODELS": "real"}).models == "real"
+    Settings.from_env({**environ, "FEATUREGEN_MODELS": "real"}).remember_models()
+    assert Settings.from_env(environ).models == "tiny"  # the first profile stays recorded
+
+
+def test_a_cli_run_records_the_profile_of_its_home(fg_env: Path, monkeypatch) -> None:
+    from featuregen_assets.cli import main
+
+    (fg_env.parent / "links" / "empty.txt").write_text("")
+    assert main(["run", "--category", "empty", "--select", "raw_images"]) == 0
+    monkeypatch.delenv("FEATUREGEN_MODELS")
+    assert Settings.from_env().models == "tiny"
