@@ -61,8 +61,9 @@ def test_each_format_gives_the_rows_of_the_equivalent_txt(tmp_path: Path, suffix
     report = write_as_text(source, Columns("URL", "TEXT"), tmp_path / "out" / "cafe.txt")
     got = parse_link_file(tmp_path / "out" / "cafe.txt")
     assert got.links == expected.links and len(got.links) == 4
-    assert [(b.line_no, b.reason) for b in got.bad_lines] == [(4, "not a URL")]
-    assert got.duplicates == expected.duplicates == 1
+    assert got.report.skipped.counts == expected.report.skipped.counts == {"not a URL": 1}
+    assert got.report.skipped.examples["not a URL"][0].startswith("line 4: ")
+    assert got.report.duplicates.total == expected.report.duplicates.total == 1
     assert [(b.line_no, b.reason) for b in report.examples] == [(6, "no URL in the row")]
     assert got.links[2].caption == "two words and a tab"
 
