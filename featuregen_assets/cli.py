@@ -16,11 +16,18 @@ CLI_DEFAULTS = {"FEATUREGEN_PROGRESS": "bar"}
 DEMO_DEFAULTS = {**CLI_DEFAULTS, "FEATUREGEN_MODELS": "tiny"}
 
 
+class _BadSetting(ValueError):
+    """A variable the settings refuse: one line and exit status 2 (`main`)."""
+
+
 def _settings(defaults: Mapping[str, str] = CLI_DEFAULTS) -> "Settings":
     """The settings of this command: FEATUREGEN_* variables over `defaults`."""
     from featuregen_assets.settings import Settings
 
-    return Settings.from_env({**defaults, **os.environ})
+    try:
+        return Settings.from_env({**defaults, **os.environ})
+    except ValueError as error:
+        raise _BadSetting(str(error)) from None
 
 
 def _database_url(settings: "Settings") -> str:
@@ -681,7 +688,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "dev":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _BadSetting as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
