@@ -22,7 +22,13 @@ LOGGER = "featuregen_console"
 
 class _StepLines(logging.Handler):
     """Writes a step's own log records as `<step>: <message>`; drops Dagster's events and
-    errors (the failure summary says what failed, the run's log file how)."""
+    errors (the failure summary says what failed, the run's log file how). With `every_s`, a
+    step's info lines come at most that often (warnings always)."""
+
+    def __init__(self, every_s: float = 0.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._last_shown: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", None) or {}
@@ -30,18 +36,27 @@ class _StepLines(logging.Handler):
             return
         level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
         step = meta.get("step_key") or meta.get("resource_name") or "run"
+        if not level and self.every_s:
+            if record.created - self._last_shown.get(step, -self.every_s) < self.every_s:
+                return
+            self._last_shown[step] = record.created
         sys.stderr.write(f"{step}: {level}{meta.get('orig_message', record.getMessage())}\n")
         sys.stderr.flush()
 
 
 @dg.logger(
-    {"log_level": dg.Field(str, default_value="INFO")},
+    {
+        "log_level": dg.Field(str, default_value="INFO"),
+        "every_s": dg.Field(float, default_value=0.0),
+    },
     description="The featuregen CLI's console: the steps' own lines, no Dagster events.",
 )
 def step_lines_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    """A logger writing what the steps log at `log_level` or above to stderr."""
-    logger = logging.Logger(LOGGER, level=init_context.logger_config["log_level"])
-    logger.addHandler(_StepLines())
+    """A logger writing what the steps log at `log_level` or above to stderr (a step's info
+    lines at most every `every_s` seconds, when set)."""
+    config = init_context.logger_config
+    logger = logging.Logger(LOGGER, level=config["log_level"])
+    logger.addHandler(_StepLines(config["every_s"]))
     return logger
 
 
@@ -50,13 +65,16 @@ def dagster_console(log_level: str, verbose: bool) -> dict:
     return {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else log_level}}}}
 
 
-def console(job: dg.JobDefinition, log_level: str, verbose: bool) -> tuple[dg.JobDefinition, dict]:
-    """`job` and the run config of its console: the steps' lines at `log_level`, or with
-    `verbose` Dagster's whole console log (debug level)."""
+def console(
+    job: dg.JobDefinition, log_level: str, verbose: bool, every_s: float = 0.0
+) -> tuple[dg.JobDefinition, dict]:
+    """`job` and the run config of its console: the steps' lines at `log_level` (info lines
+    at most every `every_s` seconds a step, when set), or with `verbose` Dagster's whole
+    console log (debug level)."""
     if verbose:
         return job, dagster_console(log_level, verbose)
     logged = job.with_logger_defs({LOGGER: step_lines_logger})
-    return logged, {"loggers": {LOGGER: {"config": {"log_level": log_level}}}}
+    return logged, {"loggers": {LOGGER: {"config": {"log_level": log_level, "every_s": every_s}}}}
 
 
 def one_line_reason(error) -> str:

@@ -178,9 +178,10 @@ def _launch(
     log_level: str,
     verbose: bool,
     partition_key: str | None = None,
+    every_s: float = 0.0,
 ) -> dg.ExecuteInProcessResult:
     """Run a job of `defs` in this process, its console as `run_console.console` sets it."""
-    job, console_config = console(defs.resolve_job_def(job_name), log_level, verbose)
+    job, console_config = console(defs.resolve_job_def(job_name), log_level, verbose, every_s)
     return job.execute_in_process(
         partition_key=partition_key,
         instance=instance,
@@ -255,15 +256,18 @@ def materialize_unpartitioned(
     log_level: str = "INFO",
     verbose: bool = False,
     settings: Settings | None = None,
+    every_s: float = 0.0,
 ) -> dg.ExecuteInProcessResult:
     """Materialise unpartitioned assets (the trained models) by key, as one run of the
-    training job (settings and console as in `run_category`)."""
+    training job (settings and console as in `run_category`; `every_s`: a step's info lines
+    at most that often)."""
     from featuregen_assets.definitions import build_defs
 
     settings = settings or Settings.from_env()
     defs = build_defs(settings)
+    instance = _ready(instance, settings)
     return _launch(
-        defs, training_job.name, _ready(instance, settings), keys, run_config, log_level, verbose
+        defs, training_job.name, instance, keys, run_config, log_level, verbose, every_s=every_s
     )
 
 
@@ -272,8 +276,9 @@ def materialize_report(
     query_file: str | None = None,
     instance: dg.DagsterInstance | None = None,
     settings: Settings | None = None,
-) -> tuple[bool, Path | None]:
-    """Materialise `research_report` (a Dagster run); (success, its report.md)."""
+) -> tuple[dg.ExecuteInProcessResult, Path | None]:
+    """Materialise `research_report` (a Dagster run); the run and its report.md (None when
+    the run failed)."""
     config = {"seeds": seeds, **({"query_file": query_file} if query_file else {})}
     result = materialize_unpartitioned(
         ["research_report"],
@@ -284,5 +289,5 @@ def materialize_report(
     )
     events = result.asset_materializations_for_node("research_report")
     if not result.success or not events:
-        return False, None
-    return True, Path(events[0].metadata["report"].value)
+        return result, None
+    return result, Path(events[0].metadata["report"].value)

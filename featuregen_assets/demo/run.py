@@ -27,6 +27,10 @@ neighbour), with 95% intervals, follows: research_report (`featuregen report` re
 figures at report scale in benchmarks/RESULTS.md."""
 
 
+# The trainings' epoch lines, at most this often a step: minutes of silence look hung.
+TRAINING_LINES_EVERY_S = 10.0
+
+
 def demo_settings(settings: Settings) -> Settings:
     """`settings` with the loopback server admitted and link files under the state directory."""
     download = settings.download
@@ -132,7 +136,7 @@ def run_demo(
                 }
             },
         },
-        log_level="WARNING",
+        every_s=TRAINING_LINES_EVERY_S,
         settings=settings,
     )
     if not training.success:
@@ -154,8 +158,8 @@ def run_demo(
     print(FIGURES_EXPLAINED)
     if training.success:
         print("\nresearch_report: every method beside fair baselines on the same test split ...")
-        ok, report = materialize_report(instance=instance, settings=settings)
-        if ok:
+        _, report = materialize_report(instance=instance, settings=settings)
+        if report:
             print("\n".join(summary_lines(report)))
             print(f"\nfull report (every query set and metric, plots): {report}")
         else:
