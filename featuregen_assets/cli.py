@@ -37,6 +37,16 @@ def _database_url(settings: "Settings") -> str:
     return schema.migrated_url(settings.database_url, settings.home)
 
 
+def _unknown_category(conn, category: str) -> str | None:
+    """The error line for a category with no stored image (listing those that have), or None."""
+    from featuregen_assets.core.search.hits import known_categories
+
+    known = known_categories(conn)
+    if category in known:
+        return None
+    return f"error: unknown category {category!r}; known: {', '.join(known) or 'none'}"
+
+
 def _figures(metadata: dict) -> str:
     """The numbers among a check's metadata, as `name value, ...`."""
     return ", ".join(
@@ -215,7 +225,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from featuregen_assets.core.search.engine import Searcher, SearchQuery
-    from featuregen_assets.core.search.hits import known_categories
     from featuregen_assets.core.store import db
     from featuregen_assets.serve.main import build_embedder
 
@@ -230,12 +239,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             args.usage("the query is empty: give some words")
     settings = _settings()
     with db.connection(_database_url(settings)) as conn:
-        known = known_categories(conn)
-        if args.category is not None and args.category not in known:
-            print(
-                f"error: unknown category {args.category!r}; known: {', '.join(known) or 'none'}",
-                file=sys.stderr,
-            )
+        if args.category is not None and (error := _unknown_category(conn, args.category)):
+            print(error, file=sys.stderr)
             return 2
         try:
             image = Path(args.image).read_bytes() if args.image else None
@@ -254,9 +259,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
         return 0
     score = {"cosine": "cosine similarity (-1…1)", "keyword": "keyword rank (0…1)"}
     print(f"rank  score: {score.get(answer.score_kind, 'reciprocal-rank fusion')}")
+    # The tiny captioner has random weights: its prompts are noise, and should say so.
+    prompt = "prompt (tiny captioner, random weights)" if settings.models == "tiny" else "prompt"
     for hit in answer.hits:
         print(f"{hit.rank:>4}  {hit.score:.3f}  {hit.category:<14} {hit.image_id[:16]}  {hit.url}")
-        for label, text in (("prompt", hit.prompt), ("caption", hit.caption)):
+        for label, text in ((prompt, hit.prompt), ("caption", hit.caption)):
             if text:
                 print(f"      {label}: {text}")
     return 0
@@ -307,15 +314,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.core.research.report import summary_lines
-    from featuregen_assets.runs import materialize_report
+    from featuregen_assets.run_console import failure_summary
+    from featuregen_assets.runs import dagster_instance, materialize_report
 
-    ok, report = materialize_report(seeds=args.seeds, query_file=args.queries, settings=_settings())
-    if not ok:
-        print(
-            "error: the research_report run failed (see the Dagster UI for its log)",
-            file=sys.stderr,
+    settings = _settings()
+    with dagster_instance(settings) as instance:
+        result, report = materialize_report(
+            seeds=args.seeds, query_file=args.queries, instance=instance, settings=settings
         )
-        return 1
+        if report is None:
+            for line in failure_summary(result, instance, settings.home):
+                print(line, file=sys.stderr)
+            return 1
     print("\n".join(summary_lines(report)))
     print(f"\nfull report: {report} (and report.json beside it)")
     return 0
@@ -344,12 +354,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     with db.connection(_database_url(_settings())) as conn:
         model = args.model or most_embedded_model(conn)
-        known = [c for (c,) in conn.execute("SELECT DISTINCT category FROM raw_images ORDER BY 1")]
-        conn.commit()  # the export reads in a transaction of its own
-        if args.category and args.category not in known:
-            listed = ", ".join(known) or "none yet"
-            print(f"error: unknown category {args.category!r} (known: {listed})", file=sys.stderr)
+        if args.category and (error := _unknown_category(conn, args.category)):
+            print(error, file=sys.stderr)
             return 2
+        conn.commit()  # the export reads in a transaction of its own
         if model is None:
             print("error: no image embeddings stored yet", file=sys.stderr)
             return 1
@@ -559,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
         " nearest images by cosine through pgvector's HNSW index (a --category of at most"
         " 2,000 images is ranked exactly); --mode keyword searches the prompts and link"
         " captions, hybrid fuses both; with --image, search with the image's own DINOv2"
-        " vector.",
+        " vector. Each hit's score is the cosine similarity of the query and image vectors"
+        " (-1…1, higher is closer); keyword mode: PostgreSQL's rank (0…1); hybrid:"
+        " reciprocal-rank fusion.",
     )
     search.add_argument("query", nargs="?", help="What to look for, in words.")
     search.add_argument("--image", metavar="PATH", help="Find images like this image file.")

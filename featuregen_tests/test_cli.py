@@ -148,6 +148,16 @@ def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
     assert "RESOURCE_INIT_FAILURE" in capsys.readouterr().err
 
 
+def test_a_failed_report_ends_with_its_reason_and_where_the_log_is(fg_env: Path, capsys) -> None:
+    assert main(["report"]) == 1  # nothing trained in this home
+    *_, reason, where = capsys.readouterr().err.strip().splitlines()
+    assert (
+        reason == "research_report failed: no aligned_text_encoder registered:"
+        " train it first (featuregen train text-encoder)"
+    )
+    assert where.startswith(f"full log: {fg_env / 'logs'}")
+
+
 def test_a_run_from_the_command_line_shows_no_known_warnings(fg_env: Path) -> None:
     (fg_env.parent / "links" / "empty.txt").write_text("")
     featuregen = Path(sys.executable).parent / "featuregen"

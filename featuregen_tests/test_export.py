@@ -83,7 +83,7 @@ def test_the_export_is_written_batch_by_batch(stored, database_url, tmp_path):
 def test_an_unknown_category_lists_the_known_ones(stored, capsys):
     assert main(["export", "--category", "cafes"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: unknown category 'cafes' (known: bank, cafe)"
+        "error: unknown category 'cafes'; known: bank, cafe"
     ]
 
 

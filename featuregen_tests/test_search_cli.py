@@ -29,6 +29,10 @@ def test_search_prints_cosine_scores_and_the_api_hit_schema(store, capsys) -> No
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "rank  score: cosine similarity (-1…1)"
     assert out[1].lstrip().startswith("1  ")
+    prompts = [line.strip() for line in out if line.lstrip().startswith("prompt")]
+    assert prompts and all(
+        p.startswith("prompt (tiny captioner, random weights): ") for p in prompts
+    )
     assert main(["search", "large", "--mode", "keyword", "--json", "-k", "2"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 2 and hits[0]["thumb_url"] == f"/thumbs/{hits[0]['image_id']}"
@@ -50,6 +54,14 @@ def test_search_usage_errors(store, capsys) -> None:
     assert main(["search", "circle", "--category", "nowhere"]) == 2
     err = capsys.readouterr().err
     assert err == "error: unknown category 'nowhere'; known: bank, cafe, shop\n"
+
+
+def test_search_help_says_what_a_score_is(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    assert "score is the cosine similarity of the query and image vectors" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_serve_binds_loopback_by_default(capsys) -> None:

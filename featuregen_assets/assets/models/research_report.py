@@ -57,7 +57,9 @@ def research_report(
         encoder_model = latest_model(conn, "aligned_text_encoder")
         decoder_model = latest_model(conn, "decoder_model")
         if encoder_model is None:
-            raise dg.Failure("no aligned_text_encoder registered: materialise it first")
+            raise dg.Failure(
+                "no aligned_text_encoder registered: train it first (featuregen train text-encoder)"
+            )
         if not (encoder_model.path / "split.json").is_file():
             raise dg.Failure(f"{encoder_model.path} records no split: retrain the text encoder")
         if (
