@@ -306,7 +306,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     print(f"{len(images) - len(missing)} images: links {link_file}, queries {query_file}")
     print(
         f"next: serve {args.images} at {args.base_url}, then featuregen run --category"
-        f" {args.category}; featuregen train / demo training; featuregen report --queries"
+        f" {args.category}; featuregen train text-encoder; featuregen train decoder;"
+        f" featuregen report --queries"
         f" {query_file}"
     )
     return 0 if len(images) > len(missing) else 1
