@@ -226,6 +226,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     from featuregen_assets.core.search.engine import Searcher, SearchQuery
     from featuregen_assets.core.store import db
+    from featuregen_assets.core.vision.hub import ModelUnavailable
+    from featuregen_assets.core.vision.model_profiles import TinyModelMissing
     from featuregen_assets.serve.main import build_embedder
 
     if (args.query is None) == (args.image is None):
@@ -251,7 +253,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         )
         try:
             answer = Searcher(lambda: build_embedder(settings)).search(conn, query)
-        except (LookupError, ValueError) as error:
+        except (LookupError, ValueError, ModelUnavailable, TinyModelMissing) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
     if args.json:

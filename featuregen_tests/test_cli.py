@@ -100,6 +100,18 @@ def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys)
     assert "no aligned text encoder is registered" in capsys.readouterr().err
 
 
+def test_search_by_image_without_its_model_is_one_line(fg_env: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("FEATUREGEN_MODELS", "real")
+    monkeypatch.setenv("FEATUREGEN_DINOV2", "featuregen-tests/no-such-model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    picture = fg_env / "picture.png"
+    picture.write_bytes(b"not read before the model")
+    assert main(["search", "--image", str(picture)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: model 'featuregen-tests/no-such-model' is not in the Hugging")
+    assert "point FEATUREGEN_DINOV2 at a local copy" in line
+
+
 def test_dev_starts_this_interpreters_dagster_without_it_on_path(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -290,7 +290,7 @@ class Searcher:
             if record is None:
                 raise Unavailable(
                     "no aligned text encoder is registered: run `featuregen demo`, or"
-                    " materialise aligned_text_encoder (keyword mode works without one)"
+                    " `featuregen train text-encoder` (keyword mode works without one)"
                 )
             encoder = self.text_encoder(record)
             with timings.measure("encode"):
