@@ -6,7 +6,7 @@ captions, image_prompts, image_embeddings) in an embedded PostgreSQL, trains the
 encoder (the compositional `test_phrases` split) and the decoder with their defaults,
 registers both, and runs the same comparison as the `research_report` asset, seeds averaged.
 
-    python benchmarks/research.py [--per-category 256] [--seeds 3] [--out DIR]
+    python benchmarks/research.py [--per-category 256] [--seeds 3] [--variants LIST] [--out DIR]
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featuregen_assets.core.research.comparison import run_comparison  # noqa: E402
+from featuregen_assets.core.research.dense import ProbeData  # noqa: E402
 from featuregen_assets.core.research.report import write_report  # noqa: E402
+from featuregen_assets.core.research.variant_names import VARIANTS, parse_variants  # noqa: E402
 from featuregen_assets.core.store import db, schema  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
 from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
 from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder  # noqa: E402
+from featuregen_assets.core.training.dense_probe import patch_inputs  # noqa: E402
 from featuregen_assets.core.vision.embedding import ImageEmbedder  # noqa: E402
 from featuregen_assets.core.vision.model_profiles import resolve_models  # noqa: E402
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings  # noqa: E402
@@ -74,6 +77,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="text encoder (default: its own)")
     parser.add_argument("--decoder-epochs", type=int, default=None, help="(default: its own)")
     parser.add_argument(
+        "--variants",
+        type=parse_variants,
+        default=tuple(VARIANTS),
+        help=f"learned variants, comma-separated (default all): {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: a shared machine)"
     )
     args = parser.parse_args()
@@ -109,8 +118,12 @@ def main() -> None:
         device="cpu", eval_every=0, test_phrases=HELD_OUT_COMBINATIONS, **epochs
     )
     texts = [s.caption for s in scenes]
+    cpu = time.process_time()
     trained = train_alignment(texts, ids, vectors, tower, align, log=log)
-    log(f"text encoder: test recall@5 {trained.metrics['recall@5']:.3f}")
+    log(
+        f"text encoder: test recall@5 {trained.metrics['recall@5']:.3f}"
+        f" ({time.process_time() - cpu:.0f} CPU s)"
+    )
     decoder_epochs = {"epochs": args.decoder_epochs} if args.decoder_epochs else {}
     decoder_config = DecoderConfig(device="cpu", **decoder_epochs)
     decoded = train_decoder(
@@ -142,6 +155,9 @@ def main() -> None:
             query_file,
             encoder_for(embedder),
             seeds=args.seeds,
+            variants=args.variants,
+            encode_pooled=encoder_for(embedder, "cls+mean"),
+            probe=ProbeData(patch_inputs(embedder), work / "site" / "masks"),
             log=log,
         )
     outcome.context.update(

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
 from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -315,6 +316,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0 if len(images) > len(missing) else 1
 
 
+def _variants(text: str) -> tuple[str, ...]:
+    """--variants: known names, comma-separated."""
+    try:
+        return parse_variants(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.core.research.report import summary_lines
     from featuregen_assets.run_console import failure_summary
@@ -323,7 +332,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     settings = _settings()
     with dagster_instance(settings) as instance:
         result, report = materialize_report(
-            seeds=args.seeds, query_file=args.queries, instance=instance, settings=settings
+            seeds=args.seeds,
+            query_file=args.queries,
+            instance=instance,
+            settings=settings,
+            variants=args.variants,
         )
         if report is None:
             for line in failure_summary(result, instance, settings.home):
@@ -616,6 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--queries", metavar="FILE", help="JSON-lines query sets (default: the demo's, if any)."
+    )
+    report.add_argument(
+        "--variants",
+        type=_variants,
+        metavar="LIST",
+        help="Learned variants trained on the same split, comma-separated, '' for none:"
+        f" {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}).",
     )
     report.set_defaults(func=_cmd_report)
 

@@ -276,10 +276,15 @@ def materialize_report(
     query_file: str | None = None,
     instance: dg.DagsterInstance | None = None,
     settings: Settings | None = None,
+    variants: Sequence[str] | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, Path | None]:
     """Materialise `research_report` (a Dagster run); the run and its report.md (None when
-    the run failed)."""
-    config = {"seeds": seeds, **({"query_file": query_file} if query_file else {})}
+    the run failed). `variants`: the learned variants to train (None: the asset's default)."""
+    config = {
+        "seeds": seeds,
+        **({"query_file": query_file} if query_file else {}),
+        **({"variants": list(variants)} if variants is not None else {}),
+    }
     result = materialize_unpartitioned(
         ["research_report"],
         instance=instance,

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featuregen_assets.core.research.answers import probe_answers
+from featuregen_assets.core.research.dense import compare_dense_probes, iou_counts, iou_estimates
 from featuregen_assets.core.training.dense_probe import (
     ProbeConfig,
     box_iou,
@@ -96,3 +98,40 @@ def test_a_detection_counts_once_for_its_class_at_half_overlap() -> None:
     assert matched_detections([(1, (0, 0, 10, 10)), (1, (1, 0, 11, 10))], truth) == 1
     assert matched_detections([(2, (0, 0, 10, 10))], truth) == 0  # wrong class
     assert matched_detections([(1, (5, 0, 15, 10))], truth) == 0  # IoU 1/3
+
+
+def test_the_positive_control_reaches_its_ceiling_where_noise_features_do_not() -> None:
+    rng = np.random.default_rng(0)
+    masks = np.zeros((48, 32, 32), np.uint8)
+    for mask in masks:  # one 8-16 px square of class 1 or 2 per image
+        side, (y, x) = rng.integers(8, 17), rng.integers(0, 16, 2)
+        mask[y : y + side, x : x + side] = rng.integers(1, 3)
+    pixels = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
+    tokens = rng.normal(size=(48, 8, 8, 16)).astype(np.float32)  # hold nothing
+    rows = compare_dense_probes(
+        pixels, masks, tokens, 4, np.arange(32), np.arange(32, 48), ProbeConfig(epochs=150)
+    )
+    by = {(r.method, r.metric): r for r in rows}
+    ceiling = by[("ceiling: linear probe on the true class shares", "miou")]
+    for head in ("linear", "mlp 64"):
+        control = by[(f"{head} probe: positive control: true class shares + noise", "miou")]
+        assert control.value >= 0.9 * ceiling.value > 0.5
+        noise = by[(f"{head} probe: patch tokens", "foreground_iou")]
+        assert noise.ci_high < by[(control.method, "foreground_iou")].ci_low
+    assert by[("background everywhere", "foreground_iou")].value == 0
+    assert {r.query_set for r in rows} == {"segmentation_test_images"}
+    assert all(r.ci_low <= r.value <= r.ci_high and r.n == 16 for r in rows)
+    control_answer, tokens_answer = probe_answers(rows)
+    assert control_answer.endswith("the probe finds what features hold.")
+    assert "0.000 [0.000, 0.000] is level with" in tokens_answer  # noise = pixels: nothing
+    assert tokens_answer.endswith(("they hold little of it.", "than the linear head reads."))
+
+
+def test_pooled_iou_counts_pixels_over_all_images() -> None:
+    truth = np.array([[[1, 1, 0, 0]], [[0, 0, 0, 1]]])
+    predicted = np.array([[[1, 0, 0, 0]], [[0, 0, 1, 1]]])
+    counts = iou_counts(predicted, truth, 2)
+    assert counts[:, 1].tolist() == [[1, 2], [1, 2]]
+    estimates = iou_estimates(predicted, truth, 2)
+    assert estimates["foreground_iou"].value == pytest.approx(2 / 4)
+    assert estimates["miou"].value == pytest.approx((2 / 4 + 4 / 6) / 2)

@@ -299,7 +299,9 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     )
     home = pipeline["root"] / "home"
     write_queries(pipeline["scenes"], pipeline["root"] / "site", home / "demo" / "queries.jsonl")
-    assert cli(["report"]) == 0
+    (home / "demo" / "site").mkdir()
+    (home / "demo" / "site" / "masks").symlink_to(pipeline["root"] / "site" / "masks")
+    assert cli(["report", "--variants", "talk2dino,siglip,cls_mean"]) == 0
     printed = capsys.readouterr().out
     assert "## Headline" in printed and "trained_encoder" in printed
     [directory] = (home / "artifacts" / "research_report").iterdir()
@@ -312,10 +314,19 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         "keyword_fts",
         "untrained_encoder",
         "trained_encoder",
+        "talk2dino_encoder",
+        "siglip_encoder",
+        "cls_mean_encoder",
         "decoder",
         "nearest_training_image",
     } <= methods
     assert {r["query_set"] for r in report["rows"]} >= {"template", "paraphrase", "test_images"}
+    probes = {r["method"] for r in report["rows"] if r["query_set"] == "segmentation_test_images"}
+    assert {
+        "linear probe: patch tokens",
+        "mlp 64 probe: positive control: true class shares + noise",
+        "ceiling: linear probe on the true class shares",
+    } <= probes
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
 
 

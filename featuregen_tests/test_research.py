@@ -1,11 +1,14 @@
 """The research comparison: statistics, baselines, query sets, the split discipline, the report."""
 
 import json
+from dataclasses import replace
 from math import comb
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from featuregen_assets.core.research.answers import text_answers, variant_answers
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.queries import Query, over_gallery, read_queries
 from featuregen_assets.core.research.report import headline_table, write_report
@@ -25,8 +28,17 @@ from featuregen_assets.core.research.text_to_image import (
     TextMethods,
     compare_text_to_image,
 )
+from featuregen_assets.core.research.variant_names import parse_variants
+from featuregen_assets.core.research.variants import (
+    train_on_split,
+    train_variants,
+    variant_config,
+)
 from featuregen_assets.core.store import db
+from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.splits import three_way_split
+from featuregen_assets.core.training.training_data import PairSet
+from featuregen_assets.core.vision.model_profiles import tiny_dir
 
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "star")
@@ -250,3 +262,116 @@ def test_query_file_round_trip_and_report_files(tmp_path):
     text = md.read_text()
     assert "An answer." in text and "0.500 [0.400, 0.600]" in text
     assert "mean of 3 seeds" in headline_table(rows)
+
+
+def test_a_variant_is_scored_in_its_own_image_space():
+    corpus, truth, basis = _corpus()
+    split = three_way_split(corpus.image_ids, 0.3, 0.2)
+    rotation, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(24, 24)))
+    oracle = _oracle_encoder(basis)
+    methods = TextMethods(
+        encoders={
+            "trained_encoder": [oracle],
+            "cls_mean_encoder": [lambda texts: oracle(texts) @ rotation] * 2,
+        },
+        image_vectors={"cls_mean_encoder": corpus.vectors @ rotation},
+    )
+    rows = compare_text_to_image(corpus, split, _queries(corpus, truth), methods)
+    by = {(m.query_set, m.method, m.metric): m for m in rows}
+    variant = by[("partial_object", "cls_mean_encoder", "recall@5")]
+    assert variant.value == 1.0 and variant.seeds == 2  # scored against the rotated vectors
+    assert variant.value == by[("partial_object", "trained_encoder", "recall@5")].value
+    template = by[("template", "cls_mean_encoder", "recall@5")]
+    assert template.ci_low <= template.value <= template.ci_high and template.n == len(split.test)
+
+
+def _recall(method: str, query_set: str, value: float, half_width: float) -> Measurement:
+    return Measurement(
+        "text_to_image",
+        "retrieval",
+        query_set,
+        method,
+        "recall@5",
+        value,
+        value - half_width,
+        value + half_width,
+        100,
+    )
+
+
+def test_variant_answers_say_where_a_variant_wins_and_where_the_intervals_overlap():
+    rows = [
+        _recall("trained_encoder", "template", 0.5, 0.05),
+        _recall("trained_encoder", "paraphrase", 0.3, 0.05),
+        _recall("siglip_encoder", "template", 0.8, 0.05),
+        _recall("siglip_encoder", "paraphrase", 0.32, 0.05),
+        _recall("talk2dino_encoder", "template", 0.52, 0.05),
+        _recall("tfidf_knn (k=5)", "template", 0.9, 0.05),
+    ]
+    talk2dino, siglip = variant_answers(rows)
+    assert siglip.startswith("Variant siglip_encoder")
+    assert "template 0.800 [0.750, 0.850] beats (intervals apart)" in siglip
+    assert "paraphrase 0.320 [0.270, 0.370] is level with (intervals overlap)" in siglip
+    assert siglip.endswith("it wins on template with the intervals apart.")
+    assert talk2dino.endswith("every difference is inside the intervals.")
+    # a variant is learned: never the "best baseline" the trained encoder is set against
+    [template] = [a for a in text_answers(rows) if a.startswith("template")]
+    assert "tfidf_knn" in template and "siglip" not in template
+
+
+def test_variant_names_parse_and_configs_change_one_thing():
+    assert parse_variants(" siglip,talk2dino,,siglip") == ("siglip", "talk2dino")
+    assert parse_variants([]) == ()
+    with pytest.raises(ValueError, match="unknown variant.*cls; known: talk2dino"):
+        parse_variants("cls")
+    base = AlignmentConfig(lr=3e-3)
+    assert variant_config(base, "siglip") == replace(base, loss="siglip")
+    talk2dino = variant_config(base, "talk2dino")
+    assert (talk2dino.recipe, talk2dino.lr, talk2dino.loss) == ("talk2dino", 1e-3, "infonce")
+    assert variant_config(base, "cls_mean") == base
+
+
+def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
+    tmp_path, tiny_models_dir
+):
+    corpus, truth, _ = _corpus(n=48)
+    texts = [corpus.captions[i][0] for i in corpus.image_ids]
+    pairs = PairSet(texts, list(corpus.image_ids), corpus.vectors.astype(np.float32))
+    config = AlignmentConfig(device="cpu", eval_every=0, max_steps=2, batch_size=8)
+    split = three_way_split(corpus.image_ids, config.held_out_fraction, config.validation_fraction)
+    paths = []
+    for image_id in corpus.image_ids:  # one flat colour per image
+        paths.append(tmp_path / f"{image_id}.png")
+        shade = int(image_id[3:]) * 5
+        Image.new("RGB", (4, 4), (shade, 255 - shade, 7)).save(paths[-1])
+    outside = PairSet(["a stray caption"], ["not-in-the-split"], corpus.vectors[:1])
+    pooled = lambda images: np.stack(  # noqa: E731
+        [np.r_[np.asarray(im, np.float32).mean((0, 1)), 1.0] for im in images]
+    )
+    tower = tiny_dir("clip_text", tiny_models_dir)
+    trained = train_variants(
+        ["talk2dino", "siglip", "cls_mean"],
+        PairSet(
+            pairs.texts + outside.texts,
+            pairs.image_ids + outside.image_ids,
+            np.concatenate([pairs.vectors, outside.vectors]),
+        ),
+        split,
+        corpus.image_ids,
+        [str(p) for p in paths],
+        tower,
+        config,
+        seeds=2,
+        encode_pooled=pooled,
+        log=lambda _m: None,
+    )
+    assert set(trained.encoders) == {"talk2dino_encoder", "siglip_encoder", "cls_mean_encoder"}
+    assert all(len(encodes) == 2 for encodes in trained.encoders.values())
+    space = trained.image_vectors["cls_mean_encoder"]
+    assert space.shape == (48, 4) and np.allclose(np.linalg.norm(space, axis=1), 1)
+    assert trained.encoders["cls_mean_encoder"][1](["a red circle"]).shape == (1, 4)
+    assert trained.encoders["siglip_encoder"][0](["a red circle"]).shape == (1, 24)
+    # a split the training would not reproduce (a test image recorded as a training one)
+    moved = replace(split, train=tuple(sorted(split.train + split.test[:1])), test=split.test[1:])
+    with pytest.raises(ValueError, match="recorded split"):
+        train_on_split(pairs, moved, tower, config, [0])

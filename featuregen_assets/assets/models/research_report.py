@@ -12,10 +12,17 @@ from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_en
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.publishing import new_version
 from featuregen_assets.core.research.comparison import run_comparison
+from featuregen_assets.core.research.dense import ProbeData
 from featuregen_assets.core.research.report import headline_table, write_report
+from featuregen_assets.core.research.variant_names import (
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    parse_variants,
+)
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.decoder import encoder_for
+from featuregen_assets.core.training.dense_probe import patch_inputs
 from featuregen_assets.core.training.plots import markdown_image
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
@@ -36,6 +43,16 @@ class ResearchReportConfig(dg.Config):
     )
     sentence_encoder: bool = Field(
         default=True, description="Caption-embedding baselines with all-MiniLM-L6-v2."
+    )
+    probe_masks: str | None = Field(
+        default=None,
+        description="Label masks for the dense probes, `<image URL file stem>.png` (default:"
+        " the demo's, FEATUREGEN_HOME/demo/site/masks, when it exists; else no probes).",
+    )
+    variants: list[str] = Field(
+        default=list(DEFAULT_VARIANTS),
+        description="Learned variants trained on the same split beside the registered"
+        f" encoder, each `seeds` times: {', '.join(f'{k} ({v})' for k, v in VARIANTS.items())}.",
     )
 
 
@@ -68,18 +85,27 @@ def research_report(
         ):
             decoder_model = None
         reencoder = embedder.embedder
+        same_model = reencoder.key == encoder_model.embedding_model
         query_file = Path(config.query_file) if config.query_file else None
         if query_file is None:
             query_file = postgres.settings.home / "demo" / "queries.jsonl"
+        masks = Path(config.probe_masks or postgres.settings.home / "demo" / "site" / "masks")
         outcome = run_comparison(
             conn,
             encoder_model,
             decoder_model,
             models.spec("clip_text").name_or_path,
             query_file,
-            encoder_for(reencoder) if reencoder.key == encoder_model.embedding_model else None,
+            encoder_for(reencoder) if same_model else None,
             seeds=config.seeds,
             use_sentence_encoder=config.sentence_encoder,
+            variants=parse_variants(config.variants),
+            encode_pooled=encoder_for(reencoder, "cls+mean")
+            if same_model and reencoder.settings.pooling == "cls"
+            else None,
+            probe=ProbeData(patch_inputs(reencoder), masks)
+            if same_model and masks.is_dir()
+            else None,
             log=context.log.info,
         )
     version = new_version(outcome.context)

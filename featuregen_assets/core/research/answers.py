@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from featuregen_assets.core.research.dense import (
+    CEILING,
+    CONTROL,
+    LINEAR,
+    MLP,
+    PIXELS,
+    TOKENS,
+    probe_method,
+)
+from featuregen_assets.core.research.dense import QUERY_SET as PROBE_SET
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.report import find, retrieval_methods
+from featuregen_assets.core.research.variant_names import VARIANTS, method_name
 
 TRAINED = "trained_encoder"
 CAPTION_METHODS = "[needs captions]"
+LEARNED = (TRAINED, *(method_name(v) for v in VARIANTS))
+CONTROL_SHARE = 0.9  # the control has reached its ceiling within this share of it
+FOUND_SHARE = 0.5  # a head "finds the layout" in the tokens at this share of the control
+QUERY_SETS = ("template", "paraphrase", "partial_object", "partial_attribute", "compositional")
 
 
 def _fmt(m: Measurement) -> str:
@@ -34,7 +49,7 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
     """Question 1, per query set: the trained encoder against the best baseline of each kind."""
     methods = retrieval_methods(measurements)
     vector_only = [
-        m for m in methods if not m.startswith((TRAINED, "chance")) and CAPTION_METHODS not in m
+        m for m in methods if not m.startswith((*LEARNED, "chance")) and CAPTION_METHODS not in m
     ]
     captioned = [m for m in methods if CAPTION_METHODS in m]
     out = []
@@ -49,13 +64,7 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
                 else "the category alone still explains much of the task at this gallery size."
             )
         )
-    for query_set in (
-        "template",
-        "paraphrase",
-        "partial_object",
-        "partial_attribute",
-        "compositional",
-    ):
+    for query_set in QUERY_SETS:
         trained = find(measurements, query_set, "recall@5", TRAINED)
         if trained is None:
             continue
@@ -95,6 +104,41 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
         out.append(
             f"Attribute-swap hard negatives: the query's image outscores its twin in"
             f" {_fmt(swap)} of pairs (chance 0.5): {verdict}."
+        )
+    return out
+
+
+def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Each learned variant against the registered encoder, recall@5 per query set."""
+    out = []
+    for variant, description in VARIANTS.items():
+        parts, wins, losses = [], [], []
+        for query_set in QUERY_SETS:
+            ours = find(measurements, query_set, "recall@5", method_name(variant))
+            trained = find(measurements, query_set, "recall@5", TRAINED)
+            if ours is None or trained is None:
+                continue
+            verdict = _versus(ours, trained)
+            parts.append(f"{query_set} {_fmt(ours)} {verdict} {_fmt(trained)}")
+            if verdict.startswith("beats"):
+                wins.append(query_set)
+            elif verdict.startswith("loses"):
+                losses.append(query_set)
+        if not parts:
+            continue
+        apart = [
+            f"{word} on {', '.join(sets)}"
+            for word, sets in (("wins", wins), ("loses", losses))
+            if sets
+        ]
+        summary = (
+            f"it {' and '.join(apart)} with the intervals apart"
+            if apart
+            else "every difference is inside the intervals"
+        )
+        out.append(
+            f"Variant {method_name(variant)} ({description}) against the trained encoder's"
+            f" recall@5: {'; '.join(parts)}: {summary}."
         )
     return out
 
@@ -141,3 +185,44 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
             )
         )
     return out
+
+
+def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Question 2, dense: the probe on the patch tokens, told apart from a weak probe by its
+    positive control and its non-linear head (foreground IoU)."""
+
+    def get(prefix: str) -> Measurement | None:
+        return find(measurements, PROBE_SET, "foreground_iou", prefix)
+
+    ceiling, control = get(CEILING), get(probe_method(LINEAR, CONTROL))
+    tokens, pixels = get(probe_method(LINEAR, TOKENS)), get(probe_method(LINEAR, PIXELS))
+    mlp = get(probe_method(MLP, TOKENS))
+    if None in (ceiling, control, tokens, pixels, mlp):
+        return []
+    strong = control.ci_high >= CONTROL_SHARE * ceiling.value
+    return [
+        f"Dense probe, foreground IoU on the test images: the positive control (true class"
+        f" shares + noise) reaches {_fmt(control)} against the protocol's ceiling"
+        f" {_fmt(ceiling)}: "
+        + (
+            "the probe finds what features hold."
+            if strong
+            else "the probe falls short even there, so its figures below say little."
+        ),
+        f"Patch tokens: linear head {_fmt(tokens)} {_versus(tokens, pixels)} raw pixel patches"
+        f" ({_fmt(pixels)}); the non-linear head on the tokens reaches {_fmt(mlp)}, which"
+        f" {_versus(mlp, tokens)} the linear head: "
+        + _tokens_verdict(tokens, mlp, control, strong),
+    ]
+
+
+def _tokens_verdict(
+    linear: Measurement, mlp: Measurement, control: Measurement, strong: bool
+) -> str:
+    if not strong:
+        return "no verdict while the control misses its ceiling."
+    if mlp.ci_low <= linear.ci_high:
+        return "the tokens hold no more of it than the linear head reads."
+    if mlp.value >= FOUND_SHARE * control.value:
+        return "the tokens hold the layout, but not linearly."
+    return "a little more than the linear head, far below the control: they hold little of it."

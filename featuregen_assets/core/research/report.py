@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.variant_names import method_name
 from featuregen_assets.core.training.plots import interval_bars
 
 HEADLINE_SETS = ("template", "paraphrase", "partial_object", "compositional")
@@ -115,6 +116,11 @@ def write_report(
         "Intervals: 95 % percentile bootstrap over queries (images for the decoder), 1000"
         " resamples. `[needs captions]`: the method reads a caption stored with every gallery"
         " image; the others search the image vectors alone.",
+        *[
+            f"Variant `{method_name(name)}`: {text}; trained on the same training images as the"
+            " encoder, as many seeds."
+            for name, text in context.get("variants", {}).items()
+        ],
         "",
         "## Answers",
         "",

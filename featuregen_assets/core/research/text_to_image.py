@@ -10,7 +10,7 @@ embeddings): the second kind answers "why not just search the captions?".
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,9 +53,12 @@ class Corpus:
 
 @dataclass
 class TextMethods:
-    """The scorers to compare. `encoders`: name -> one encode function per seed."""
+    """The scorers to compare. `encoders`: name -> one encode function per seed;
+    `image_vectors`: name -> the vectors that encoder searches instead of the stored ones
+    (one row per corpus image, e.g. CLS ⊕ mean-patch)."""
 
     encoders: dict[str, list[Encode]]
+    image_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     sentence_encoder: Encode | None = None
     keyword: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
 
@@ -190,8 +193,9 @@ def _scorers(
         keyword = methods.keyword
         scorers["keyword_fts [needs captions]"] = lambda qs, ids: [keyword(texts(qs), ids)]
     for name, encodes in methods.encoders.items():
-        scorers[name] = lambda qs, ids, encodes=encodes: [
-            e(texts(qs)) @ unit(vectors(ids)).T for e in encodes
+        space = methods.image_vectors.get(name, corpus.vectors)
+        scorers[name] = lambda qs, ids, encodes=encodes, space=space: [
+            e(texts(qs)) @ unit(space[corpus.rows_of(ids)]).T for e in encodes
         ]
     return scorers
 

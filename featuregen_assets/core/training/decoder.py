@@ -227,15 +227,16 @@ def comparison_grid(
     return grid
 
 
-def encoder_for(embedder) -> Encode:
-    """PIL images -> vectors with an `embedding.ImageEmbedder` (its own crop/resize + model)."""
+def encoder_for(embedder, pooling: str | None = None) -> Encode:
+    """PIL images -> vectors with an `embedding.ImageEmbedder` (its own crop/resize + model;
+    `pooling` instead of its settings' when given)."""
 
     def encode(images: list[Image.Image]) -> np.ndarray:
         out = []
         for s in range(0, len(images), 64):
             pixels = np.stack([embedder.transform(im.convert("RGB")) for im in images[s : s + 64]])
             x = embedder.pixels_to_input(torch.from_numpy(pixels))
-            out.append(embedder.embed_pixels(x).float().cpu().numpy())
+            out.append(embedder.embed_pixels(x, pooling).float().cpu().numpy())
         return np.concatenate(out)
 
     return encode

@@ -4,11 +4,13 @@ A linear head maps each patch token to class logits; the logits are upsampled bi
 the pixels and scored by mean IoU against the label mask, the linear-probe protocol of the
 DINOv2 paper. As a detector, each connected region of one class in the predicted labels is a
 box, scored by class-aware precision and recall at IoU ≥ 0.5 against the true objects' boxes.
-The same head on raw pixel patches is the baseline a feature must beat.
+The same head on raw pixel patches is the baseline a feature must beat; a non-linear head
+(`ProbeConfig.hidden`) tells "the features lack it" from "a linear head is too weak".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,12 +23,41 @@ from featuregen_assets.core.vision.preprocess import CropResize
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Full-batch AdamW on per-patch majority labels."""
+    """Full-batch AdamW on per-patch class shares. `hidden`: 0 for a linear head, else the
+    width of a Linear-GELU-Linear head."""
 
     epochs: int = 300
     lr: float = 1e-2
     weight_decay: float = 1e-4
     seed: int = 0
+    hidden: int = 0
+
+
+@dataclass(frozen=True)
+class PatchInputs:
+    """How an embedder sees images for a dense probe: its crop and its patch tokens."""
+
+    transform: CropResize
+    patch: int
+    tokens: Callable[[np.ndarray], np.ndarray]  # uint8 NHWC crops -> (N, rows, cols, D)
+
+
+def patch_inputs(embedder, batch: int = 64) -> PatchInputs:
+    """The `PatchInputs` of an `embedding.ImageEmbedder`."""
+
+    def tokens(pixels: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [
+                embedder.patch_tokens(
+                    embedder.pixels_to_input(torch.from_numpy(pixels[s : s + batch]))
+                )
+                .cpu()
+                .numpy()
+                for s in range(0, len(pixels), batch)
+            ]
+        )
+
+    return PatchInputs(embedder.transform, embedder.model.config.patch_size, tokens)
 
 
 def crop_mask(mask: Image.Image, transform: CropResize) -> np.ndarray:
@@ -56,14 +87,23 @@ def pixel_patches(pixels: np.ndarray, patch: int) -> np.ndarray:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, rows, cols, -1).astype(np.float32) / 255
 
 
-class LinearProbe(torch.nn.Module):
-    """Standardised features → class logits per patch."""
+class PatchProbe(torch.nn.Module):
+    """Standardised features → class logits per patch (a linear head, or an MLP with
+    `hidden` units)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, classes: int):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, classes: int, hidden: int = 0):
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
-        self.head = torch.nn.Linear(len(mean), classes)
+        self.head = (
+            torch.nn.Sequential(
+                torch.nn.Linear(len(mean), hidden),
+                torch.nn.GELU(),
+                torch.nn.Linear(hidden, classes),
+            )
+            if hidden
+            else torch.nn.Linear(len(mean), classes)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(N, rows, cols, D) → (N, classes, rows, cols) logits."""
@@ -72,8 +112,8 @@ class LinearProbe(torch.nn.Module):
 
 def train_probe(
     features: np.ndarray, targets: np.ndarray, config: ProbeConfig = ProbeConfig()
-) -> LinearProbe:
-    """Fit a linear probe on (N, rows, cols, D) features and (N, rows, cols, classes) class
+) -> PatchProbe:
+    """Fit a probe on (N, rows, cols, D) features and (N, rows, cols, classes) class
     shares (`patch_fractions`). Classes are weighted by the inverse square root of their
     share, so small objects are not lost to the background."""
     torch.manual_seed(config.seed)
@@ -83,7 +123,7 @@ def train_probe(
     x = (x - mean) / std  # once, not every epoch
     share = y.mean(0).clamp_min(1e-4)
     weight = share.rsqrt() / share.rsqrt().mean()
-    probe = LinearProbe(mean, std, y.shape[-1])
+    probe = PatchProbe(mean, std, y.shape[-1], config.hidden)
     optimiser = torch.optim.AdamW(
         probe.head.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -95,7 +135,7 @@ def train_probe(
 
 
 @torch.no_grad()
-def segment(probe: LinearProbe, features: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def segment(probe: PatchProbe, features: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N, height, width) predicted labels: logits upsampled bilinearly to ``size``."""
     logits = probe(torch.from_numpy(features).float())
     up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

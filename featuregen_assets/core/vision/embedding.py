@@ -180,11 +180,12 @@ class ImageEmbedder:
             return self._forward(pixel_values=x).last_hidden_state
 
     @torch.inference_mode()
-    def embed_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """Vectors (float32, on the device) for a normalised NCHW batch already on the device."""
+    def embed_pixels(self, x: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
+        """Vectors (float32, on the device) for a normalised NCHW batch already on the device;
+        `pooling` overrides the settings' (the research report's CLS ⊕ mean variant)."""
         hidden = self._hidden(x)
         vec = hidden[:, 0]
-        if self.settings.pooling == "cls+mean":
+        if (pooling or self.settings.pooling) == "cls+mean":
             vec = torch.cat([vec, hidden[:, self._skip :].mean(dim=1)], dim=-1)
         vec = vec.float()
         return F.normalize(vec, dim=-1) if self.settings.normalize else vec
