@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from psycopg import sql
 
 from featuregen_assets.core.search.hits import load_hits
 from featuregen_assets.core.store import db, search
-from featuregen_assets.core.store.search import nearest
+from featuregen_assets.core.store.search import default_ef_search, indexed_vectors, nearest
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
+from featuregen_assets.core.store.table_writes import (
+    TableName,
+    copy_rows,
+    ensure_hnsw_indexes,
+    identifier,
+)
 
 MODEL = "test/dinov2@00000000"
 DIM = 16
+EMBEDDINGS = TableName("public", "image_embeddings")
 
 
 @pytest.fixture
@@ -36,7 +43,7 @@ def store(database_url: str):
                 [(ids[i], MODEL, vectors[i]) for i in range(80)],
             )
         embeddings = Table({"model": [MODEL], "embedding": vectors[:1]})
-        ensure_hnsw_indexes(conn, TableName("public", "image_embeddings"), embeddings, "model")
+        ensure_hnsw_indexes(conn, EMBEDDINGS, embeddings, "model")
         conn.commit()
         members = {
             "big": set(range(60)),
@@ -99,3 +106,48 @@ def test_small_categories_are_ranked_without_the_index(store, monkeypatch) -> No
     assert _index_scans(conn) == before
     nearest(conn, vectors[1], MODEL, k=5, category="big")
     assert _index_scans(conn) == before + 1
+
+
+def test_the_default_beam_grows_with_the_vectors_in_the_models_graph(store) -> None:
+    conn, *_ = store
+    assert indexed_vectors(conn, MODEL, DIM) == 80  # the index build counted them
+    assert indexed_vectors(conn, MODEL, 32) == indexed_vectors(conn, "other", DIM) == 0
+    assert default_ef_search(10, filtered=False, vectors=100_000) == 40
+    assert default_ef_search(10, filtered=True, vectors=100_000) == 200
+    assert default_ef_search(100, filtered=False, vectors=80) == 200
+    assert default_ef_search(10, filtered=False, vectors=1_000_000) == 160
+    assert default_ef_search(10, filtered=True, vectors=1_000_000) == 800
+    assert default_ef_search(10, filtered=True, vectors=10_000_000) == 1000
+
+
+def test_a_larger_graph_gets_the_beam_that_keeps_its_recall(database_url, monkeypatch) -> None:
+    """A coarse graph (m 8) of 3,000 random 32-d vectors, counted as 10x the base size:
+    search walks it with beam 160 (recall@10 ~0.99 over builds), where 40 found ~0.86."""
+    n, dim, k = 3000, 32, 10
+    model = "test/coarse@00000000"
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(30, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = [f"v{i:04d}" for i in range(n)]
+    truth = [{ids[i] for i in np.argsort(-(vectors @ q))[:k]} for q in queries]
+    with db.connection(database_url) as conn:
+        raw = Table({"category": ["c"] * n, "status": ["ok"] * n, "image_id": ids, "url": ids})
+        copy_rows(conn, sql.Identifier("raw_images"), raw, ["text"] * 4)
+        table = Table({"image_id": ids, "model": [model] * n, "embedding": vectors})
+        copy_rows(conn, identifier(EMBEDDINGS), table, ["text", "text", "vector"])
+        ensure_hnsw_indexes(conn, EMBEDDINGS, table, "model", m=8, ef_construction=16)
+        conn.commit()
+        monkeypatch.setattr(search, "EF_SEARCH_BASE_VECTORS", n // 10)
+
+        def recall(ef_search: int | None) -> float:
+            found = [nearest(conn, q, model, k=k, ef_search=ef_search) for q in queries]
+            return float(
+                np.mean([len({i for i, _ in f} & t) / k for f, t in zip(found, truth, strict=True)])
+            )
+
+        vectors_in_graph = indexed_vectors(conn, model, dim)
+        assert default_ef_search(k, filtered=False, vectors=vectors_in_graph) == 160
+        assert recall(None) == recall(160) >= 0.97
+        assert recall(40) < 0.93

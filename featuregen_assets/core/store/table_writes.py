@@ -127,8 +127,14 @@ def _hnsw_indexes(
     """(index name, vector column, dimension, value of `by`) of each index a write keeps."""
     for column, dim in obj.vector_dims().items():
         for value in sorted(set(obj.columns[by])):
-            digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
-            yield f"{table.table}_hnsw_{digest}", column, dim, value
+            yield hnsw_index_name(table.table, column, value, dim), column, dim, value
+
+
+def hnsw_index_name(table: str, column: str, value: Any, dim: int) -> str:
+    """The name of `table`'s HNSW index on `column` (as `vector(dim)`) for the rows whose
+    partition column is `value`."""
+    digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
+    return f"{table}_hnsw_{digest}"
 
 
 def hnsw_indexes_exist(conn, table: QualifiedTable, obj: Table, by: str) -> bool:
