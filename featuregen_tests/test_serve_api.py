@@ -325,10 +325,11 @@ def test_nothing_outside_the_store_is_served(client, store, path) -> None:
 def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -> None:
     from featuregen_assets.serve.app import ServeConfig
 
-    config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs")
+    config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs", torch_threads=None)
     with TestClient(create_app(config)) as client:
         response = client.get("/api/search", params={"q": "a red circle"})
-        assert response.status_code == 503 and "aligned_text_encoder" in response.json()["detail"]
+        detail = response.json()["detail"]
+        assert response.status_code == 503 and "featuregen train text-encoder" in detail
         keyword = client.get("/api/search", params={"q": "a red circle", "mode": "keyword"})
         assert keyword.status_code == 200 and keyword.json()["hits"] == []
         image = client.post("/api/search/image", files={"file": ("a.png", b"x")})
