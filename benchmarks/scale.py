@@ -265,6 +265,10 @@ def main() -> None:
         dagster_s.append(overhead)
     downloads_wall = time.perf_counter() - started
 
+    if args.embed_category:
+        from featuregen_assets.demo.tiny_models import ensure_tiny_models
+
+        ensure_tiny_models(settings.models_root())  # what the demo and the tests build first
     embed = []
     for category in categories[: args.embed_category]:
         t0 = time.perf_counter()
