@@ -336,7 +336,10 @@ def int8_agreement(conn, model: str, texts: list[str]) -> str:
     ids = np.array([image_id for image_id, _ in rows])
     stored = np.stack([vector.to_numpy() for _, vector in rows])
     record = latest_model(conn, TEXT_ENCODER)
-    fp32, int8 = (Searcher(int8_text_encoder=q).text_encoder(record).encode(texts) for q in (0, 1))
+    fp32, int8 = (
+        Searcher(int8_text_encoder=quantized).text_encoder(record).encode(texts)
+        for quantized in (False, True)
+    )
 
     def exact(query: np.ndarray) -> set[str]:
         return set(ids[np.argsort(-(stored @ query))[:K]])

@@ -18,10 +18,10 @@ from torch import nn
 def with_int8_linear_layers(model: nn.Module) -> nn.Module:
     """A copy of ``model`` for CPU inference whose `nn.Linear` layers run in int8."""
     with warnings.catch_warnings():
-        # torch 2.10+ points eager-mode quantization users at torchao, whose CPU path needs
-        # torch.compile; this API still runs fbgemm's int8 kernels.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
+        # torch points eager-mode quantization users at torchao, whose CPU path needs
+        # torch.compile; this API still runs fbgemm's int8 kernels (torch 2.13 here).
+        warnings.filterwarnings("ignore", "torch.ao.quantization is deprecated")
+        warnings.filterwarnings("ignore", "torch.quantize_per_tensor, torch.quantize_per_channel")
         return torch.ao.quantization.quantize_dynamic(
             copy.deepcopy(model).eval().cpu(),
             {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
