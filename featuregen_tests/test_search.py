@@ -11,10 +11,14 @@ from featuregen_assets.core.store import db, search
 from featuregen_assets.core.store.search import default_ef_search, indexed_vectors, nearest
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import (
+    INDEX_MEMORY_MAX_MB,
+    INDEX_MEMORY_MIN_MB,
     TableName,
     copy_rows,
     ensure_hnsw_indexes,
+    hnsw_index_name,
     identifier,
+    index_memory_mb,
 )
 
 MODEL = "test/dinov2@00000000"
@@ -151,3 +155,38 @@ def test_a_larger_graph_gets_the_beam_that_keeps_its_recall(database_url, monkey
         assert default_ef_search(k, filtered=False, vectors=vectors_in_graph) == 160
         assert recall(None) == recall(160) >= 0.97
         assert recall(40) < 0.93
+
+
+def test_a_halfvec_index_is_its_own_and_search_walks_it(store, monkeypatch) -> None:
+    """The same vectors indexed as halfvec(d) (half the graph's memory): a second index by
+    its own name, walked by `nearest(..., vector_type="halfvec")`, finding the brute-force
+    nearest (cosines within half precision)."""
+    conn, vectors, ids, _ = store
+    embeddings = Table({"model": [MODEL], "embedding": vectors[:1]})
+    [name] = ensure_hnsw_indexes(conn, EMBEDDINGS, embeddings, "model", vector_type="halfvec")
+    conn.commit()
+    assert name == hnsw_index_name("image_embeddings", "embedding", MODEL, DIM, "halfvec")
+    assert name != hnsw_index_name("image_embeddings", "embedding", MODEL, DIM)
+    assert indexed_vectors(conn, MODEL, DIM, "halfvec") == 80
+    conn.execute("SET enable_seqscan = off")
+    conn.commit()
+    before = _index_scans(conn)
+    query = vectors[3] + 0.3 * vectors[70]
+    query /= np.linalg.norm(query)
+    found = nearest(conn, query, MODEL, k=5, vector_type="halfvec")
+    assert _index_scans(conn) == before + 1
+    truth = np.argsort(-(vectors @ query))[:5]
+    assert {image_id for image_id, _ in found} == {ids[i] for i in truth}
+    np.testing.assert_allclose(
+        sorted(1 - d for _, d in found), sorted(vectors[truth] @ query), atol=2e-3
+    )
+
+
+def test_an_index_build_gets_the_memory_its_graph_needs() -> None:
+    """maintenance_work_mem from the graph's size: a million 768-d vectors need ~4 GB as
+    vector, ~2.4 GB as halfvec (the 1 GB of before finished them on disk); small graphs keep
+    1 GB and none gets more than the cap."""
+    assert index_memory_mb(1_000, 768, "vector", 16) == INDEX_MEMORY_MIN_MB
+    assert 3_800 < index_memory_mb(1_000_000, 768, "vector", 16) < 4_200
+    assert 2_200 < index_memory_mb(1_000_000, 768, "halfvec", 16) < 2_500
+    assert index_memory_mb(10_000_000, 768, "vector", 16) == INDEX_MEMORY_MAX_MB

@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from featuregen_assets.core.store.table_writes import hnsw_index_name
+from featuregen_assets.core.store.table_writes import VECTOR_TYPE, hnsw_index_name
 
 UNFILTERED_EF_SEARCH, FILTERED_EF_SEARCH = 40, 200
 # Up to this many vectors in a model's graph the beams above keep recall@10 at 0.99 (64-d);
@@ -27,6 +27,7 @@ def nearest(
     category: str | None = None,
     after: tuple[float, str] | None = None,
     ef_search: int | None = None,
+    vector_type: str = VECTOR_TYPE,
 ) -> list[tuple[str, float]]:
     """The `k` images (id, cosine distance) whose `embedding_model` vectors are nearest
     `query`, nearest first, ties by id; only images with a stored (status ok) file.
@@ -36,10 +37,11 @@ def nearest(
     index scans keep returning rows until `k` pass the filter. A smaller category is ranked
     exactly from its own rows: faster than filtering an index walk, and nothing is missed.
     ``after`` (distance, id) keeps only what ranks after it: the next page of a keyset cursor.
-    ``ef_search`` overrides the HNSW beam (default: `default_ef_search`).
+    ``ef_search`` overrides the HNSW beam (default: `default_ef_search`); ``vector_type``
+    is the type the model's index compares vectors as (`ensure_hnsw_indexes`).
     """
     dim = int(query.shape[-1])
-    vector_type = sql.SQL("vector({})").format(sql.Literal(dim))
+    cast = sql.SQL("{}({})").format(sql.SQL(vector_type), sql.Literal(dim))
     params = {
         "query": np.asarray(query, dtype=np.float32),
         "model": embedding_model,
@@ -48,18 +50,18 @@ def nearest(
         "after_distance": after[0] if after else None,
         "after_id": after[1] if after else None,
     }
-    after_sql = sql.SQL(_AFTER if after else "").format(vt=vector_type)
+    after_sql = sql.SQL(_AFTER if after else "").format(vt=cast)
     with conn.transaction():
         if ranks_exactly(conn, category):
-            nearest_sql = sql.SQL(_EXACT_IN_CATEGORY).format(vt=vector_type, after=after_sql)
+            nearest_sql = sql.SQL(_EXACT_IN_CATEGORY).format(vt=cast, after=after_sql)
         else:
             in_category = sql.SQL(_IN_CATEGORY if category else "")
             nearest_sql = sql.SQL(_INDEX_WALK).format(
-                vt=vector_type, in_category=in_category, after=after_sql
+                vt=cast, in_category=in_category, after=after_sql
             )
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             if ef_search is None:
-                vectors = indexed_vectors(conn, embedding_model, dim)
+                vectors = indexed_vectors(conn, embedding_model, dim, vector_type)
                 ef_search = default_ef_search(k, filtered=bool(category), vectors=vectors)
             conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
         statement = sql.SQL(
@@ -83,10 +85,12 @@ def default_ef_search(k: int, *, filtered: bool, vectors: float) -> int:
     return min(round(beam * growth), MAX_EF_SEARCH)
 
 
-def indexed_vectors(conn: psycopg.Connection, embedding_model: str, dim: int) -> float:
+def indexed_vectors(
+    conn: psycopg.Connection, embedding_model: str, dim: int, vector_type: str = VECTOR_TYPE
+) -> float:
     """About how many vectors the model's HNSW graph holds: its partial index's
     pg_class.reltuples (set by the build, kept by VACUUM and ANALYZE); 0 without one."""
-    name = hnsw_index_name("image_embeddings", "embedding", embedding_model, dim)
+    name = hnsw_index_name("image_embeddings", "embedding", embedding_model, dim, vector_type)
     row = conn.execute(
         "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)", (name,)
     ).fetchone()

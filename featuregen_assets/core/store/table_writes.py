@@ -19,8 +19,13 @@ from psycopg import sql
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.table import Table
 
-INDEX_MEMORY = "1GB"
+# maintenance_work_mem of an HNSW build: the graph's estimated size, within these bounds (MB).
+# A graph larger than it is finished on disk, several times slower (RESULTS.md).
+INDEX_MEMORY_MIN_MB, INDEX_MEMORY_MAX_MB = 1024, 8192
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 64  # pgvector's defaults
+# The element type a model's vectors are indexed and compared as, and its bytes per element.
+VECTOR_TYPE = "vector"
+ELEMENT_BYTES = {"vector": 4, "halfvec": 2}
 ROWS_PER_WRITER = 500  # fewer rows than this do not pay for another connection
 
 
@@ -122,27 +127,46 @@ def upsert_in_parallel(
 
 
 def _hnsw_indexes(
-    table: QualifiedTable, obj: Table, by: str
+    table: QualifiedTable, obj: Table, by: str, vector_type: str
 ) -> Iterator[tuple[str, str, int, Any]]:
     """(index name, vector column, dimension, value of `by`) of each index a write keeps."""
     for column, dim in obj.vector_dims().items():
         for value in sorted(set(obj.columns[by])):
-            yield hnsw_index_name(table.table, column, value, dim), column, dim, value
+            yield hnsw_index_name(table.table, column, value, dim, vector_type), column, dim, value
 
 
-def hnsw_index_name(table: str, column: str, value: Any, dim: int) -> str:
-    """The name of `table`'s HNSW index on `column` (as `vector(dim)`) for the rows whose
+def hnsw_index_name(
+    table: str, column: str, value: Any, dim: int, vector_type: str = VECTOR_TYPE
+) -> str:
+    """The name of `table`'s HNSW index on `column` (as `vector_type(dim)`) for the rows whose
     partition column is `value`."""
-    digest = hashlib.sha256(f"{column}:{value}:{dim}".encode()).hexdigest()[:12]
+    key = f"{column}:{value}:{dim}" + ("" if vector_type == "vector" else f":{vector_type}")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return f"{table}_hnsw_{digest}"
 
 
-def hnsw_indexes_exist(conn, table: QualifiedTable, obj: Table, by: str) -> bool:
+def index_memory_mb(rows: int, dim: int, vector_type: str, m: int) -> int:
+    """maintenance_work_mem (MB) for an HNSW build over `rows` vectors: pgvector's in-memory
+    graph (each element's value, 2m layer-0 neighbours of 16 bytes, ~200 bytes of the rest,
+    plus 10 %), within `INDEX_MEMORY_MIN_MB` and `INDEX_MEMORY_MAX_MB`."""
+    per_row = ELEMENT_BYTES[vector_type] * dim + 32 * m + 200
+    estimate = int(rows * per_row * 1.1 / 2**20) + 1
+    return max(INDEX_MEMORY_MIN_MB, min(estimate, INDEX_MEMORY_MAX_MB))
+
+
+def hnsw_indexes_exist(
+    conn, table: QualifiedTable, obj: Table, by: str, vector_type: str = VECTOR_TYPE
+) -> bool:
     """Whether every HNSW index that a write of `obj` keeps exists already."""
     return all(
+        _exists(conn, table, name) for name, *_ in _hnsw_indexes(table, obj, by, vector_type)
+    )
+
+
+def _exists(conn, table: QualifiedTable, name: str) -> bool:
+    return (
         conn.execute("SELECT to_regclass(%s)", (f'"{table.schema}"."{name}"',)).fetchone()[0]
         is not None
-        for name, *_ in _hnsw_indexes(table, obj, by)
     )
 
 
@@ -153,28 +177,43 @@ def ensure_hnsw_indexes(
     by: str,
     m: int = HNSW_M,
     ef_construction: int = HNSW_EF_CONSTRUCTION,
+    vector_type: str = VECTOR_TYPE,
 ) -> list[str]:
-    """Keep one HNSW cosine index per value of column `by` on each vector column (an index
-    that exists keeps the graph parameters it was built with)."""
+    """Keep one HNSW cosine index per value of column `by` on each vector column, over the
+    vectors as `vector_type(d)` (an index that exists keeps the graph it was built with).
+
+    A new index is built with `maintenance_work_mem` sized to its graph (`index_memory_mb`):
+    the build is several times faster when the graph fits in memory."""
     created = []
-    # HNSW builds several times faster when its graph fits in memory (768-d: ~3 kB a row).
-    conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(INDEX_MEMORY)))
-    for name, column, dim, value in _hnsw_indexes(table, obj, by):
+    for name, column, dim, value in _hnsw_indexes(table, obj, by, vector_type):
+        created.append(name)
+        if _exists(conn, table, name):
+            continue
+        (rows,) = conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} = {}").format(
+                identifier(table), sql.Identifier(by), sql.Literal(value)
+            )
+        ).fetchone()
+        memory = index_memory_mb(rows, dim, vector_type, m)
+        conn.execute(
+            sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB"))
+        )
         conn.execute(
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                "(({}::vector({})) vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+                "(({}::{}({})) {}) WITH (m = {}, ef_construction = {})"
                 " WHERE {} = {}"
             ).format(
                 sql.Identifier(name),
                 identifier(table),
                 sql.Identifier(column),
+                sql.SQL(vector_type),
                 sql.Literal(dim),
+                sql.SQL(f"{vector_type}_cosine_ops"),
                 sql.Literal(m),
                 sql.Literal(ef_construction),
                 sql.Identifier(by),
                 sql.Literal(value),
             )
         )
-        created.append(name)
     return created
