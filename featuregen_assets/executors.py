@@ -21,22 +21,28 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 
-from featuregen_assets.settings import Settings, variable_names
+from featuregen_assets.settings import Settings
 
 RAY_MISSING = "FEATUREGEN_EXECUTOR=ray needs Ray and dagster-ray: pip install 'featuregen[ray]'"
 K8S_MISSING = "FEATUREGEN_EXECUTOR=k8s needs dagster-k8s: pip install 'featuregen[k8s]'"
-# Besides featuregen's own: what a step needs wherever Ray starts it.
-_FORWARDED = ("DAGSTER_HOME", "PYTHONPATH", "HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE")
+# Besides the settings: what a step needs wherever Ray starts it, from this process.
+_FORWARDED = ("DAGSTER_HOME", "PYTHONPATH", "HF_HOME")
 
 
 class ExecutorUnavailable(RuntimeError):
     """The executor the settings name needs an extra that is not installed."""
 
 
-def forwarded_variables() -> list[str]:
-    """Names of the variables a Ray step gets from the process that submits it (dagster-ray
-    copies each one that is set there)."""
-    return [*variable_names(), *_FORWARDED]
+def step_environment(settings: Settings) -> list[str]:
+    """The environment of each Ray step, as dagster-ray's `env_vars`: every variable of
+    `settings` with its value (whatever set it: a variable, the CLI, the demo), and
+    `_FORWARDED` and this interpreter's PATH (a step's command is `dagster api execute_step`:
+    this interpreter's `dagster` first). RAY_ADDRESS is left to Ray, which sets it in a job."""
+    values = [
+        f"{name}={value}" for name, value in settings.to_env().items() if name != "RAY_ADDRESS"
+    ]
+    path = f"PATH={Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return [*values, *_FORWARDED, path]
 
 
 def ensure_ray_cluster(settings: Settings) -> None:
@@ -64,7 +70,7 @@ def ensure_ray_cluster(settings: Settings) -> None:
 
 def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
     """dagster-ray's `ray_executor` on the settings' cluster (found or started when a run
-    starts), forwarding featuregen's variables to each step."""
+    starts), each step given the settings (`step_environment`)."""
     try:
         from dagster_ray import ray_executor
     except ImportError as error:
@@ -80,10 +86,7 @@ def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
         config = dict(init_context.executor_config)
         ray_config = dict(config["ray"])
         ray_config["address"] = ray_config.get("address") or settings.ray_address
-        # A step's command is `dagster api execute_step`: this interpreter's `dagster` first.
-        path = f"PATH={Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        forwarded = [*forwarded_variables(), path]
-        ray_config["env_vars"] = [*(ray_config.get("env_vars") or []), *forwarded]
+        ray_config["env_vars"] = [*step_environment(settings), *(ray_config.get("env_vars") or [])]
         init_context = init_context._replace(executor_config={**config, "ray": ray_config})
         return ray_executor.executor_creation_fn(init_context)
 

@@ -5,8 +5,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -19,6 +20,9 @@ from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
 from featuregen_assets.run_console import console, dagster_console
 from featuregen_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.reconstruct import ReconstructableJob
 
 SETUP_LOCK = ".featuregen-setup.lock"
 PID_TAG = "featuregen/pid"
@@ -192,12 +196,27 @@ def _launch(
     )
 
 
-def category_pipeline() -> dg.JobDefinition:
-    """The category pipeline of the code location's definitions (reconstructable: a step in
-    a Ray job or pod loads it by this name, with the FEATUREGEN_* variables it gets)."""
-    from featuregen_assets.definitions import defs
+def category_pipeline(environ: Mapping[str, str] | None = None) -> dg.JobDefinition:
+    """The category pipeline built from the settings `environ` gives over this process's
+    variables (None: the code location's definitions). Reconstructable: a step in a Ray job
+    or a pod loads it by this name and `environ` (`reconstructable_pipeline`)."""
+    from featuregen_assets.definitions import build_defs, defs
 
-    return defs.resolve_job_def(category_pipeline_job.name)
+    if environ is None:
+        return defs.resolve_job_def(category_pipeline_job.name)
+    settings = Settings.from_env({**os.environ, **environ})
+    return build_defs(settings).resolve_job_def(category_pipeline_job.name)
+
+
+def reconstructable_pipeline(settings: Settings) -> "ReconstructableJob":
+    """The category pipeline as each step process rebuilds it: from `settings` (CLI defaults
+    and the demo's settings included), less the secrets (stored with the run), which reach
+    a Ray step through the executor's environment (`executors.step_environment`)."""
+    return dg.build_reconstructable_job(
+        __name__,
+        category_pipeline.__name__,
+        reconstructable_kwargs={"environ": settings.to_env(secrets=False)},
+    )
 
 
 def run_category(
@@ -231,7 +250,7 @@ def run_category(
     ensure_partition(instance, category)
     if settings.executor != "multiprocess":  # Ray jobs or Kubernetes pods, one a step
         return dg.execute_job(
-            dg.reconstructable(category_pipeline),
+            reconstructable_pipeline(settings),
             instance,
             run_config={**(run_config or {}), **dagster_console(log_level, verbose)},
             tags={**_launch_tags(), "dagster/partition": category},

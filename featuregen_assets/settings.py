@@ -26,6 +26,8 @@ from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSet
 PROGRESS_STYLES = ("log", "bar")
 EXECUTORS = ("multiprocess", "ray", "k8s")
 MODELS_FILE = "models-profile"  # in the home: the profile its features were made with
+# Variables that may hold a password or token: never written into a run's stored job origin.
+SECRET_VARIABLES = frozenset({"FEATUREGEN_DATABASE_URL", "HF_TOKEN"})
 
 
 def remembered_models(home: Path) -> str | None:
@@ -110,6 +112,17 @@ class Settings:
             settings = dataclasses.replace(settings, models=remembered)
         return settings
 
+    def to_env(self, secrets: bool = True) -> dict[str, str]:
+        """Every variable with the value these settings hold ("" for unset), so that
+        `Settings.from_env(settings.to_env()) == settings`: how a Ray step or a pod gets the
+        launching process's settings, whatever set them (variables, CLI defaults, the demo).
+        ``secrets=False`` leaves out `SECRET_VARIABLES`."""
+        return {
+            variable.name: variable.format(variable.value(self))
+            for variable in (*VARIABLES, *_download_variables())
+            if secrets or variable.name not in SECRET_VARIABLES
+        }
+
     def remember_models(self) -> None:
         """Record the model profile in the home unless it has one: later commands in this home
         without FEATUREGEN_MODELS use the profile it was built with (the demo's tiny stays
@@ -142,13 +155,29 @@ class Variable:
     parse: Callable[[str], object] = str
     shown_default: str | None = None  # when the default value alone does not say it
 
+    def value(self, settings: Settings) -> object:
+        """The value of this variable's setting in `settings`."""
+        value: object = settings
+        for name in self.path.split("."):
+            value = getattr(value, name)
+        return value
+
+    @staticmethod
+    def format(value: object) -> str:
+        """`value` as the variable's text (what `parse` reads back); "" for unset."""
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return repr(value) if isinstance(value, float) else str(value)
+
     def default(self) -> str:
         """The default as the Configuration table shows it."""
         if self.shown_default is not None:
             return self.shown_default
-        value: object = Settings()
-        for name in self.path.split("."):
-            value = getattr(value, name)
+        value = self.value(Settings())
         if value is None:
             return "unset"
         if value == ():

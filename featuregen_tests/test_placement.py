@@ -1,6 +1,7 @@
 """Where steps run: the Ray and Kubernetes requests in the assets' op tags, the executor that
 the settings pick, and a model step's pod spec as dagster-k8s builds it (no cluster)."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from featuregen_assets import executors, placement
 from featuregen_assets.cli import main as cli
 from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.definitions import build_defs
+from featuregen_assets.runs import reconstructable_pipeline
 from featuregen_assets.settings import Settings
 
 MODEL_STEPS = (
@@ -94,12 +96,38 @@ def test_the_ray_executor_without_ray_names_the_extra(monkeypatch: pytest.Monkey
         executors.executor_for(Settings(executor="ray"))
 
 
-def test_the_ray_executor_forwards_featuregen_settings_to_each_step() -> None:
-    pytest.importorskip("dagster_ray")
-    executor = executors.executor_for(Settings(executor="ray", ray_address="http://head:8265"))
+def test_a_ray_step_gets_the_launching_settings_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What only the Settings object holds (the CLI's and the demo's values) reaches a step:
+    in its environment (dagster-ray's env_vars) and in the job it rebuilds (the run's origin,
+    which holds no secret)."""
+    monkeypatch.delenv("FEATUREGEN_MODELS", raising=False)
+    settings = dataclasses.replace(
+        Settings.from_env({}),
+        home=tmp_path,
+        models="tiny",
+        models_dir=tmp_path / "models",
+        executor="ray",
+        ray_address="http://head:8265",
+        database_url="postgresql://user:secret@db/featuregen",
+    )
+    executor = executors.executor_for(settings)
     assert isinstance(executor, dg.ExecutorDefinition) and executor.name == "ray"
-    forwarded = set(executors.forwarded_variables())
-    assert {"FEATUREGEN_MODELS", "FEATUREGEN_DOWNLOAD_CONCURRENCY", "DAGSTER_HOME"} <= forwarded
+    environment = executors.step_environment(settings)
+    assert {
+        "FEATUREGEN_MODELS=tiny",
+        f"FEATUREGEN_MODELS_DIR={tmp_path / 'models'}",
+        "FEATUREGEN_DATABASE_URL=postgresql://user:secret@db/featuregen",
+        "DAGSTER_HOME",
+    } <= set(environment)
+    assert not any(item.startswith("RAY_ADDRESS") for item in environment)  # Ray sets its own
+
+    job = reconstructable_pipeline(settings)
+    environ = dict(job.repository.pointer.reconstructable_kwargs)["environ"]
+    assert "secret" not in json.dumps(environ)
+    assert Settings.from_env(environ) == dataclasses.replace(settings, database_url=None)
+    assert job.get_definition().executor_def.name == "ray"  # rebuilt from those settings
 
 
 def test_featuregen_run_with_an_unknown_executor_is_one_line(

@@ -7,7 +7,12 @@ import pytest
 
 import featuregen_assets
 from featuregen_assets.core.vision.hub import HubAccess
-from featuregen_assets.settings import VARIABLES, Settings, configuration_table
+from featuregen_assets.settings import (
+    SECRET_VARIABLES,
+    VARIABLES,
+    Settings,
+    configuration_table,
+)
 
 PACKAGE = Path(featuregen_assets.__file__).parent
 
@@ -62,6 +67,10 @@ def test_variables_fill_their_settings(tmp_path: Path) -> None:
     assert settings.progress_bar
     assert settings.hub == HubAccess("http://hub.internal", offline=True, token="hf_secret")
     assert "hf_secret" not in repr(settings)
+    # Settings travel to a Ray step or a pod as variables: every value comes back as it was.
+    assert Settings.from_env(settings.to_env()) == settings
+    assert Settings.from_env(Settings().to_env()) == Settings.from_env({})
+    assert set(settings.to_env(secrets=False)) == set(settings.to_env()) - SECRET_VARIABLES
 
 
 def test_a_bad_value_names_its_variable() -> None:
