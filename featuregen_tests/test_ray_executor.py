@@ -1,34 +1,48 @@
 """Model steps on a real local Ray cluster through dagster-ray's executor (FEATUREGEN_EXECUTOR=ray).
 
-Ray's declared GPUs are logical: no GPU is needed. Skipped without the `ray` extra.
+One Ray head for the module, declaring 2 CPUs and 2 GPUs (logical: no GPU is needed); the
+one-GPU case holds one of them in a placement group. The categories' images are downloaded once,
+in this process; each case runs two other categories' embedding steps at once, each run
+launched with a `Settings` object whose values are in no environment variable (as the CLI's
+and the demo's are), and reads when each step's process held its GPU from the runs' event logs.
+
+Ray and dagster-ray are the `ray` extra, which scripts/setup.sh installs: without them this
+module fails, it does not skip.
 """
 
+import dataclasses
+import multiprocessing
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
-from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
+try:
+    import dagster_ray  # noqa: F401
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+except ImportError as error:  # fail loudly: CI must run this test
+    raise ImportError(
+        f"{error}: the real-Ray test needs the ray extra (scripts/setup.sh installs it)"
+    ) from error
+
+from featuregen_assets.core.store import db, schema
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
-from featuregen_assets.runs import dagster_instance, run_category
+from featuregen_assets.resources.models import GPU_POOL
+from featuregen_assets.runs import dagster_instance, reconstructable_pipeline, run_category
 from featuregen_assets.settings import Settings
 
-pytest.importorskip("dagster_ray")
-if not os.environ.get("FEATUREGEN_TEST_RAY"):
-    pytest.skip(
-        "a real Ray cluster takes minutes on 2 CPUs: FEATUREGEN_TEST_RAY=1 runs it",
-        allow_module_level=True,
-    )
-CATEGORIES = ("cafe", "bank")
-GPU_STEPS = ("image_prompts", "image_embeddings")
+CATEGORIES = {1: ("cafe", "bank"), 2: ("shop", "fight")}  # by free GPUs: each case its own
+GPU_STEP = "image_embeddings"
+TINY_DIM = 64  # the tiny DINOv2's hidden size: CLS ⊕ mean of patches gives twice it
 
 
 def _free_port() -> int:
@@ -37,16 +51,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A local Ray cluster of this process with 2 CPUs and `request.param` logical GPUs: its
-    job-submission (dashboard) address. Shut down with the fixture."""
-    import ray
-
+@pytest.fixture(scope="module")
+def ray_dashboard() -> Iterator[str]:
+    """A local Ray cluster of this process with 2 CPUs and 2 logical GPUs: its job-submission
+    (dashboard) address. Shut down with the module."""
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix sockets live there
     context = ray.init(
         num_cpus=2,
-        num_gpus=request.param,
+        num_gpus=2,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
         dashboard_port=_free_port(),
@@ -59,69 +71,123 @@ def ray_head(request: pytest.FixtureRequest) -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _step_intervals(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    """(start, end) wall time of each GPU step of a run, from its event log."""
-    times: dict[str, list[float]] = {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if (
-            event
-            and event.step_key in GPU_STEPS
-            and event.event_type_value
-            in (
-                "STEP_START",
-                "STEP_SUCCESS",
-            )
-        ):
-            times.setdefault(event.step_key, []).append(record.timestamp)
-    return {step: (min(t), max(t)) for step, t in times.items()}
+@pytest.fixture
+def free_gpus(request: pytest.FixtureRequest, ray_dashboard: str) -> Iterator[int]:
+    """`request.param` GPUs free for the steps: with 1, a placement group holds the other."""
+    held = None
+    if request.param == 1:
+        held = placement_group([{"GPU": 1}])
+        ray.get(held.ready(), timeout=120)
+    try:
+        yield request.param
+    finally:
+        if held is not None:
+            remove_placement_group(held)
 
 
-@pytest.mark.parametrize("ray_head", [1, 2], indirect=True)
-def test_two_categories_gpu_steps_overlap_only_with_two_declared_gpus(
-    fg_env: Path, ray_head: str, tmp_path: Path, request: pytest.FixtureRequest
+@pytest.fixture(scope="module")
+def launch_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_admin_url: str,
+    tiny_models_dir: Path,
+    ray_dashboard: str,
+) -> Iterator[Settings]:
+    """Settings for the Ray runs, with every category's images downloaded. Only the home, the
+    database and Dagster's home are environment variables: the tiny models, their directory,
+    the links, the executor and the pooling are in the `Settings` object alone."""
+    root = tmp_path_factory.mktemp("ray")
+    name = f"test_ray_{uuid.uuid4().hex[:12]}"
+    url = db.ensure_database(pg_admin_url, name)
+    with db.connection(url) as conn:
+        schema.migrate(conn)
+    with pytest.MonkeyPatch.context() as env:
+        for variable in [v for v in os.environ if v.startswith("FEATUREGEN_")]:
+            env.delenv(variable)
+        env.setenv("FEATUREGEN_HOME", str(root / "home"))
+        env.setenv("FEATUREGEN_DATABASE_URL", url)
+        env.setenv("DAGSTER_HOME", str(root / "home" / "dagster"))
+        env.setenv("PYTHONPATH", str(Path(__file__).parents[1]))  # steps import this checkout
+        from_env = Settings.from_env()
+        settings = dataclasses.replace(
+            from_env,
+            links_dir=root / "links",
+            models="tiny",
+            models_dir=tiny_models_dir,
+            download=dataclasses.replace(from_env.download, allowed_networks=("127.0.0.1",)),
+            compute=dataclasses.replace(from_env.compute, num_workers=0),  # 4 images a step
+        )
+        categories = [c for pair in CATEGORIES.values() for c in pair]
+        scenes = generate_dataset(root / "site", categories, 4, seed=5)
+        with DemoServer(root / "site") as server:
+            write_link_files(scenes, server.base_url, settings.links_dir)
+            instance = dagster_instance(settings)
+            for category in categories:  # downloads in this process: the GPU steps are the test
+                assert run_category(
+                    category, select=["raw_images"], instance=instance, settings=settings
+                ).success
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, 2)  # Ray governs, not the pool
+        yield dataclasses.replace(
+            settings,
+            executor="ray",
+            ray_address=ray_dashboard,
+            embedding=dataclasses.replace(settings.embedding, pooling="cls+mean"),
+        )
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        for database in (name, f"{name}_dagster"):
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _held_gpu(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
+    """When the GPU step's process ran: from its worker's start (before it loads the job, in
+    its Ray job, which holds the GPU) to the step's success."""
+    times = {
+        record.dagster_event.event_type_value: record.timestamp
+        for record in instance.all_logs(run_id)
+        if record.dagster_event and record.dagster_event.step_key == GPU_STEP
+    }
+    return times["STEP_WORKER_STARTED"], times["STEP_SUCCESS"]
+
+
+def _run_gpu_step(settings: Settings, category: str) -> str:
+    """Run the category's GPU step alone (its check would be one more Ray job a run) in the
+    job each step process rebuilds from the launching `settings`; its run id. In a process of
+    its own: two runs' log setups in one process deadlock in `logging`."""
+    job = reconstructable_pipeline(settings).get_subset(
+        asset_selection={dg.AssetKey(GPU_STEP)}, asset_check_selection=set()
+    )
+    instance = dagster_instance(settings)
+    result = dg.execute_job(job, instance, tags={"dagster/partition": category})
+    assert result.success, category
+    return result.run_id
+
+
+@pytest.mark.parametrize("free_gpus", [1, 2], indirect=True)
+def test_two_categories_gpu_steps_overlap_only_with_two_gpus(
+    launch_settings: Settings, free_gpus: int
 ) -> None:
-    scenes = generate_dataset(tmp_path / "site", CATEGORIES, 4, seed=5)
-    with DemoServer(tmp_path / "site") as server, dagster_instance(Settings.from_env()) as instance:
-        write_link_files(scenes, server.base_url, fg_env.parent / "links")
-        for category in CATEGORIES:  # downloads in this process: the GPU steps are the test
-            assert run_category(category, select=["raw_images"], instance=instance).success
-        instance.event_log_storage.set_concurrency_slots("gpu", 2)  # Ray governs, not the pool
-        env = {
-            **os.environ,
-            "FEATUREGEN_EXECUTOR": "ray",
-            "RAY_ADDRESS": ray_head,
-            "PYTHONPATH": str(Path(__file__).parents[1]),  # Ray's steps import this checkout
-        }
-        runs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "featuregen_assets.cli", "run", "--category", category]
-                + ["--select", *GPU_STEPS],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for category in CATEGORIES
-        ]
-        outputs = [run.communicate(timeout=600)[0] for run in runs]
-        assert [run.returncode for run in runs] == [0, 0], outputs
-        run_ids = [output.split("run ")[-1].split(":")[0] for output in outputs]
-        intervals = [
-            interval
-            for run_id in run_ids
-            for interval in _step_intervals(instance, run_id).values()
-        ]
-        in_ray = {
-            (run_id, record.step_key)
-            for run_id in run_ids
+    categories = CATEGORIES[free_gpus]
+    with multiprocessing.get_context("spawn").Pool(len(categories)) as pool:
+        run_ids = pool.starmap(_run_gpu_step, [(launch_settings, c) for c in categories])
+
+    instance = dagster_instance(launch_settings)
+    for run_id in run_ids:
+        [starting] = [
+            record
             for record in instance.all_logs(
                 run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING
             )
-            if "in Ray job" in record.user_message
-        }
-    assert len(intervals) == 4  # the two GPU steps of each run
-    assert {(run_id, step) for run_id in run_ids for step in GPU_STEPS} <= in_ray
-    intervals.sort()
-    overlaps = any(later[0] < earlier[1] for earlier, later in pairwise(intervals))
-    assert overlaps == (request.node.callspec.params["ray_head"] == 2), intervals
+            if record.step_key == GPU_STEP
+        ]
+        assert "in Ray job" in starting.user_message
+    earlier, later = sorted(_held_gpu(instance, run_id) for run_id in run_ids)
+    assert (later[0] < earlier[1]) == (free_gpus == 2), (earlier, later)
+
+    # The steps had what only the launching Settings held: the tiny models' directory (else
+    # no model to load) and CLS ⊕ mean pooling (twice the tiny width).
+    with db.connection(launch_settings.database_url) as conn:
+        dims = conn.execute(
+            "SELECT DISTINCT vector_dims(e.embedding) FROM image_embeddings e"
+            " JOIN raw_images r USING (image_id) WHERE r.category = ANY(%s)",
+            (list(categories),),
+        ).fetchall()
+    assert dims == [(2 * TINY_DIM,)]
