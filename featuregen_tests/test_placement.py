@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster_k8s.job import (
     DagsterK8sJobConfig,
     construct_dagster_k8s_job,
@@ -19,7 +20,7 @@ from featuregen_assets.cli import main as cli
 from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.definitions import build_defs
 from featuregen_assets.runs import reconstructable_pipeline
-from featuregen_assets.settings import Settings
+from featuregen_assets.settings import Settings, variable_names
 
 MODEL_STEPS = (
     "image_prompts",
@@ -28,6 +29,7 @@ MODEL_STEPS = (
     "decoder_model",
     "research_report",
 )
+REPO = Path(__file__).parents[1]
 ON_A_GPU = build_defs(Settings(compute=ComputeSettings(device="auto")))
 
 
@@ -138,3 +140,16 @@ def test_featuregen_run_with_an_unknown_executor_is_one_line(
     assert cli(["run", "--category", "cafe"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: FEATUREGEN_EXECUTOR='spark': expected one of")
+
+
+def test_the_documented_ray_run_launcher_loads_and_forwards_every_setting() -> None:
+    """deploy/ray/run_launcher.yaml is a run launcher Dagster's instance loads (dagster-ray's
+    RayRunLauncher), copying every featuregen variable into the run's Ray job."""
+    from dagster_ray import RayRunLauncher
+
+    block = yaml.safe_load((REPO / "deploy" / "ray" / "run_launcher.yaml").read_text())
+    with dg.instance_for_test(overrides=block) as instance:
+        launcher = instance.run_launcher
+        assert isinstance(launcher, RayRunLauncher)
+        assert launcher.address == "http://head:8265" and launcher.num_cpus == 1
+        assert {*variable_names(), "DAGSTER_HOME", "PATH"} <= set(launcher.env_vars)
