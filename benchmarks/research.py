@@ -157,7 +157,9 @@ def main() -> None:
             seeds=args.seeds,
             variants=args.variants,
             encode_pooled=encoder_for(embedder, "cls+mean"),
-            probe=ProbeData(patch_inputs(embedder), work / "site" / "masks"),
+            probe=ProbeData(
+                patch_inputs(embedder), work / "site" / "masks", work / "site" / "truth"
+            ),
             log=log,
         )
     outcome.context.update(

@@ -337,6 +337,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             instance=instance,
             settings=settings,
             variants=args.variants,
+            variant_epochs=args.variant_epochs,
+            decoder_epochs=args.decoder_epochs,
         )
         if report is None:
             for line in failure_summary(result, instance, settings.home):
@@ -636,6 +638,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="Learned variants trained on the same split, comma-separated, '' for none:"
         f" {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}).",
+    )
+    report.add_argument(
+        "--variant-epochs",
+        type=int,
+        metavar="N",
+        help="Epochs of each variant's training (default: the text encoder's; with fewer, add"
+        " the variant lit, the encoder's recipe at N epochs, as their like-for-like reference).",
+    )
+    report.add_argument(
+        "--decoder-epochs",
+        type=int,
+        metavar="N",
+        help="Epochs of the decoders from patch tokens and from the stored vectors that the"
+        " report trains side by side (default: the registered decoder's).",
     )
     report.set_defaults(func=_cmd_report)
 

@@ -296,13 +296,19 @@ def materialize_report(
     instance: dg.DagsterInstance | None = None,
     settings: Settings | None = None,
     variants: Sequence[str] | None = None,
+    variant_epochs: int | None = None,
+    decoder_epochs: int | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, Path | None]:
     """Materialise `research_report` (a Dagster run); the run and its report.md (None when
-    the run failed). `variants`: the learned variants to train (None: the asset's default)."""
+    the run failed). `variants`: the learned variants to train (None: the asset's default),
+    for `variant_epochs` (None: the text encoder's); `decoder_epochs`: the report's own two
+    decoders' (None: the registered decoder's)."""
     config = {
         "seeds": seeds,
         **({"query_file": query_file} if query_file else {}),
         **({"variants": list(variants)} if variants is not None else {}),
+        **({"variant_epochs": variant_epochs} if variant_epochs is not None else {}),
+        **({"decoder_epochs": decoder_epochs} if decoder_epochs is not None else {}),
     }
     result = materialize_unpartitioned(
         ["research_report"],

@@ -121,3 +121,19 @@ def test_an_unreadable_image_file_is_named_and_left_out_not_fatal(tmp_path, scen
     result = train_decoder(vectors[:20], paths, ids[:20], _config(epochs=1), log=logs.append)
     assert result.metrics["held_out_images"] + result.metrics["train_images"] == 19
     assert any(str(truncated) in line for line in logs)
+
+
+def test_a_decoder_from_patch_grids_learns_where_things_are(scenes):
+    rng = np.random.default_rng(1)
+    images = np.zeros((80, 16, 16, 3), np.uint8)
+    for image in images:  # one colour square at a random place
+        y, x = rng.integers(0, 9, 2)
+        image[y : y + 8, x : x + 8] = rng.integers(0, 256, 3)
+    grids = images.reshape(80, 4, 4, 4, 4, 3).mean(axis=(2, 4)).astype(np.float32) / 255
+    ids = [f"image-{i}" for i in range(80)]
+    result = train_decoder(grids, images, ids, _config(epochs=40), log=lambda _m: None)
+    assert type(result.decoder).__name__ == "PatchDecoder"
+    assert result.metrics["psnr_gain_db"] > 3.0
+    assert result.decoder.decode(grids[:2]).shape == (2, 16, 16, 3)
+    with pytest.raises(ValueError, match="needs vectors, not patch grids"):
+        train_decoder(grids, images, ids, _config(), encode=lambda images: None)

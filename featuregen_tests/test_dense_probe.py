@@ -7,11 +7,18 @@ import pytest
 from PIL import Image
 
 from featuregen_assets.core.research.answers import probe_answers
-from featuregen_assets.core.research.dense import compare_dense_probes, iou_counts, iou_estimates
+from featuregen_assets.core.research.dense import (
+    box_estimates,
+    compare_dense_probes,
+    iou_counts,
+    iou_estimates,
+    record_boxes,
+)
 from featuregen_assets.core.training.dense_probe import (
     ProbeConfig,
     box_iou,
     crop_mask,
+    detection_counts,
     matched_detections,
     mean_iou,
     patch_fractions,
@@ -103,13 +110,23 @@ def test_a_detection_counts_once_for_its_class_at_half_overlap() -> None:
 def test_the_positive_control_reaches_its_ceiling_where_noise_features_do_not() -> None:
     rng = np.random.default_rng(0)
     masks = np.zeros((48, 32, 32), np.uint8)
+    boxes = []
     for mask in masks:  # one 8-16 px square of class 1 or 2 per image
         side, (y, x) = rng.integers(8, 17), rng.integers(0, 16, 2)
-        mask[y : y + side, x : x + side] = rng.integers(1, 3)
+        label = int(rng.integers(1, 3))
+        mask[y : y + side, x : x + side] = label
+        boxes.append([(label, (int(x), int(y), int(x + side), int(y + side)))])
     pixels = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
     tokens = rng.normal(size=(48, 8, 8, 16)).astype(np.float32)  # hold nothing
     rows = compare_dense_probes(
-        pixels, masks, tokens, 4, np.arange(32), np.arange(32, 48), ProbeConfig(epochs=150)
+        pixels,
+        masks,
+        tokens,
+        4,
+        np.arange(32),
+        np.arange(32, 48),
+        ProbeConfig(epochs=150),
+        boxes=boxes[32:],
     )
     by = {(r.method, r.metric): r for r in rows}
     ceiling = by[("ceiling: linear probe on the true class shares", "miou")]
@@ -119,9 +136,18 @@ def test_the_positive_control_reaches_its_ceiling_where_noise_features_do_not() 
         noise = by[(f"{head} probe: patch tokens", "foreground_iou")]
         assert noise.ci_high < by[(control.method, "foreground_iou")].ci_low
     assert by[("background everywhere", "foreground_iou")].value == 0
+    # boxes at IoU 0.5: the control finds most squares, the noise tokens next to none
+    control_boxes = by[
+        ("linear probe: positive control: true class shares + noise", "box_recall@0.5")
+    ]
+    assert control_boxes.value >= 0.75 and control_boxes.ci_low <= control_boxes.value
+    assert by[("linear probe: patch tokens", "box_recall@0.5")].ci_high < control_boxes.ci_low
+    assert by[("background everywhere", "box_recall@0.5")].value == 0
+    assert ("background everywhere", "box_precision@0.5") not in by  # nothing predicted
     assert {r.query_set for r in rows} == {"segmentation_test_images"}
     assert all(r.ci_low <= r.value <= r.ci_high and r.n == 16 for r in rows)
-    control_answer, tokens_answer = probe_answers(rows)
+    control_answer, tokens_answer, boxes_answer = probe_answers(rows)
+    assert boxes_answer.startswith("Boxes at IoU 0.5") and "positive control recall" in boxes_answer
     assert control_answer.endswith("the probe finds what features hold.")
     assert "0.000 [0.000, 0.000] is level with" in tokens_answer  # noise = pixels: nothing
     assert tokens_answer.endswith(("they hold little of it.", "than the linear head reads."))
@@ -135,3 +161,40 @@ def test_pooled_iou_counts_pixels_over_all_images() -> None:
     estimates = iou_estimates(predicted, truth, 2)
     assert estimates["foreground_iou"].value == pytest.approx(2 / 4)
     assert estimates["miou"].value == pytest.approx((2 / 4 + 4 / 6) / 2)
+
+
+def test_box_rows_pool_matches_over_images_with_intervals() -> None:
+    truth = [[(1, (0, 0, 10, 10))], [(2, (0, 0, 8, 8)), (1, (10, 10, 20, 20))]]
+    predicted = np.zeros((2, 20, 20), np.uint8)
+    predicted[0, 0:10, 0:10] = 1  # a hit
+    predicted[1, 0:8, 0:8] = 1  # right place, wrong class
+    predicted[1, 10:20, 10:20] = 1  # a hit
+    assert detection_counts(predicted, truth).tolist() == [[1, 1, 1], [1, 2, 2]]
+    estimates = box_estimates(predicted, truth)
+    assert estimates["box_precision@0.5"].value == pytest.approx(2 / 3)
+    assert estimates["box_recall@0.5"].value == pytest.approx(2 / 3)
+    recall = estimates["box_recall@0.5"]
+    assert recall.n == 2 and recall.ci_low <= recall.value <= recall.ci_high
+
+
+def test_scene_record_boxes_follow_the_embedders_crop() -> None:
+    # 500 x 300 -> shortest edge 256 (426 x 256) -> centre crop 224: x from 101 to 364 px
+    transform = CropResize(256, None, (224, 224), int(Image.Resampling.BICUBIC))
+    (left, top, right, bottom), size = transform.window(500, 300)
+    assert size == (224, 224) and (top, bottom) == pytest.approx((300 * 16 / 256, 300 * 240 / 256))
+    assert (left, right) == pytest.approx((101 * 500 / 426, 325 * 500 / 426))
+    record = {
+        "width": 500,
+        "height": 300,
+        "objects": [
+            {"box": [200, 30, 260, 90], "class_id": 3},  # inside the crop
+            {"box": [0, 0, 60, 60], "class_id": 1},  # left of it: not visible
+            {"box": [350, 100, 420, 160], "class_id": 2},  # cut by the crop's right edge
+        ],
+    }
+    sx, sy = 426 / 500, 256 / 300
+    inside, cut = record_boxes(record, transform)
+    assert inside[0] == 3 and inside[1] == pytest.approx(
+        ((200 - left) * sx, (30 - top) * sy, (260 - left) * sx, (90 - top) * sy), abs=1
+    )
+    assert cut[0] == 2 and cut[1][2] == 224 and cut[1][0] == round((350 - left) * sx)

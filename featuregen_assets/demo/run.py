@@ -29,6 +29,13 @@ figures at report scale in benchmarks/RESULTS.md."""
 
 # The trainings' epoch lines, at most this often a step: minutes of silence look hung.
 TRAINING_LINES_EVERY_S = 10.0
+# The report's learned variants in the demo: every one, plus `lit` (the encoder's recipe at the
+# same budget, their reference), each at this many epochs instead of the encoder's 100. Chosen
+# on the validation images (benchmarks/RESULTS.md): what 2 shared cores allow in about a minute.
+DEMO_VARIANT_EPOCHS = 10
+# The report's decoders from patch tokens and from the stored vectors, at this many epochs
+# (the registered decoder's: 150).
+DEMO_DECODER_EPOCHS = 5
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -72,6 +79,7 @@ def run_demo(
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
     from featuregen_assets.core.research.report import summary_lines
+    from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS
     from featuregen_assets.core.store import db, schema
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import (
@@ -158,7 +166,13 @@ def run_demo(
     print(FIGURES_EXPLAINED)
     if training.success:
         print("\nresearch_report: every method beside fair baselines on the same test split ...")
-        _, report = materialize_report(instance=instance, settings=settings)
+        _, report = materialize_report(
+            instance=instance,
+            settings=settings,
+            variants=("lit", *DEFAULT_VARIANTS),
+            variant_epochs=DEMO_VARIANT_EPOCHS,
+            decoder_epochs=DEMO_DECODER_EPOCHS,
+        )
         if report:
             print("\n".join(summary_lines(report)))
             print(f"\nfull report (every query set and metric, plots): {report}")

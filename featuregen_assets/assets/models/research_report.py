@@ -1,6 +1,7 @@
 """`research_report`: every text-to-image and decoder method beside fair baselines, with
 intervals; report.md + report.json under FEATUREGEN_HOME/artifacts/research_report/<version>/."""
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,7 @@ from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.publishing import new_version
 from featuregen_assets.core.research.comparison import run_comparison
 from featuregen_assets.core.research.dense import ProbeData
+from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.report import headline_table, write_report
 from featuregen_assets.core.research.variant_names import (
     DEFAULT_VARIANTS,
@@ -49,11 +51,32 @@ class ResearchReportConfig(dg.Config):
         description="Label masks for the dense probes, `<image URL file stem>.png` (default:"
         " the demo's, FEATUREGEN_HOME/demo/site/masks, when it exists; else no probes).",
     )
+    probe_records: str | None = Field(
+        default=None,
+        description="Scene records for the probes' box rows, `<image URL file stem>.json` with"
+        " `width`, `height` and `objects` [{box: [x0, y0, x1, y1], class_id}] (default: the"
+        " demo's, FEATUREGEN_HOME/demo/site/truth, when it exists; else no box rows).",
+    )
     variants: list[str] = Field(
         default=list(DEFAULT_VARIANTS),
         description="Learned variants trained on the same split beside the registered"
         f" encoder, each `seeds` times: {', '.join(f'{k} ({v})' for k, v in VARIANTS.items())}.",
     )
+    decoder_epochs: int | None = Field(
+        default=None,
+        description="Epochs of the two decoders the report trains itself (from patch tokens and,"
+        " as its reference, from the stored vectors; default: the registered decoder's).",
+    )
+    variant_epochs: int | None = Field(
+        default=None,
+        description="Epochs of each variant's training (default: the text encoder's). With"
+        " fewer, train `lit` too: the encoder's recipe at the same budget, their reference.",
+    )
+
+
+def _slug(key: str) -> str:
+    """A model key as one folder name."""
+    return re.sub(r"[^A-Za-z0-9@._-]+", "-", key).strip("-")
 
 
 @dg.asset(
@@ -89,7 +112,9 @@ def research_report(
         query_file = Path(config.query_file) if config.query_file else None
         if query_file is None:
             query_file = postgres.settings.home / "demo" / "queries.jsonl"
-        masks = Path(config.probe_masks or postgres.settings.home / "demo" / "site" / "masks")
+        site = postgres.settings.home / "demo" / "site"
+        masks = Path(config.probe_masks or site / "masks")
+        records = Path(config.probe_records or site / "truth")
         outcome = run_comparison(
             conn,
             encoder_model,
@@ -103,10 +128,18 @@ def research_report(
             encode_pooled=encoder_for(reencoder, "cls+mean")
             if same_model and reencoder.settings.pooling == "cls"
             else None,
-            probe=ProbeData(patch_inputs(reencoder), masks)
+            probe=ProbeData(patch_inputs(reencoder), masks, records if records.is_dir() else None)
             if same_model and masks.is_dir()
             else None,
             log=context.log.info,
+            variant_epochs=config.variant_epochs,
+            patch_grids=PatchGridFiles(
+                patch_inputs(reencoder),
+                paths.patch_grids_dir(postgres.settings.home) / _slug(reencoder.key),
+            )
+            if same_model
+            else None,
+            decoder_epochs=config.decoder_epochs,
         )
     version = new_version(outcome.context)
     directory = paths.artifacts_dir(postgres.settings.home) / NAME / version

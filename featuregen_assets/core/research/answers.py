@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from featuregen_assets.core.research.decoding import FROM_TOKENS, FROM_VECTOR
 from featuregen_assets.core.research.dense import (
+    BOX_IOU,
     CEILING,
     CONTROL,
     LINEAR,
@@ -21,6 +23,7 @@ from featuregen_assets.core.research.variant_names import VARIANTS, method_name
 TRAINED = "trained_encoder"
 CAPTION_METHODS = "[needs captions]"
 LEARNED = (TRAINED, *(method_name(v) for v in VARIANTS))
+REFERENCE = method_name("lit")  # the registered recipe at the variants' epochs
 CONTROL_SHARE = 0.9  # the control has reached its ceiling within this share of it
 FOUND_SHARE = 0.5  # a head "finds the layout" in the tokens at this share of the control
 QUERY_SETS = ("template", "paraphrase", "partial_object", "partial_attribute", "compositional")
@@ -109,13 +112,18 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
 
 
 def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
-    """Each learned variant against the registered encoder, recall@5 per query set."""
+    """Each learned variant against the registered encoder's recipe, recall@5 per query set:
+    against `lit` (the recipe retrained at the variants' epochs) where it was trained, else
+    the registered encoder itself."""
     out = []
+    reference = REFERENCE if any(m.method == REFERENCE for m in measurements) else TRAINED
     for variant, description in VARIANTS.items():
         parts, wins, losses = [], [], []
+        if method_name(variant) == reference:
+            continue
         for query_set in QUERY_SETS:
             ours = find(measurements, query_set, "recall@5", method_name(variant))
-            trained = find(measurements, query_set, "recall@5", TRAINED)
+            trained = find(measurements, query_set, "recall@5", reference)
             if ours is None or trained is None:
                 continue
             verdict = _versus(ours, trained)
@@ -137,7 +145,7 @@ def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
             else "every difference is inside the intervals"
         )
         out.append(
-            f"Variant {method_name(variant)} ({description}) against the trained encoder's"
+            f"Variant {method_name(variant)} ({description}) against {reference}'s"
             f" recall@5: {'; '.join(parts)}: {summary}."
         )
     return out
@@ -161,6 +169,7 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
                 f"Decoder PSNR {_fmt(decoder)} dB {_versus(decoder, theirs)} {other}"
                 f" ({_fmt(theirs)} dB)."
             )
+    out += _token_decoder_answers(dec)
     top1, lookup = (
         get("decoder", "self_retrieval_top1"),
         get("nearest_training_image", "self_retrieval_top1"),
@@ -187,6 +196,28 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
     return out
 
 
+def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:
+    """The decoder from patch tokens against the one from the stored vector, same budget."""
+    out = []
+    for metric, unit in (("psnr_db", " dB"), ("ssim", ""), ("self_retrieval_top1", "")):
+        tokens = next(
+            (m for m in dec if m.method.startswith(FROM_TOKENS) and m.metric == metric), None
+        )
+        vector = next(
+            (m for m in dec if m.method.startswith(FROM_VECTOR) and m.metric == metric), None
+        )
+        if tokens is not None and vector is not None:
+            out.append(
+                f"{metric} {_fmt(tokens)}{unit} {_versus(tokens, vector)} {_fmt(vector)}{unit}"
+            )
+    if not out:
+        return []
+    return [
+        "Decoder from all patch tokens against one from the stored vector, trained alike (same"
+        " images, config and epochs): " + "; ".join(out) + "."
+    ]
+
+
 def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
     """Question 2, dense: the probe on the patch tokens, told apart from a weak probe by its
     positive control and its non-linear head (foreground IoU)."""
@@ -201,6 +232,20 @@ def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
         return []
     strong = control.ci_high >= CONTROL_SHARE * ceiling.value
     return [
+        *_iou_answers(ceiling, control, tokens, pixels, mlp, strong),
+        *_box_answers(measurements),
+    ]
+
+
+def _iou_answers(
+    ceiling: Measurement,
+    control: Measurement,
+    tokens: Measurement,
+    pixels: Measurement,
+    mlp: Measurement,
+    strong: bool,
+) -> list[str]:
+    return [
         f"Dense probe, foreground IoU on the test images: the positive control (true class"
         f" shares + noise) reaches {_fmt(control)} against the protocol's ceiling"
         f" {_fmt(ceiling)}: "
@@ -213,6 +258,33 @@ def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
         f" ({_fmt(pixels)}); the non-linear head on the tokens reaches {_fmt(mlp)}, which"
         f" {_versus(mlp, tokens)} the linear head: "
         + _tokens_verdict(tokens, mlp, control, strong),
+    ]
+
+
+def _box_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Boxes at IoU 0.5 (connected regions of the predicted labels): recall and precision of
+    the heads on the tokens beside the control, the ceiling and raw pixels."""
+    shown = [
+        (probe_method(LINEAR, TOKENS), "linear head on the tokens"),
+        (probe_method(MLP, TOKENS), "MLP head on the tokens"),
+        (probe_method(LINEAR, PIXELS), "linear head on raw pixels"),
+        (probe_method(LINEAR, CONTROL), "positive control"),
+        (CEILING, "ceiling"),
+    ]
+    parts = []
+    for method, label in shown:
+        recall = find(measurements, PROBE_SET, f"box_recall@{BOX_IOU}", method)
+        precision = find(measurements, PROBE_SET, f"box_precision@{BOX_IOU}", method)
+        if recall is not None:
+            parts.append(
+                f"{label} recall {_fmt(recall)}"
+                + (f", precision {_fmt(precision)}" if precision is not None else "")
+            )
+    if not parts:
+        return []
+    return [
+        f"Boxes at IoU {BOX_IOU} (each connected region of one class in the predicted labels is a"
+        " box; no box head), against the scene records' boxes: " + "; ".join(parts) + "."
     ]
 
 

