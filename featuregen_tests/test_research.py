@@ -46,6 +46,7 @@ from featuregen_assets.core.training.alignment import (
 from featuregen_assets.core.training.dense_probe import PatchInputs
 from featuregen_assets.core.training.splits import three_way_split
 from featuregen_assets.core.training.training_data import PairSet
+from featuregen_assets.core.vision.compute import torch_threads
 from featuregen_assets.core.vision.model_profiles import tiny_dir
 from featuregen_assets.core.vision.preprocess import CropResize
 
@@ -488,3 +489,12 @@ def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
     assert answers[0].startswith("Decoder PSNR 18.000 [17.000, 19.000] dB beats")
     [tokens] = [a for a in answers if a.startswith("Decoder from all patch tokens")]
     assert "psnr_db 22.000 [21.000, 23.000] dB beats (intervals apart) 17.500" in tokens
+
+
+def test_the_reports_torch_threads_are_set_inside_and_restored_after():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -32,7 +32,7 @@ TRAINING_LINES_EVERY_S = 10.0
 # The report's learned variants in the demo: every one, plus `lit` (the encoder's recipe at the
 # same budget, their reference), each at this many epochs instead of the encoder's 100. Chosen
 # on the validation images (benchmarks/RESULTS.md): what 2 shared cores allow in about a minute.
-DEMO_VARIANT_EPOCHS = 10
+DEMO_VARIANT_EPOCHS = 30
 # The report's decoders from patch tokens and from the stored vectors, at this many epochs
 # (the registered decoder's: 150).
 DEMO_DECODER_EPOCHS = 5

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
@@ -64,6 +65,18 @@ def configure_cpu_threads() -> int:
     """Give torch one intra-op thread per CPU this process may use; returns the count."""
     torch.set_num_threads(max(1, usable_cpus()))
     return torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `count` (None: left alone) inside, restored after."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def loader_workers(settings: ComputeSettings, device: torch.device) -> int:
