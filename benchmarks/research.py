@@ -30,7 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from featuregen_assets.core.research.comparison import run_comparison  # noqa: E402
 from featuregen_assets.core.research.dense import ProbeData  # noqa: E402
 from featuregen_assets.core.research.report import write_report  # noqa: E402
-from featuregen_assets.core.research.variant_names import VARIANTS, parse_variants  # noqa: E402
+from featuregen_assets.core.research.variant_names import (  # noqa: E402
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    parse_variants,
+)
 from featuregen_assets.core.store import db, schema  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
 from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
@@ -79,8 +83,9 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         type=parse_variants,
-        default=tuple(VARIANTS),
-        help=f"learned variants, comma-separated (default all): {', '.join(VARIANTS)}",
+        default=DEFAULT_VARIANTS,
+        help=f"learned variants, comma-separated (default {','.join(DEFAULT_VARIANTS)}; lit"
+        f" only matters with fewer epochs than the encoder's): {', '.join(VARIANTS)}",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: a shared machine)"
