@@ -52,6 +52,8 @@ def ensure_ray_cluster(settings: Settings) -> None:
         return
     from ray.job_submission import JobSubmissionClient
 
+    _authenticate_as_ray_start_does()
+
     settings.home.mkdir(parents=True, exist_ok=True)
     with (settings.home / "ray-start.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -66,6 +68,22 @@ def ensure_ray_cluster(settings: Settings) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+def _authenticate_as_ray_start_does() -> None:
+    """Send Ray's token from this process when the local head requires one. Since Ray 2.60 `ray
+    start` turns token authentication on when a token exists (`~/.ray/auth_token`, written by
+    any earlier local `ray.init`), while a job-submission client sends it only with
+    RAY_AUTH_MODE=token: without this, every run on the local head failed with "Authentication
+    token is missing". Ray's own check, as `ray start` makes it (a Ray without token
+    authentication has none, and needs none)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:

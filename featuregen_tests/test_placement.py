@@ -3,6 +3,8 @@ the settings pick, and a model step's pod spec as dagster-k8s builds it (no clus
 
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -153,3 +155,29 @@ def test_the_documented_ray_run_launcher_loads_and_forwards_every_setting() -> N
         assert isinstance(launcher, RayRunLauncher)
         assert launcher.address == "http://head:8265" and launcher.num_cpus == 1
         assert {*variable_names(), "DAGSTER_HOME", "PATH"} <= set(launcher.env_vars)
+
+
+def test_the_local_ray_head_is_reached_with_its_token(tmp_path: Path) -> None:
+    """With a Ray token on the machine (~/.ray/auth_token) `ray start` turns authentication on;
+    the run's own job-submission clients then send the token too (RAY_AUTH_MODE=token), as
+    Ray's own check decides (they were refused: "Authentication token is missing"). In a
+    process of its own: Ray keeps the token it loaded for the rest of a process."""
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("a" * 32)
+    check = (
+        "import os, pathlib, ray.job_submission as jobs\n"
+        "from featuregen_assets import executors\n"
+        "from featuregen_assets.settings import Settings\n"
+        "jobs.JobSubmissionClient = lambda: None  # a local head runs\n"
+        f"executors.ensure_ray_cluster(Settings(home=pathlib.Path({str(tmp_path)!r})))\n"
+        "print(os.environ.get('RAY_AUTH_MODE'))\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        env={**environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == ["token"], result.stderr
