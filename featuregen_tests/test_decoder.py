@@ -72,7 +72,7 @@ def test_feature_consistency_re_encodes_with_the_image_embedder(tiny_models_dir,
     )
     encode = encoder_for(embedder)
     vectors = encode([Image.fromarray(i) for i in images])
-    assert vectors.shape == (80, 64)
+    assert vectors.shape == (80, 384)
     result = train_decoder(
         vectors, images, ids, _config(max_steps=10), encode=encode, log=lambda _: None
     )

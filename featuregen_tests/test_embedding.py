@@ -56,10 +56,10 @@ def embed(spec, paths, device="cpu", pooling="cls", workers=2, dtype="auto"):
 
 def test_vectors_are_unit_norm_model_dim_and_deterministic(spec, images):
     embedder, rows = embed(spec, images)
-    assert embedder.dim == 64
+    assert embedder.dim == 384  # the tiny DINOv2: dinov2-small's width
     assert [i for i, _, _ in rows] == list(range(len(images)))
     vectors = np.stack([v for _, v, err in rows if err is None])
-    assert vectors.shape == (len(images), 64) and vectors.dtype == np.float32
+    assert vectors.shape == (len(images), 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.abs(vectors - vectors[0]).max() > 1e-3  # different images, different vectors
     _, again = embed(spec, images, workers=0)
@@ -69,7 +69,7 @@ def test_vectors_are_unit_norm_model_dim_and_deterministic(spec, images):
 def test_cls_plus_mean_doubles_dim_and_starts_with_cls(spec, images):
     cls_embedder, cls_rows = embed(spec, images[:2])
     both_embedder, both_rows = embed(spec, images[:2], pooling="cls+mean")
-    assert both_embedder.dim == 2 * cls_embedder.dim == 128
+    assert both_embedder.dim == 2 * cls_embedder.dim == 768
     assert both_embedder.key != cls_embedder.key
     for (_, cls_vec, _), (_, both, _) in zip(cls_rows, both_rows, strict=True):
         assert both.shape == (128,)
@@ -100,7 +100,7 @@ def test_worker_preprocessing_matches_the_image_processor(spec, images):
     assert im.size == (480, 640)  # EXIF orientation applied
     ours = embedder.pixels_to_input(torch.from_numpy(embedder.transform(im))[None])
     ref = processor(im, return_tensors="pt")["pixel_values"]
-    assert ours.shape == ref.shape == (1, 3, 224, 224)
+    assert ours.shape == ref.shape == (1, 3, 112, 112)
     assert (ours - ref).abs().mean() < 0.02
 
 

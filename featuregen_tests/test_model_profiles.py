@@ -106,8 +106,8 @@ def test_tiny_models_load_like_hub_models(tiny_home):
     specs = resolve_models("tiny", tiny_home)
     dinov2 = AutoModel.from_pretrained(specs["dinov2"].name_or_path)
     assert type(dinov2).__name__ == "Dinov2Model"
-    assert (dinov2.config.hidden_size, dinov2.config.num_hidden_layers) == (64, 4)
-    assert (dinov2.config.patch_size, dinov2.config.image_size) == (14, 224)
+    assert (dinov2.config.hidden_size, dinov2.config.num_hidden_layers) == (384, 2)
+    assert (dinov2.config.patch_size, dinov2.config.image_size) == (14, 112)
 
     qwen = Qwen2VLForConditionalGeneration.from_pretrained(specs["qwen2vl"].name_or_path)
     tok = AutoTokenizer.from_pretrained(specs["qwen2vl"].name_or_path)

@@ -268,7 +268,7 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         encoder_record = latest_model(conn, "aligned_text_encoder")
         decoder_record = latest_model(conn, "decoder_model")
     encoder = AlignedTextEncoder.load(encoder_record.path)
-    assert encoder.encode(["a red circle"]).shape == (1, 64)
+    assert encoder.encode(["a red circle"]).shape == (1, 384)
     decoder = FeatureDecoder.load(decoder_record.path)
     assert decoder is not None and (decoder_record.path / "reconstructions.png").is_file()
 
