@@ -11,6 +11,7 @@ from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     AlignmentConfig,
     ContrastiveLoss,
+    BestWeights,
     train_alignment,
 )
 from featuregen_assets.core.training.splits import held_out_mask, is_held_out, three_way_split
@@ -192,6 +193,27 @@ def test_test_images_are_never_read_while_training_and_no_test_query_is_trained(
     trained = {t for t, i in zip(texts, ids, strict=True) if i in set(first.split.train)}
     tested = {t for t, i in zip(texts, ids, strict=True) if i in test}
     assert first.metrics["queries"] == len(tested - trained)
+
+
+def test_training_stops_when_validation_stalls_and_keeps_the_best_weights(text_tower, pairs):
+    texts, ids, vectors = pairs
+    config = _config(epochs=30, eval_every=1, patience=3, lr=1e-2)
+    result = train_alignment(texts, ids, vectors, text_tower, config, log=lambda _: None)
+    history = [h["recall@5"] for h in result.metrics["eval_history"]]
+    kept = result.metrics["kept_epoch"]
+    assert history[kept - 1] == max(history) > history[0]
+    assert len(result.loss_curve) == kept + 3 < 30  # three stale evaluations, then stop
+    assert result.metrics["validation_recall@5"] == pytest.approx(max(history))
+
+
+def test_best_weights_are_a_copy_of_the_best_offer():
+    layer = torch.nn.Linear(2, 2)
+    best = BestWeights()
+    for recall, value in ((0.2, 1.0), (0.5, 2.0), (0.4, 3.0), (0.5, 4.0)):
+        torch.nn.init.constant_(layer.weight, value)
+        best.offer(recall, int(value), layer)
+    assert (best.epoch, best.recall, best.stale) == (2, 0.5, 2)  # ties keep the earlier
+    assert torch.equal(best.state["weight"], torch.full((2, 2), 2.0))
 
 
 def test_test_phrases_send_images_to_test():

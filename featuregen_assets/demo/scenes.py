@@ -609,10 +609,12 @@ def scene_queries(scenes: Sequence[Scene]) -> list[dict]:
 
 def example_queries(scenes: Sequence[Scene]) -> list[tuple[str, list[str]]]:
     """Three queries the data can answer, each with the names of the scenes it should find:
-    the caption of the first scene with two objects; one object without a category phrase
-    ("a large red circle at the top left" when a scene holds it, else the first scene's first
-    object); that object's colour and shape alone."""
-    two = next((s for s in scenes if len(s.objects) >= 2), scenes[0])
+    the caption of the first scene showing one large object; one object without a category
+    phrase ("a large red circle at the top left" when a scene holds it, else the first scene's
+    first object); that object's colour and shape alone."""
+    whole = next(
+        (s for s in scenes if len(s.objects) == 1 and s.objects[0].size == "large"), scenes[0]
+    )
     objects = [o for s in scenes for o in s.objects]
     wanted = ("large", "red", "circle", "top left")
     obj = next(
@@ -620,7 +622,7 @@ def example_queries(scenes: Sequence[Scene]) -> list[tuple[str, list[str]]]:
     )
     where = (obj.size, obj.colour, obj.shape, obj.position)
     return [
-        (two.caption, [s.name for s in scenes if s.caption == two.caption]),
+        (whole.caption, [s.name for s in scenes if s.caption == whole.caption]),
         (obj.phrase, _holders(scenes, lambda o: (o.size, o.colour, o.shape, o.position) == where)),
         (
             f"a {obj.colour} {obj.shape}",

@@ -82,6 +82,8 @@ class AlignmentConfig:
       and validation; `test_phrases`: images with a text containing one of them are test
       images too (a compositional split). Tuning reads validation (`eval_every`); test is
       scored once, at the end.
+    keep_best: end with the weights of the best validation recall@5 (ties: the earlier);
+      `patience`: stop after this many evaluations without a better one (None: never).
     text_views: with probability `view_probability` a training caption is replaced by one of
       its partial or reordered views (`text_views`), so partial queries work.
     device: "cpu", "cuda" or "auto"; bf16 autocast on CUDA when `autocast` is set.
@@ -108,6 +110,8 @@ class AlignmentConfig:
     text_views: bool = True
     view_probability: float = 0.5
     eval_every: int = 10
+    keep_best: bool = True
+    patience: int | None = 3
     device: str = "auto"
     autocast: bool = True
     max_steps: int | None = None
@@ -546,6 +550,7 @@ def train_alignment(
 
     loss_curve: list[float] = []
     history: list[dict[str, float]] = []
+    best = BestWeights()
     step, samples, started = 0, 0, time.perf_counter()
     encoder.train()
     for epoch in range(1, config.epochs + 1):
@@ -574,13 +579,21 @@ def train_alignment(
         loss_curve.append(float(np.mean(losses)))
         if config.eval_every and epoch % config.eval_every == 0 and validation_texts:
             history.append({"epoch": epoch, **evaluate(on_validation=True)})
+            if config.keep_best:
+                best.offer(history[-1]["recall@5"], epoch, encoder)
         log(
             f"epoch {epoch}/{config.epochs}: loss {loss_curve[-1]:.4f},"
             f" lr {scheduler.get_last_lr()[0]:.2e}, scale {criterion.scale().item():.1f},"
             f" {_latest_validation(history, untrained_validation)},"
             f" {time_left(started, step, total)}"
         )
+        if config.patience and best.stale >= config.patience:
+            log(f"stopping at epoch {epoch}: validation recall@5 last improved at {best.epoch}")
+            break
     seconds = time.perf_counter() - started
+    if best.state is not None:
+        encoder.load_state_dict(best.state)
+        log(f"kept epoch {best.epoch}'s weights (validation recall@5 {best.recall:.3f})")
 
     encoder.eval()
     final = evaluate()
@@ -601,6 +614,7 @@ def train_alignment(
         "split_hashes": split.hashes(),
         "epoch_losses": loss_curve,
         "eval_history": history,
+        "kept_epoch": best.epoch or len(loss_curve),
     }
     if final:
         log(
@@ -610,6 +624,22 @@ def train_alignment(
             f"median rank {final['median_rank']:.0f} of {len(test_images)}"
         )
     return TrainResult(encoder=encoder.cpu(), metrics=metrics, loss_curve=loss_curve, split=split)
+
+
+class BestWeights:
+    """The weights of the best validation recall@5 offered so far (a copy, on their device)."""
+
+    def __init__(self) -> None:
+        self.recall, self.epoch = -math.inf, 0
+        self.stale = 0  # evaluations since the best one
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, recall: float, epoch: int, encoder: nn.Module) -> None:
+        if recall > self.recall:
+            self.recall, self.epoch, self.stale = recall, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+        else:
+            self.stale += 1
 
 
 def _sample_views(
