@@ -10,8 +10,8 @@ from transformers import CLIPTextModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     AlignmentConfig,
-    ContrastiveLoss,
     BestWeights,
+    ContrastiveLoss,
     train_alignment,
 )
 from featuregen_assets.core.training.splits import held_out_mask, is_held_out, three_way_split
