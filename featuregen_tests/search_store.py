@@ -38,6 +38,11 @@ class SearchStore:
     embedding_model: str
     models_dir: Path
 
+    @property
+    def dim(self) -> int:
+        """The stored vectors' dimension."""
+        return len(next(iter(self.vectors.values())))
+
     def config(self, **overrides) -> ServeConfig:
         """A `ServeConfig` over this store, with the tiny embedder for image queries; torch's
         threads left as they are (the tests share this process)."""
@@ -72,7 +77,7 @@ def save_text_encoder(home: Path, models_dir: Path, target_dim: int, seed: int, 
 
 def register_text_encoder(store: SearchStore, version: str, seed: int) -> None:
     """Save and register a tiny text encoder as `aligned_text_encoder` version ``version``."""
-    path = save_text_encoder(store.home, store.models_dir, 64, seed, f"encoder-{version}")
+    path = save_text_encoder(store.home, store.models_dir, store.dim, seed, f"encoder-{version}")
     url, model = store.url, store.embedding_model
     with db.connection(url) as conn:
         register_model(conn, RegisteredModel("aligned_text_encoder", version, path, model, {}, {}))

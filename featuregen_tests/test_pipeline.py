@@ -72,7 +72,7 @@ def test_category_runs_store_prompts_and_embeddings_joined_to_raw_images(pipelin
         "SELECT e.model, vector_dims(e.embedding), count(*) FROM image_embeddings e"
         " JOIN raw_images r USING (image_id) GROUP BY 1, 2",
     )
-    assert [(dims, n) for _, dims, n in joined] == [(64, images)]
+    assert [(dims, n) for _, dims, n in joined] == [(384, images)]
     assert joined[0][0].startswith("tiny/dinov2@")
     prompts = dict(
         _rows(

@@ -42,7 +42,7 @@ from featuregen_assets.settings import Settings
 
 CATEGORIES = {1: ("cafe", "bank"), 2: ("shop", "fight")}  # by free GPUs: each case its own
 GPU_STEP = "image_embeddings"
-TINY_DIM = 64  # the tiny DINOv2's hidden size: CLS ⊕ mean of patches gives twice it
+TINY_DIM = 384  # the tiny DINOv2's hidden size: CLS ⊕ mean of patches gives twice it
 
 
 def _free_port() -> int:
