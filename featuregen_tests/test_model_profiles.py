@@ -52,7 +52,9 @@ def test_real_profile_names_hub_ids_and_builds_nothing(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_profile_from_env(monkeypatch):
+def test_profile_from_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the default home: empty here, not the checkout's demo home
+    monkeypatch.delenv("FEATUREGEN_HOME", raising=False)
     monkeypatch.delenv("FEATUREGEN_MODELS", raising=False)
     assert Settings.from_env().models == "real"
     monkeypatch.setenv("FEATUREGEN_MODELS", "tiny")

@@ -22,7 +22,10 @@ def test_readme_configuration_table_is_the_settings_table() -> None:
     assert configuration_table() in readme
 
 
-def test_unset_or_empty_variables_give_the_defaults_with_paths_made_absolute() -> None:
+def test_unset_or_empty_variables_give_the_defaults_with_paths_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default home: empty here, not the checkout's demo home
     settings = Settings.from_env({"FEATUREGEN_BATCH_SIZE": "", "FEATUREGEN_MODELS": "  "})
     assert settings.compute == Settings().compute
     assert settings.models == "real"
@@ -30,7 +33,8 @@ def test_unset_or_empty_variables_give_the_defaults_with_paths_made_absolute() -
     assert settings.links_dir.is_absolute()
 
 
-def test_variables_fill_their_settings(tmp_path: Path) -> None:
+def test_variables_fill_their_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # Settings.from_env({}) below: an empty default home
     settings = Settings.from_env(
         {
             "FEATUREGEN_HOME": str(tmp_path),
