@@ -47,52 +47,47 @@ def truth(objects) -> np.ndarray:
     return row
 
 
+KINDS = {
+    "template": "whole caption",
+    "partial_object": "one object",
+    "partial_attribute": "colour and shape",
+}
+
+
+def query_truth(query_set: str, scene) -> np.ndarray:
+    """What a query of `query_set` about `scene` names, as `truth` rows: the whole scene, its
+    first object, or that object's colour and shape at any place and size (the mean)."""
+    first = scene.objects[0]
+    if query_set == "template":
+        return truth(scene.objects)
+    if query_set == "partial_object":
+        return truth([first])
+    anywhere = [
+        S.SceneObject(first.shape, first.colour, size, place, (0, 0, 0, 0), 0)
+        for place in S.POSITIONS
+        for size in S.SIZES
+    ]
+    return np.mean([truth([o]) for o in anywhere], axis=0)
+
+
 def top5_shares(vectors: np.ndarray, scenes) -> dict[str, float]:
-    """Per kind of query: the share whose first matching image ranks in the top 5."""
+    """Per kind of query (`scene_queries`' sets, each distinct query once): the share whose
+    first matching image ranks in the top 5."""
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     mean = unit.mean(0)
     design = np.stack([truth(s.objects) for s in scenes])
     readout = np.linalg.solve(design.T @ design + np.eye(design.shape[1]), design.T @ (unit - mean))
-    shares = {}
-    for kind in ("whole caption", "one object", "colour and shape"):
-        firsts = {}
-        for scene in scenes:
-            first = scene.objects[0]
-            if kind == "whole caption":
-                key, query, hit = scene.caption, truth(scene.objects), None
-            elif kind == "one object":
-                key, query = first.phrase, truth([first])
-                hit = (first.size, first.colour, first.shape, first.position)
-            else:  # colour and shape at any place and size: the mean of those read-outs
-                key = (first.colour, first.shape)
-                query = np.mean(
-                    [
-                        truth([S.SceneObject(first.shape, first.colour, z, p, (0, 0, 0, 0), 0)])
-                        for p in S.POSITIONS
-                        for z in S.SIZES
-                    ],
-                    axis=0,
-                )
-            if key in firsts:
-                continue
-            if kind == "whole caption":
-                wanted = {i for i, s in enumerate(scenes) if s.caption == scene.caption}
-            elif kind == "one object":
-                wanted = {
-                    i
-                    for i, s in enumerate(scenes)
-                    if any((o.size, o.colour, o.shape, o.position) == hit for o in s.objects)
-                }
-            else:
-                wanted = {
-                    i
-                    for i, s in enumerate(scenes)
-                    if any((o.colour, o.shape) == key for o in s.objects)
-                }
-            order = np.argsort(-(unit @ (query @ readout + mean)))
-            firsts[key] = next(r for r, i in enumerate(order, 1) if i in wanted)
-        shares[kind] = float(np.mean(np.array(list(firsts.values())) <= 5))
-    return shares
+    index = {s.name: i for i, s in enumerate(scenes)}
+    firsts: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
+    for q in S.scene_queries(scenes):
+        ranked = firsts.get(q["query_set"])
+        if ranked is None or q["query"] in ranked:
+            continue
+        query = query_truth(q["query_set"], scenes[index[q["scene"]]])
+        order = np.argsort(-(unit @ (query @ readout + mean)))
+        wanted = {index[name] for name in q["positives"]}
+        ranked[q["query"]] = next(r for r, i in enumerate(order, 1) if i in wanted)
+    return {KINDS[k]: float(np.mean(np.array(list(r.values())) <= 5)) for k, r in firsts.items()}
 
 
 def main() -> None:

@@ -214,6 +214,10 @@ def test_best_weights_are_a_copy_of_the_best_offer():
         best.offer(recall, int(value), layer)
     assert (best.epoch, best.recall, best.stale) == (2, 0.5, 2)  # ties keep the earlier
     assert torch.equal(best.state["weight"], torch.full((2, 2), 2.0))
+    counting = BestWeights(keep=False)
+    for recall in (0.2, 0.5, 0.4):
+        counting.offer(recall, 1, layer)
+    assert (counting.recall, counting.stale, counting.state) == (0.5, 1, None)
 
 
 def test_test_phrases_send_images_to_test():

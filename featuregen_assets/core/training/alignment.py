@@ -83,7 +83,8 @@ class AlignmentConfig:
       images too (a compositional split). Tuning reads validation (`eval_every`); test is
       scored once, at the end.
     keep_best: end with the weights of the best validation recall@5 (ties: the earlier);
-      `patience`: stop after this many evaluations without a better one (None: never).
+      `patience`: stop after this many evaluations without a better one (None: never),
+      whether or not the best weights are kept.
     text_views: with probability `view_probability` a training caption is replaced by one of
       its partial or reordered views (`text_views`), so partial queries work.
     device: "cpu", "cuda" or "auto"; bf16 autocast on CUDA when `autocast` is set.
@@ -550,7 +551,7 @@ def train_alignment(
 
     loss_curve: list[float] = []
     history: list[dict[str, float]] = []
-    best = BestWeights()
+    best = BestWeights(keep=config.keep_best)
     step, samples, started = 0, 0, time.perf_counter()
     encoder.train()
     for epoch in range(1, config.epochs + 1):
@@ -579,8 +580,7 @@ def train_alignment(
         loss_curve.append(float(np.mean(losses)))
         if config.eval_every and epoch % config.eval_every == 0 and validation_texts:
             history.append({"epoch": epoch, **evaluate(on_validation=True)})
-            if config.keep_best:
-                best.offer(history[-1]["recall@5"], epoch, encoder)
+            best.offer(history[-1]["recall@5"], epoch, encoder)
         log(
             f"epoch {epoch}/{config.epochs}: loss {loss_curve[-1]:.4f},"
             f" lr {scheduler.get_last_lr()[0]:.2e}, scale {criterion.scale().item():.1f},"
@@ -614,7 +614,7 @@ def train_alignment(
         "split_hashes": split.hashes(),
         "epoch_losses": loss_curve,
         "eval_history": history,
-        "kept_epoch": best.epoch or len(loss_curve),
+        "kept_epoch": best.epoch if best.state is not None else len(loss_curve),
     }
     if final:
         log(
@@ -627,9 +627,11 @@ def train_alignment(
 
 
 class BestWeights:
-    """The weights of the best validation recall@5 offered so far (a copy, on their device)."""
+    """The best validation recall@5 offered so far, its epoch, the evaluations since, and (when
+    `keep`) a copy of its weights on their device."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
         self.recall, self.epoch = -math.inf, 0
         self.stale = 0  # evaluations since the best one
         self.state: dict[str, torch.Tensor] | None = None
@@ -637,7 +639,8 @@ class BestWeights:
     def offer(self, recall: float, epoch: int, encoder: nn.Module) -> None:
         if recall > self.recall:
             self.recall, self.epoch, self.stale = recall, epoch, 0
-            self.state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+            if self.keep:
+                self.state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
         else:
             self.stale += 1
 
