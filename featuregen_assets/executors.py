@@ -52,7 +52,7 @@ def ensure_ray_cluster(settings: Settings) -> None:
         return
     from ray.job_submission import JobSubmissionClient
 
-    _authenticate_as_ray_start_does()
+    authenticate_as_ray_start_does()
 
     settings.home.mkdir(parents=True, exist_ok=True)
     with (settings.home / "ray-start.lock").open("w") as lock:
@@ -70,7 +70,7 @@ def ensure_ray_cluster(settings: Settings) -> None:
         )
 
 
-def _authenticate_as_ray_start_does() -> None:
+def authenticate_as_ray_start_does() -> None:
     """Send Ray's token from this process when the local head requires one. Since Ray 2.60 `ray
     start` turns token authentication on when a token exists (`~/.ray/auth_token`, written by
     any earlier local `ray.init`), while a job-submission client sends it only with

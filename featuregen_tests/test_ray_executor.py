@@ -5,6 +5,8 @@ one-GPU case holds one of them in a placement group. The categories' images are 
 in this process; each case runs two other categories' embedding steps at once, each run
 launched with a `Settings` object whose values are in no environment variable (as the CLI's
 and the demo's are), and reads when each step's process held its GPU from the runs' event logs.
+A run not done in `RUN_LIMIT_S` fails its case with the runs' event logs and Ray's state, its
+processes and Ray jobs stopped: a hang costs minutes, not CI's whole budget.
 
 Ray and dagster-ray are the `ray` extra, which scripts/setup.sh installs: without them this
 module fails, it does not skip.
@@ -14,11 +16,17 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import dagster as dg
 import psycopg
@@ -33,6 +41,7 @@ except ImportError as error:  # fail loudly: CI must run this test
         f"{error}: the real-Ray test needs the ray extra (scripts/setup.sh installs it)"
     ) from error
 
+from featuregen_assets import executors
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
@@ -43,6 +52,8 @@ from featuregen_assets.settings import Settings
 CATEGORIES = {1: ("cafe", "bank"), 2: ("shop", "fight")}  # by free GPUs: each case its own
 GPU_STEP = "image_embeddings"
 TINY_DIM = 384  # the tiny DINOv2's hidden size: CLS ⊕ mean of patches gives twice it
+RUN_LIMIT_S = 300  # a hang guard, not a speed bound: a case's runs take ~50 s at load 10
+CASE_TAG = "featuregen-test/case"  # on each run: a case finds its runs by it
 
 
 def _free_port() -> int:
@@ -52,27 +63,34 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_dashboard() -> Iterator[str]:
-    """A local Ray cluster of this process with 2 CPUs and 2 logical GPUs: its job-submission
-    (dashboard) address. Shut down with the module."""
+def ray_cluster() -> Iterator[dict[str, Any]]:
+    """A local Ray cluster of this process with 2 CPUs and 2 logical GPUs, its dashboard (job
+    submission) on a free port: where it is, as `ray.init` says (`webui_url`, `gcs_address`,
+    `session_dir`). Shut down with the module, failed or not.
+
+    Token authentication as `executors.ensure_ray_cluster` sets it up for its head (on when
+    ~/.ray/auth_token exists; a new `ray.init` cluster turns it on and writes a token when none
+    does): RAY_AUTH_MODE=token in this process, which the spawned runs and `ray` commands
+    inherit, until the module ends."""
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix sockets live there
-    context = ray.init(
-        num_cpus=2,
-        num_gpus=2,
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=_free_port(),
-        _temp_dir=temp,
-    )
-    try:
-        yield f"http://{context.dashboard_url}"
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    with mock.patch.dict(os.environ):
+        executors.authenticate_as_ray_start_does()
+        try:
+            yield ray.init(
+                num_cpus=2,
+                num_gpus=2,
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                dashboard_port=_free_port(),
+                _temp_dir=temp,
+            ).address_info
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture
-def free_gpus(request: pytest.FixtureRequest, ray_dashboard: str) -> Iterator[int]:
+def free_gpus(request: pytest.FixtureRequest, ray_cluster: dict[str, Any]) -> Iterator[int]:
     """`request.param` GPUs free for the steps: with 1, a placement group holds the other."""
     held = None
     if request.param == 1:
@@ -90,7 +108,7 @@ def launch_settings(
     tmp_path_factory: pytest.TempPathFactory,
     pg_admin_url: str,
     tiny_models_dir: Path,
-    ray_dashboard: str,
+    ray_cluster: dict[str, Any],
 ) -> Iterator[Settings]:
     """Settings for the Ray runs, with every category's images downloaded. Only the home, the
     database and Dagster's home are environment variables: the tiny models, their directory,
@@ -129,7 +147,7 @@ def launch_settings(
         yield dataclasses.replace(
             settings,
             executor="ray",
-            ray_address=ray_dashboard,
+            ray_address=f"http://{ray_cluster['webui_url']}",
             embedding=dataclasses.replace(settings.embedding, pooling="cls+mean"),
         )
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
@@ -148,26 +166,100 @@ def _held_gpu(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
     return times["STEP_WORKER_STARTED"], times["STEP_SUCCESS"]
 
 
-def _run_gpu_step(settings: Settings, category: str) -> str:
+def _run_gpu_step(settings: Settings, category: str, case: str) -> None:
     """Run the category's GPU step alone (its check would be one more Ray job a run) in the
-    job each step process rebuilds from the launching `settings`; its run id. In a process of
-    its own: two runs' log setups in one process deadlock in `logging`."""
+    job each step process rebuilds from the launching `settings`, tagged with its `case`. In a
+    process of its own: two runs' log setups in one process deadlock in `logging`."""
     job = reconstructable_pipeline(settings).get_subset(
         asset_selection={dg.AssetKey(GPU_STEP)}, asset_check_selection=set()
     )
     instance = dagster_instance(settings)
-    result = dg.execute_job(job, instance, tags={"dagster/partition": category})
-    assert result.success, category
-    return result.run_id
+    tags = {"dagster/partition": category, CASE_TAG: case}
+    assert dg.execute_job(job, instance, tags=tags).success, category
+
+
+def _run_gpu_steps_at_once(
+    settings: Settings, categories: Sequence[str], cluster: dict[str, Any]
+) -> list[str]:
+    """Each category's GPU step in a spawned process of its own, all at once: their run ids.
+    Processes, not a pool, so that a process that dies is seen, not waited for. A run not done
+    within `RUN_LIMIT_S` fails the test with `_stuck_report`; a process still running at the end
+    is interrupted (its run then stops its Ray jobs, dagster-ray's `terminate_step`), then
+    killed."""
+    case = uuid.uuid4().hex
+    spawn = multiprocessing.get_context("spawn")
+    processes = {
+        c: spawn.Process(target=_run_gpu_step, args=(settings, c, case)) for c in categories
+    }
+    started = time.time()
+    for process in processes.values():
+        process.start()
+    try:
+        deadline = time.monotonic() + RUN_LIMIT_S
+        for process in processes.values():
+            process.join(max(0.0, deadline - time.monotonic()))
+        runs = dagster_instance(settings).get_runs(dg.RunsFilter(tags={CASE_TAG: case}))
+        if stuck := [c for c, process in processes.items() if process.is_alive()]:
+            report = _stuck_report(settings, [run.run_id for run in runs], cluster, started)
+            pytest.fail(f"{stuck} not done in {RUN_LIMIT_S} s\n{report}", pytrace=False)
+    finally:
+        for process in processes.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+                process.join(60)
+                process.kill()
+            process.join()
+    failed = {c: process.exitcode for c, process in processes.items() if process.exitcode}
+    assert not failed, f"runs failed (exit codes; their errors are in the output): {failed}"
+    assert len(runs) == len(categories), runs
+    return [run.run_id for run in runs]
+
+
+def _stuck_report(
+    settings: Settings,
+    run_ids: Sequence[str],
+    cluster: dict[str, Any],
+    since: float,
+    tail: int = 15,
+) -> str:
+    """What stuck runs were doing: each run's status and last events, `ray status` (resources
+    in use, demands waiting; authenticated as this process is) and the last lines of the Ray
+    jobs' logs written `since` then (a job still pending has none)."""
+    instance = dagster_instance(settings)
+    lines = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        lines.append(f"run {run_id} ({run.tags.get('dagster/partition')}): {run.status.value}")
+        for record in instance.all_logs(run_id)[-tail:]:
+            event = record.dagster_event.event_type_value if record.dagster_event else "log"
+            message = record.user_message.replace("\n", " ")[:200]
+            at = time.strftime("%H:%M:%S", time.gmtime(record.timestamp))
+            lines.append(f"  {at} {event} {record.step_key or ''} {message}")
+    status = [sys.executable, "-m", "ray.scripts.scripts", "status", "-v"]
+    try:
+        shown = subprocess.run(
+            [*status, "--address", cluster["gcs_address"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        lines.append(f"ray status:\n{shown.stdout}{shown.stderr}")
+    except subprocess.TimeoutExpired:
+        lines.append("ray status: no answer in 60 s")
+    logs = Path(cluster["session_dir"]) / "logs"
+    for log in sorted(logs.glob("job-driver-*.log")):
+        if log.stat().st_mtime >= since:
+            lines.append(f"{log.name}:")
+            lines.extend(f"  | {line}" for line in log.read_text().splitlines()[-tail:])
+    return "\n".join(lines)
 
 
 @pytest.mark.parametrize("free_gpus", [1, 2], indirect=True)
 def test_two_categories_gpu_steps_overlap_only_with_two_gpus(
-    launch_settings: Settings, free_gpus: int
+    launch_settings: Settings, free_gpus: int, ray_cluster: dict[str, Any]
 ) -> None:
     categories = CATEGORIES[free_gpus]
-    with multiprocessing.get_context("spawn").Pool(len(categories)) as pool:
-        run_ids = pool.starmap(_run_gpu_step, [(launch_settings, c) for c in categories])
+    run_ids = _run_gpu_steps_at_once(launch_settings, categories, ray_cluster)
 
     instance = dagster_instance(launch_settings)
     for run_id in run_ids:
