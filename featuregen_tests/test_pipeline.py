@@ -350,6 +350,18 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         "linear probe: patch tokens",
         "linear probe: positive control: true class shares + noise",
     } <= boxes
+    attributes = {
+        (r["method"], r["metric"])
+        for r in report["rows"]
+        if r["query_set"] == "attribute_test_images"
+    }
+    assert {
+        ("linear probe: stored vector", "colour_at_place"),
+        ("linear probe: positive control: true attributes + noise", "shape_at_place"),
+        ("chance", "category"),
+    } <= attributes
+    assert "truth_readout" in methods
+    assert "What the stored vectors hold" in (directory / "report.md").read_text()
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from featuregen_assets.core.research import vector_content as content
 from featuregen_assets.core.research.decoding import FROM_TOKENS, FROM_VECTOR
 from featuregen_assets.core.research.dense import (
     BOX_IOU,
@@ -52,7 +53,11 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
     """Question 1, per query set: the trained encoder against the best baseline of each kind."""
     methods = retrieval_methods(measurements)
     vector_only = [
-        m for m in methods if not m.startswith((*LEARNED, "chance")) and CAPTION_METHODS not in m
+        m
+        for m in methods
+        if not m.startswith((*LEARNED, "chance"))
+        and CAPTION_METHODS not in m
+        and content.KNOWS_TRUTH not in m
     ]
     captioned = [m for m in methods if CAPTION_METHODS in m]
     out = []
@@ -298,3 +303,80 @@ def _tokens_verdict(
     if mlp.value >= FOUND_SHARE * control.value:
         return "the tokens hold the layout, but not linearly."
     return "a little more than the linear head, far below the control: they hold little of it."
+
+
+LITTLE_SHARE = 0.25  # under this share of the way from chance to the control: "holds little"
+
+
+def content_answers(measurements: Sequence[Measurement]) -> list[str]:
+    """Why the encoder stops where it does: the truth read-outs beside it, and what a probe
+    reads from the stored vectors against chance, the thumbnail and the positive control."""
+    out = []
+    trained = find(measurements, "template", "recall@5", TRAINED)
+    readouts = [
+        m
+        for m in measurements
+        if m.query_set == "template" and m.metric == "recall@5" and content.KNOWS_TRUTH in m.method
+    ]
+    if trained is not None and readouts:
+        best = max(readouts, key=lambda m: m.value)
+        verdict = _versus(trained, best)
+        out.append(
+            "Why: a read-out that knows each template query's scene truth exactly and maps it"
+            " into the stored vectors (fit on the training images) reaches recall@5 "
+            + ", ".join(
+                f"{_fmt(m)} ({m.method.replace(content.KNOWS_TRUTH, '').strip()})" for m in readouts
+            )
+            + f"; the trained encoder's {_fmt(trained)} {verdict} the best of them: "
+            + (
+                "the vectors hold more than the encoder reaches, so the text side limits it."
+                if verdict.startswith("loses")
+                else "a perfect parse of every caption would find no more in these vectors,"
+                " so the vectors, not the text encoder, limit the search."
+            )
+        )
+    return out + _attribute_answers(measurements)
+
+
+def _attribute_answers(measurements: Sequence[Measurement]) -> list[str]:
+    def get(metric: str, method: str) -> Measurement | None:
+        return find(measurements, content.PROBE_SET, metric, method)
+
+    parts, little, control_low = [], [], []
+    for metric in content.METRICS.values():
+        chance = get(metric, "chance")
+        vector = get(metric, content.probe_method(content.LINEAR, content.VECTOR))
+        mlp = get(metric, content.probe_method(content.MLP, content.VECTOR))
+        thumbnail = get(metric, content.probe_method(content.LINEAR, content.THUMBNAIL))
+        control = get(metric, content.probe_method(content.LINEAR, content.CONTROL))
+        if None in (chance, vector, mlp, thumbnail, control):
+            continue
+        task = metric.replace("_", " ")
+        parts.append(
+            f"{task} {_fmt(vector)} (MLP {mlp.value:.3f}, thumbnail {thumbnail.value:.3f},"
+            f" chance {chance.value:.3f}, control {control.value:.3f})"
+        )
+        if control.ci_high < CONTROL_SHARE:
+            control_low.append(task)
+        headroom = control.value - chance.value
+        if max(vector.value, mlp.value) - chance.value < LITTLE_SHARE * headroom:
+            little.append(task)
+    if not parts:
+        return []
+    verdict = (
+        f"the control misses its ceiling on {', '.join(control_low)}, so those say little"
+        if control_low
+        else "the control reaches its ceiling, so the probe reads what is there"
+    )
+    held = (
+        f"the vectors hold little of the {', '.join(little)} (under a quarter of the way from"
+        " chance to the control, linear or not)"
+        if little
+        else "each attribute is held above a quarter of the way from chance to the control"
+    )
+    return [
+        "What the stored vectors hold, balanced accuracy of a linear probe on the test images"
+        " (chance is 1 / classes; an attribute at a place is scored where an object is): "
+        + "; ".join(parts)
+        + f": {verdict}; {held}."
+    ]

@@ -12,6 +12,7 @@ import psycopg
 from PIL import Image
 
 from featuregen_assets.core.research.answers import (
+    content_answers,
     decoder_answers,
     probe_answers,
     text_answers,
@@ -19,7 +20,7 @@ from featuregen_assets.core.research.answers import (
 )
 from featuregen_assets.core.research.decoding import Encode as EncodeImages
 from featuregen_assets.core.research.decoding import compare_decoding, decoders_from_tokens
-from featuregen_assets.core.research.dense import ProbeData, probe_rows
+from featuregen_assets.core.research.dense import ProbeData, mask_files, probe_rows
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
@@ -32,6 +33,11 @@ from featuregen_assets.core.research.variants import (
     recorded_pairs,
     train_on_split,
     train_variants,
+)
+from featuregen_assets.core.research.vector_content import (
+    attribute_probes,
+    read_records,
+    truth_readouts,
 )
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
@@ -157,6 +163,15 @@ def run_comparison(
         keyword=lambda texts, ids: keyword_scores(conn, texts, ids),
     )
     measurements = compare_text_to_image(corpus, split, queries, methods)
+    records = (
+        read_records(mask_files(conn, probe.records_dir, ".json"))
+        if probe is not None and probe.records_dir is not None
+        else {}
+    )
+    if records:
+        log(f"research: truth read-outs and attribute probes on {len(records)} scene records")
+        measurements += truth_readouts(corpus, split, queries, records)
+        measurements += attribute_probes(corpus, paths, split, records)
     images = {
         f"recall_{s}": recall_plot(measurements, s)
         for s in ("template", "paraphrase", "partial_object")
@@ -214,6 +229,7 @@ def run_comparison(
         )
     answers = (
         text_answers(measurements)
+        + content_answers(measurements)
         + variant_answers(measurements)
         + decoder_answers(measurements)
         + probe_answers(measurements)

@@ -63,7 +63,7 @@ class TextMethods:
     keyword: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
 
 
-def _training_texts(corpus: Corpus, split: Split) -> tuple[list[str], np.ndarray]:
+def training_texts(corpus: Corpus, split: Split) -> tuple[list[str], np.ndarray]:
     """(text, row of its image) for every text of a training image."""
     texts, image_rows = [], []
     for row in corpus.rows_of(split.train):
@@ -100,6 +100,31 @@ def _best_k(
     return max(recall, key=lambda k: (recall[k], -k))
 
 
+def validation_matrix(queries: Sequence[Query], split: Split, trained: set[str]) -> QueryMatrix:
+    """The template queries written for validation images, over the validation gallery
+    (what every tuning choice reads)."""
+    return over_gallery(
+        [q for q in queries if q.query_set == "template"],
+        split.validation,
+        trained,
+        only_from=split.validation,
+    )
+
+
+def test_matrix(
+    queries: Sequence[Query], query_set: str, test_ids: Sequence[str], trained: set[str]
+) -> QueryMatrix:
+    """One query set's queries written for test images, over the test gallery; no training
+    text is a query. "compositional": the template queries naming a held-out combination."""
+    chosen = [
+        q
+        for q in queries
+        if (q.query_set == query_set)
+        or (query_set == "compositional" and q.query_set == "template" and q.compositional)
+    ]
+    return over_gallery(chosen, test_ids, trained, only_from=test_ids)
+
+
 def compare_text_to_image(
     corpus: Corpus,
     split: Split,
@@ -108,27 +133,16 @@ def compare_text_to_image(
     seed: int = 0,
 ) -> list[Measurement]:
     """Every method on every query set, test gallery; plus within-category and swap rows."""
-    train_texts, train_rows = _training_texts(corpus, split)
+    train_texts, train_rows = training_texts(corpus, split)
     trained = set(train_texts)
     test_ids = list(split.test)
     gallery_categories = [corpus.categories[i] for i in test_ids]
-    validation = over_gallery(
-        [q for q in queries if q.query_set == "template"],
-        split.validation,
-        trained,
-        only_from=split.validation,
-    )
+    validation = validation_matrix(queries, split, trained)
 
     scorers = _scorers(corpus, split, methods, train_texts, train_rows, validation, seed)
     out: list[Measurement] = []
     for query_set in [*sorted({q.query_set for q in queries}), "compositional"]:
-        chosen = [
-            q
-            for q in queries
-            if (q.query_set == query_set)
-            or (query_set == "compositional" and q.query_set == "template" and q.compositional)
-        ]
-        matrix = over_gallery(chosen, test_ids, trained, only_from=test_ids)
+        matrix = test_matrix(queries, query_set, test_ids, trained)
         if not matrix.texts:
             continue
         chance = chance_estimates(matrix.positives, matrix.matches)
