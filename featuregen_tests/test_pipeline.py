@@ -361,6 +361,11 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         ("chance", "category"),
     } <= attributes
     assert "truth_readout" in methods
+    decoded = {r["method"] for r in report["rows"] if r["metric"] == "psnr_db"}
+    assert {
+        "positive control: decoder from the 16 px original (1 epochs)",
+        "ceiling of the control: the 16 px original",
+    } <= decoded
     assert "What the stored vectors hold" in (directory / "report.md").read_text()
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
 

@@ -491,6 +491,34 @@ def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
     assert "psnr_db 22.000 [21.000, 23.000] dB beats (intervals apart) 17.500" in tokens
 
 
+@pytest.mark.parametrize(
+    ("control", "verdict"),
+    [(27.5, "limited by the vector"), (20.0, "the decoder itself is part of the limit")],
+)
+def test_the_decoder_control_says_whether_the_decoder_or_the_vector_limits(control, verdict):
+    def psnr(method: str, value: float) -> Measurement:
+        return Measurement(
+            "decoding",
+            "decoding",
+            "test_images",
+            method,
+            "psnr_db",
+            value,
+            value - 1,
+            value + 1,
+            50,
+        )
+
+    rows = [
+        psnr("decoder", 18.0),
+        psnr("decoder_from_stored_vector (5 epochs)", 17.5),
+        psnr("positive control: decoder from the 16 px original (5 epochs)", control),
+        psnr("ceiling of the control: the 16 px original", 28.0),
+    ]
+    [answer] = [a for a in decoder_answers(rows) if a.startswith("Decoder positive control")]
+    assert verdict in answer and "17.500" in answer
+
+
 def test_the_reports_torch_threads_are_set_inside_and_restored_after():
     before = torch.get_num_threads()
     with torch_threads(1):

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from featuregen_assets.core.research import vector_content as content
-from featuregen_assets.core.research.decoding import FROM_TOKENS, FROM_VECTOR
+from featuregen_assets.core.research.decoding import (
+    CONTROL_CEILING,
+    FROM_PIXELS,
+    FROM_TOKENS,
+    FROM_VECTOR,
+)
 from featuregen_assets.core.research.dense import (
     BOX_IOU,
     CEILING,
@@ -174,6 +179,7 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
                 f"Decoder PSNR {_fmt(decoder)} dB {_versus(decoder, theirs)} {other}"
                 f" ({_fmt(theirs)} dB)."
             )
+    out += _decoder_control_answers(dec)
     out += _token_decoder_answers(dec)
     top1, lookup = (
         get("decoder", "self_retrieval_top1"),
@@ -199,6 +205,30 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
             )
         )
     return out
+
+
+def _decoder_control_answers(dec: Sequence[Measurement]) -> list[str]:
+    """The decoder's positive control (the small original in) against its ceiling."""
+
+    def get(prefix: str) -> Measurement | None:
+        return next((m for m in dec if m.method.startswith(prefix) and m.metric == "psnr_db"), None)
+
+    control, ceiling, vector = get(FROM_PIXELS), get(CONTROL_CEILING), get(FROM_VECTOR)
+    if control is None or ceiling is None or vector is None:
+        return []
+    reached = control.ci_high >= ceiling.ci_low
+    return [
+        f"Decoder positive control (the same decoder and budget, fed the small original):"
+        f" PSNR {_fmt(control)} dB against its ceiling {_fmt(ceiling)} dB (that original"
+        f" itself): "
+        + (
+            "it reaches it, so the decoder renders what its input holds and the decoder from"
+            f" the stored vector ({_fmt(vector)} dB) is limited by the vector."
+            if reached
+            else "it falls short at this budget, so the decoder itself is part of the limit and"
+            f" the figures from the stored vector ({_fmt(vector)} dB) are a lower bound."
+        )
+    ]
 
 
 def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:

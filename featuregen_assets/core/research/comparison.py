@@ -19,7 +19,7 @@ from featuregen_assets.core.research.answers import (
     variant_answers,
 )
 from featuregen_assets.core.research.decoding import Encode as EncodeImages
-from featuregen_assets.core.research.decoding import compare_decoding, decoders_from_tokens
+from featuregen_assets.core.research.decoding import compare_decoding, like_for_like_decoders
 from featuregen_assets.core.research.dense import ProbeData, mask_files, probe_rows
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.patch_grids import PatchGridFiles
@@ -99,9 +99,10 @@ def run_comparison(
     `variants` (`variants.VARIANTS`) are trained on the recorded split beside the registered
     encoder, for `variant_epochs` (default: the encoder's); `encode_pooled` embeds images
     with CLS ⊕ mean-patch pooling (for `cls_mean`); with `probe`, dense probes and their
-    controls on the split's images with label masks; with `patch_grids`, a decoder from the
-    patch tokens and one from the stored vectors, both trained for `decoder_epochs` (default:
-    the registered decoder's) on the registered decoder's training images."""
+    controls on the split's images with label masks (and, with scene records, truth read-outs
+    and attribute probes); decoders from the stored vectors, from the small original (their
+    positive control) and, with `patch_grids`, from the patch tokens, all trained for
+    `decoder_epochs` (default: the registered decoder's) on its training images."""
     record = encoder_model.config
     trained = AlignedTextEncoder.load(encoder_model.path)
     config = config_from_record(trained.training_config or record)
@@ -196,19 +197,19 @@ def run_comparison(
         dconfig = decoder.training_config
         held = held_out_mask(corpus.image_ids, dconfig["held_out_fraction"], dconfig["split_salt"])
         train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
-        others = {}
+        others = like_for_like_decoders(
+            corpus.vectors,
+            corpus.image_ids,
+            paths,
+            train_rows,
+            test_rows,
+            _decoder_config(dconfig, decoder_epochs),
+            patch_grids,
+            log,
+        )
+        context["like_for_like_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
         if patch_grids is not None:
-            others = decoders_from_tokens(
-                corpus.vectors,
-                corpus.image_ids,
-                paths,
-                train_rows,
-                test_rows,
-                patch_grids,
-                _decoder_config(dconfig, decoder_epochs),
-                log,
-            )
-            context["token_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
+            context["token_decoder_epochs"] = context["like_for_like_decoder_epochs"]
         rows, outputs = compare_decoding(
             corpus.vectors,
             paths,

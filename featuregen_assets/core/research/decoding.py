@@ -9,10 +9,12 @@ each output embedded again, its cosine to the source vector (beside the cosine t
 test images of one category reach) and how often it finds its own source first, among all
 test vectors and among its category's.
 
-From patch tokens vs from the stored vector: `decoders_from_tokens` trains a PatchDecoder on
-each training image's patch-token grid (`patch_grids`) and, as its like-for-like reference, a
-FeatureDecoder on the same images' stored vectors, with one config and budget; both are then
-scored here beside the registered decoder and the lookups.
+Like for like: `like_for_like_decoders` trains, with one config and budget on the same
+training images, a FeatureDecoder on the stored vectors, its positive control (the same
+decoder on the 16 px original, 768 numbers that hold the image: it has to come near the 16 px
+original itself, its ceiling, or the decoder, not the features, is the limit) and, given
+`patch_grids`, a PatchDecoder on each image's patch-token grid; all are then scored here
+beside the registered decoder and the lookups.
 """
 
 from __future__ import annotations
@@ -34,29 +36,42 @@ QUESTION = "decoding"
 Encode = Callable[[list[Image.Image]], np.ndarray]
 MAX_TOKEN_DECODER_TRAIN_IMAGES = 2048  # the first by row; grids are held in memory to train
 FROM_TOKENS, FROM_VECTOR = "decoder_from_patch_tokens", "decoder_from_stored_vector"
+CONTROL_SIDE = 16
+FROM_PIXELS = f"positive control: decoder from the {CONTROL_SIDE} px original"
+CONTROL_CEILING = f"ceiling of the control: the {CONTROL_SIDE} px original"
 
 
-def decoders_from_tokens(
+def like_for_like_decoders(
     vectors: np.ndarray,
     image_ids: Sequence[str],
     paths: Sequence[str],
     train_rows: np.ndarray,
     test_rows: np.ndarray,
-    grids: PatchGridFiles,
     config: DecoderConfig,
+    grids: PatchGridFiles | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, np.ndarray]:
-    """The `test_rows` images decoded by a decoder from patch-token grids and one from the
-    stored vectors, both trained with `config` on the same `train_rows` images; by method."""
+    """The `test_rows` images decoded by decoders trained with `config` on the same
+    `train_rows` images, from the stored vectors, from the small original (the positive
+    control) and, given `grids`, from the patch-token grids; plus the control's ceiling."""
     rows = np.r_[train_rows[:MAX_TOKEN_DECODER_TRAIN_IMAGES], test_rows]
     ids, files = [image_ids[r] for r in rows], [paths[r] for r in rows]
-    log(f"research: patch-token grids of {len(rows)} images ({grids.directory})")
-    out = {}
-    for method, inputs in ((FROM_TOKENS, grids.read(ids, files)), (FROM_VECTOR, vectors[rows])):
-        result = train_decoder(inputs, files, ids, config, log=lambda _m: None)
+    small = np.stack([square_image(f, CONTROL_SIDE) for f in files])
+    inputs = {
+        FROM_VECTOR: vectors[rows],
+        FROM_PIXELS: small.reshape(len(rows), -1).astype(np.float32) / 255.0,
+    }
+    if grids is not None:
+        log(f"research: patch-token grids of {len(rows)} images ({grids.directory})")
+        inputs[FROM_TOKENS] = grids.read(ids, files)
+    out = {CONTROL_CEILING: small[-len(test_rows) :]}
+    for method, features in inputs.items():
+        result = train_decoder(features, files, ids, config, log=lambda _m: None)
         if result.metrics["held_out_images"] != len(test_rows):
             raise ValueError("a decoder's held-out images differ from the registered decoder's")
-        out[f"{method} ({config.epochs} epochs)"] = result.decoder.decode(inputs[-len(test_rows) :])
+        out[f"{method} ({config.epochs} epochs)"] = result.decoder.decode(
+            features[-len(test_rows) :]
+        )
         log(f"research: {method}, {config.epochs} epochs, {result.metrics['train_seconds']:.0f}s")
     return out
 
