@@ -128,8 +128,9 @@ def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     (`EMPTY` entries left out)."""
     keep = truth.ravel() != EMPTY
     truth, predicted = truth.ravel()[keep], predicted.ravel()[keep]
-    classes = np.unique(truth)
-    return float(np.mean([(predicted[truth == c] == c).mean() for c in classes]))
+    if not len(truth):
+        return float("nan")
+    return float(np.mean([(predicted[truth == c] == c).mean() for c in np.unique(truth)]))
 
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # features -> labels
@@ -184,7 +185,8 @@ def mlp_probe(
                 score = balanced_accuracy(val_y, head(val).argmax(1).numpy())
             if score > best:
                 best, state = score, {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(state)
+    if state is not None:  # else no validation rows: the last step's weights
+        head.load_state_dict(state)
 
     def predict(z: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -208,6 +210,8 @@ def probe_rows(
     out = []
     for task, y in labels.items():
         truth = y[test]
+        if (truth == EMPTY).all():
+            continue
         chance = 1.0 / len(np.unique(truth[truth != EMPTY]))
         out += rows(
             QUESTION,
