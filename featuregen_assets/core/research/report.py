@@ -115,7 +115,8 @@ def write_report(
         f"Split ({context.get('split_sizes')}): id-list sha256 {context.get('split_hashes')}.",
         "Intervals: 95 % percentile bootstrap over queries (images for the decoder), 1000"
         " resamples. `[needs captions]`: the method reads a caption stored with every gallery"
-        " image; the others search the image vectors alone.",
+        " image; the others search the image vectors alone. `[knows the truth]`: a diagnostic,"
+        " not a method a user has: it answers each query from its image's scene truth.",
         *[
             f"Variant `{method_name(name)}`: {text}; trained on the same training images as the"
             f" encoder, as many seeds, {context.get('variant_epochs')} epochs (the encoder:"
