@@ -64,7 +64,7 @@ def like_for_like_decoders(
     if grids is not None:
         log(f"research: patch-token grids of {len(rows)} images ({grids.directory})")
         inputs[FROM_TOKENS] = grids.read(ids, files)
-    out = {CONTROL_CEILING: small[-len(test_rows) :]}
+    out = {}
     for method, features in inputs.items():
         result = train_decoder(features, files, ids, config, log=lambda _m: None)
         if result.metrics["held_out_images"] != len(test_rows):
@@ -73,7 +73,7 @@ def like_for_like_decoders(
             features[-len(test_rows) :]
         )
         log(f"research: {method}, {config.epochs} epochs, {result.metrics['train_seconds']:.0f}s")
-    return out
+    return {**out, CONTROL_CEILING: small[-len(test_rows) :]}
 
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
