@@ -465,25 +465,19 @@ def test_patch_grids_are_computed_once_and_kept_beside_the_store(tmp_path):
     assert np.array_equal(again[:2], first[::-1])
 
 
-def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
-    def psnr(method: str, value: float) -> Measurement:
-        return Measurement(
-            "decoding",
-            "decoding",
-            "test_images",
-            method,
-            "psnr_db",
-            value,
-            value - 1,
-            value + 1,
-            50,
-        )
+def _psnr(method: str, value: float) -> Measurement:
+    """A decoder's PSNR row, value ± 1 dB."""
+    return Measurement(
+        "decoding", "decoding", "test_images", method, "psnr_db", value, value - 1, value + 1, 50
+    )
 
+
+def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
     rows = [
-        psnr("decoder", 18.0),
-        psnr("decoder_from_patch_tokens (5 epochs)", 22.0),
-        psnr("decoder_from_stored_vector (5 epochs)", 17.5),
-        psnr("category_mean_image (nearest training vector's category)", 12.0),
+        _psnr("decoder", 18.0),
+        _psnr("decoder_from_patch_tokens (5 epochs)", 22.0),
+        _psnr("decoder_from_stored_vector (5 epochs)", 17.5),
+        _psnr("category_mean_image (nearest training vector's category)", 12.0),
     ]
     answers = decoder_answers(rows)
     assert answers[0].startswith("Decoder PSNR 18.000 [17.000, 19.000] dB beats")
@@ -496,24 +490,11 @@ def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
     [(27.5, "limited by the vector"), (20.0, "the decoder itself is part of the limit")],
 )
 def test_the_decoder_control_says_whether_the_decoder_or_the_vector_limits(control, verdict):
-    def psnr(method: str, value: float) -> Measurement:
-        return Measurement(
-            "decoding",
-            "decoding",
-            "test_images",
-            method,
-            "psnr_db",
-            value,
-            value - 1,
-            value + 1,
-            50,
-        )
-
     rows = [
-        psnr("decoder", 18.0),
-        psnr("decoder_from_stored_vector (5 epochs)", 17.5),
-        psnr("positive control: decoder from the 16 px original (5 epochs)", control),
-        psnr("ceiling of the control: the 16 px original", 28.0),
+        _psnr("decoder", 18.0),
+        _psnr("decoder_from_stored_vector (5 epochs)", 17.5),
+        _psnr("positive control: decoder from the 16 px original (5 epochs)", control),
+        _psnr("ceiling of the control: the 16 px original", 28.0),
     ]
     [answer] = [a for a in decoder_answers(rows) if a.startswith("Decoder positive control")]
     assert verdict in answer and "17.500" in answer
