@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from featuregen_assets.core.research import vector_content as content
 from featuregen_assets.core.research.decoding import (
     CONTROL_CEILING,
+    DECODER_SET,
     FROM_PIXELS,
     FROM_TOKENS,
     FROM_VECTOR,
@@ -166,7 +167,7 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
     dec = [m for m in measurements if m.task == "decoding"]
 
     def get(method: str, metric: str) -> Measurement | None:
-        return next((m for m in dec if m.method.startswith(method) and m.metric == metric), None)
+        return find(dec, DECODER_SET, metric, method)
 
     out = []
     decoder = get("decoder", "psnr_db")
@@ -210,10 +211,9 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
 def _decoder_control_answers(dec: Sequence[Measurement]) -> list[str]:
     """The decoder's positive control (the small original in) against its ceiling."""
 
-    def get(prefix: str) -> Measurement | None:
-        return next((m for m in dec if m.method.startswith(prefix) and m.metric == "psnr_db"), None)
-
-    control, ceiling, vector = get(FROM_PIXELS), get(CONTROL_CEILING), get(FROM_VECTOR)
+    control, ceiling, vector = (
+        find(dec, DECODER_SET, "psnr_db", m) for m in (FROM_PIXELS, CONTROL_CEILING, FROM_VECTOR)
+    )
     if control is None or ceiling is None or vector is None:
         return []
     reached = control.ci_high >= ceiling.ci_low
@@ -235,12 +235,8 @@ def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:
     """The decoder from patch tokens against the one from the stored vector, same budget."""
     out = []
     for metric, unit in (("psnr_db", " dB"), ("ssim", ""), ("self_retrieval_top1", "")):
-        tokens = next(
-            (m for m in dec if m.method.startswith(FROM_TOKENS) and m.metric == metric), None
-        )
-        vector = next(
-            (m for m in dec if m.method.startswith(FROM_VECTOR) and m.metric == metric), None
-        )
+        tokens = find(dec, DECODER_SET, metric, FROM_TOKENS)
+        vector = find(dec, DECODER_SET, metric, FROM_VECTOR)
         if tokens is not None and vector is not None:
             out.append(
                 f"{metric} {_fmt(tokens)}{unit} {_versus(tokens, vector)} {_fmt(vector)}{unit}"

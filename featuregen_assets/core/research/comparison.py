@@ -207,9 +207,8 @@ def run_comparison(
             patch_grids,
             log,
         )
-        context["like_for_like_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
         if patch_grids is not None:
-            context["token_decoder_epochs"] = context["like_for_like_decoder_epochs"]
+            context["token_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
         rows, outputs = compare_decoding(
             corpus.vectors,
             paths,

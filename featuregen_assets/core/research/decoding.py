@@ -33,6 +33,7 @@ from featuregen_assets.core.training.decoder import DecoderConfig, square_image,
 from featuregen_assets.core.training.metrics import psnr, ssim
 
 QUESTION = "decoding"
+DECODER_SET = "test_images"
 Encode = Callable[[list[Image.Image]], np.ndarray]
 MAX_TOKEN_DECODER_TRAIN_IMAGES = 2048  # the first by row; grids are held in memory to train
 FROM_TOKENS, FROM_VECTOR = "decoder_from_patch_tokens", "decoder_from_stored_vector"
@@ -145,7 +146,7 @@ def compare_decoding(
             estimates["self_retrieval_top1_within_category"] = bootstrap(
                 masked.argmax(axis=1) == np.arange(len(cos)), seed=seed
             )
-        measurements += rows(QUESTION, "decoding", "test_images", method, estimates)
+        measurements += rows(QUESTION, "decoding", DECODER_SET, method, estimates)
     if encode is not None:
         measurements += _reference_cosines(source, test_categories, len(test_rows), seed)
     return measurements, {"original": originals, **outputs}
@@ -169,14 +170,14 @@ def _reference_cosines(
         *rows(
             QUESTION,
             "decoding",
-            "test_images",
+            DECODER_SET,
             "reference: two test images of one category",
             {"reencoded_cosine": bootstrap(per_image_same[~np.isnan(per_image_same)], seed=seed)},
         ),
         *rows(
             QUESTION,
             "decoding",
-            "test_images",
+            DECODER_SET,
             "reference: two test images of different categories",
             {"reencoded_cosine": bootstrap(per_image_other[~np.isnan(per_image_other)], seed=seed)},
         ),

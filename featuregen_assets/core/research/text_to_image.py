@@ -111,7 +111,7 @@ def validation_matrix(queries: Sequence[Query], split: Split, trained: set[str])
     )
 
 
-def test_matrix(
+def queries_on_test_gallery(
     queries: Sequence[Query], query_set: str, test_ids: Sequence[str], trained: set[str]
 ) -> QueryMatrix:
     """One query set's queries written for test images, over the test gallery; no training
@@ -142,7 +142,7 @@ def compare_text_to_image(
     scorers = _scorers(corpus, split, methods, train_texts, train_rows, validation, seed)
     out: list[Measurement] = []
     for query_set in [*sorted({q.query_set for q in queries}), "compositional"]:
-        matrix = test_matrix(queries, query_set, test_ids, trained)
+        matrix = queries_on_test_gallery(queries, query_set, test_ids, trained)
         if not matrix.texts:
             continue
         chance = chance_estimates(matrix.positives, matrix.matches)

@@ -36,7 +36,7 @@ from featuregen_assets.core.research.text_baselines import (
 )
 from featuregen_assets.core.research.text_to_image import (
     Corpus,
-    test_matrix,
+    queries_on_test_gallery,
     training_texts,
     validation_matrix,
 )
@@ -141,14 +141,19 @@ def _standardiser(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda z: np.hstack([(z - mean) / sd, np.ones((len(z), 1))])
 
 
+def ridge_solutions(x: np.ndarray, y: np.ndarray) -> dict[float, np.ndarray]:
+    """Ridge regression weights from `x` to `y`, one per penalty in `RIDGES`."""
+    gram, rhs = x.T @ x, x.T @ y
+    return {lam: np.linalg.solve(gram + lam * np.eye(len(gram)), rhs) for lam in RIDGES}
+
+
 def linear_probe(
     x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, classes: int
 ) -> Classifier:
     """One-hot least squares with the ridge of the best validation balanced accuracy."""
     prep = _standardiser(x)
     a, val = prep(x), prep(val_x)
-    gram, rhs = a.T @ a, a.T @ np.eye(classes)[y]
-    weights = {lam: np.linalg.solve(gram + lam * np.eye(len(gram)), rhs) for lam in RIDGES}
+    weights = ridge_solutions(a, np.eye(classes)[y])
     best = max(
         RIDGES, key=lambda lam: (balanced_accuracy(val_y, (val @ weights[lam]).argmax(1)), lam)
     )
@@ -314,8 +319,7 @@ def truth_readouts(
     x = np.stack([coding.code(records[i]) for i in train])
     y = unit(corpus.vectors[corpus.rows_of(train)])
     mean = y.mean(0)
-    gram, rhs = x.T @ x, x.T @ (y - mean)
-    maps = {lam: np.linalg.solve(gram + lam * np.eye(len(gram)), rhs) for lam in RIDGES}
+    maps = ridge_solutions(x, y - mean)
 
     def codes(matrix: QueryMatrix) -> np.ndarray:
         return np.stack([coding.code(records[q.image_id]) for q in matrix.queries])
@@ -350,7 +354,7 @@ def truth_readouts(
     lam, k = tuned(ridge, RIDGES), tuned(nearest, TFIDF_NEIGHBOURS)
     out = []
     for query_set in READOUT_SETS:
-        matrix = test_matrix(queries, query_set, split.test, trained)
+        matrix = queries_on_test_gallery(queries, query_set, split.test, trained)
         if not matrix.texts or not all(q.image_id in records for q in matrix.queries):
             continue
         for method, scores in (
