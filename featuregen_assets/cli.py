@@ -641,17 +641,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--variant-epochs",
-        type=int,
+        type=_positive(int),
         metavar="N",
         help="Epochs of each variant's training (default: the text encoder's; with fewer, add"
         " the variant lit, the encoder's recipe at N epochs, as their like-for-like reference).",
     )
     report.add_argument(
         "--decoder-epochs",
-        type=int,
+        type=_positive(int),
         metavar="N",
-        help="Epochs of the decoders from patch tokens and from the stored vectors that the"
-        " report trains side by side (default: the registered decoder's).",
+        help="Epochs of the decoders the report trains side by side: from the stored vectors,"
+        " from the 16 px original (their positive control) and from patch tokens (default: the"
+        " registered decoder's).",
     )
     report.set_defaults(func=_cmd_report)
 

@@ -406,6 +406,8 @@ def test_train_from_the_cli_prints_a_line_per_epoch_and_the_held_out_figures(
         (["run", "--select", "decoder_model", "--category", "cafe"], "leave out --category"),
         (["run", "--select", "raw_images"], "--category is required"),
         (["run", "--category", "cafe", "--select", "nothing"], "invalid choice: 'nothing'"),
+        (["report", "--decoder-epochs", "-1"], "--decoder-epochs: must be above 0: -1"),
+        (["report", "--variant-epochs", "0"], "--variant-epochs: must be above 0: 0"),
     ],
 )
 def test_bad_run_and_train_arguments_are_one_line_errors(argv, message, capsys) -> None:

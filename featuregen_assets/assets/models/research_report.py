@@ -56,7 +56,9 @@ class ResearchReportConfig(dg.Config):
         default=None,
         description="Scene records for the probes' box rows, `<image URL file stem>.json` with"
         " `width`, `height` and `objects` [{box: [x0, y0, x1, y1], class_id}] (default: the"
-        " demo's, FEATUREGEN_HOME/demo/site/truth, when it exists; else no box rows).",
+        " demo's, FEATUREGEN_HOME/demo/site/truth, when it exists; else no box rows). Records"
+        " that also name each object's position, colour, shape and size and the category add"
+        " the truth read-outs and attribute probes.",
     )
     variants: list[str] = Field(
         default=list(DEFAULT_VARIANTS),
@@ -65,8 +67,10 @@ class ResearchReportConfig(dg.Config):
     )
     decoder_epochs: int | None = Field(
         default=None,
-        description="Epochs of the two decoders the report trains itself (from patch tokens and,"
-        " as its reference, from the stored vectors; default: the registered decoder's).",
+        gt=0,
+        description="Epochs of the decoders the report trains itself, side by side: from the"
+        " stored vectors, from the 16 px original (their positive control) and from patch tokens"
+        " (default: the registered decoder's).",
     )
     torch_threads: int | None = Field(
         default=1,
@@ -76,6 +80,7 @@ class ResearchReportConfig(dg.Config):
     )
     variant_epochs: int | None = Field(
         default=None,
+        gt=0,
         description="Epochs of each variant's training (default: the text encoder's). With"
         " fewer, train `lit` too: the encoder's recipe at the same budget, their reference.",
     )
