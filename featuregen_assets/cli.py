@@ -370,7 +370,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from featuregen_assets.core.store.export import export_vectors
     from featuregen_assets.core.store.registry import most_embedded_model
 
-    with db.connection(_database_url(_settings())) as conn:
+    settings = _settings()
+    out = Path(args.out) if args.out else settings.home / "exports"
+    with db.connection(_database_url(settings)) as conn:
         model = args.model or most_embedded_model(conn)
         if args.category and (error := _unknown_category(conn, args.category)):
             print(error, file=sys.stderr)
@@ -381,7 +383,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             return 1
         try:
             done = export_vectors(
-                conn, model, Path(args.out), args.category or "all", args.format, args.category
+                conn, model, out, args.category or "all", args.format, args.category
             )
         except LookupError as error:
             print(f"error: {error}", file=sys.stderr)
@@ -701,7 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--category", help="Only this category.")
     which.add_argument("--all", action="store_true", help="Every category.")
     export.add_argument("--format", choices=["parquet", "npy"], default="parquet")
-    export.add_argument("--out", default=".", metavar="DIR", help="Output directory (default .).")
+    export.add_argument(
+        "--out", metavar="DIR", help="Output directory (default: FEATUREGEN_HOME/exports)."
+    )
     export.add_argument(
         "--model", help="The embedding model whose vectors to export (default: the most stored)."
     )

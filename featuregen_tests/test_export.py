@@ -42,6 +42,17 @@ def stored(fg_env: Path, database_url: str) -> np.ndarray:
     return vectors
 
 
+def test_export_without_out_writes_under_the_home_not_the_working_directory(
+    stored, fg_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    assert main(["export", "--category", "cafe"]) == 0
+    assert pq.read_table(fg_env / "exports" / "cafe.parquet").num_rows == 4
+    assert list(workdir.iterdir()) == []
+
+
 def test_parquet_export_reads_back_with_every_row_and_the_vectors(stored, tmp_path, capsys):
     assert main(["export", "--all", "--out", str(tmp_path / "out")]) == 0
     assert "8 rows of tiny/dinov2@0000beef (dimension 12)" in capsys.readouterr().out
