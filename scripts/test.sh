@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Debian's chromium for the browser test; where it cannot be installed the script says why in
+# one line and the browser test skips, saying so.
+scripts/ensure-chromium.sh || true
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
