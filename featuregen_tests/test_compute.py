@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from featuregen_assets.core.runtime.processes import usable_cpus
 from featuregen_assets.core.vision.compute import (
     ComputeSettings,
     loader_workers,
     resolve_device,
     resolve_dtype,
-    usable_cpus,
 )
 
 

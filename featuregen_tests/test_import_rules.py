@@ -2,6 +2,8 @@
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,24 @@ def test_no_import_cycle_among_the_core_packages() -> None:
             graph.setdefault(package, set()).update(imported - {None, package})
     assert {"ingest", "runtime", "store", "vision"} <= graph.keys()
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
+
+
+# Libraries a model step needs and nothing else: every Dagster step subprocess, `dagster dev` and
+# the CLI import the definitions, so these come in only when a step that runs a model does.
+MODEL_LIBRARIES = ("torch", "transformers", "safetensors", "sentence_transformers")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import featuregen_assets.definitions",
+        "from featuregen_assets.definitions import build_defs; build_defs().get_repository_def()",
+        "import featuregen_assets.cli",
+    ],
+)
+def test_loading_the_definitions_imports_no_model_library(statement: str) -> None:
+    probe = f"{statement}\nimport sys\nprint(sorted(set({MODEL_LIBRARIES!r}) & sys.modules.keys()))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]", f"`{statement}` imports {out.strip()}"

@@ -50,6 +50,7 @@ from pydantic import Field
 
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.checkpoint import discard_run
+from featuregen_assets.core.runtime.processes import usable_cpus
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import (
@@ -63,7 +64,6 @@ from featuregen_assets.core.store.table_writes import (
     upsert,
     upsert_in_parallel,
 )
-from featuregen_assets.core.vision.compute import usable_cpus
 from featuregen_assets.resources.postgres import PostgresResource
 
 PGVECTOR_IO_MANAGER = "pgvector_io_manager"  # the resource key the feature assets write through

@@ -1,8 +1,11 @@
-"""`aligned_text_encoder`: CLIP's text tower trained into the stored DINOv2 space (LiT)."""
+"""`aligned_text_encoder`: CLIP's text tower trained into the stored DINOv2 space (LiT).
+
+torch and the training code are imported when the step runs, not with the definitions."""
 
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
@@ -15,14 +18,11 @@ from featuregen_assets.assets.models.publishing import (
     training_data,
     training_metadata,
 )
-from featuregen_assets.core.training.alignment import (
-    AlignmentConfig,
-    TrainResult,
-    train_alignment,
-)
-from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
+
+if TYPE_CHECKING:
+    from featuregen_assets.core.training.alignment import TrainResult
 
 HEADLINE = (
     "recall@1",
@@ -82,6 +82,9 @@ def aligned_text_encoder(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """A text encoder whose vectors land next to matching images' DINOv2 vectors."""
+    from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
+    from featuregen_assets.core.training.training_data import alignment_pairs
+
     embedding_model, pairs = training_data(
         postgres,
         config.embedding_model,
@@ -117,7 +120,7 @@ def aligned_text_encoder(
     return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, HEADLINE))
 
 
-def _save(result: TrainResult, path: Path) -> None:
+def _save(result: "TrainResult", path: Path) -> None:
     """The encoder and, beside it, `split.json`: the train / validation / test image ids."""
     result.encoder.save(path, metrics=result.metrics)
     (path / "split.json").write_text(json.dumps(result.split.as_dict()))

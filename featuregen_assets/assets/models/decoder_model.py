@@ -1,4 +1,6 @@
-"""`decoder_model`: a convolutional decoder from a stored DINOv2 vector back to the image."""
+"""`decoder_model`: a convolutional decoder from a stored DINOv2 vector back to the image.
+
+torch and the training code are imported when the step runs, not with the definitions."""
 
 from collections.abc import Callable
 from dataclasses import asdict
@@ -17,7 +19,6 @@ from featuregen_assets.assets.models.publishing import (
     training_metadata,
 )
 from featuregen_assets.core.ingest.store_check import damaged_report, intact
-from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
 from featuregen_assets.core.training.plots import markdown_image
 from featuregen_assets.core.training.training_data import ImageSet, embedded_images
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
@@ -50,6 +51,8 @@ def decoder_model(
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
+    from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
+
     embedding_model, images = training_data(
         postgres,
         config.embedding_model,

@@ -1,5 +1,5 @@
-"""Processes of this host: whether one still exists (by pid, or by a token a recycled pid cannot
-fake); a step process that dies with its run."""
+"""Processes of this host: the CPUs this one may use, whether one still exists (by pid, or by a
+token a recycled pid cannot fake); a step process that dies with its run."""
 
 import ctypes
 import multiprocessing
@@ -20,6 +20,14 @@ def is_running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def die_with_parent() -> bool:
