@@ -147,3 +147,20 @@ def test_compact_moves_the_vectors_stored_before_into_their_rows(
         f"id{i}": vector.tobytes() for i, vector in enumerate(vectors)
     }
     assert nearest == "id7"
+
+
+def test_a_migration_numbered_below_the_highest_applied_is_still_applied(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = (99, "a later issue's migration", "CREATE TABLE later_issue (x int)")
+    with db.connection(database_url) as conn:
+        conn.execute("DROP TABLE image_embeddings, image_prompts, raw_images, models")
+        conn.execute("DROP TABLE schema_migrations")
+    with monkeypatch.context() as patch, db.connection(database_url) as conn:
+        patch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS[:2], later))
+        assert schema.migrate(conn) == 99
+    with db.connection(database_url) as conn:  # migrations 3.. landed after 99 was applied
+        monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, later))
+        assert schema.migrate(conn) == 99
+        applied = [n for (n,) in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert applied == [n for n, _, _ in schema.MIGRATIONS]

@@ -50,7 +50,8 @@ def test_a_damaged_file_is_detected_and_put_rewrites_it(
     image_id, path = store.put(data, "JPEG")
     assert verify_file(path, image_id) is None
     _damage(path, how)
-    assert verify_file(path, image_id).startswith(reason)
+    problem = verify_file(path, image_id)
+    assert problem.reason.startswith(reason) and problem.damaged
     assert store.put(data, "JPEG") == (image_id, path)
     assert path.read_bytes() == data and verify_file(path, image_id) is None
     assert list(store.temp_files()) == []

@@ -44,7 +44,9 @@ def image_embeddings(
     """
     model = embedder.embedder
     with postgres.connection() as conn:
-        pending, damaged = intact(conn, missing_embeddings(conn, context.partition_key, model.key))
+        pending, damaged = intact(
+            conn, missing_embeddings(conn, context.partition_key, model.key), context.partition_key
+        )
         images = image_count(conn, context.partition_key)
     step = EMBEDDING.run(
         context,

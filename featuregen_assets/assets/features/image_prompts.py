@@ -48,7 +48,9 @@ def image_prompts(
     model = captioner.captioner
     category = context.partition_key
     with postgres.connection() as conn:
-        pending, damaged = intact(conn, missing_prompts(conn, category, model.key, GENERATED))
+        pending, damaged = intact(
+            conn, missing_prompts(conn, category, model.key, GENERATED), category
+        )
         captions = link_captions(conn, category, link_file_model(category), LINK_CAPTION)
         images = image_count(conn, category)
     step = CAPTIONING.run(

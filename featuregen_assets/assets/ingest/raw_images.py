@@ -132,7 +132,8 @@ def raw_images(
         ("skipped", lines.skipped),
         ("duplicate", lines.duplicates),
         ("kept, caption cleaned", lines.cleaned),
-        ("stored file damaged, downloaded again", summary.damaged),
+        ("stored file damaged, downloaded again", summary.stored_files.damaged),
+        ("stored file unreadable, left as it is", summary.stored_files.unreadable),
     ):
         for line in tally.lines():
             context.log.warning(f"{link_file.name}: {title}: {line}")
@@ -149,7 +150,9 @@ def raw_images(
             "bad_lines": lines.skipped.total,
             "bad_lines_by_reason": dict(lines.skipped.counts),
             "captions_cleaned": lines.cleaned.total,
-            "damaged_files_refetched": summary.damaged.total,
+            "damaged_files_refetched": summary.stored_files.damaged.total,
+            "unreadable_files": summary.stored_files.unreadable.total,
+            "stored_files_hashed": summary.stored_files.hashed,
             "this_run_by_status": dict(summary.statuses),
             "stored_by_status": stored,
             "failure_rate": failure_rate(stored),

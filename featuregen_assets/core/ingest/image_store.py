@@ -1,7 +1,8 @@
 """A content-addressed image store: `images/<ab>/<sha256>.<ext>`, written atomically, verified.
 
 A file's name is the sha256 of its bytes, so a stored file can always be checked: `verify_file`
-says whether it is missing, empty or changed, and `put` rewrites a file that no longer holds
+says whether it is missing, empty or changed (damaged) or cannot be read at all (unreadable:
+never treated as damaged), and `put` rewrites a file that no longer holds
 the bytes it is named after. A write that fails on our side (disk full, read-only, no
 permission) raises `StoreWriteError`: that is not the link's fault and stops the run.
 Temporary files carry their writer's `process_token` (pid and start time), so a sweep never
@@ -17,6 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from featuregen_assets.core.runtime.processes import process_token, token_alive
@@ -55,20 +57,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_file(path: Path | str, image_id: str) -> str | None:
-    """Why the stored file no longer holds image `image_id` (missing, empty, unreadable, changed),
-    or None when its bytes still hash to the id."""
+@dataclass(frozen=True)
+class FileProblem:
+    """Why a stored file does not serve its image. `damaged`: its bytes were read (or it is gone)
+    and they do not hold the image, so its links may be fetched again and the file replaced;
+    otherwise it could not be read at all (no permission, an I/O error, not a file) and is
+    left exactly as it is: nothing says its bytes are wrong."""
+
+    reason: str
+    damaged: bool
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def verify_file(path: Path | str, image_id: str) -> FileProblem | None:
+    """What is wrong with the stored file of image `image_id` (missing, empty, changed: damaged;
+    or unreadable), or None when its bytes still hash to the id."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            return "empty file"
+            return FileProblem("empty file", damaged=True)
         actual = file_sha256(path)
     except FileNotFoundError:
-        return "missing file"
+        return FileProblem("missing file", damaged=True)
     except OSError as exc:
-        return f"unreadable file ({exc.strerror or exc})"
+        return FileProblem(f"unreadable file ({exc.strerror or exc})", damaged=False)
     if actual != image_id:
-        return f"changed on disk (sha256 {actual[:12]}…, named {image_id[:12]}…)"
+        reason = f"changed on disk (sha256 {actual[:12]}…, named {image_id[:12]}…)"
+        return FileProblem(reason, damaged=True)
     return None
 
 
@@ -144,6 +161,23 @@ def _holds(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except OSError:
         return False
+
+
+def remove_if_damaged(path: Path, image_id: str) -> bool:
+    """Delete the stored file of `image_id` only if its bytes are read and do not hash to the
+    id; whether it was deleted. The file is first moved aside, so a copy `put` writes meanwhile
+    is never the one deleted, and checked again there (an intact one is moved back)."""
+    aside = path.with_name(f"{TEMP_PREFIX}{process_token()}-damaged{TEMP_SUFFIX}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return False
+    problem = verify_file(aside, image_id)
+    if problem is None or not problem.damaged:
+        os.replace(aside, path)
+        return False
+    aside.unlink(missing_ok=True)
+    return True
 
 
 def older_than(path: Path, seconds: float) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from array import array
 from collections import Counter
@@ -24,13 +25,13 @@ from featuregen_assets.core.ingest.image_store import ImageStore
 from featuregen_assets.core.ingest.links import (
     LineReport,
     Link,
-    Tally,
     links_at,
     unique_link_offsets,
     url_key,
 )
 from featuregen_assets.core.ingest.netpolicy import MAX_URL_LENGTH
 from featuregen_assets.core.ingest.store_check import (
+    Recheck,
     recheck_category,
     require_store,
     sweep_orphan_files,
@@ -44,11 +45,12 @@ COMMIT_EVERY_S = 1.0
 _UPSERT = """
 INSERT INTO raw_images AS r
     (category, url_key, url, status, error, image_id, path, width, height, mime, format, bytes,
-     caption)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+     caption, file_mtime_ns)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (category, url_key) DO UPDATE SET
     status = EXCLUDED.status, error = EXCLUDED.error, image_id = EXCLUDED.image_id,
-    path = EXCLUDED.path, width = EXCLUDED.width, height = EXCLUDED.height,
+    path = coalesce(EXCLUDED.path, r.path), file_mtime_ns = EXCLUDED.file_mtime_ns,
+    width = EXCLUDED.width, height = EXCLUDED.height,
     mime = EXCLUDED.mime, format = EXCLUDED.format, bytes = EXCLUDED.bytes,
     caption = coalesce(EXCLUDED.caption, r.caption),
     attempts = r.attempts + 1, updated_at = now()
@@ -70,7 +72,7 @@ class IngestSummary:
     attempted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     lines: LineReport = field(default_factory=LineReport)
-    damaged: Tally = field(default_factory=Tally)
+    stored_files: Recheck = field(default_factory=Recheck)
 
 
 def ok_keys(conn: psycopg.Connection, category: str) -> set[str]:
@@ -96,7 +98,18 @@ def _row(category: str, result: DownloadResult, caption: str | None) -> tuple:
         result.format,
         result.bytes,
         caption,
+        _mtime_ns(result.path),
     )
+
+
+def _mtime_ns(path: str | None) -> int | None:
+    """The stored file's modification time as the row records it (None without a file)."""
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 class RowWriter:
@@ -162,8 +175,9 @@ def ingest_link_file(
     One ingest of a category runs at a time: a second waits for the first (`notify` says so)
     and then downloads only what is left. First, the store must be on this host
     (`require_store`: `StoreMissing` before anything is read or written); then `ok` rows whose
-    file is missing or of another size are marked `file_damaged` (so they are downloaded
-    again), and temporary files of dead writers and files no row names (older than
+    file is missing, of another size or changed (hashed when its modification time changed)
+    are marked `file_damaged` (so they are downloaded again: `recheck_category`), and temporary
+    files of dead writers and files no row names (older than
     store_check.ORPHAN_GRACE_S) are deleted.
 
     Rows are committed as downloads finish (`RowWriter`), also when the run is interrupted,
@@ -173,7 +187,7 @@ def ingest_link_file(
     summary = IngestSummary(category=category)
     with category_lock(conn, category, notify), path.open("rb") as handle:
         require_store(conn, store.root)
-        summary.damaged = recheck_category(conn, category)
+        summary.stored_files = recheck_category(conn, category)
         store.sweep_orphans()
         sweep_orphan_files(conn, store)
         done = set() if force else ok_keys(conn, category)

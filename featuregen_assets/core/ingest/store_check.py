@@ -8,9 +8,11 @@ see every stored file as missing, mark every row `file_damaged` and download eve
 The store carries a marker file, so an empty directory in its place is told from a store.
 
 A damaged file (missing, empty, or no longer hashing to its name) turns its links' rows into
-status `file_damaged`, so the next `raw_images` run downloads them again and `ImageStore.put`
-rewrites the file; the feature rows of the image are kept (keyed by the image's hash, they are
-right again once the bytes are).
+status `file_damaged` (in a category's run, that category's rows only), so the next
+`raw_images` run downloads them again and `ImageStore.put` rewrites the file; the feature rows
+of the image are kept (keyed by the image's hash, they are right again once the bytes are).
+A file whose bytes cannot be read at all (no permission, an I/O error) is not damaged: it is
+reported and left alone, its rows untouched, and nothing here deletes it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from pathlib import Path
 
 import psycopg
 
-from featuregen_assets.core.ingest.image_store import ImageStore, older_than, verify_file
+from featuregen_assets.core.ingest.image_store import (
+    FileProblem,
+    ImageStore,
+    older_than,
+    remove_if_damaged,
+    verify_file,
+)
 from featuregen_assets.core.ingest.links import Tally
 
 FILE_DAMAGED = "file_damaged"
@@ -66,79 +74,130 @@ def require_store(conn: psycopg.Connection, root: Path) -> None:
     )
 
 
-def mark_damaged(conn: psycopg.Connection, image_id: str, path: str, reason: str) -> int:
-    """Turn the `ok` rows of image `image_id` into `file_damaged`; return how many (committed)."""
+def mark_damaged(
+    conn: psycopg.Connection, image_id: str, path: str, reason: str, category: str | None
+) -> int:
+    """Turn the `ok` rows of image `image_id` into `file_damaged`, those of `category` only when
+    one is given; return how many (committed). The rows keep their path: the orphan sweep gives
+    the file its grace period from now."""
     changed = conn.execute(
         "UPDATE raw_images SET status = %s, error = %s, image_id = NULL, updated_at = now()"
-        " WHERE image_id = %s AND status = 'ok'",
-        (FILE_DAMAGED, f"{path}: {reason}", image_id),
+        " WHERE image_id = %s AND status = 'ok' AND (%s::text IS NULL OR category = %s)",
+        (FILE_DAMAGED, f"{path}: {reason}", image_id, category, category),
     ).rowcount
     conn.commit()
     return changed
 
 
 def intact(
-    conn: psycopg.Connection, rows: Sequence[tuple[str, str]]
+    conn: psycopg.Connection, rows: Sequence[tuple[str, str]], category: str | None = None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The `(image_id, path)` rows whose file still hashes to its id, and `<path>: <reason>` for
-    each other one, whose rows are marked `file_damaged` (the next raw_images run fetches it).
+    each other one. A damaged file's rows (of `category` only, when given) are marked
+    `file_damaged`, so the next raw_images run fetches it; an unreadable one is left as it is.
     Raises `StoreMissing` first when this host lacks the store the rows point into."""
     for root in {Path(path).parents[1] for _, path in rows}:  # images/<ab>/<sha256>.<ext>
         require_store(conn, root)
-    kept, damaged = [], []
+    kept, skipped = [], []
     for image_id, path in rows:
-        reason = verify_file(path, image_id)
-        if reason is None:
+        problem = verify_file(path, image_id)
+        if problem is None:
             kept.append((image_id, path))
-        else:
-            mark_damaged(conn, image_id, path, reason)
-            damaged.append(f"{path}: {reason}")
-    return kept, damaged
+            continue
+        if problem.damaged:
+            mark_damaged(conn, image_id, path, problem.reason, category)
+        skipped.append(f"{path}: {problem}")
+    return kept, skipped
 
 
-def damaged_report(damaged: Sequence[str], limit: int = 1000) -> str:
-    """One log message naming the damaged files (at most `limit` of them)."""
-    shown = "\n".join(damaged[:limit])
-    more = f"\n… {len(damaged) - limit} more" if len(damaged) > limit else ""
+def damaged_report(skipped: Sequence[str], limit: int = 1000) -> str:
+    """One log message naming the damaged or unreadable files skipped (at most `limit`)."""
+    shown = "\n".join(skipped[:limit])
+    more = f"\n… {len(skipped) - limit} more" if len(skipped) > limit else ""
     return (
-        f"skipped {len(damaged)} damaged stored files (their links are marked {FILE_DAMAGED};"
-        f" the next raw_images run downloads them again):\n{shown}{more}"
+        f"skipped {len(skipped)} stored files: a damaged file's links are marked {FILE_DAMAGED}"
+        " (the next raw_images run downloads them again); an unreadable file is left as it is"
+        f" (give this process read access to it):\n{shown}{more}"
     )
 
 
-def recheck_category(conn: psycopg.Connection, category: str) -> Tally:
-    """Mark `file_damaged` the category's `ok` rows whose file is missing or not of the size
-    stored (a stat each, no read: `intact` and `verify_store` compare hashes)."""
-    found = Tally()
-    rows = conn.execute(
-        "SELECT DISTINCT image_id, path, bytes FROM raw_images"
-        " WHERE category = %s AND status = 'ok'",
-        (category,),
-    ).fetchall()
-    for image_id, path, size in rows:
+@dataclass
+class Recheck:
+    """What `recheck_category` found: files marked damaged and files it could not read, by
+    reason; how many files it hashed because their size or modification time had changed."""
+
+    damaged: Tally = field(default_factory=Tally)
+    unreadable: Tally = field(default_factory=Tally)
+    hashed: int = 0
+
+
+_CATEGORY_FILES = """
+SELECT image_id, path, bytes, array_agg(DISTINCT file_mtime_ns) FROM raw_images
+WHERE category = %s AND status = 'ok' GROUP BY image_id, path, bytes
+"""
+
+
+def recheck_category(conn: psycopg.Connection, category: str) -> Recheck:
+    """Check the category's stored files cheaply: a stat each; a file whose size or
+    modification time differs from what its rows recorded is hashed. A missing, resized or
+    changed file's rows of this category are marked `file_damaged` (so this run downloads them
+    again); a file that cannot be read is counted and left alone; a file whose bytes still hash
+    to its id gets its new modification time recorded."""
+    found = Recheck()
+    for image_id, path, size, mtimes in conn.execute(_CATEGORY_FILES, (category,)).fetchall():
         try:
-            actual = os.stat(path).st_size
+            stat = os.stat(path)
         except FileNotFoundError:
-            kind, detail = "missing file", "missing file"
+            problem = FileProblem("missing file", damaged=True)
+        except OSError as exc:
+            problem = FileProblem(f"unreadable file ({exc.strerror or exc})", damaged=False)
         else:
-            if actual == size:
+            if stat.st_size != size:
+                detail = f"size changed ({stat.st_size} bytes on disk, {size} downloaded)"
+                problem = FileProblem(detail, damaged=True)
+            elif mtimes == [stat.st_mtime_ns]:
                 continue
-            kind, detail = "size changed", f"{actual} bytes on disk, {size} downloaded"
-        mark_damaged(conn, image_id, path, detail)
-        found.add(kind, str(path))
+            else:
+                found.hashed += 1
+                problem = verify_file(path, image_id)
+                if problem is None:
+                    _record_mtime(conn, category, image_id, stat.st_mtime_ns)
+                    continue
+        if problem.damaged:
+            mark_damaged(conn, image_id, path, problem.reason, category)
+            found.damaged.add(problem.reason.split(" (")[0], str(path))
+        else:
+            found.unreadable.add(problem.reason, str(path))
     return found
 
 
-def _referenced_paths(conn: psycopg.Connection) -> set[str]:
-    rows = conn.execute("SELECT DISTINCT path FROM raw_images WHERE status = 'ok'")
-    return {path for (path,) in rows}
+def _record_mtime(conn: psycopg.Connection, category: str, image_id: str, mtime_ns: int) -> None:
+    conn.execute(
+        "UPDATE raw_images SET file_mtime_ns = %s"
+        " WHERE category = %s AND image_id = %s AND status = 'ok'",
+        (mtime_ns, category, image_id),
+    )
+    conn.commit()
+
+
+_REFERENCED_PATHS = """
+SELECT DISTINCT path FROM raw_images
+WHERE path IS NOT NULL AND (status = 'ok' OR updated_at > now() - make_interval(secs => %s))
+"""
+
+
+def referenced_paths(conn: psycopg.Connection, grace_s: float) -> set[str]:
+    """Files some `ok` row names, and those a row named until less than `grace_s` ago (its
+    link failed or its file was found damaged since: the grace period counts from then)."""
+    return {path for (path,) in conn.execute(_REFERENCED_PATHS, (grace_s,))}
 
 
 def sweep_orphan_files(
     conn: psycopg.Connection, store: ImageStore, grace_s: float = ORPHAN_GRACE_S
 ) -> list[Path]:
-    """Delete stored files no `ok` row names, once older than `grace_s`; return them."""
-    referenced = _referenced_paths(conn)
+    """Delete stored files no row names, once older than `grace_s` (by their modification time
+    and by when a row last named them); return them."""
+    referenced = referenced_paths(conn, grace_s)
     removed = []
     for path in store.files():
         if str(path) not in referenced and older_than(path, grace_s):
@@ -154,6 +213,7 @@ class StoreReport:
     rows: int = 0
     files: int = 0
     damaged: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
     orphan_files: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     bad_keys: int = 0
@@ -166,6 +226,7 @@ class StoreReport:
         """How many things are wrong (repaired ones included)."""
         return (
             len(self.damaged)
+            + len(self.unreadable)
             + len(self.orphan_files)
             + len(self.temp_files)
             + self.bad_keys
@@ -178,6 +239,7 @@ class StoreReport:
         out = [f"checked {self.rows} ok rows' files and {self.files} stored files"]
         for title, items in (
             ("damaged files", self.damaged),
+            ("unreadable files (left as they are: give featuregen read access)", self.unreadable),
             ("orphan files (no ok row names them)", self.orphan_files),
             ("temporary files", self.temp_files),
             ("repaired", self.repaired),
@@ -226,8 +288,10 @@ def verify_store(
     grace_s: float = ORPHAN_GRACE_S,
 ) -> StoreReport:
     """Check every `ok` row's file by its sha256, every stored file for a row naming it, and
-    the temporary files; with `repair`, mark damaged files' rows `file_damaged` (and delete
-    the files), delete orphan files older than `grace_s` and temporary files of dead writers."""
+    the temporary files; with `repair`, mark damaged files' rows `file_damaged` and delete the
+    files (only a file whose bytes were read and do not hash to its name; an unreadable file is
+    reported and left alone), delete orphan files no row named in the last `grace_s` and
+    older than that, and temporary files of dead writers."""
     require_store(conn, store.root)
     report = StoreReport()
     images = conn.execute(
@@ -235,21 +299,25 @@ def verify_store(
     ).fetchall()
     report.rows = len(images)
     for image_id, path in images:
-        reason = verify_file(path, image_id)
-        if reason is None:
+        problem = verify_file(path, image_id)
+        if problem is None:
             continue
-        report.damaged.append(f"{path}: {reason}")
+        if not problem.damaged:
+            report.unreadable.append(f"{path}: {problem}")
+            continue
+        report.damaged.append(f"{path}: {problem}")
         if repair:
-            rows = mark_damaged(conn, image_id, path, reason)
-            Path(path).unlink(missing_ok=True)
-            report.repaired.append(f"{path}: deleted, {rows} rows marked {FILE_DAMAGED}")
-    referenced = {path for _, path in images}
+            rows = mark_damaged(conn, image_id, path, problem.reason, None)
+            deleted = "deleted, " if remove_if_damaged(Path(path), image_id) else ""
+            report.repaired.append(f"{path}: {deleted}{rows} rows marked {FILE_DAMAGED}")
+    named = {path for _, path in images}
+    recently_named = referenced_paths(conn, grace_s)
     for path in store.files():
         report.files += 1
-        if str(path) in referenced:
+        if str(path) in named:
             continue
         report.orphan_files.append(str(path))
-        if repair and older_than(path, grace_s):
+        if repair and str(path) not in recently_named and older_than(path, grace_s):
             path.unlink(missing_ok=True)
             report.repaired.append(f"{path}: orphan deleted")
     for tmp, alive in store.temp_files():

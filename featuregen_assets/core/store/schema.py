@@ -149,6 +149,16 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX image_prompts_search ON image_prompts USING gin (search);
         """,
     ),
+    (
+        12,
+        "raw_images records its file's modification time",
+        # The file's st_mtime_ns when its bytes last hashed to image_id: a category's next
+        # run hashes a stored file again only when its size or this time has changed.
+        # NULL (rows from before): hashed once by the next run, then recorded.
+        """
+        ALTER TABLE raw_images ADD COLUMN file_mtime_ns bigint;
+        """,
+    ),
 )
 
 
@@ -161,7 +171,9 @@ def current_version(conn: psycopg.Connection) -> int:
 
 
 def migrate(conn: psycopg.Connection) -> int:
-    """Apply every pending migration in order, under an advisory lock; return the version."""
+    """Apply every migration not yet applied, in order, under an advisory lock (also one
+    numbered below the highest applied: numbers are reserved per issue, so a lower one can
+    land later); return the highest applied."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
         conn.execute(
@@ -174,9 +186,9 @@ def migrate(conn: psycopg.Connection) -> int:
             )
             """
         )
-        version = current_version(conn)
+        applied = {n for (n,) in conn.execute("SELECT version FROM schema_migrations")}
         for number, description, sql in MIGRATIONS:
-            if number <= version:
+            if number in applied:
                 continue
             conn.execute(sql)
             conn.execute(
@@ -184,7 +196,7 @@ def migrate(conn: psycopg.Connection) -> int:
                 " VALUES (%s, %s, %s)",
                 (number, description, hashlib.sha256(sql.encode()).hexdigest()[:16]),
             )
-            version = number
+        version = current_version(conn)
     return version
 
 
