@@ -61,7 +61,7 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
         )
     assert main(["summary"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].split()[:3] == ["cafe", "2", "1"]
+    assert lines[1].split()[:4] == ["cafe", "2", "1", "1"]
     assert "http_404 1" in lines[1]
     assert not any("checkpoint" in line for line in lines)
 
@@ -76,6 +76,30 @@ def test_summary_prints_what_the_tables_hold(fg_env: Path, database_url: str, ca
         .out.splitlines()[-1]
         .startswith("  image_prompts cafe org/m@12ab: 1 chunks, ")
     )
+
+
+def test_summary_counts_an_image_once_and_each_category_its_own_prompts(
+    fg_env: Path, database_url: str, capsys
+) -> None:
+    from featuregen_assets.core.store import db
+
+    with db.connection(database_url) as conn:  # image a in both categories, b in cafe only
+        conn.execute(
+            "INSERT INTO raw_images (category, url, status, image_id) VALUES"
+            " ('cafe', 'u1', 'ok', 'a'), ('cafe', 'u2', 'ok', 'b'), ('bank', 'u1', 'ok', 'a')"
+        )
+        conn.execute(
+            "INSERT INTO image_prompts (image_id, model, source, prompt) VALUES"
+            " ('a', 'qwen', 'generated', 'x'), ('b', 'qwen', 'generated', 'y'),"
+            " ('a', 'link-file:cafe', 'link_caption', 'c'),"
+            " ('a', 'link-file:bank', 'link_caption', 'k')"
+        )
+    assert main(["summary"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    # category, links, downloaded, images, failed, prompts (own: generated + own caption)
+    assert rows["bank"][:6] == ["bank", "1", "1", "1", "-", "2"]
+    assert rows["cafe"][:6] == ["cafe", "2", "2", "2", "-", "3"]
+    assert rows["total"][:6] == ["total", "3", "3", "2", "0", "4"]
 
 
 def test_database_commands_migrate_a_fresh_home_first(

@@ -124,7 +124,7 @@ def run_demo(
 
     url = schema.migrated_url(settings.database_url, home)
     with db.connection(url) as conn:
-        summaries = [s for s in summarize(conn) if s.category in categories]
+        summaries = summarize(conn, list(categories))
     print()
     print(format_table(summaries))
 
