@@ -1,5 +1,6 @@
 """Text-to-DINOv2 alignment: split, loss, training recipes, search-space consistency, save/load."""
 
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,16 @@ from featuregen_assets.core.training.alignment import (
     ContrastiveLoss,
     train_alignment,
 )
-from featuregen_assets.core.training.splits import held_out_mask, is_held_out, three_way_split
+from featuregen_assets.core.training.splits import (
+    Split,
+    caption_groups,
+    held_out_mask,
+    images_mentioning,
+    is_held_out,
+    leaked_test_images,
+    three_way_split,
+    word_bag,
+)
 from featuregen_assets.core.training.text_views import text_views
 from featuregen_assets.core.vision.model_profiles import tiny_dir
 
@@ -175,6 +185,64 @@ def test_three_way_split_is_disjoint_stable_and_forces_test_images():
     assert split.hashes() != again.hashes()
 
 
+def _twin_captions(count: int) -> tuple[list[str], list[str]]:
+    """Captions in colour-swap pairs and repeats: (texts, image ids), one text per image."""
+    colours = ["red", "blue", "green", "yellow", "purple"]
+    texts, ids = [], []
+    for i in range(count):
+        a, b = colours[i % 5], colours[(i // 5) % 5]
+        swapped = (i // 25) % 2 == 1
+        first, second = (b, a) if swapped else (a, b)
+        texts.append(f"a {first} circle left of a {second} square, scene {i % 50 // 2}")
+        ids.append(f"img{i}")
+    return texts, ids
+
+
+def test_grouped_split_keeps_same_word_bags_on_one_side_and_records_its_rule():
+    texts, ids = _twin_captions(400)
+    bags = {i: word_bag(t) for t, i in zip(texts, ids, strict=True)}
+
+    def leaks(split) -> int:
+        trained = {bags[i] for i in split.train}
+        return sum(bags[i] in trained for i in (*split.test, *split.validation))
+
+    plain = three_way_split(ids, 0.2, 0.1)
+    assert leaks(plain) > 0 and plain.as_dict()["grouping"] == "image_id"  # the old leak
+    grouped = three_way_split(
+        ids, 0.2, 0.1, forced_test={"img0"}, groups=caption_groups(texts, ids)
+    )
+    assert leaks(grouped) == 0 and grouped.test and grouped.train
+    assert {i for i in ids if bags[i] == bags["img0"]} <= set(grouped.test)  # forced whole
+    assert word_bag("A blue circle, left of a RED square") == word_bag(
+        "a red square left of a blue circle"
+    )
+    record = json.loads(json.dumps(grouped.as_dict()))
+    assert Split.from_dict(record) == grouped and "colour-swap" in grouped.grouping_rule()
+    old = {k: v for k, v in record.items() if k != "grouping"}
+    assert Split.from_dict(old, keep=set(ids[:100])).grouping == "image_id"
+
+
+def test_the_demo_scenes_split_by_caption_words_leave_no_twin_across():
+    from featuregen_assets.demo.scenes import CATEGORIES, HELD_OUT_COMBINATIONS, render_scene
+
+    scenes = [render_scene(c, i)[0] for c in CATEGORIES for i in range(64)]  # demo scale
+    texts, ids = [s.caption for s in scenes], [s.name for s in scenes]
+    forced = images_mentioning(texts, ids, HELD_OUT_COMBINATIONS)
+    plain = three_way_split(ids, 0.2, 0.1, forced_test=forced)
+    grouped = three_way_split(ids, 0.2, 0.1, forced_test=forced, groups=caption_groups(texts, ids))
+    assert leaked_test_images(plain, texts, ids) > 10  # the twins the old split leaked
+    assert leaked_test_images(grouped, texts, ids) == 0 and forced <= set(grouped.test)
+    assert 0.15 < len(grouped.test) / len(ids) < 0.45
+
+
+def test_caption_groups_join_images_through_any_shared_word_bag():
+    groups = caption_groups(
+        ["a red ring", "a ring red", "a blue star", "a blue star", "a green ring", "a red ring"],
+        ["x", "y", "y", "z", "w", "v"],
+    )
+    assert groups["x"] == groups["y"] == groups["z"] == groups["v"] != groups["w"]
+
+
 def test_test_images_are_never_read_while_training_and_no_test_query_is_trained(text_tower, pairs):
     texts, ids, vectors = pairs
     config = _config(max_steps=12, eval_every=1)
@@ -226,8 +294,6 @@ def test_test_phrases_send_images_to_test():
     vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     split = three_way_split(ids, 0.2, 0.1, forced_test={i for i in ids[::2]})
     assert set(ids[::2]) <= set(split.test)
-    from featuregen_assets.core.training.splits import images_mentioning
-
     assert images_mentioning(texts, ids, ["Purple Circle"]) == set(ids[::2])
     assert len(vectors) == 40
 

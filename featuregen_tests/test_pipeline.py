@@ -13,6 +13,8 @@ from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
 from featuregen_assets.core.training.decoder import FeatureDecoder
+from featuregen_assets.core.training.splits import SPLITS, Split, leaked_test_images
+from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.demo.run import write_queries
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
@@ -294,10 +296,14 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     assert "known: bank, cafe" in capsys.readouterr().err
 
     # the research report on the recorded split, with the scenes' query sets
-    split = json.loads((encoder_record.path / "split.json").read_text())
-    assert sum(map(len, split.values())) == len(
-        {*split["train"], *split["validation"], *split["test"]}
+    split = Split.from_dict(json.loads((encoder_record.path / "split.json").read_text()))
+    assert sum(len(split.of(s)) for s in SPLITS) == len(
+        {*split.train, *split.validation, *split.test}
     )
+    assert split.grouping == "caption_words"
+    with db.connection(url) as conn:
+        stored = alignment_pairs(conn, encoder_record.embedding_model, "link_caption")
+    assert leaked_test_images(split, stored.texts, stored.image_ids) == 0
     home = pipeline["root"] / "home"
     write_queries(pipeline["scenes"], pipeline["root"] / "site", home / "demo" / "queries.jsonl")
     (home / "demo" / "site").mkdir()

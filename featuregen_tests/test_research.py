@@ -30,6 +30,7 @@ from featuregen_assets.core.research.text_to_image import (
     Corpus,
     TextMethods,
     compare_text_to_image,
+    dropped_as_trained,
 )
 from featuregen_assets.core.research.variant_names import parse_variants
 from featuregen_assets.core.research.variants import (
@@ -213,7 +214,13 @@ def test_tuning_reads_validation_only_and_no_training_caption_is_a_test_query():
     template = [m for m in first if m.query_set == "template" and m.metric == "recall@1"]
     assert {m.n for m in template} == {len(split.test) - 1}
     matrix = over_gallery(queries, split.test, {corpus.captions[split.train[0]][0]})
-    assert corpus.captions[twin][0] not in matrix.texts
+    assert corpus.captions[twin][0] not in matrix.texts and matrix.dropped_as_trained == 1
+    # the same words in another order are the same bag: left out and counted too
+    reordered = " ".join(reversed(corpus.captions[split.train[0]][0].split()))
+    moved = [replace(q, text=reordered) if q.image_id == twin else q for q in queries]
+    matrix = over_gallery(moved, split.test, {corpus.captions[split.train[0]][0]})
+    assert reordered not in matrix.texts and matrix.dropped_as_trained == 1
+    assert dropped_as_trained(corpus, split, moved)["template"] == 1
 
 
 def test_query_file_round_trip_and_report_files(tmp_path):

@@ -27,7 +27,12 @@ from featuregen_assets.core.research.queries import Query, caption_queries, read
 from featuregen_assets.core.research.report import recall_plot
 from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
 from featuregen_assets.core.research.text_baselines import keyword_scores, unit
-from featuregen_assets.core.research.text_to_image import Corpus, TextMethods, compare_text_to_image
+from featuregen_assets.core.research.text_to_image import (
+    Corpus,
+    TextMethods,
+    compare_text_to_image,
+    dropped_as_trained,
+)
 from featuregen_assets.core.research.variant_names import VARIANTS
 from featuregen_assets.core.research.variants import (
     recorded_pairs,
@@ -46,7 +51,11 @@ from featuregen_assets.core.training.alignment import (
     initial_encoder,
 )
 from featuregen_assets.core.training.decoder import DecoderConfig, FeatureDecoder, comparison_grid
-from featuregen_assets.core.training.splits import Split, held_out_mask
+from featuregen_assets.core.training.splits import (
+    Split,
+    held_out_mask,
+    leaked_test_images,
+)
 from featuregen_assets.core.training.training_data import alignment_pairs, embedded_images
 
 
@@ -112,12 +121,7 @@ def run_comparison(
     # The recorded split, less images no longer stored whole (e.g. a file found damaged since
     # the training): they have no row in the corpus to score.
     stored = set(corpus.image_ids)
-    split = Split(
-        **{
-            k: tuple(i for i in v if i in stored)
-            for k, v in json.loads((encoder_model.path / "split.json").read_text()).items()
-        }
-    )
+    split = Split.from_dict(json.loads((encoder_model.path / "split.json").read_text()), stored)
     queries: list[Query]
     if query_file is not None and query_file.is_file():
         queries = [q for q in read_queries(query_file) if q.positives & stored]
@@ -183,6 +187,11 @@ def run_comparison(
         "text_encoder": encoder_model.version,
         "decoder": decoder_model.version if decoder_model else None,
         "split_hashes": split.hashes(),
+        "split_grouping": split.grouping_rule(),
+        "test_images_sharing_training_words": leaked_test_images(
+            split, pairs.texts, pairs.image_ids
+        ),
+        "queries_dropped_as_trained": dropped_as_trained(corpus, split, queries),
         "split_sizes": {k: len(split.of(k)) for k in ("train", "validation", "test")},
         "queries": str(query_file) if query_file else "test captions",
         "seeds": seeds,

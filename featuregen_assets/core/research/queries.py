@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featuregen_assets.core.training.splits import word_bag
+
 
 @dataclass(frozen=True)
 class Query:
@@ -39,6 +41,7 @@ class QueryMatrix:
     positives: np.ndarray
     matches: np.ndarray | None = None
     texts: list[str] = field(default_factory=list)
+    dropped_as_trained: int = 0  # distinct query texts left out: a training text's word bag
 
 
 def read_queries(path: Path) -> list[Query]:
@@ -91,16 +94,20 @@ def over_gallery(
     only_from: Iterable[str] | None = None,
 ) -> QueryMatrix:
     """The queries with a positive in `gallery` (and, with `only_from`, written for one of
-    those images), their text not in `exclude_texts`, merged by text; positives restricted
-    to the gallery."""
+    those images), merged by text; positives restricted to the gallery. A query with the bag
+    of words of one of `exclude_texts` (the training texts) is left out and counted."""
     column = {image_id: c for c, image_id in enumerate(gallery)}
-    excluded = set(exclude_texts)
+    excluded = {word_bag(t) for t in exclude_texts}
     allowed = set(only_from) if only_from is not None else None
     merged: dict[str, Query] = {}
+    dropped: set[str] = set()
     for q in queries:
-        if q.text in excluded or (allowed is not None and q.image_id not in allowed):
+        if allowed is not None and q.image_id not in allowed:
             continue
         if not any(p in column for p in q.positives) or q.text in merged:
+            continue
+        if word_bag(q.text) in excluded:
+            dropped.add(q.text)
             continue
         merged[q.text] = q
     kept = list(merged.values())
@@ -111,4 +118,4 @@ def over_gallery(
         positives[row, [column[p] for p in q.positives if p in column]] = True
         if matches is not None:
             matches[row, [column[m] for m in q.matches if m in column]] = True
-    return QueryMatrix(kept, positives, matches, [q.text for q in kept])
+    return QueryMatrix(kept, positives, matches, [q.text for q in kept], len(dropped))

@@ -112,7 +112,11 @@ def write_report(
         "",
         f"Embedding model `{context.get('embedding_model')}`; text encoder"
         f" `{context.get('text_encoder')}`; decoder `{context.get('decoder')}`.",
-        f"Split ({context.get('split_sizes')}): id-list sha256 {context.get('split_hashes')}.",
+        f"Split ({context.get('split_sizes')}): id-list sha256 {context.get('split_hashes')};"
+        f" grouped by {context.get('split_grouping', 'image_id')}; test images with a training"
+        f" image's bag of caption words: {context.get('test_images_sharing_training_words')}."
+        " Test queries left out because a training text has their bag of words:"
+        f" {context.get('queries_dropped_as_trained')}.",
         "Intervals: 95 % percentile bootstrap over queries (images for the decoder), 1000"
         " resamples. `[needs captions]`: the method reads a caption stored with every gallery"
         " image; the others search the image vectors alone. `[knows the truth]`: a diagnostic,"

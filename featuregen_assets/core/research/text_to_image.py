@@ -115,7 +115,8 @@ def queries_on_test_gallery(
     queries: Sequence[Query], query_set: str, test_ids: Sequence[str], trained: set[str]
 ) -> QueryMatrix:
     """One query set's queries written for test images, over the test gallery; no training
-    text is a query. "compositional": the template queries naming a held-out combination."""
+    text's bag of words is a query. "compositional": the template queries naming a held-out
+    combination."""
     chosen = [
         q
         for q in queries
@@ -123,6 +124,23 @@ def queries_on_test_gallery(
         or (query_set == "compositional" and q.query_set == "template" and q.compositional)
     ]
     return over_gallery(chosen, test_ids, trained, only_from=test_ids)
+
+
+def query_sets(queries: Sequence[Query]) -> list[str]:
+    """The query sets the comparison scores, "compositional" (a cut of template) last."""
+    return [*sorted({q.query_set for q in queries}), "compositional"]
+
+
+def dropped_as_trained(corpus: Corpus, split: Split, queries: Sequence[Query]) -> dict[str, int]:
+    """Per query set, the distinct test queries left out because a training text has their
+    bag of words (what a leak-free comparison cannot score)."""
+    trained = set(training_texts(corpus, split)[0])
+    return {
+        query_set: queries_on_test_gallery(
+            queries, query_set, split.test, trained
+        ).dropped_as_trained
+        for query_set in query_sets(queries)
+    }
 
 
 def compare_text_to_image(
@@ -141,7 +159,7 @@ def compare_text_to_image(
 
     scorers = _scorers(corpus, split, methods, train_texts, train_rows, validation, seed)
     out: list[Measurement] = []
-    for query_set in [*sorted({q.query_set for q in queries}), "compositional"]:
+    for query_set in query_sets(queries):
         matrix = queries_on_test_gallery(queries, query_set, test_ids, trained)
         if not matrix.texts:
             continue
@@ -307,8 +325,8 @@ def _swap_rows(
     name: str, scorer: Scorer, queries: Sequence[Query], corpus: Corpus, seed: int
 ) -> list[Measurement]:
     """Attribute-swap hard negatives: how often a test query's own image outscores its twin
-    (same backdrop and places, colours exchanged; chance 0.5, ties count half). The twin may
-    be a training image: each pair is scored on its own."""
+    (same backdrop and places, colours exchanged; chance 0.5, ties count half). A grouped
+    split keeps the twin on the query's side (same words); each pair is scored on its own."""
     pairs = [q for q in queries if q.hard_negative in corpus.categories and q.image_id]
     if not pairs:
         return []

@@ -63,8 +63,8 @@ def train_on_split(
     config: AlignmentConfig,
     seeds: Sequence[int],
 ) -> list[Encode]:
-    """One trained encoder per seed, each checked to have trained on `split`'s training
-    images only (its own validation and test images are the recorded ones)."""
+    """One trained encoder per seed, grouped as `split` is, each checked to have trained on
+    `split`'s training images only (its own validation and test images are the recorded ones)."""
     encoders = []
     for seed in seeds:
         result = train_alignment(
@@ -72,7 +72,7 @@ def train_on_split(
             pairs.image_ids,
             pairs.vectors,
             text_tower,
-            replace(config, seed=seed),
+            replace(config, seed=seed, split_grouping=split.grouping),
             log=lambda _m: None,
         )
         if any(not set(result.split.of(s)) <= set(split.of(s)) for s in SPLITS):

@@ -50,9 +50,12 @@ from featuregen_assets.core.training.common import (
 from featuregen_assets.core.training.metrics import retrieval_metrics
 from featuregen_assets.core.training.splits import (
     DEFAULT_SALT,
+    GROUPINGS,
     Split,
+    caption_groups,
     images_mentioning,
     three_way_split,
+    word_bag,
 )
 from featuregen_assets.core.training.text_views import text_views
 
@@ -82,6 +85,8 @@ class AlignmentConfig:
       and validation; `test_phrases`: images with a text containing one of them are test
       images too (a compositional split). Tuning reads validation (`eval_every`); test is
       scored once, at the end.
+    split_grouping: "caption_words" keeps images whose texts share a bag of words (colour-swap
+      twins) on one side of the split; "image_id" splits image by image (`splits.GROUPINGS`).
     keep_best: end with the weights of the best validation recall@5 (ties: the earlier);
       `patience`: stop after this many evaluations without a better one (None: never),
       whether or not the best weights are kept.
@@ -108,6 +113,7 @@ class AlignmentConfig:
     validation_fraction: float = 0.1
     test_phrases: tuple[str, ...] = ()
     split_salt: str = DEFAULT_SALT
+    split_grouping: str = "caption_words"
     text_views: bool = True
     view_probability: float = 0.5
     eval_every: int = 10
@@ -124,6 +130,10 @@ class AlignmentConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.split_grouping not in GROUPINGS:
+            raise ValueError(
+                f"split_grouping must be one of {sorted(GROUPINGS)}, got {self.split_grouping!r}"
+            )
         if self.train_last_layers is not None and self.recipe != "lit":
             raise ValueError("train_last_layers applies to the 'lit' recipe only")
 
@@ -375,13 +385,15 @@ def evaluate_retrieval(
 def _caption_queries(
     data: _Pairs, images: np.ndarray, trained: set[int]
 ) -> tuple[list[str], np.ndarray]:
-    """Each distinct text of `images` that is not a `trained` text, as a query; positives over
-    `images` (columns)."""
+    """Each distinct text of `images` whose bag of words no `trained` text has, as a query;
+    positives over `images` (columns)."""
     column = {int(img): c for c, img in enumerate(images)}
+    trained_bags = {word_bag(data.texts[t]) for t in trained}
     pairs = [
         p
         for p in range(len(data.text_idx))
-        if int(data.image_idx[p]) in column and int(data.text_idx[p]) not in trained
+        if int(data.image_idx[p]) in column
+        and word_bag(data.texts[int(data.text_idx[p])]) not in trained_bags
     ]
     query_texts = sorted({int(data.text_idx[p]) for p in pairs})
     row = {t: r for r, t in enumerate(query_texts)}
@@ -470,6 +482,9 @@ def train_alignment(
         config.validation_fraction,
         config.split_salt,
         forced_test=images_mentioning(texts, image_ids, config.test_phrases),
+        groups=caption_groups(texts, image_ids)
+        if config.split_grouping == "caption_words"
+        else None,
     )
     side = {i: name for name in ("train", "validation", "test") for i in split.of(name)}
     image_side = np.array([side[i] for i in data.image_ids])
