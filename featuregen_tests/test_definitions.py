@@ -25,6 +25,7 @@ def test_the_graph_is_the_one_the_readme_draws() -> None:
     assert edges == {
         ("raw_images", "image_embeddings"),
         ("raw_images", "image_prompts"),
+        ("image_prompts", "prompt_embeddings"),
         ("image_embeddings", "aligned_text_encoder"),
         ("image_prompts", "aligned_text_encoder"),
         ("image_embeddings", "decoder_model"),
@@ -34,10 +35,11 @@ def test_the_graph_is_the_one_the_readme_draws() -> None:
         ("image_prompts", "research_report"),
     }
     checked = {check.asset_key.to_user_string() for check in graph.asset_check_keys}
-    assert checked == {"raw_images", "image_embeddings", "image_prompts"}
+    assert checked == {"raw_images", "image_embeddings", "image_prompts", "prompt_embeddings"}
     pipeline = defs.resolve_job_def("category_pipeline")
     assert {key.to_user_string() for key in pipeline.asset_layer.selected_asset_keys} == {
         "raw_images",
         "image_embeddings",
         "image_prompts",
+        "prompt_embeddings",
     }

@@ -7,8 +7,12 @@ import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import dagster as dg
+import numpy as np
+
 from featuregen_assets.core.ingest.store_check import STORE_MARKER
 from featuregen_assets.core.store import db
+from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 from featuregen_assets.settings import Settings
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes, timed
 
@@ -118,3 +122,89 @@ def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> N
     stored_paths = {url.removeprefix(server.url("")) for (url,) in stored}
     assert len(settled) > 50
     assert settled <= stored_paths
+
+
+TEXTS = 400
+
+
+def _run_text_vectors(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "featuregen_assets.cli", "run", "--category", "big"]
+        + ["--select", "prompt_embeddings"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _checkpointed_keys(directory: Path) -> set[str]:
+    keys: set[str] = set()
+    for path in directory.glob("*.rows"):
+        with path.open("rb") as f:
+            assert np.load(f).tolist() == ["text_key", "embedding"]
+            keys.update(np.load(f).tolist())
+    return keys
+
+
+def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
+    """prompt_embeddings keeps what a killed run finished, as the image model steps do."""
+    rows, texts = [], []
+    for i in range(TEXTS // 2):
+        image_id = hashlib.sha256(f"image {i}".encode()).hexdigest()
+        rows.append(("big", f"http://127.0.0.1/{i}.jpg", "ok", image_id, f"/nowhere/{i}.jpg"))
+        texts.append((image_id, "link-file:big", "link_caption", f"a red circle number {i}"))
+        texts.append((image_id, "tiny/qwen2vl@0", "generated", f"random words {i}"))
+    (fg_env.parent / "links" / "big.txt").write_text("".join(f"{row[1]}\n" for row in rows))
+    with db.connection(Settings.from_env().database_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO raw_images (category, url, status, image_id, path)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
+        conn.cursor().executemany(
+            "INSERT INTO image_prompts (image_id, model, source, prompt) VALUES (%s, %s, %s, %s)",
+            texts,
+        )
+    env = {
+        **os.environ,
+        "FEATUREGEN_CHECKPOINT_EVERY_S": "0",
+        "FEATUREGEN_BATCH_SIZE": "1",
+    }
+
+    first = _run_text_vectors(env)
+    checkpoints = fg_env / "checkpoints" / "prompt_embeddings" / "big"
+    deadline = time.monotonic() + 180
+    while len(list(checkpoints.rglob("*.rows"))) < 10:
+        assert first.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    [directory] = {path.parent for path in checkpoints.rglob("*.rows")}
+    killed_with = _checkpointed_keys(directory)
+    assert 10 <= len(killed_with) < TEXTS
+
+    assert _run_text_vectors({**env, "FEATUREGEN_BATCH_SIZE": "64"}).wait(timeout=300) == 0
+    with db.connection(Settings.from_env().database_url) as conn:
+        stored = conn.execute(
+            "SELECT source, random_weights, count(*) FROM prompt_embeddings GROUP BY 1, 2"
+            " ORDER BY 1"
+        ).fetchall()
+        vectors = dict(
+            conn.execute(
+                "SELECT e.image_id || e.source, e.embedding FROM prompt_embeddings e"
+            ).fetchall()
+        )
+    assert stored == [("generated", True, TEXTS // 2), ("link_caption", False, TEXTS // 2)]
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.fetch_materializations(
+            dg.AssetKey("prompt_embeddings"), limit=1
+        ).records
+    metadata = record.asset_materialization.metadata
+    assert metadata["resumed"].value == len(killed_with)
+    assert metadata["embedded"].value == TEXTS
+    assert not list(directory.glob("*.rows")), "the stored run's checkpoint outlived it"
+    # resumed and computed alike, each stored vector is its own text's
+    fresh = SentenceModel(BUNDLED).encode([text for *_, text in texts])
+    for (image_id, _, source, _), expected in zip(texts, fresh, strict=True):
+        assert float(vectors[image_id + source].to_numpy() @ expected) > 0.999

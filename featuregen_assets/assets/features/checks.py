@@ -8,7 +8,12 @@ import psycopg
 
 from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
-from featuregen_assets.core.store.feature_store import embedding_stats, prompt_stats
+from featuregen_assets.assets.features.prompt_embeddings import prompt_embeddings
+from featuregen_assets.core.store.feature_store import (
+    embedding_stats,
+    prompt_stats,
+    text_vector_stats,
+)
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -80,3 +85,25 @@ def prompts_complete(
         return passed, {"truncated_share": truncated_share}
 
     return _check_latest_model(context, postgres, image_prompts.key, prompt_stats, judge)
+
+
+@dg.asset_check(asset=prompt_embeddings, partitions_def=category_partitions)
+def text_vectors_complete_and_normalised(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+) -> dg.AssetCheckResult:
+    """A vector of every text of the category's images as the text is now, of one dimension,
+    of unit norm."""
+
+    def judge(stats: Stats) -> tuple[bool, Stats]:
+        passed = (
+            stats["embedded"] == stats["texts"]
+            and stats["min_dim"] == stats["max_dim"]
+            and (
+                stats["embedded"] == 0
+                or abs(stats["min_norm"] - 1) < UNIT_NORM_TOLERANCE
+                and abs(stats["max_norm"] - 1) < UNIT_NORM_TOLERANCE
+            )
+        )
+        return passed, {}
+
+    return _check_latest_model(context, postgres, prompt_embeddings.key, text_vector_stats, judge)

@@ -1,4 +1,4 @@
-"""The checkpointed model step that both feature assets run, once, here.
+"""The checkpointed model step that the feature assets run, once, here.
 
 missing rows → resume the checkpoint failed runs left → compute the rest with progress lines →
 checkpoint each finished row → log the failures → metadata → the `Table` the IO manager
@@ -7,7 +7,6 @@ stores (it deletes the checkpoint once the rows are committed).
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,67 +17,73 @@ from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.resources.models import ComputeResource, image_paths
 
-Compute = Callable[[list[Path]], Iterable[tuple[Any, ...]]]
-"""A model's batch call over image files. It yields `(index, value, error, *more)` per file:
-`value` None when the file failed (`error` says why); the row stored is `(value, *more)`."""
+Compute = Callable[[list[Any]], Iterable[tuple[Any, ...]]]
+"""A model's batch call over its inputs (image files, texts). It yields `(index, value, error,
+*more)` per input: `value` None when it failed (`error` says why); the row stored is
+`(value, *more)`."""
 
 
 @dataclass(frozen=True)
 class ModelStep:
     """What a feature asset's model step computes, and the words its run log uses."""
 
-    columns: tuple[str, ...]  # the row's columns after `image_id`
+    columns: tuple[str, ...]  # the row's columns after its key
     doing: str  # "embedding"
     done: str  # "embedded": what a failed image is logged as not
     results: str  # "embeddings": the progress line's label
     count: str  # "embedded": the metadata key of how many rows the step holds
+    unit: str = "images"  # what the pending items are
+    key: str = "image_id"  # the checkpoint's key column: what identifies a pending item
+    # The model's inputs from the pending `(key, item)` pairs: image files by default.
+    inputs: Callable[[list[tuple[str, Any]]], list[Any]] = image_paths
 
     def run(
         self,
         context: dg.AssetExecutionContext,
         model: str,
-        pending: list[tuple[str, str]],
+        pending: list[tuple[str, Any]],
         compute: Compute,
         resource: ComputeResource,
         images: int,
         detail: str = "",
         damaged: Sequence[str] = (),
     ) -> "StepRows":
-        """Compute the `pending` `(image_id, path)` images of the partition's `images`,
-        resuming the checkpoint of `model`'s earlier failed runs (where and how often the
-        compute `resource` says). `damaged` names the stored files found damaged and left out
+        """Compute the `pending` `(key, item)` pairs (`(image_id, path)` images by default)
+        of the partition's `images` (its count of what the step covers), resuming the
+        checkpoint of `model`'s earlier failed runs (where and how often the compute
+        `resource` says). `damaged` names the stored files found damaged and left out
         (`store_check.intact`)."""
         if damaged:
             context.log.warning(damaged_report(damaged))
         asset = context.asset_key.to_user_string()
         checkpoint = RowCheckpoint(
             step_directory(resource.checkpoints_dir(), asset, context.partition_key, model),
-            ("image_id", *self.columns),
+            (self.key, *self.columns),
             run_id=context.run_id,
             every_s=resource.checkpoint_interval_s(),
         )
-        resumed = checkpoint.resume({image_id for image_id, _ in pending})
+        resumed = checkpoint.resume({key for key, _ in pending})
         held = checkpoint.keys()
         todo = [image for image in pending if image[0] not in held]
         context.log.info(
-            f"{self.doing} {len(todo)} images with {model}{detail}"
+            f"{self.doing} {len(todo)} {self.unit} with {model}{detail}"
             + (f" ({resumed} more resumed from a checkpoint)" if resumed else "")
         )
         failed = 0
         report = ProgressReporter(
             f"{context.partition_key} {self.results}",
             context.log.info,
-            unit="images",
+            unit=self.unit,
             bar=resource.settings.progress_bar,
         )
-        results = compute(image_paths(todo))
+        results = compute(self.inputs(todo))
         for index, value, error, *more in track(results, len(todo), _failed, report):
-            image_id, path = todo[index]
+            key, item = todo[index]
             if value is None:
                 failed += 1
-                context.log.warning(f"not {self.done}: {path}: {error}")
+                context.log.warning(f"not {self.done}: {item}: {error}")
                 continue
-            checkpoint.add((image_id, value, *more))
+            checkpoint.add((key, value, *more))
         checkpoint.flush()
         return StepRows(self, model, checkpoint.table(), resumed, failed, images, len(damaged))
 
@@ -89,7 +94,7 @@ class StepRows:
 
     step: ModelStep
     model: str
-    rows: Table  # `image_id` and the step's columns
+    rows: Table  # the step's key and columns
     resumed: int
     failed: int
     images: int  # the partition's downloaded images

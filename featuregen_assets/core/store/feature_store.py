@@ -96,3 +96,60 @@ def prompt_stats(conn: psycopg.Connection, category: str, model: str) -> dict[st
         (model, category),
     ).fetchone()
     return dict(zip(("images", "prompted", "empty", "truncated"), row, strict=True))
+
+
+TEXT_SHA = "encode(sha256(convert_to(p.prompt, 'UTF8')), 'hex')"  # prompt_embeddings.text_sha
+
+
+def missing_text_vectors(
+    conn: psycopg.Connection, category: str, model: str
+) -> list[tuple[str, str, str, str, str]]:
+    """`(image_id, prompt_model, source, text, text_sha)` of every text (link caption or
+    generated prompt) of the category's images with no vector from sentence encoder `model`
+    of that text yet."""
+    rows = conn.execute(
+        f"""
+        SELECT p.image_id, p.model, p.source, p.prompt, {TEXT_SHA}
+        FROM image_prompts p
+        WHERE p.image_id IN (SELECT image_id FROM raw_images
+                             WHERE category = %(category)s AND status = 'ok')
+          AND NOT EXISTS (
+            SELECT 1 FROM prompt_embeddings e
+            WHERE e.image_id = p.image_id AND e.model = %(model)s
+              AND e.prompt_model = p.model AND e.source = p.source AND e.text_sha = {TEXT_SHA})
+        ORDER BY p.image_id, p.model, p.source
+        """,
+        {"category": category, "model": model},
+    )
+    return rows.fetchall()
+
+
+def text_count(conn: psycopg.Connection, category: str) -> int:
+    """How many texts (image_prompts rows) the category's downloaded images have."""
+    row = conn.execute(
+        "SELECT count(*) FROM image_prompts WHERE image_id IN ("
+        "   SELECT image_id FROM raw_images WHERE category = %s AND status = 'ok')",
+        (category,),
+    )
+    return row.fetchone()[0]
+
+
+def text_vector_stats(conn: psycopg.Connection, category: str, model: str) -> dict[str, float]:
+    """Counts and norms of the vectors from sentence encoder `model` of the texts of the
+    category's images, for the asset check (`embedded`: texts with a vector of that text)."""
+    row = conn.execute(
+        f"""
+        SELECT count(*), count(e.image_id),
+               min(vector_dims(e.embedding)), max(vector_dims(e.embedding)),
+               min(vector_norm(e.embedding)), max(vector_norm(e.embedding))
+        FROM image_prompts p
+        LEFT JOIN prompt_embeddings e
+          ON e.image_id = p.image_id AND e.model = %(model)s AND e.prompt_model = p.model
+         AND e.source = p.source AND e.text_sha = {TEXT_SHA}
+        WHERE p.image_id IN (SELECT image_id FROM raw_images
+                             WHERE category = %(category)s AND status = 'ok')
+        """,
+        {"category": category, "model": model},
+    ).fetchone()
+    keys = ("texts", "embedded", "min_dim", "max_dim", "min_norm", "max_norm")
+    return dict(zip(keys, row, strict=True))

@@ -150,6 +150,29 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        7,
+        "sentence vectors of image texts",
+        # One vector per text of image_prompts (a link caption or a generated prompt, kept apart
+        # by the prompt's model and source) per sentence encoder (`model`). `text_sha` is the
+        # sha256 of the text embedded: a caption changed since is embedded again. Texts from a
+        # random-weight captioner (the tiny profile) are marked, and left out of search unless
+        # asked for. The IO manager keeps one HNSW index per `model`, as for image_embeddings.
+        """
+        CREATE TABLE prompt_embeddings (
+            image_id        text        NOT NULL,
+            model           text        NOT NULL,
+            prompt_model    text        NOT NULL,
+            source          text        NOT NULL,
+            text_sha        text        NOT NULL,
+            random_weights  boolean     NOT NULL DEFAULT false,
+            embedding       vector      NOT NULL,
+            created_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (image_id, model, prompt_model, source)
+        );
+        ALTER TABLE prompt_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
+        """,
+    ),
+    (
         12,
         "raw_images records its file's modification time",
         # The file's st_mtime_ns when its bytes last hashed to image_id: a category's next

@@ -21,6 +21,8 @@ REAL_IDS = {
     "clip_text": "openai/clip-vit-base-patch32",
 }
 
+TINY_ID_PREFIX = "tiny/"  # model ids (and keys) of the tiny profile's random-weight builds
+
 # Config keys that say nothing about what a model computes.
 _VOLATILE_KEYS = {"transformers_version", "_name_or_path", "dtype", "torch_dtype", "_commit_hash"}
 
@@ -59,7 +61,7 @@ def resolve_model(
                 f"the tiny {role} model is not built in {path}:"
                 " build it with `featuregen models build-tiny`"
             )
-        return ModelSpec(role, str(path), f"tiny/{role}")
+        return ModelSpec(role, str(path), f"{TINY_ID_PREFIX}{role}")
     raise ValueError(f"unknown model profile {profile!r}: expected one of {PROFILES}")
 
 
@@ -87,3 +89,8 @@ def config_fingerprint(config) -> dict:
 def tiny_dir(role: str, models_dir: Path) -> Path:
     """Where the tiny model of a role lives."""
     return Path(models_dir) / "tiny" / role
+
+
+def random_weights(key: str) -> bool:
+    """Whether a model key (or id) names a tiny profile build, whose weights are random."""
+    return key.startswith(TINY_ID_PREFIX)
