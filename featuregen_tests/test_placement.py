@@ -27,6 +27,7 @@ from featuregen_assets.settings import Settings, variable_names
 MODEL_STEPS = (
     "image_prompts",
     "image_embeddings",
+    "prompt_embeddings",
     "aligned_text_encoder",
     "decoder_model",
     "research_report",
