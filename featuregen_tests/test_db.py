@@ -93,7 +93,9 @@ def test_upgrading_to_inline_vectors_keeps_the_vectors_stored_before(
     after = np.random.default_rng(1).normal(size=768).astype(np.float32)
     insert = "INSERT INTO image_embeddings (image_id, model, embedding) VALUES (%s, 'm', %s)"
     with db.connection(database_url) as conn:  # a database of the release before migration 3
-        conn.execute("DROP TABLE image_embeddings, image_prompts, raw_images, models")
+        conn.execute(
+            "DROP TABLE image_embeddings, image_prompts, prompt_embeddings, raw_images, models"
+        )
         conn.execute("DROP TABLE schema_migrations")
     with monkeypatch.context() as patch, db.connection(database_url) as conn:
         patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
@@ -154,7 +156,9 @@ def test_a_migration_numbered_below_the_highest_applied_is_still_applied(
 ) -> None:
     later = (99, "a later issue's migration", "CREATE TABLE later_issue (x int)")
     with db.connection(database_url) as conn:
-        conn.execute("DROP TABLE image_embeddings, image_prompts, raw_images, models")
+        conn.execute(
+            "DROP TABLE image_embeddings, image_prompts, prompt_embeddings, raw_images, models"
+        )
         conn.execute("DROP TABLE schema_migrations")
     with monkeypatch.context() as patch, db.connection(database_url) as conn:
         patch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS[:2], later))
