@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 
 from featuregen_assets.core.training.common import (
@@ -37,6 +37,7 @@ from featuregen_assets.core.training.common import (
 )
 from featuregen_assets.core.training.metrics import psnr, self_retrieval_top1, ssim
 from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask
+from featuregen_assets.core.vision.preprocess import open_rgb, to_rgb
 
 FORMAT = "featuregen-feature-decoder/1"
 Encode = Callable[[list[Image.Image]], np.ndarray]
@@ -231,10 +232,7 @@ class DecoderResult:
 
 def square_image(image: Image.Image | str | Path, size: int) -> np.ndarray:
     """Upright RGB, shorter side resized to `size` (bicubic), centre-cropped: (size, size, 3)."""
-    if not isinstance(image, Image.Image):
-        with Image.open(image) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    image = image.convert("RGB")
+    image = open_rgb(image) if not isinstance(image, Image.Image) else to_rgb(image)
     scale = size / min(image.size)
     w, h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
     image = image.resize((w, h), Image.BICUBIC)

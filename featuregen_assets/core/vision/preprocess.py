@@ -1,5 +1,6 @@
-"""Image preprocessing shared by the vision models: upright RGB decoding and the one-resample
-resize-and-centre-crop that DINOv2's processor describes."""
+"""Image preprocessing shared by the vision models: upright RGB decoding (high-depth images
+scaled to 8 bits, not clipped) and the one-resample resize-and-centre-crop that DINOv2's
+processor describes."""
 
 from __future__ import annotations
 
@@ -21,7 +22,34 @@ def open_rgb(path: Path | str, draft: tuple[int, int] | None = None) -> Image.Im
         if draft is not None and im.format == "JPEG":
             im.draft("RGB", draft)
         im = ImageOps.exif_transpose(im)
+        return to_rgb(im)
+
+
+_SIXTEEN_BIT = (0.0, 65535.0)
+
+
+def _value_range(mode: str, values: np.ndarray) -> tuple[float, float]:
+    """The range of a high-depth mode's values that maps onto 0-255: 16-bit modes (and "I"
+    holding 16-bit data, as 16-bit PNGs and TIFFs open) their full range, a float image in
+    [0, 1] that range, anything else its own minimum and maximum."""
+    low, high = float(values.min()), float(values.max())
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= _SIXTEEN_BIT[1]):
+        return _SIXTEEN_BIT
+    if mode == "F" and low >= 0 and high <= 1:
+        return 0.0, 1.0
+    return low, max(high, low + 1e-12)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """`im` in 8-bit RGB. Single-channel high-depth images (16-bit, 32-bit integer, float) are
+    scaled into 0-255 by their range (`_value_range`); Pillow's own conversion would clip them
+    (a 16-bit PNG becomes almost all white)."""
+    if not (im.mode.startswith("I;16") or im.mode in ("I", "F")):
         return im.convert("RGB")
+    values = np.asarray(im, dtype=np.float64)
+    low, high = _value_range(im.mode, values)
+    grey = np.rint(np.clip((values - low) * (255.0 / (high - low)), 0, 255)).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
 
 
 @dataclass(frozen=True)
