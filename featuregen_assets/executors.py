@@ -4,24 +4,31 @@ cluster (dagster-ray's `ray_executor`, `pip install 'featuregen[ray]'`); `k8s`: 
 Kubernetes pod (dagster-k8s's `k8s_job_executor`, `pip install 'featuregen[k8s]'`,
 deploy/k8s/values.yaml).
 
-With Ray, `Settings.ray_address` (RAY_ADDRESS) names an existing cluster; unset, a local Ray
-head is started on first use and left running for later runs and processes (`ray stop` stops
-it). A step asks Ray for the resources in its `dagster-ray/config` op tag
-(`featuregen_assets.placement`).
+With Ray, `Settings.ray_address` (RAY_ADDRESS) names an existing cluster; unset, each run
+starts a local Ray head of its own (`core.runtime.ray_head`: free ports, its own directory) and
+stops it when it ends, or with `Settings.ray_keep_head` (FEATUREGEN_RAY_KEEP_HEAD) keeps one,
+recorded in the home, for later runs (a recorded head that is gone is replaced). A step asks Ray
+for the resources in its `dagster-ray/config` op tag (`featuregen_assets.placement`), fitted to
+the cluster's nodes when the run starts (`featuregen_assets.ray_steps`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
+from dagster._core.execution.retries import RetryMode
 
+from featuregen_assets import placement
 from featuregen_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from featuregen_assets.core.runtime.ray_head import LocalRayHead
 
 RAY_MISSING = "FEATUREGEN_EXECUTOR=ray needs Ray and dagster-ray: pip install 'featuregen[ray]'"
 K8S_MISSING = "FEATUREGEN_EXECUTOR=k8s needs dagster-k8s: pip install 'featuregen[k8s]'"
@@ -45,29 +52,41 @@ def step_environment(settings: Settings) -> list[str]:
     return [*values, *_FORWARDED, path]
 
 
-def ensure_ray_cluster(settings: Settings) -> None:
-    """Nothing when the settings name a cluster; else make sure a local Ray head runs, starting
-    one (under a file lock in the home, so concurrent runs start one between them)."""
+KEPT_HEAD_RECORD = "ray-head.json"  # in the home: the kept local head
+
+
+def ray_cluster(settings: Settings) -> tuple[str, LocalRayHead | None, list[str]]:
+    """Where a run's steps go: the cluster's address, the local head to stop when the run ends
+    (None: none of this run's), and what to say in the run's log about it.
+
+    The settings' cluster when they name one; else, with `ray_keep_head`, the kept head the
+    home records (found or started under a file lock in the home, so concurrent runs start one
+    between them); else a head started for this run alone."""
+    from featuregen_assets.core.runtime import ray_head
+
     if settings.ray_address:
-        return
-    from ray.job_submission import JobSubmissionClient
-
-    authenticate_as_ray_start_does()
-
+        return settings.ray_address, None, []
+    if not settings.ray_keep_head:
+        head = ray_head.start_local_head()
+        started = f"started a local Ray head for this run at {head.dashboard_url} (pid {head.pid})"
+        return head.dashboard_url, head, [f"{started}: it stops when the run ends"]
     settings.home.mkdir(parents=True, exist_ok=True)
     with (settings.home / "ray-start.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            JobSubmissionClient()  # finds a running local cluster
-            return
-        except ConnectionError:
-            pass
-        ray = [sys.executable, "-m", "ray.scripts.scripts"]
-        subprocess.run(
-            [*ray, "start", "--head", "--disable-usage-stats", "--dashboard-host", "127.0.0.1"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        head, gone = ray_head.find_kept_head(settings.home / KEPT_HEAD_RECORD)
+        notes = [f"{gone}: starting a new one"] if gone else []
+        if head is None:
+            head = ray_head.start_local_head(die_with_caller=False)
+            head.save(settings.home / KEPT_HEAD_RECORD)
+    return (
+        head.dashboard_url,
+        None,
+        [
+            *notes,
+            f"the local Ray head at {head.dashboard_url} is kept after the run"
+            f" (FEATUREGEN_RAY_KEEP_HEAD): `kill {head.pid}` stops it",
+        ],
+    )
 
 
 def authenticate_as_ray_start_does() -> None:
@@ -87,10 +106,15 @@ def authenticate_as_ray_start_does() -> None:
 
 
 def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
-    """dagster-ray's `ray_executor` on the settings' cluster (found or started when a run
-    starts), each step given the settings (`step_environment`)."""
+    """Each step a Ray job on the settings' cluster (`ray_cluster`, found or started when a
+    run starts), given the settings (`step_environment`), its request fitted to the cluster
+    (`ray_steps`); dagster-ray's `ray_executor` config."""
     try:
         from dagster_ray import ray_executor
+        from dagster_ray.core.executor import RayExecutorConfig
+
+        from featuregen_assets import ray_steps
+        from featuregen_assets.core.runtime import ray_head
     except ImportError as error:
         raise ExecutorUnavailable(RAY_MISSING) from error
 
@@ -100,13 +124,45 @@ def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
         requirements=multiple_process_executor_requirements(),
     )
     def featuregen_ray_executor(init_context: dg.InitExecutorContext):
-        ensure_ray_cluster(settings)
-        config = dict(init_context.executor_config)
-        ray_config = dict(config["ray"])
-        ray_config["address"] = ray_config.get("address") or settings.ray_address
-        ray_config["env_vars"] = [*step_environment(settings), *(ray_config.get("env_vars") or [])]
-        init_context = init_context._replace(executor_config={**config, "ray": ray_config})
-        return ray_executor.executor_creation_fn(init_context)
+        authenticate_as_ray_start_does()
+        config = init_context.executor_config
+        ray_config = RayExecutorConfig(**config["ray"])
+        address, head, notes = (
+            (ray_config.address, None, []) if ray_config.address else (ray_cluster(settings))
+        )
+        try:
+            nodes = ray_head.node_resources(address)
+            device = settings.compute.device
+            client = ray_steps.FittedJobSubmissionClient(
+                address,
+                fit=lambda step, request: placement.fit_to_nodes(step, request, device, nodes),
+                metadata=ray_config.metadata,
+                headers=ray_config.headers,
+                cookies=ray_config.cookies,
+            )
+        except BaseException:
+            if head is not None:
+                head.stop()
+            raise
+        handler = ray_steps.PlacedRayStepHandler(
+            nodes,
+            client=client,
+            env_vars=[*step_environment(settings), *(ray_config.env_vars or [])],
+            runtime_env=ray_config.runtime_env,
+            num_cpus=ray_config.num_cpus,
+            num_gpus=ray_config.num_gpus,
+            memory=ray_config.memory,
+            resources=ray_config.resources,
+        )
+        return ray_steps.RayRunExecutor(
+            handler,
+            head,
+            notes,
+            retries=RetryMode.from_config(config["retries"]),
+            max_concurrent=config.get("max_concurrent"),
+            tag_concurrency_limits=config.get("tag_concurrency_limits"),
+            should_verify_step=True,
+        )
 
     return featuregen_ray_executor
 

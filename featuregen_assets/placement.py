@@ -6,11 +6,16 @@ A model step (an asset in the `gpu` pool) asks for one GPU unless the compute se
 is `cpu`, and for one CPU for its data loader; every other step (the download) for one CPU (its
 work is asynchronous I/O) and no GPU. `build_defs` places the assets with its settings, so the
 request follows `Settings.compute.device` however the definitions were built.
+
+On a Ray cluster the request is fitted to the cluster's nodes when a run starts
+(`fit_to_nodes`): with the device on `auto`, a model step on a cluster without a GPU asks for
+none (it runs on the CPU there, as `auto` would choose); a request no node can ever serve fails
+the run at once, naming the resource.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 
@@ -83,3 +88,37 @@ def placed(assets: Iterable[dg.AssetsDefinition], device: str) -> list[dg.Assets
         )
         for asset in assets
     ]
+
+
+class Unplaceable(ValueError):
+    """A step asks a cluster for more than any of its nodes has."""
+
+
+def amounts(resources: Mapping[str, float]) -> str:
+    """`{"CPU": 1, "memory": 2**31}` as `1 CPU, 2.0 GiB memory`."""
+    return ", ".join(
+        f"{amount / 2**30:.1f} GiB memory" if name == "memory" else f"{amount:g} {name}"
+        for name, amount in resources.items()
+    )
+
+
+def fit_to_nodes(
+    step: str, request: Mapping[str, float], device: str, nodes: Sequence[Mapping[str, float]]
+) -> dict[str, float]:
+    """`request` as a cluster whose live nodes declare `nodes` can serve it: without its GPU
+    when `device` is `auto` and no node has one. Raises `Unplaceable` naming the resource no
+    node has enough of (a step waits for free resources, never for ones no node has)."""
+    fitted = dict(request)
+    if device == "auto" and not any(node.get("GPU") for node in nodes):
+        fitted.pop("GPU", None)
+    if any(all(node.get(name, 0) >= amount for name, amount in fitted.items()) for node in nodes):
+        return fitted
+    short = [
+        name for name, amount in fitted.items() if all(node.get(name, 0) < amount for node in nodes)
+    ] or list(fitted)
+    largest = {name: max((node.get(name, 0) for node in nodes), default=0) for name in short}
+    why = f" (FEATUREGEN_DEVICE={device})" if "GPU" in short else ""
+    raise Unplaceable(
+        f"{step} asks the Ray cluster for {amounts({n: fitted[n] for n in short})}{why},"
+        f" and no node has that much (the most a node has: {amounts(largest)})"
+    )

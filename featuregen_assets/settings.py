@@ -63,6 +63,7 @@ class Settings:
     progress: str = "log"
     executor: str = "multiprocess"
     ray_address: str | None = None
+    ray_keep_head: bool = False
 
     def __post_init__(self) -> None:
         if self.models not in PROFILES:
@@ -324,7 +325,14 @@ VARIABLES = (
         "RAY_ADDRESS",
         "ray_address",
         "with `FEATUREGEN_EXECUTOR=ray`: the cluster's job-submission address"
-        " (`http://head:8265`); unset = a local Ray head started on first use",
+        " (`http://head:8265`); unset = a local Ray head of the run's own, stopped when it ends",
+    ),
+    Variable(
+        "FEATUREGEN_RAY_KEEP_HEAD",
+        "ray_keep_head",
+        "with `FEATUREGEN_EXECUTOR=ray` and no `RAY_ADDRESS`: keep the local Ray head for later"
+        " runs (recorded in the home; one that is gone is replaced)",
+        _parse_bool,
     ),
 )
 

@@ -166,11 +166,9 @@ def test_the_local_ray_head_is_reached_with_its_token(tmp_path: Path) -> None:
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("a" * 32)
     check = (
-        "import os, pathlib, ray.job_submission as jobs\n"
+        "import os\n"
         "from featuregen_assets import executors\n"
-        "from featuregen_assets.settings import Settings\n"
-        "jobs.JobSubmissionClient = lambda: None  # a local head runs\n"
-        f"executors.ensure_ray_cluster(Settings(home=pathlib.Path({str(tmp_path)!r})))\n"
+        "executors.authenticate_as_ray_start_does()  # as the Ray executor does first\n"
         "print(os.environ.get('RAY_AUTH_MODE'))\n"
     )
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -182,3 +180,58 @@ def test_the_local_ray_head_is_reached_with_its_token(tmp_path: Path) -> None:
         check=True,
     )
     assert result.stdout.split() == ["token"], result.stderr
+
+
+NO_GPU_NODE = {"CPU": 2.0, "memory": 8 * 2**30, "node:10.0.0.1": 1.0}
+GPU_NODE = {"CPU": 8.0, "GPU": 1.0, "memory": 64 * 2**30}
+
+
+def test_with_the_device_on_auto_a_cluster_without_gpus_gets_no_gpu_request() -> None:
+    request = {"CPU": 1.0, "GPU": 1.0}
+    assert placement.fit_to_nodes("image_embeddings", request, "auto", [NO_GPU_NODE]) == {
+        "CPU": 1.0
+    }
+    assert placement.fit_to_nodes("image_embeddings", request, "auto", [NO_GPU_NODE, GPU_NODE]) == (
+        request
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "device", "named"),
+    [
+        ({"CPU": 1.0, "GPU": 1.0}, "cuda", r"1 GPU \(FEATUREGEN_DEVICE=cuda\).*0 GPU"),
+        ({"CPU": 4.0}, "auto", "4 CPU, and no node has that much .*: 2 CPU"),
+        ({"CPU": 1.0, "memory": 16 * 2**30}, "cpu", "16.0 GiB memory"),
+    ],
+)
+def test_a_step_no_node_can_serve_is_refused_naming_the_resource(
+    request_: dict[str, float], device: str, named: str
+) -> None:
+    with pytest.raises(placement.Unplaceable, match=f"^image_embeddings asks .*{named}"):
+        placement.fit_to_nodes("image_embeddings", request_, device, [NO_GPU_NODE])
+
+
+def test_a_request_split_across_nodes_is_refused() -> None:
+    """Ray places a job on one node: 1 GPU on one and 4 CPUs on another do not make one."""
+    with pytest.raises(placement.Unplaceable, match="asks the Ray cluster for 4 CPU, 1 GPU"):
+        placement.fit_to_nodes(
+            "image_embeddings",
+            {"CPU": 4.0, "GPU": 1.0},
+            "cuda",
+            [{"CPU": 1.0, "GPU": 1.0}, {"CPU": 4.0}],
+        )
+
+
+def test_a_kept_ray_head_that_is_gone_is_dropped_with_the_reason(tmp_path: Path) -> None:
+    from featuregen_assets.core.runtime import ray_head
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    record = tmp_path / "ray-head.json"
+    ray_head.LocalRayHead("http://127.0.0.1:9", "127.0.0.1:9", gone.pid, str(tmp_path)).save(record)
+    assert ray_head.find_kept_head(record) == (
+        None,
+        f"the kept Ray head at http://127.0.0.1:9 (pid {gone.pid}) is gone",
+    )
+    assert not record.exists()
+    assert ray_head.find_kept_head(record) == (None, None)

@@ -1,12 +1,15 @@
 """Model steps on a real local Ray cluster through dagster-ray's executor (FEATUREGEN_EXECUTOR=ray).
 
-One Ray head for the module, declaring 2 CPUs and 2 GPUs (logical: no GPU is needed); the
-one-GPU case holds one of them in a placement group. The categories' images are downloaded once,
-in this process; each case runs two other categories' embedding steps at once, each run
-launched with a `Settings` object whose values are in no environment variable (as the CLI's
-and the demo's are), and reads when each step's process held its GPU from the runs' event logs.
-A run not done in `RUN_LIMIT_S` fails its case with the runs' event logs and Ray's state, its
-processes and Ray jobs stopped: a hang costs minutes, not CI's whole budget.
+One Ray head for the module, started as featuregen starts its own (`core.runtime.ray_head`: free
+ports, a directory of its own, so it never joins another Ray cluster on the machine), declaring
+2 CPUs and 2 GPUs (logical: no GPU is needed); the one-GPU case holds one of them in a placement
+group. The categories' images are downloaded once, in this process; each case runs two other
+categories' embedding steps at once, each run launched with a `Settings` object whose values are
+in no environment variable (as the CLI's and the demo's are), and reads when each step's process
+held its GPU from the runs' event logs. A run not done in `RUN_LIMIT_S` fails its case with the
+runs' event logs and Ray's state, its processes and Ray jobs stopped: a hang costs minutes, not
+CI's whole budget. A last case runs a category with no cluster address: on a head the run starts
+on the machine's own resources (no GPU here) and stops.
 
 Ray and dagster-ray are the `ray` extra, which scripts/setup.sh installs: without them this
 module fails, it does not skip.
@@ -15,12 +18,9 @@ module fails, it does not skip.
 import dataclasses
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -42,6 +42,7 @@ except ImportError as error:  # fail loudly: CI must run this test
     ) from error
 
 from featuregen_assets import executors
+from featuregen_assets.core.runtime import ray_head
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
@@ -56,37 +57,29 @@ RUN_LIMIT_S = 300  # a hang guard, not a speed bound: a case's runs take ~50 s a
 CASE_TAG = "featuregen-test/case"  # on each run: a case finds its runs by it
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[dict[str, Any]]:
-    """A local Ray cluster of this process with 2 CPUs and 2 logical GPUs, its dashboard (job
-    submission) on a free port: where it is, as `ray.init` says (`webui_url`, `gcs_address`,
-    `session_dir`). Shut down with the module, failed or not.
+    """A local Ray head with 2 CPUs and 2 logical GPUs on free ports, this process its driver
+    (for placement groups): where it is (`webui_url`, `gcs_address`, `session_dir`). Stopped
+    with the module, failed or not.
 
-    Token authentication as `executors.ensure_ray_cluster` sets it up for its head (on when
-    ~/.ray/auth_token exists; a new `ray.init` cluster turns it on and writes a token when none
-    does): RAY_AUTH_MODE=token in this process, which the spawned runs and `ray` commands
+    Token authentication as the Ray executor sets it up for its head (on when ~/.ray/auth_token
+    exists): RAY_AUTH_MODE=token in this process, which the spawned runs and `ray` commands
     inherit, until the module ends."""
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix sockets live there
     with mock.patch.dict(os.environ):
+        os.environ.pop("RAY_ADDRESS", None)
         executors.authenticate_as_ray_start_does()
+        head = ray_head.start_local_head(num_cpus=2, num_gpus=2)
         try:
-            yield ray.init(
-                num_cpus=2,
-                num_gpus=2,
-                include_dashboard=True,
-                dashboard_host="127.0.0.1",
-                dashboard_port=_free_port(),
-                _temp_dir=temp,
-            ).address_info
+            ray.init(address=head.gcs_address)
+            yield {
+                "webui_url": head.dashboard_url.removeprefix("http://"),
+                "gcs_address": head.gcs_address,
+                "session_dir": str(Path(head.temp_dir) / "session_latest"),
+            }
         finally:
             ray.shutdown()
-            shutil.rmtree(temp, ignore_errors=True)
+            head.stop()
 
 
 @pytest.fixture
@@ -283,3 +276,49 @@ def test_two_categories_gpu_steps_overlap_only_with_two_gpus(
             (list(categories),),
         ).fetchall()
     assert dims == [(2 * TINY_DIM,)]
+
+
+def _session_members(session: int) -> list[int]:
+    """Ids of the processes in the session `session` (a local head's: `ray start` leads it)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:  # after the command: state, ppid, pgrp, session
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_run_without_a_cluster_address_starts_its_own_head_and_stops_it(
+    launch_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No RAY_ADDRESS: the run starts a head of its own on this machine's resources (no GPU
+    here: the model step, its device on `auto`, asks for none and runs), past a Ray address
+    file naming a dead head, and leaves none of its head's processes behind."""
+    settings = dataclasses.replace(launch_settings, ray_address=None, ray_keep_head=False)
+    assert settings.compute.device == "auto"
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # Ray's default directory, for the run
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nothing listens
+    case = uuid.uuid4().hex
+    process = multiprocessing.get_context("spawn").Process(
+        target=_run_gpu_step, args=(settings, "cafe", case)
+    )
+    process.start()
+    process.join(RUN_LIMIT_S)
+    if process.is_alive():
+        os.kill(process.pid, signal.SIGINT)
+        process.join(60)
+        process.kill()
+        pytest.fail(f"the run was not done in {RUN_LIMIT_S} s")
+    assert process.exitcode == 0
+
+    instance = dagster_instance(settings)
+    [run] = instance.get_runs(dg.RunsFilter(tags={CASE_TAG: case}))
+    messages = [record.user_message for record in instance.all_logs(run.run_id)]
+    [started] = [m for m in messages if m.startswith("started a local Ray head for this run")]
+    assert any(m.startswith("stopped the local Ray head") for m in messages), messages
+    head_pid = int(started.partition("(pid ")[2].partition(")")[0])
+    assert not _session_members(head_pid)
