@@ -95,6 +95,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         title="featuregen search",
         summary="Text, keyword, hybrid and image search over the DINOv2 feature store.",
         lifespan=lifespan,
+        docs_url=None,  # /docs below: Swagger UI from a package, not from a CDN
+        redoc_url=None,
     )
 
     @contextmanager
@@ -215,6 +217,13 @@ def create_app(config: ServeConfig) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
+
+    # Swagger UI's files as the fastapi-offline package ships them: /docs works offline.
+    swagger_ui = StaticFiles(packages=[("fastapi_offline", "static")])
+    app.mount("/static/swagger-ui", swagger_ui, name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -1,48 +1,183 @@
 // featuregen search page: plain JS over the JSON API; every text from the server is set with
-// textContent (never parsed as HTML). The query state lives in the URL (q, mode, category, like,
-// and k: hits per page).
+// textContent (never parsed as HTML), and nothing here is inline in the HTML, so the page runs
+// under a Content-Security-Policy without 'unsafe-inline'. The search lives in the URL (q, mode,
+// category, like, image, and k: hits per page); an uploaded query image is kept in the history
+// entry's state, so reload and back redo the search.
 "use strict";
 
-const params0 = new URLSearchParams(location.search);
-const PAGE = Math.min(1000, Math.max(1, Number.parseInt(params0.get("k"), 10) || 40));
+// What the page offers when the server has no /api/info (an older server).
+const FALLBACK_MODES = [
+  { name: "caption", label: "Captions", searches: "what the images' captions say (semantic)" },
+  {
+    name: "image",
+    label: "Image vectors",
+    searches: "what the pixels show (text encoder over DINOv2)",
+  },
+  { name: "keyword", label: "Keywords", searches: "the words of prompts and captions (full text)" },
+  { name: "hybrid", label: "Hybrid", searches: "every list above, fused by rank" },
+];
+const MAX_SAVED_IMAGE = 8_000_000; // characters of a data URL kept in a history entry
+const PAGE = Math.min(
+  1000,
+  Math.max(1, Number.parseInt(new URLSearchParams(location.search).get("k"), 10) || 40),
+);
 const $ = (selector) => document.querySelector(selector);
 const box = $("#q");
 const results = $("#results");
 const facetsNav = $("#facets");
 const summary = $("#summary");
 const message = $("#message");
+const detail = $("#detail");
+const queryImage = $("#query-image");
 
-let state = { q: "", mode: "text", category: null, like: null, image: null };
+let info = {
+  modes: FALLBACK_MODES,
+  default_mode: "hybrid",
+  default_reason: "",
+  examples: [],
+  categories: {},
+  total_images: null,
+};
+let state = blank();
+let lostImage = false; // the URL names an image search whose image this history entry lacks
 let nextCursor = null;
 let loading = false;
 let generation = 0; // answers of an older query are dropped
-let shown = 0;
 let broken = 0;
 let lastAnswer = null;
+let hits = []; // the hits shown, in order (the detail view steps through them)
+let openIndex = -1;
+
+function blank(mode = null) {
+  return {
+    q: "",
+    mode: mode || info.default_mode,
+    category: null,
+    like: null,
+    image: null,
+    imageData: null,
+  };
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---- modes, from /api/info ----
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/api/info");
+    if (response.ok) {
+      const body = await response.json();
+      info = { ...info, ...body, modes: body.modes?.length ? body.modes : FALLBACK_MODES };
+    }
+  } catch {
+    // keep the static list
+  }
+  if (!info.modes.some((m) => m.name === info.default_mode)) info.default_mode = info.modes[0].name;
+  renderModes();
+}
+
+function modeNamed(name) {
+  if (name === "text" && !modeInfo("text") && modeInfo("image")) return "image"; // old links
+  return modeInfo(name) ? name : info.default_mode;
+}
+
+function modeInfo(name) {
+  return info.modes.find((m) => m.name === name);
+}
+
+function renderModes() {
+  const legend = $("#modes legend");
+  const labels = info.modes.map((mode) => {
+    const label = element("label");
+    label.title = `searches ${mode.searches}`;
+    const radio = element("input");
+    radio.type = "radio";
+    radio.name = "mode";
+    radio.value = mode.name;
+    radio.addEventListener("change", () => {
+      state.mode = radio.value;
+      showModeHelp();
+      if (state.q && !state.like && !state.image) {
+        writeUrl();
+        run();
+      }
+    });
+    label.append(radio, ` ${mode.label || mode.name}`);
+    return label;
+  });
+  $("#modes").replaceChildren(legend, ...labels);
+}
+
+function showMode() {
+  const radio = document.querySelector(`input[name=mode][value="${CSS.escape(state.mode)}"]`);
+  if (radio) radio.checked = true;
+  showModeHelp();
+}
+
+function showModeHelp() {
+  const help = $("#mode-help");
+  if (state.image || state.like) {
+    help.textContent = "Image search: the stored images nearest the query image's DINOv2 vector.";
+    return;
+  }
+  const mode = modeInfo(state.mode);
+  if (!mode) return;
+  const chosen = mode.name === info.default_mode && info.default_reason;
+  help.textContent =
+    `${mode.label || mode.name} searches ${mode.searches}.` +
+    (chosen ? ` The default: ${info.default_reason}` : "");
+}
+
+// ---- the URL and the history entry's state ----
 
 function readUrl() {
   const params = new URLSearchParams(location.search);
+  const saved = history.state?.image;
+  const image = params.has("image") && saved?.data ? fileFrom(saved) : null;
   state = {
     q: params.get("q") || "",
-    mode: ["text", "keyword", "hybrid"].includes(params.get("mode")) ? params.get("mode") : "text",
+    mode: modeNamed(params.get("mode")),
     category: params.get("category") || null,
     like: params.get("like") || null,
-    image: null,
+    image,
+    imageData: image ? saved.data : null,
   };
+  lostImage = params.has("image") && !image;
   box.value = state.q;
-  document.querySelector(`input[name=mode][value=${state.mode}]`).checked = true;
+  showMode();
+}
+
+function fileFrom(saved) {
+  const bytes = Uint8Array.from(atob(saved.data.split(",")[1] || ""), (c) => c.charCodeAt(0));
+  return new File([bytes], saved.name, { type: saved.type });
 }
 
 function writeUrl() {
   const params = new URLSearchParams();
-  if (state.like) params.set("like", state.like);
-  else if (state.q) params.set("q", state.q);
-  if (state.q && !state.like) params.set("mode", state.mode);
+  if (state.image) params.set("image", state.image.name || "pasted image");
+  else if (state.like) params.set("like", state.like);
+  else if (state.q) {
+    params.set("q", state.q);
+    params.set("mode", state.mode);
+  }
   if (state.category) params.set("category", state.category);
   if (PAGE !== 40) params.set("k", String(PAGE));
-  const url = params.toString() ? `?${params}` : location.pathname;
-  if (url !== location.search) history.pushState(null, "", url);
+  const url = location.pathname + (params.size ? `?${params}` : "");
+  const kept = state.image && state.imageData.length <= MAX_SAVED_IMAGE;
+  const entry = kept
+    ? { image: { name: state.image.name, type: state.image.type, data: state.imageData } }
+    : null;
+  if (state.image || url !== location.pathname + location.search) history.pushState(entry, "", url);
+  lostImage = false;
 }
+
+// ---- searching ----
 
 function request(cursor) {
   if (state.image) {
@@ -72,13 +207,20 @@ async function run(append = false) {
   if (!append) {
     generation += 1;
     nextCursor = null;
-    shown = 0;
     broken = 0;
+    hits = [];
+    lastAnswer = null;
     results.replaceChildren();
     hideMessage();
+    showQueryImage();
+    showModeHelp();
+    $("#start").hidden = hasQuery() || lostImage;
     if (!hasQuery()) {
       facetsNav.replaceChildren();
       summary.textContent = "";
+      if (lostImage)
+        showMessage("This page's query image is not kept here: drop or paste it again.", false);
+      else renderStart();
       return;
     }
   } else if (!nextCursor || loading) {
@@ -97,10 +239,12 @@ async function run(append = false) {
     }
     lastAnswer = body;
     nextCursor = body.next_cursor;
-    if (!append) renderFacets(body.facets);
-    body.hits.forEach((hit) => results.append(renderHit(hit, body.score_kind)));
-    shown += body.hits.length;
-    if (!shown) showMessage(noResultsText(), false);
+    if (!append) renderFacets(body.facets || {});
+    body.hits.forEach((hit) => {
+      hits.push(hit);
+      results.append(renderHit(hit, hits.length - 1));
+    });
+    if (!hits.length) showMessage(noResultsText(), false);
     renderSummary();
   } catch (error) {
     if (mine === generation) showMessage(`Search failed: ${error.message}`, true);
@@ -118,99 +262,316 @@ function noResultsText() {
 }
 
 function renderSummary() {
+  const total = Number.isInteger(lastAnswer?.total) ? lastAnswer.total : null;
+  const count = total ?? hits.length;
+  const more = total === null && nextCursor ? "+" : "";
+  const mode = modeInfo(lastAnswer?.mode || state.mode);
   const what = state.image
     ? `like ${state.image.name || "the pasted image"}`
     : state.like
       ? "like the chosen image"
-      : `${state.mode} search`;
-  const parts = [`${shown} result${shown === 1 ? "" : "s"} ${what}`];
-  if (lastAnswer) parts.push(`${lastAnswer.timing_ms.total.toFixed(0)} ms`);
-  if (broken) parts.push(`${broken} thumbnail${broken === 1 ? "" : "s"} could not be loaded (hidden)`);
+      : `· ${mode?.label || state.mode}`;
+  const where = state.category ? ` in ${state.category}` : "";
+  const parts = [
+    `${count.toLocaleString("en")}${more} result${count === 1 ? "" : "s"}${where} ${what}`,
+  ];
+  if (lastAnswer?.timing_ms) parts.push(`${lastAnswer.timing_ms.total.toFixed(0)} ms`);
+  if (broken)
+    parts.push(`${broken} thumbnail${broken === 1 ? "" : "s"} could not be loaded (hidden)`);
   summary.textContent = parts.join(" · ");
+  const models = Object.entries(lastAnswer?.model || {}).filter(([, v]) => v);
+  summary.title = models.map(([k, v]) => `${k}: ${v}`).join("\n");
+}
+
+// ---- the start page, the query image, category chips ----
+
+function renderStart() {
+  const examples = (info.examples || []).map((text) => {
+    const button = element("button", "chip example", text);
+    button.type = "button";
+    button.addEventListener("click", () => {
+      state = { ...blank(state.mode), q: text, category: state.category };
+      box.value = text;
+      writeUrl();
+      run();
+    });
+    return button;
+  });
+  $("#examples").replaceChildren(...examples);
+  $("#examples").previousElementSibling.hidden = !examples.length;
+  const categories = Object.entries(info.categories || {}).map(([name, count]) =>
+    chip(name, name, count, renderStart),
+  );
+  $("#categories").replaceChildren(...categories);
+  $("#categories").previousElementSibling.hidden = !categories.length;
+  const size = info.total_images;
+  $("#store-size").textContent = Number.isInteger(size)
+    ? `${size.toLocaleString("en")} images in the store. Type a description, or drop or paste an image.`
+    : "Type a description, or drop or paste an image.";
+}
+
+function showQueryImage() {
+  const img = queryImage.querySelector("img");
+  const text = queryImage.querySelector("figcaption");
+  queryImage.hidden = !(state.image || state.like);
+  if (state.image) {
+    img.src = state.imageData;
+    text.textContent = `Searching with ${state.image.name || "the pasted image"}`;
+  } else if (state.like) {
+    img.src = `/thumbs/${encodeURIComponent(state.like)}`;
+    text.textContent = "Searching for images like this one";
+  } else {
+    img.removeAttribute("src");
+  }
 }
 
 function renderFacets(facets) {
-  const chips = [chip(null, "all", null)];
+  const chips = [chip(null, "all", null, run)];
   const names = Object.keys(facets);
   if (state.category && !names.includes(state.category)) names.push(state.category);
-  names.forEach((name) => chips.push(chip(name, name, facets[name] || 0)));
+  names.forEach((name) => chips.push(chip(name, name, facets[name] || 0, run)));
   facetsNav.replaceChildren(...chips);
 }
 
-function chip(category, label, count) {
-  const button = document.createElement("button");
+function chip(category, label, count, then) {
+  const button = element("button", "chip");
   button.type = "button";
-  button.className = "chip";
   button.dataset.category = category || "";
   button.setAttribute("aria-pressed", String(state.category === category));
   button.append(label);
-  if (count !== null) {
-    const badge = document.createElement("span");
-    badge.className = "count";
-    badge.textContent = String(count);
-    button.append(badge);
-  }
+  if (count !== null) button.append(element("span", "count", count.toLocaleString("en")));
   button.addEventListener("click", () => {
     state.category = state.category === category ? null : category;
     writeUrl();
-    run();
+    then();
   });
   return button;
 }
 
-function renderHit(hit, scoreKind) {
-  const item = document.createElement("li");
-  item.className = "hit";
-  item.dataset.id = hit.image_id;
+// ---- one result ----
 
-  const link = document.createElement("a");
-  link.className = "thumb";
-  link.href = hit.image_url;
-  link.target = "_blank";
-  link.rel = "noopener";
-  const image = document.createElement("img");
+function shownPrompt(hit) {
+  return hit.prompt && hit.prompt_random === false ? hit.prompt : null;
+}
+
+function renderHit(hit, index) {
+  const item = element("li", "hit");
+  item.dataset.id = hit.image_id;
+  item.dataset.index = String(index);
+
+  const thumb = element("button", "thumb");
+  thumb.type = "button";
+  thumb.title = "Details (Enter)";
+  const image = element("img");
   image.loading = "lazy";
-  image.alt = hit.prompt || hit.caption || hit.category;
+  image.alt = hit.caption || shownPrompt(hit) || hit.category;
   image.addEventListener("error", () => {
     item.hidden = true;
     broken += 1;
     renderSummary();
   });
   image.src = hit.thumb_url;
-  link.append(image);
+  thumb.append(image);
+  thumb.addEventListener("click", () => openDetail(index));
+  item.append(thumb);
 
-  const prompt = document.createElement("p");
-  prompt.className = "prompt";
-  prompt.textContent = [hit.prompt, hit.caption].filter(Boolean).join(" — ") || "(no prompt)";
-  link.title = prompt.textContent;
+  const caption = element("p", "caption", hit.caption || "(no caption)");
+  caption.classList.toggle("none", !hit.caption);
+  caption.title = caption.textContent;
+  item.append(caption);
+  const prompt = shownPrompt(hit);
+  if (prompt && prompt !== hit.caption) {
+    const line = element("p", "prompt", prompt);
+    line.title = `generated prompt: ${prompt}`;
+    item.append(line);
+  }
 
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  const score = document.createElement("span");
-  score.className = "score";
-  const cosine = hit.cosine !== null;
-  score.textContent = (cosine ? hit.cosine : hit.score).toFixed(3);
-  score.title = cosine
-    ? "cosine similarity (−1…1)"
-    : `${scoreKind === "keyword" ? "keyword rank (0…1)" : scoreKind}`;
-  const category = document.createElement("span");
-  category.className = "category";
-  category.textContent = `#${hit.rank} ${hit.category}`;
-  const like = document.createElement("button");
+  const meta = element("div", "meta");
+  const score = element("span", "score", scoreText(hit));
+  score.title = scoreKind(hit);
+  const like = element("button", "like", "more like this");
   like.type = "button";
-  like.className = "like";
-  like.textContent = "more like this";
-  like.addEventListener("click", () => {
-    state = { q: "", mode: state.mode, category: null, like: hit.image_id, image: null };
-    box.value = "";
-    writeUrl();
-    run();
-    window.scrollTo(0, 0);
-  });
-  meta.append(score, category, like);
-  item.append(link, prompt, meta);
+  like.addEventListener("click", () => searchLike(hit.image_id));
+  meta.append(
+    element("span", "rank", `#${hit.rank}`),
+    score,
+    element("span", "category", hit.category),
+    like,
+  );
+  item.append(meta);
   return item;
 }
+
+function scoreText(hit) {
+  return (hit.cosine !== null && hit.cosine !== undefined ? hit.cosine : hit.score).toFixed(3);
+}
+
+function scoreKind(hit) {
+  if (hit.cosine !== null && hit.cosine !== undefined) return "cosine similarity (−1…1)";
+  const kind = lastAnswer?.score_kind;
+  return kind === "keyword"
+    ? "keyword rank (0…1)"
+    : kind === "rrf"
+      ? "reciprocal-rank fusion"
+      : kind || "";
+}
+
+function searchLike(imageId) {
+  if (detail.open) detail.close();
+  state = { ...blank(state.mode), like: imageId };
+  box.value = "";
+  writeUrl();
+  run();
+  window.scrollTo(0, 0);
+}
+
+// ---- the detail view ----
+
+function openDetail(index) {
+  const hit = hits[index];
+  if (!hit) return;
+  openIndex = index;
+  $("#detail-title").textContent = `#${hit.rank} · ${hit.category}`;
+  const large = detail.querySelector(".large");
+  large.href = hit.image_url;
+  large.querySelector("img").src = hit.image_url;
+  large.querySelector("img").alt = hit.caption || hit.category;
+  const caption = detail.querySelector(".caption");
+  caption.textContent = hit.caption || "(no link caption)";
+  caption.classList.toggle("none", !hit.caption);
+  detail.querySelector("dl").replaceChildren(...detailRows(hit));
+  renderWhy(hit);
+  detail.querySelector(".original").href = hit.image_url;
+  detail.querySelector(".prev").disabled = index === 0;
+  detail.querySelector(".next").disabled = index === hits.length - 1 && !nextCursor;
+  if (!detail.open) detail.showModal();
+  focusHit(results.querySelector(`li.hit[data-index="${index}"]`), false);
+}
+
+function detailRows(hit) {
+  const rows = [];
+  const add = (term, value) => {
+    const dd = element("dd");
+    dd.append(value);
+    rows.push(element("dt", "", term), dd);
+  };
+  if (hit.prompt) add("Prompt", promptValue(hit));
+  add("Category", hit.category);
+  add("URL", safeLink(hit.url));
+  const cosine =
+    hit.cosine !== null && hit.cosine !== undefined ? ` · cosine ${hit.cosine.toFixed(3)}` : "";
+  add("Score", `${hit.score.toFixed(4)} (${scoreKind({ ...hit, cosine: null })})${cosine}`);
+  if (hit.width && hit.height) add("Size", `${hit.width} × ${hit.height} px`);
+  add("Image id", hit.image_id);
+  return rows;
+}
+
+function promptValue(hit) {
+  const value = element("span", "prompt-text", hit.prompt);
+  const source = { generated: "generated by the captioner", link: "from the link file" }[
+    hit.prompt_source
+  ];
+  const note = hit.prompt_random
+    ? "from the tiny random-weight captioner: not a description"
+    : source || "source not given";
+  value.append(element("span", "source", ` (${note})`));
+  value.classList.toggle("random", Boolean(hit.prompt_random));
+  return value;
+}
+
+function safeLink(url) {
+  if (!/^https?:\/\//i.test(url || "")) return url || "";
+  const link = element("a", "", url);
+  link.href = url;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer";
+  return link;
+}
+
+function renderWhy(hit) {
+  const lists =
+    Array.isArray(hit.why) && hit.why.length
+      ? hit.why
+      : [{ list: lastAnswer?.mode || state.mode, rank: hit.rank, score: hit.score }];
+  const rows = lists.map((entry) => {
+    const row = element("tr");
+    row.append(
+      element("th", "", entry.list),
+      element("td", "", entry.rank ?? "–"),
+      element("td", "", typeof entry.score === "number" ? entry.score.toFixed(4) : "–"),
+    );
+    row.firstChild.scope = "row";
+    return row;
+  });
+  detail.querySelector(".why tbody").replaceChildren(...rows);
+}
+
+async function stepDetail(by) {
+  const to = openIndex + by;
+  if (to >= hits.length && nextCursor) await run(true);
+  if (to >= 0 && to < hits.length) openDetail(to);
+}
+
+detail.querySelector(".close").addEventListener("click", () => detail.close());
+detail.querySelector(".prev").addEventListener("click", () => stepDetail(-1));
+detail.querySelector(".next").addEventListener("click", () => stepDetail(1));
+detail.querySelector(".like").addEventListener("click", () => searchLike(hits[openIndex].image_id));
+detail.addEventListener("click", (event) => {
+  if (event.target === detail) detail.close(); // a click on the backdrop
+});
+detail.addEventListener("keydown", (event) => {
+  if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+    event.preventDefault();
+    stepDetail(event.key === "ArrowLeft" ? -1 : 1);
+  }
+});
+detail.addEventListener("close", () =>
+  focusHit(results.querySelector(`li.hit[data-index="${openIndex}"]`)),
+);
+
+// ---- keyboard navigation between results ----
+
+function focusHit(item, focus = true) {
+  if (!item) return;
+  if (focus) item.querySelector(".thumb").focus();
+  item.scrollIntoView({ block: "nearest" });
+}
+
+function columns(items) {
+  const top = items[0]?.offsetTop;
+  const count = items.findIndex((item) => item.offsetTop !== top);
+  return count > 0 ? count : items.length;
+}
+
+results.addEventListener("keydown", (event) => {
+  const item = event.target.closest("li.hit");
+  if (!item || event.altKey || event.ctrlKey || event.metaKey) return;
+  const visible = [...results.querySelectorAll("li.hit:not([hidden])")];
+  const across = columns(visible);
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -across, ArrowDown: across }[event.key];
+  if (step === undefined) return;
+  event.preventDefault();
+  const at = visible.indexOf(item);
+  const to = at + step;
+  if (to < 0) {
+    if (event.key === "ArrowUp") box.focus();
+    return;
+  }
+  const lastRow = Math.floor((visible.length - 1) / across);
+  const target =
+    visible[to] || (step > 1 && Math.floor(at / across) < lastRow ? visible.at(-1) : null);
+  focusHit(target);
+});
+
+box.addEventListener("keydown", (event) => {
+  if (event.key !== "ArrowDown") return;
+  const first = results.querySelector("li.hit:not([hidden])");
+  if (!first) return;
+  event.preventDefault();
+  focusHit(first);
+});
+
+// ---- messages, image queries, the rest of the page ----
 
 function showMessage(text, isError) {
   message.textContent = text;
@@ -223,14 +584,24 @@ function hideMessage() {
   message.textContent = "";
 }
 
-function searchImage(file) {
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.addEventListener("load", () => resolve(reader.result));
+    reader.addEventListener("error", () => reject(reader.error));
+    reader.readAsDataURL(file);
+  });
+}
+
+async function searchImage(file) {
   if (!file || !file.type.startsWith("image/")) {
     showMessage("That is not an image file.", true);
     return;
   }
-  state = { q: "", mode: state.mode, category: state.category, like: null, image: file };
+  const imageData = await readAsDataUrl(file);
+  state = { ...blank(state.mode), category: state.category, image: file, imageData };
   box.value = "";
-  writeUrl(); // an uploaded image cannot be put in a link: the URL keeps the category only
+  writeUrl();
   run();
 }
 
@@ -242,20 +613,17 @@ function fillViewport() {
 
 $("#search").addEventListener("submit", (event) => {
   event.preventDefault();
-  state = { q: box.value, mode: state.mode, category: state.category, like: null, image: null };
+  state = { ...blank(state.mode), q: box.value, category: state.category };
   writeUrl();
   run();
 });
 
-document.querySelectorAll("input[name=mode]").forEach((radio) =>
-  radio.addEventListener("change", () => {
-    state.mode = radio.value;
-    if (state.q && !state.like && !state.image) {
-      writeUrl();
-      run();
-    }
-  }),
-);
+queryImage.querySelector(".clear").addEventListener("click", () => {
+  state = { ...blank(state.mode), category: state.category };
+  writeUrl();
+  run();
+  box.focus();
+});
 
 $("#file").addEventListener("change", (event) => {
   searchImage(event.target.files[0]);
@@ -291,7 +659,14 @@ window.addEventListener("drop", (event) => {
 
 document.addEventListener("keydown", (event) => {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
-  if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+  if (
+    event.key === "/" &&
+    !typing &&
+    !detail.open &&
+    !event.ctrlKey &&
+    !event.metaKey &&
+    !event.altKey
+  ) {
     event.preventDefault();
     box.focus();
     box.select();
@@ -303,9 +678,12 @@ new IntersectionObserver((entries) => {
 }).observe($("#more"));
 
 window.addEventListener("popstate", () => {
+  if (detail.open) detail.close();
   readUrl();
   run();
 });
 
-readUrl();
-run();
+loadInfo().then(() => {
+  readUrl();
+  run();
+});
