@@ -388,6 +388,15 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         "ceiling of the control: the 16 px original",
     } <= decoded
     assert "What the stored vectors hold" in (directory / "report.md").read_text()
+    paired = [r for r in report["rows"] if r["task"] == "paired_difference"]
+    assert any(r["method"].startswith("trained_encoder − ") for r in paired)
+    assert all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in paired)
+    assert "## Paired differences" in (directory / "report.md").read_text()
+    answers = (directory / "report.md").read_text().split("## Answers")[1].lstrip()
+    assert answers.startswith("- Weights: the image model `tiny/dinov2")
+    assert "pipeline validation on random weights; no finding about DINOv2" in answers
+    assert report["weights"]["embedding_model"]["pretrained"] is False
+    assert any(m.startswith("learned ceiling") for m in {r["method"] for r in report["rows"]})
     assert report["split_hashes"]["test"] and (directory / "report.md").is_file()
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from featuregen_assets.core.research.answers import decoder_answers, text_answers, variant_answers
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.paired import PairedTests
 from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, over_gallery, read_queries
 from featuregen_assets.core.research.report import headline_table, write_report
@@ -38,6 +39,7 @@ from featuregen_assets.core.research.variants import (
     train_variants,
     variant_config,
 )
+from featuregen_assets.core.research.weights import licence_answer, weights_record
 from featuregen_assets.core.store import db
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
@@ -312,6 +314,13 @@ def test_a_variant_is_scored_in_its_own_image_space():
     assert template.ci_low <= template.value <= template.ci_high and template.n == len(split.test)
 
 
+def _hits(value: float, n: int = 100):
+    """The statistic over n queries of which the first round(value * n) are found."""
+    found = np.zeros(n)
+    found[: round(value * n)] = 1
+    return bootstrap(found).of_units
+
+
 def _recall(method: str, query_set: str, value: float, half_width: float) -> Measurement:
     return Measurement(
         "text_to_image",
@@ -323,6 +332,7 @@ def _recall(method: str, query_set: str, value: float, half_width: float) -> Mea
         value - half_width,
         value + half_width,
         100,
+        of_units=_hits(value),
     )
 
 
@@ -335,20 +345,29 @@ def test_variant_answers_say_where_a_variant_wins_and_where_the_intervals_overla
         _recall("talk2dino_encoder", "template", 0.52, 0.05),
         _recall("tfidf_knn (k=5)", "template", 0.9, 0.05),
     ]
-    talk2dino, siglip = variant_answers(rows)
+    tests = PairedTests()
+    talk2dino, siglip = variant_answers(rows, tests)
     assert siglip.startswith("Variant siglip_encoder") and "against trained_encoder's" in siglip
-    assert "template 0.800 [0.750, 0.850] beats (intervals apart)" in siglip
-    assert "paraphrase 0.320 [0.270, 0.370] is level with (intervals overlap)" in siglip
-    assert siglip.endswith("it wins on template with the intervals apart.")
-    assert talk2dino.endswith("every difference is inside the intervals.")
+    assert "template 0.800 [0.750, 0.850] beats (paired difference +0.300 [+0.2" in siglip
+    assert "paraphrase 0.320 [0.270, 0.370] is level with (paired difference +0.020" in siglip
+    assert siglip.endswith("it wins on template (paired difference's interval clear of 0).")
+    assert talk2dino.endswith("every paired difference's interval holds 0.")
+    # each statement is a row: the difference on the same queries, its interval around it
+    row = next(r for r in tests.rows if r.method == "siglip_encoder − trained_encoder")
+    assert row.task == "paired_difference" and row.n == 100
+    assert row.value == pytest.approx(0.3) and 0 < row.ci_low < 0.3 < row.ci_high
+    # unpaired rows (no units, or other counts) are never set against each other
+    bare = replace(rows[0], of_units=None)
+    assert tests.difference(bare, rows[2]) is None
+    assert "not compared" in tests.versus(bare, rows[2])
     # a variant is learned: never the "best baseline" the trained encoder is set against
     [template] = [a for a in text_answers(rows) if a.startswith("template")]
     assert "tfidf_knn" in template and "siglip" not in template
     # with `lit` (the encoder's recipe at the variants' shorter budget) the variants face it
     short = [*rows, _recall("lit_encoder", "template", 0.85, 0.05)]
     talk2dino, siglip = variant_answers(short)
-    assert "against lit_encoder's recall@5: template 0.800 [0.750, 0.850] is level" in siglip
-    assert "template 0.520 [0.470, 0.570] loses to (intervals apart)" in talk2dino
+    assert "against lit_encoder's recall@5: template 0.800 [0.750, 0.850] loses to" in siglip
+    assert "template 0.520 [0.470, 0.570] loses to (paired difference -0.330" in talk2dino
 
 
 def test_variant_names_parse_and_configs_change_one_thing():
@@ -473,9 +492,19 @@ def test_patch_grids_are_computed_once_and_kept_beside_the_store(tmp_path):
 
 
 def _psnr(method: str, value: float) -> Measurement:
-    """A decoder's PSNR row, value ± 1 dB."""
+    """A decoder's PSNR row, value ± 1 dB, over 50 images (per image: value + noise)."""
+    per_image = value + np.random.default_rng(int(value * 10)).normal(0, 1, 50)
     return Measurement(
-        "decoding", "decoding", "test_images", method, "psnr_db", value, value - 1, value + 1, 50
+        "decoding",
+        "decoding",
+        "test_images",
+        method,
+        "psnr_db",
+        value,
+        value - 1,
+        value + 1,
+        50,
+        of_units=bootstrap(per_image).of_units,
     )
 
 
@@ -489,7 +518,7 @@ def test_the_decoder_from_patch_tokens_is_set_against_the_one_from_the_vector():
     answers = decoder_answers(rows)
     assert answers[0].startswith("Decoder PSNR 18.000 [17.000, 19.000] dB beats")
     [tokens] = [a for a in answers if a.startswith("Decoder from all patch tokens")]
-    assert "psnr_db 22.000 [21.000, 23.000] dB beats (intervals apart) 17.500" in tokens
+    assert "psnr_db 22.000 [21.000, 23.000] dB beats (paired difference +4." in tokens
 
 
 @pytest.mark.parametrize(
@@ -514,3 +543,18 @@ def test_the_reports_torch_threads_are_set_inside_and_restored_after():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_the_answers_open_with_what_the_weights_license(tmp_path):
+    tiny = weights_record("tiny/dinov2@0f0f0f0f", str(tmp_path / "tiny" / "clip_text"), True)
+    assert [m["pretrained"] for m in tiny.values()] == [False, False, True]
+    assert "pipeline validation on random weights; no finding about DINOv2" in licence_answer(tiny)
+    real = weights_record("facebook/dinov2-small@0f0f0f0f", "openai/clip-vit-base-patch32", False)
+    assert "no finding" not in licence_answer(real) and "pretrained" in licence_answer(real)
+    half = weights_record("facebook/dinov2-small@0f0f0f0f", "tiny/clip_text", False)
+    assert "text tower `tiny/clip_text` is random" in licence_answer(half)
+    context = {"weights": tiny, "split_hashes": {"test": "x"}}
+    md, _ = write_report(tmp_path / "r", [], context, [licence_answer(tiny)], {})
+    text = md.read_text()
+    assert "embedding model `tiny/dinov2@0f0f0f0f` (random weights, tiny profile)" in text
+    assert text.index("## Answers") < text.index("- Weights: the image model")

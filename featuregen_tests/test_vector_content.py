@@ -5,12 +5,15 @@ import pytest
 from PIL import Image
 
 from featuregen_assets.core.research.answers import content_answers, text_answers
+from featuregen_assets.core.research.learned_ceiling import CEILING, learned_ceiling
 from featuregen_assets.core.research.measurements import Measurement
 from featuregen_assets.core.research.queries import Query
+from featuregen_assets.core.research.stats import bootstrap
 from featuregen_assets.core.research.text_to_image import Corpus
 from featuregen_assets.core.research.vector_content import (
     CONTROL,
     EMPTY,
+    KNOWS_TRUTH,
     LINEAR,
     MLP,
     READOUT,
@@ -22,6 +25,7 @@ from featuregen_assets.core.research.vector_content import (
     probe_method,
     truth_readouts,
 )
+from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.splits import three_way_split
 
 PLACES = ("top left", "bottom right")
@@ -131,6 +135,8 @@ def test_probes_tell_an_attribute_the_vectors_hold_from_one_they_lack(tmp_path):
     assert by[(vector, "shape_at_place")].value < by[("chance", "shape_at_place")].value + 0.15
     assert by[(vector, "size_at_place")].value < by[("chance", "size_at_place")].value + 0.15
     assert by[(probe_method(LINEAR, CONTROL), "shape_at_place")].value > 0.9
+    # the category's control reads the objects alone, which here say nothing of it
+    assert by[(probe_method(LINEAR, CONTROL), "category")].value < 0.7
     assert by[(probe_method(LINEAR, THUMBNAIL), "colour_at_place")].value > 0.9
     assert (probe_method(MLP, VECTOR), "shape_at_place") in by
     assert {m.n for m in rows} == {len(split.test)}
@@ -164,6 +170,27 @@ def test_truth_readout_finds_images_whose_vectors_hold_the_truth_and_not_random_
         assert recall.query_set == "template" and recall.n == len(split.test)
 
 
+def test_the_learned_ceiling_finds_what_the_vectors_hold_and_nothing_in_noise():
+    records = _records(300, seed=1)
+    coding = TruthCoding(records.values())
+    rng = np.random.default_rng(2)
+    mixing = rng.normal(size=(len(coding.code(next(iter(records.values())))), 48))
+    held = np.stack([np.tanh(coding.code(r) @ mixing) for r in records.values()])
+    config = AlignmentConfig(device="cpu", epochs=40, batch_size=32, eval_every=5, lr=3e-3)
+    found = {}
+    for name, vectors in (
+        ("held", held + 0.05 * rng.normal(size=held.shape)),
+        ("noise", rng.normal(size=held.shape)),
+    ):
+        corpus = _corpus(records, vectors)
+        split = three_way_split(corpus.image_ids, 0.3, 0.2)
+        rows = learned_ceiling(corpus, split, _template_queries(corpus), records, config, seeds=2)
+        recall = next(m for m in rows if m.method == CEILING and m.metric == "recall@5")
+        assert recall.seeds == 2 and recall.n == len(split.test) and KNOWS_TRUTH in recall.method
+        found[name] = recall.value
+    assert found["held"] > 0.6 and found["noise"] < 0.25
+
+
 def test_truth_readouts_need_every_query_image_recorded():
     records = _records(120)
     corpus = _corpus(records, _colour_only_vectors(records))
@@ -173,6 +200,8 @@ def test_truth_readouts_need_every_query_image_recorded():
 
 
 def _recall(method: str, value: float, half: float = 0.02) -> Measurement:
+    found = np.zeros(100)
+    found[: round(value * 100)] = 1  # the same queries found first by every method
     return Measurement(
         "text_to_image",
         "retrieval",
@@ -183,23 +212,28 @@ def _recall(method: str, value: float, half: float = 0.02) -> Measurement:
         value - half,
         value + half,
         100,
+        of_units=bootstrap(found).of_units,
     )
 
 
 @pytest.mark.parametrize(
-    ("encoder", "verdict"),
+    ("encoder", "learned", "verdict"),
     [
-        (0.10, "the vectors, not the text encoder, limit the search"),
-        (0.30, "the vectors, not the text encoder, limit the search"),
-        (0.02, "the text side limits it"),
+        (0.10, 0.0, "weak estimators, not a ceiling, so that bounds nothing"),
+        (0.30, 0.0, "weak estimators, not a ceiling, so that bounds nothing"),
+        (0.02, 0.0, "the text side limits it"),
+        (0.10, 0.11, "(a learned ceiling included), so the vectors limit the search"),
+        (0.10, 0.30, "the text side limits it"),
     ],
 )
-def test_the_answer_says_which_side_limits_the_search(encoder, verdict):
+def test_the_answer_says_which_side_limits_the_search(encoder, learned, verdict):
     rows = [
         _recall("tfidf_knn (k=1)", 0.05),
         _recall(READOUT, 0.11),
         _recall("trained_encoder", encoder),
     ]
+    if learned:
+        rows.append(_recall(CEILING, learned))
     assert verdict in content_answers(rows)[0]
     # a read-out that knows the truth is never "the best baseline" a user has
     assert "tfidf_knn (k=1) 0.050" in next(a for a in text_answers(rows) if "template" in a)

@@ -24,6 +24,7 @@ from featuregen_assets.core.research.dense import (
 )
 from featuregen_assets.core.research.dense import QUERY_SET as PROBE_SET
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.paired import PairedTests
 from featuregen_assets.core.research.report import find, retrieval_methods
 from featuregen_assets.core.research.variant_names import VARIANTS, method_name
 
@@ -32,21 +33,14 @@ CAPTION_METHODS = "[needs captions]"
 LEARNED = (TRAINED, *(method_name(v) for v in VARIANTS))
 REFERENCE = method_name("lit")  # the registered recipe at the variants' epochs
 CONTROL_SHARE = 0.9  # the control has reached its ceiling within this share of it
+REACHED_DB = 1.0  # the decoder's control reaches its ceiling within this PSNR
 FOUND_SHARE = 0.5  # a head "finds the layout" in the tokens at this share of the control
+LEARNED_CEILING = "learned ceiling"
 QUERY_SETS = ("template", "paraphrase", "partial_object", "partial_attribute", "compositional")
 
 
 def _fmt(m: Measurement) -> str:
     return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
-
-
-def _versus(a: Measurement, b: Measurement) -> str:
-    """'beats' / 'loses to' / 'is level with' by whether the 95 % intervals overlap."""
-    if a.ci_low > b.ci_high:
-        return "beats (intervals apart)"
-    if a.ci_high < b.ci_low:
-        return "loses to (intervals apart)"
-    return "is level with (intervals overlap)"
 
 
 def _best(measurements: Sequence[Measurement], query_set: str, methods: Sequence[str]):
@@ -55,8 +49,12 @@ def _best(measurements: Sequence[Measurement], query_set: str, methods: Sequence
     return max(found, key=lambda m: m.value) if found else None
 
 
-def text_answers(measurements: Sequence[Measurement]) -> list[str]:
-    """Question 1, per query set: the trained encoder against the best baseline of each kind."""
+def text_answers(
+    measurements: Sequence[Measurement], tests: PairedTests | None = None
+) -> list[str]:
+    """Question 1, per query set: the trained encoder against the best baseline of each kind
+    (each comparison a paired test on the same queries, kept in `tests`)."""
+    tests = tests if tests is not None else PairedTests()
     methods = retrieval_methods(measurements)
     vector_only = [
         m
@@ -86,14 +84,21 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
         best = _best(measurements, query_set, vector_only)
         if best is not None:
             parts.append(
-                f"it {_versus(trained, best)} the best baseline that also searches image vectors"
-                f" alone, {best.method} {_fmt(best)}"
+                f"it {tests.versus(trained, best)} the best baseline that also searches image"
+                f" vectors alone, {best.method} {_fmt(best)}"
             )
         best_caption = _best(measurements, query_set, captioned)
         if best_caption is not None:
             parts.append(
-                f"and {_versus(trained, best_caption)} searching the stored captions"
+                f"and {tests.versus(trained, best_caption)} searching the stored captions"
                 f" ({best_caption.method} {_fmt(best_caption)})"
+            )
+        others = [find(measurements, query_set, "recall@5", m) for m in vector_only]
+        others = [m for m in others if m is not None and m is not best]
+        if query_set == "template" and others:
+            parts.append(
+                "against each other such baseline it "
+                + ", ".join(f"{tests.versus(trained, m)} {m.method}" for m in others)
             )
         out.append("; ".join(parts) + ".")
     within = find(measurements, "template_within_category", "recall@5", TRAINED)
@@ -122,10 +127,13 @@ def text_answers(measurements: Sequence[Measurement]) -> list[str]:
     return out
 
 
-def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
+def variant_answers(
+    measurements: Sequence[Measurement], tests: PairedTests | None = None
+) -> list[str]:
     """Each learned variant against the registered encoder's recipe, recall@5 per query set:
     against `lit` (the recipe retrained at the variants' epochs) where it was trained, else
-    the registered encoder itself."""
+    the registered encoder itself (paired tests on the same queries)."""
+    tests = tests if tests is not None else PairedTests()
     out = []
     reference = REFERENCE if any(m.method == REFERENCE for m in measurements) else TRAINED
     for variant, description in VARIANTS.items():
@@ -137,7 +145,7 @@ def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
             trained = find(measurements, query_set, "recall@5", reference)
             if ours is None or trained is None:
                 continue
-            verdict = _versus(ours, trained)
+            verdict = tests.versus(ours, trained)
             parts.append(f"{query_set} {_fmt(ours)} {verdict} {_fmt(trained)}")
             if verdict.startswith("beats"):
                 wins.append(query_set)
@@ -151,9 +159,9 @@ def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
             if sets
         ]
         summary = (
-            f"it {' and '.join(apart)} with the intervals apart"
+            f"it {' and '.join(apart)} (paired difference's interval clear of 0)"
             if apart
-            else "every difference is inside the intervals"
+            else "every paired difference's interval holds 0"
         )
         out.append(
             f"Variant {method_name(variant)} ({description}) against {reference}'s"
@@ -162,8 +170,12 @@ def variant_answers(measurements: Sequence[Measurement]) -> list[str]:
     return out
 
 
-def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
-    """Question 2: the decoder against the lookups that need no training."""
+def decoder_answers(
+    measurements: Sequence[Measurement], tests: PairedTests | None = None
+) -> list[str]:
+    """Question 2: the decoder against the lookups that need no training (paired tests on
+    the same test images)."""
+    tests = tests if tests is not None else PairedTests()
     dec = [m for m in measurements if m.task == "decoding"]
 
     def get(method: str, metric: str) -> Measurement | None:
@@ -177,11 +189,11 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
         theirs = get(other, "psnr_db")
         if theirs is not None:
             out.append(
-                f"Decoder PSNR {_fmt(decoder)} dB {_versus(decoder, theirs)} {other}"
+                f"Decoder PSNR {_fmt(decoder)} dB {tests.versus(decoder, theirs)} {other}"
                 f" ({_fmt(theirs)} dB)."
             )
-    out += _decoder_control_answers(dec)
-    out += _token_decoder_answers(dec)
+    out += _decoder_control_answers(dec, tests)
+    out += _token_decoder_answers(dec, tests)
     top1, lookup = (
         get("decoder", "self_retrieval_top1"),
         get("nearest_training_image", "self_retrieval_top1"),
@@ -189,41 +201,46 @@ def decoder_answers(measurements: Sequence[Measurement]) -> list[str]:
     if top1 is not None and lookup is not None:
         out.append(
             f"Self-retrieval top-1 of the re-encoded output: decoder {_fmt(top1)}"
-            f" {_versus(top1, lookup)} the nearest training image ({_fmt(lookup)})."
+            f" {tests.versus(top1, lookup)} the nearest training image ({_fmt(lookup)})."
         )
     cosine, same = (
         get("decoder", "reencoded_cosine"),
         get("reference: two test images of one", "reencoded_cosine"),
     )
     if cosine is not None and same is not None:
+        verdict = tests.versus(cosine, same)
         out.append(
-            f"Re-encoded cosine {_fmt(cosine)} against {_fmt(same)} for two different test"
+            f"Re-encoded cosine {_fmt(cosine)} {verdict} {_fmt(same)} for two different test"
             " images of one category: "
             + (
                 "above it, so the output carries more than its category."
-                if cosine.ci_low > same.ci_high
+                if verdict.startswith("beats")
                 else "not above it, so the cosine alone shows no more than the category."
             )
         )
     return out
 
 
-def _decoder_control_answers(dec: Sequence[Measurement]) -> list[str]:
-    """The decoder's positive control (the small original in) against its ceiling."""
+def _decoder_control_answers(dec: Sequence[Measurement], tests: PairedTests) -> list[str]:
+    """The decoder's positive control (the small original in) against its ceiling: reached
+    unless the paired difference is below -`REACHED_DB` with its interval."""
 
     control, ceiling, vector = (
         find(dec, DECODER_SET, "psnr_db", m) for m in (FROM_PIXELS, CONTROL_CEILING, FROM_VECTOR)
     )
     if control is None or ceiling is None or vector is None:
         return []
-    reached = control.ci_high >= ceiling.ci_low
+    verdict = tests.versus(control, ceiling)
+    difference = tests.difference(control, ceiling)
+    reached = difference is not None and difference.ci_high >= -REACHED_DB
     return [
         f"Decoder positive control (the same decoder and budget, fed the small original):"
-        f" PSNR {_fmt(control)} dB against its ceiling {_fmt(ceiling)} dB (that original"
+        f" PSNR {_fmt(control)} dB {verdict} its ceiling {_fmt(ceiling)} dB (that original"
         f" itself): "
         + (
-            "it reaches it, so the decoder renders what its input holds and the decoder from"
-            f" the stored vector ({_fmt(vector)} dB) is limited by the vector."
+            f"it reaches it (within {REACHED_DB:.0f} dB), so the decoder renders what its input"
+            f" holds and the decoder from the stored vector ({_fmt(vector)} dB) is limited by"
+            " the vector."
             if reached
             else "it falls short at this budget, so the decoder itself is part of the limit and"
             f" the figures from the stored vector ({_fmt(vector)} dB) are a lower bound."
@@ -231,7 +248,7 @@ def _decoder_control_answers(dec: Sequence[Measurement]) -> list[str]:
     ]
 
 
-def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:
+def _token_decoder_answers(dec: Sequence[Measurement], tests: PairedTests) -> list[str]:
     """The decoder from patch tokens against the one from the stored vector, same budget."""
     out = []
     for metric, unit in (("psnr_db", " dB"), ("ssim", ""), ("self_retrieval_top1", "")):
@@ -239,7 +256,7 @@ def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:
         vector = find(dec, DECODER_SET, metric, FROM_VECTOR)
         if tokens is not None and vector is not None:
             out.append(
-                f"{metric} {_fmt(tokens)}{unit} {_versus(tokens, vector)} {_fmt(vector)}{unit}"
+                f"{metric} {_fmt(tokens)}{unit} {tests.versus(tokens, vector)} {_fmt(vector)}{unit}"
             )
     if not out:
         return []
@@ -249,9 +266,12 @@ def _token_decoder_answers(dec: Sequence[Measurement]) -> list[str]:
     ]
 
 
-def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
+def probe_answers(
+    measurements: Sequence[Measurement], tests: PairedTests | None = None
+) -> list[str]:
     """Question 2, dense: the probe on the patch tokens, told apart from a weak probe by its
-    positive control and its non-linear head (foreground IoU)."""
+    positive control and its non-linear head (foreground IoU; paired tests over images)."""
+    tests = tests if tests is not None else PairedTests()
 
     def get(prefix: str) -> Measurement | None:
         return find(measurements, PROBE_SET, "foreground_iou", prefix)
@@ -263,7 +283,7 @@ def probe_answers(measurements: Sequence[Measurement]) -> list[str]:
         return []
     strong = control.ci_high >= CONTROL_SHARE * ceiling.value
     return [
-        *_iou_answers(ceiling, control, tokens, pixels, mlp, strong),
+        *_iou_answers(ceiling, control, tokens, pixels, mlp, strong, tests),
         *_box_answers(measurements),
     ]
 
@@ -275,6 +295,7 @@ def _iou_answers(
     pixels: Measurement,
     mlp: Measurement,
     strong: bool,
+    tests: PairedTests,
 ) -> list[str]:
     return [
         f"Dense probe, foreground IoU on the test images: the positive control (true class"
@@ -285,10 +306,10 @@ def _iou_answers(
             if strong
             else "the probe falls short even there, so its figures below say little."
         ),
-        f"Patch tokens: linear head {_fmt(tokens)} {_versus(tokens, pixels)} raw pixel patches"
+        f"Patch tokens: linear head {_fmt(tokens)} {tests.versus(tokens, pixels)} raw pixel patches"
         f" ({_fmt(pixels)}); the non-linear head on the tokens reaches {_fmt(mlp)}, which"
-        f" {_versus(mlp, tokens)} the linear head: "
-        + _tokens_verdict(tokens, mlp, control, strong),
+        f" {tests.versus(mlp, tokens)} the linear head: "
+        + _tokens_verdict(tokens, mlp, control, strong, tests),
     ]
 
 
@@ -320,11 +341,11 @@ def _box_answers(measurements: Sequence[Measurement]) -> list[str]:
 
 
 def _tokens_verdict(
-    linear: Measurement, mlp: Measurement, control: Measurement, strong: bool
+    linear: Measurement, mlp: Measurement, control: Measurement, strong: bool, tests: PairedTests
 ) -> str:
     if not strong:
         return "no verdict while the control misses its ceiling."
-    if mlp.ci_low <= linear.ci_high:
+    if not tests.versus(mlp, linear).startswith("beats"):
         return "the tokens hold no more of it than the linear head reads."
     if mlp.value >= FOUND_SHARE * control.value:
         return "the tokens hold the layout, but not linearly."
@@ -334,9 +355,13 @@ def _tokens_verdict(
 LITTLE_SHARE = 0.25  # under this share of the way from chance to the control: "holds little"
 
 
-def content_answers(measurements: Sequence[Measurement]) -> list[str]:
-    """Why the encoder stops where it does: the truth read-outs beside it, and what a probe
-    reads from the stored vectors against chance, the thumbnail and the positive control."""
+def content_answers(
+    measurements: Sequence[Measurement], tests: PairedTests | None = None
+) -> list[str]:
+    """Why the encoder stops where it does: the truth read-outs beside it (paired tests on
+    the same queries), and what a probe reads from the stored vectors against chance, the
+    thumbnail and the positive control."""
+    tests = tests if tests is not None else PairedTests()
     out = []
     trained = find(measurements, "template", "recall@5", TRAINED)
     readouts = [
@@ -346,10 +371,12 @@ def content_answers(measurements: Sequence[Measurement]) -> list[str]:
     ]
     if trained is not None and readouts:
         best = max(readouts, key=lambda m: m.value)
-        verdict = _versus(trained, best)
+        verdict = tests.versus(trained, best)
+        learned = any(m.method.startswith(LEARNED_CEILING) for m in readouts)
         out.append(
-            "Why: a read-out that knows each template query's scene truth exactly and maps it"
-            " into the stored vectors (fit on the training images) reaches recall@5 "
+            "Why: read-outs that know each template query's scene truth exactly and map it"
+            " into the stored vectors (fit on the training images, tuned on validation) reach"
+            " recall@5 "
             + ", ".join(
                 f"{_fmt(m)} ({m.method.replace(content.KNOWS_TRUTH, '').strip()})" for m in readouts
             )
@@ -357,8 +384,14 @@ def content_answers(measurements: Sequence[Measurement]) -> list[str]:
             + (
                 "the vectors hold more than the encoder reaches, so the text side limits it."
                 if verdict.startswith("loses")
-                else "a perfect parse of every caption would find no more in these vectors,"
-                " so the vectors, not the text encoder, limit the search."
+                else "no read-out from the truth finds more in these vectors than the encoder"
+                + (
+                    " (a learned ceiling included), so the vectors limit the search as far as"
+                    " these read-outs can tell."
+                    if learned
+                    else "; these read-outs are weak estimators, not a ceiling, so that bounds"
+                    " nothing."
+                )
             )
         )
     return out + _attribute_answers(measurements)
@@ -382,7 +415,7 @@ def _attribute_answers(measurements: Sequence[Measurement]) -> list[str]:
             f"{task} {_fmt(vector)} (MLP {mlp.value:.3f}, thumbnail {thumbnail.value:.3f},"
             f" chance {chance.value:.3f}, control {control.value:.3f})"
         )
-        if control.ci_high < CONTROL_SHARE:
+        if control.ci_high < CONTROL_SHARE and metric != "category":  # category: objects only
             control_low.append(task)
         headroom = control.value - chance.value
         if max(vector.value, mlp.value) - chance.value < LITTLE_SHARE * headroom:
@@ -396,13 +429,14 @@ def _attribute_answers(measurements: Sequence[Measurement]) -> list[str]:
     )
     held = (
         f"the vectors hold little of the {', '.join(little)} (under a quarter of the way from"
-        " chance to the control, linear or not)"
+        " chance to its control, linear or not)"
         if little
         else "each attribute is held above a quarter of the way from chance to the control"
     )
     return [
         "What the stored vectors hold, balanced accuracy of a linear probe on the test images"
-        " (chance is 1 / classes; an attribute at a place is scored where an object is): "
+        " (chance is 1 / classes; an attribute at a place is scored where an object is; the"
+        " category's control reads the true objects without the category): "
         + "; ".join(parts)
         + f": {verdict}; {held}."
     ]

@@ -21,7 +21,9 @@ from featuregen_assets.core.research.answers import (
 from featuregen_assets.core.research.decoding import Encode as EncodeImages
 from featuregen_assets.core.research.decoding import compare_decoding, like_for_like_decoders
 from featuregen_assets.core.research.dense import ProbeData, mask_files, probe_rows
+from featuregen_assets.core.research.learned_ceiling import learned_ceiling
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.paired import PairedTests
 from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
 from featuregen_assets.core.research.report import recall_plot
@@ -44,6 +46,7 @@ from featuregen_assets.core.research.vector_content import (
     read_records,
     truth_readouts,
 )
+from featuregen_assets.core.research.weights import licence_answer, weights_record
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
@@ -57,6 +60,14 @@ from featuregen_assets.core.training.splits import (
     leaked_test_images,
 )
 from featuregen_assets.core.training.training_data import alignment_pairs, embedded_images
+
+TUNING = (
+    "every choice reads the validation images only, never a test image: the encoder's kept"
+    " epoch (each seed's and variant's too), the nearest-caption baselines' k, the truth"
+    " read-outs' ridge and k, the learned ceiling's epoch, each probe's ridge and MLP step; the"
+    " tiny models' build was judged on scenes of another seed (benchmarks/tiny_dinov2.py"
+    " --seed 1), none of them an image here"
+)
 
 
 @dataclass
@@ -176,6 +187,8 @@ def run_comparison(
     if records:
         log(f"research: truth read-outs and attribute probes on {len(records)} scene records")
         measurements += truth_readouts(corpus, split, queries, records)
+        log(f"research: the learned ceiling, {seeds} seed(s) at the encoder's budget")
+        measurements += learned_ceiling(corpus, split, queries, records, config, seeds)
         measurements += attribute_probes(corpus, paths, split, records)
     images = {
         f"recall_{s}": recall_plot(measurements, s)
@@ -183,11 +196,13 @@ def run_comparison(
         if any(m.query_set == s for m in measurements)
     }
     context = {
+        "weights": weights_record(encoder_model.embedding_model, text_tower, sentence is not None),
         "embedding_model": encoder_model.embedding_model,
         "text_encoder": encoder_model.version,
         "decoder": decoder_model.version if decoder_model else None,
         "split_hashes": split.hashes(),
         "split_grouping": split.grouping_rule(),
+        "tuning": TUNING,
         "test_images_sharing_training_words": leaked_test_images(
             split, pairs.texts, pairs.image_ids
         ),
@@ -236,13 +251,16 @@ def run_comparison(
         measurements += probe_rows(
             conn, probe, split, dict(zip(corpus.image_ids, paths, strict=True)), log
         )
+    tests = PairedTests()
     answers = (
-        text_answers(measurements)
-        + content_answers(measurements)
-        + variant_answers(measurements)
-        + decoder_answers(measurements)
-        + probe_answers(measurements)
+        [licence_answer(context["weights"])]
+        + text_answers(measurements, tests)
+        + content_answers(measurements, tests)
+        + variant_answers(measurements, tests)
+        + decoder_answers(measurements, tests)
+        + probe_answers(measurements, tests)
     )
+    measurements += tests.rows
     return Outcome(measurements, answers, images, context)
 
 

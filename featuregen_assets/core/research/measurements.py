@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
-from featuregen_assets.core.research.stats import Estimate
+from featuregen_assets.core.research.stats import Estimate, UnitStatistic
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """{question, task, query_set, method, metric, value, ci_low, ci_high, n, seeds}."""
+    """{question, task, query_set, method, metric, value, ci_low, ci_high, n, seeds}; and,
+    not written, the statistic over its units where known (`Estimate.of_units`)."""
 
     question: str
     task: str
@@ -21,10 +22,11 @@ class Measurement:
     ci_high: float
     n: int
     seeds: int = 1
+    of_units: UnitStatistic | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         """JSON-ready."""
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "of_units"}
 
 
 def rows(
@@ -38,7 +40,17 @@ def rows(
     """A Measurement per estimate."""
     return [
         Measurement(
-            question, task, query_set, method, metric, e.value, e.ci_low, e.ci_high, e.n, seeds
+            question,
+            task,
+            query_set,
+            method,
+            metric,
+            e.value,
+            e.ci_low,
+            e.ci_high,
+            e.n,
+            seeds,
+            e.of_units,
         )
         for metric, e in estimates.items()
     ]

@@ -9,7 +9,9 @@ from pathlib import Path
 from PIL import Image
 
 from featuregen_assets.core.research.measurements import Measurement
+from featuregen_assets.core.research.paired import TASK as PAIRED
 from featuregen_assets.core.research.variant_names import method_name
+from featuregen_assets.core.research.weights import describe
 from featuregen_assets.core.training.plots import interval_bars
 
 HEADLINE_SETS = ("template", "paraphrase", "partial_object", "compositional")
@@ -27,6 +29,7 @@ def find(
             if m.query_set == query_set
             and m.metric == metric
             and m.method.startswith(method_prefix)
+            and m.task != PAIRED
         ),
         None,
     )
@@ -61,8 +64,8 @@ def headline_table(measurements: Sequence[Measurement], metric: str = "recall@5"
 
 
 def table(measurements: Sequence[Measurement], query_set: str) -> str:
-    """Markdown: every metric of every method for one query set."""
-    chosen = [m for m in measurements if m.query_set == query_set]
+    """Markdown: every metric of every method for one query set (paired differences apart)."""
+    chosen = [m for m in measurements if m.query_set == query_set and m.task != PAIRED]
     metrics = list(dict.fromkeys(m.metric for m in chosen if not m.metric.endswith("_sd_seeds")))
     methods = list(dict.fromkeys(m.method for m in chosen))
     lines = [f"| method | {' | '.join(metrics)} | n |", "|---|" + "---|" * (len(metrics) + 1)]
@@ -82,7 +85,11 @@ def table(measurements: Sequence[Measurement], query_set: str) -> str:
 
 def recall_plot(measurements: Sequence[Measurement], query_set: str) -> Image.Image:
     """Recall@5 bars with 95 % intervals for one query set."""
-    chosen = [m for m in measurements if m.query_set == query_set and m.metric == "recall@5"]
+    chosen = [
+        m
+        for m in measurements
+        if m.query_set == query_set and m.metric == "recall@5" and m.task != PAIRED
+    ]
     return interval_bars(
         [m.method for m in chosen],
         [m.value for m in chosen],
@@ -90,6 +97,21 @@ def recall_plot(measurements: Sequence[Measurement], query_set: str) -> Image.Im
         [m.ci_high for m in chosen],
         f"text -> image recall@5, {query_set} queries (95% intervals)",
     )
+
+
+def paired_table(measurements: Sequence[Measurement]) -> str:
+    """Markdown: every paired difference the answers rest on, one row each."""
+    lines = [
+        "| query set | A − B (same units) | metric | difference [95 % paired interval] | n |",
+        "|---|---|---|---|---|",
+    ]
+    for m in measurements:
+        if m.task == PAIRED:
+            lines.append(
+                f"| {m.query_set} | {m.method} | {m.metric} | {m.value:+.3f}"
+                f" [{m.ci_low:+.3f}, {m.ci_high:+.3f}] | {m.n} |"
+            )
+    return "\n".join(lines)
 
 
 def write_report(
@@ -106,10 +128,11 @@ def write_report(
     (directory / "report.json").write_text(
         json.dumps({**context, "rows": [m.as_dict() for m in measurements]}, indent=1)
     )
-    sets = list(dict.fromkeys(m.query_set for m in measurements))
+    sets = list(dict.fromkeys(m.query_set for m in measurements if m.task != PAIRED))
     md = [
         "# Research report: DINOv2 as a text-to-image search space, and back to images",
         "",
+        f"Weights: {describe(context['weights'])}." if context.get("weights") else "",
         f"Embedding model `{context.get('embedding_model')}`; text encoder"
         f" `{context.get('text_encoder')}`; decoder `{context.get('decoder')}`.",
         f"Split ({context.get('split_sizes')}): id-list sha256 {context.get('split_hashes')};"
@@ -117,6 +140,7 @@ def write_report(
         f" image's bag of caption words: {context.get('test_images_sharing_training_words')}."
         " Test queries left out because a training text has their bag of words:"
         f" {context.get('queries_dropped_as_trained')}.",
+        f"Tuning: {context['tuning']}." if context.get("tuning") else "",
         "Intervals: 95 % percentile bootstrap over queries (images for the decoder), 1000"
         " resamples. `[needs captions]`: the method reads a caption stored with every gallery"
         " image; the others search the image vectors alone. `[knows the truth]`: a diagnostic,"
@@ -141,6 +165,17 @@ def write_report(
         headline_table(measurements),
         "",
     ]
+    if any(m.task == PAIRED for m in measurements):
+        md += [
+            "## Paired differences",
+            "",
+            "Each method-vs-method statement above: the difference on the same queries (images"
+            " for the decoders and probes), its 95 % interval from one bootstrap resample of"
+            " those units for both methods.",
+            "",
+            paired_table(measurements),
+            "",
+        ]
     for query_set in sets:
         md += [f"## {query_set}", "", table(measurements, query_set), ""]
     md += [f"![{name}]({name}.png)" for name in images] + [""]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,14 +13,19 @@ RECALL_KS = (1, 5, 10)
 BOOTSTRAP_SAMPLES = 1000
 
 
+UnitStatistic = Callable[[np.ndarray], float]  # the statistic over units (indices, repeats)
+
+
 @dataclass(frozen=True)
 class Estimate:
-    """A statistic over n units with its 95 % percentile-bootstrap interval."""
+    """A statistic over n units with its 95 % percentile-bootstrap interval; `of_units`, where
+    known, recomputes it over any resample of the units' indices (for paired tests)."""
 
     value: float
     ci_low: float
     ci_high: float
     n: int
+    of_units: UnitStatistic | None = field(default=None, compare=False, repr=False)
 
 
 def bootstrap(
@@ -40,7 +45,24 @@ def bootstrap(
     else:
         resampled = np.array([statistic(values[d]) for d in draws])
     low, high = np.percentile(resampled, [2.5, 97.5])
-    return Estimate(float(statistic(values)), float(low), float(high), len(values))
+
+    def of_units(indices: np.ndarray) -> float:
+        return float(statistic(values[indices]))
+
+    return Estimate(float(statistic(values)), float(low), float(high), len(values), of_units)
+
+
+def paired_difference(
+    a: UnitStatistic, b: UnitStatistic, n: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> Estimate:
+    """a - b over the same n units, with a 95 % interval from resampling the units once for
+    both (a paired bootstrap: what the two share, e.g. a query's difficulty, cancels)."""
+    every = np.arange(n)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(samples, n))
+    differences = np.array([a(d) - b(d) for d in draws])
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return Estimate(float(a(every) - b(every)), float(low), float(high), n)
 
 
 def retrieval_estimates(

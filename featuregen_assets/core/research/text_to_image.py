@@ -167,7 +167,7 @@ def compare_text_to_image(
         out += rows(QUESTION, "retrieval", query_set, "chance", chance)
         for name, scorer in scorers.items():
             runs = scorer(matrix.queries, test_ids)
-            estimates = _seed_estimates(runs, matrix, seed)
+            estimates = seed_estimates(runs, matrix, seed)
             out += rows(QUESTION, "retrieval", query_set, name, estimates, seeds=len(runs))
             if query_set == "template":
                 if name == next(iter(scorers)):
@@ -248,7 +248,7 @@ def _caption_embedding_scores(
     return scores
 
 
-def _seed_estimates(runs: list[np.ndarray], matrix: QueryMatrix, seed: int) -> dict[str, Estimate]:
+def seed_estimates(runs: list[np.ndarray], matrix: QueryMatrix, seed: int) -> dict[str, Estimate]:
     """Estimates for one run; for several seeds, intervals over queries of the per-query
     means across seeds, and each figure's sd over seeds as `<metric>_sd_seeds`."""
     per_run = [retrieval_estimates(s, matrix.positives, matrix.matches, seed) for s in runs]

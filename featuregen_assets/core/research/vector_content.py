@@ -10,11 +10,13 @@ With scene records (the demo's truth: `category` and `objects`, each with `posit
   pooled over places, with 95 % intervals over test images. Beside it: the
   same probe on the image's 8 x 8 thumbnail, an MLP head on the vector (held, but not
   linearly?) and a positive control, the probe on the true attributes plus noise, which has
-  to come near 1 (the probe reads what is there).
+  to come near 1 (the probe reads what is there); the category's control reads the true
+  objects without the category (what the objects alone tell of it).
 - Truth read-outs. Each template query answered from its image's scene truth itself, mapped
   into the vectors (a ridge from the truth to the training images' vectors; the nearest
   training images in truth), on the encoder's test gallery and queries: what a text encoder
-  that parsed every caption perfectly could get out of these vectors.
+  that parsed every caption perfectly could get out of these vectors, by a weak estimator;
+  `learned_ceiling` is the learned one.
 """
 
 from __future__ import annotations
@@ -100,9 +102,12 @@ class TruthCoding:
             [self.values[task].index(at[p][task]) if p in at else EMPTY for p in self.places]
         )
 
-    def code(self, record: dict) -> np.ndarray:
-        """One-hots of the category and of every attribute at every place (all the truth)."""
+    def code(self, record: dict, category: bool = True) -> np.ndarray:
+        """One-hots of the category (unless `category` is False) and of every attribute at
+        every place (all the truth)."""
         parts = [np.eye(len(self.categories))[self.categories.index(record["category"])]]
+        if not category:
+            parts = []
         for task in ATTRIBUTES:
             parts += [
                 np.eye(self.classes(task))[k] if k != EMPTY else np.zeros(self.classes(task))
@@ -208,9 +213,11 @@ def probe_rows(
     validation: np.ndarray,
     test: np.ndarray,
     seed: int = 0,
+    task_features: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> list[Measurement]:
     """Rows of every probe on the `test` images (indices into the arrays). `features`: name ->
-    (N, D), `VECTOR`, `THUMBNAIL` and `CONTROL`; `labels`: task -> (N, places) labels."""
+    (N, D), `VECTOR`, `THUMBNAIL` and `CONTROL`; `labels`: task -> (N, places) labels;
+    `task_features`: task -> the features that replace some of those for that task."""
     probes = [(LINEAR, name, linear_probe) for name in features] + [(MLP, VECTOR, mlp_probe)]
     out = []
     for task, y in labels.items():
@@ -226,7 +233,7 @@ def probe_rows(
             {METRICS[task]: Estimate(chance, chance, chance, len(test))},
         )
         for head, name, fit in probes:
-            x = features[name]
+            x = {**features, **(task_features or {}).get(task, {})}[name]
             predicted = np.stack(
                 [
                     _fit_where_labelled(fit, x, y[:, p], train, validation, classes[task])(x[test])
@@ -275,13 +282,17 @@ def attribute_probes(
     records: Mapping[str, dict],
     seed: int = 0,
 ) -> list[Measurement]:
-    """`probe_rows` on the split's images that have a record."""
+    """`probe_rows` on the split's images that have a record. The category's control reads
+    the true objects without the category (what the objects tell of it: the bar for the
+    vector), the other tasks' the whole truth."""
     sides = [[i for i in split.of(s) if i in records] for s in ("train", "validation", "test")]
     ids = [i for side in sides for i in side]
     coding = TruthCoding(records[i] for i in ids)
     picked = corpus.rows_of(ids)
     codes = np.stack([coding.code(records[i]) for i in ids])
     noise = np.random.default_rng(seed).normal(0, CONTROL_NOISE, codes.shape)
+    objects = np.stack([coding.code(records[i], category=False) for i in ids])
+    objects_noise = np.random.default_rng(seed).normal(0, CONTROL_NOISE, objects.shape)
     features = {
         VECTOR: unit(corpus.vectors[picked]),
         THUMBNAIL: np.stack(
@@ -299,6 +310,7 @@ def attribute_probes(
         np.arange(bounds[0], bounds[1]),
         np.arange(bounds[1], bounds[2]),
         seed,
+        {"category": {CONTROL: objects + objects_noise}},
     )
 
 

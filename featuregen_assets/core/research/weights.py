@@ -1,0 +1,65 @@
+"""Which weights a report was computed with, and what they license.
+
+The tiny profile's models are random networks (architecture-identical, built locally): a
+report on them validates the pipeline and says nothing about what DINOv2 learned. Only a
+pretrained image model (and, for the text side, a pretrained text tower) makes a finding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featuregen_assets.core.research.sentence_encoder import MODEL_ID as MINILM
+
+TINY = "tiny"
+
+
+def is_tiny(model: str) -> bool:
+    """True for a tiny-profile model: its id `tiny/<role>[@…]` or its `<dir>/tiny/<role>` path."""
+    return model.startswith(f"{TINY}/") or Path(model.split("@")[0]).parent.name == TINY
+
+
+def weights_record(embedding_model: str, text_tower: str, sentence_encoder: bool) -> dict:
+    """The models a report used, each with whether its weights are pretrained."""
+    record = {
+        "embedding_model": {"model": embedding_model, "pretrained": not is_tiny(embedding_model)},
+        "text_tower": {"model": text_tower, "pretrained": not is_tiny(text_tower)},
+    }
+    if sentence_encoder:
+        record["sentence_encoder"] = {"model": MINILM, "pretrained": True}
+    return record
+
+
+def describe(record: dict) -> str:
+    """One line for the report's header: each model and whether it is pretrained."""
+    return "; ".join(
+        f"{role.replace('_', ' ')} `{m['model']}` ("
+        + ("pretrained" if m["pretrained"] else "random weights, tiny profile")
+        + ")"
+        for role, m in record.items()
+    )
+
+
+def licence_answer(record: dict) -> str:
+    """The report's first answer: what these weights let its answers say."""
+    image, text = record["embedding_model"], record["text_tower"]
+    if not image["pretrained"]:
+        return (
+            f"Weights: the image model `{image['model']}` is a random network (tiny profile)"
+            + ("" if text["pretrained"] else ", and so is the text tower")
+            + ": pipeline validation on random weights; no finding about DINOv2. The figures"
+            " below check that every method, baseline and control runs and is scored fairly;"
+            " what DINOv2's learned space holds needs the real profile and the standard"
+            " protocols (README, Research report)."
+        )
+    if not text["pretrained"]:
+        return (
+            f"Weights: the image model `{image['model']}` is pretrained, the text tower"
+            f" `{text['model']}` is random (tiny profile): findings about these image vectors"
+            " on these images, with a text side trained from scratch on their captions only"
+            " (paraphrases it never saw are out of its reach)."
+        )
+    return (
+        f"Weights: pretrained image model `{image['model']}` and text tower `{text['model']}`:"
+        " findings about these models on these images and queries, within this protocol."
+    )
