@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.events import RunFailureReason
 
 from featuregen_assets.core.runtime import paths
 
 LOGGER = "featuregen_console"
+RUN_EXCEPTION = RunFailureReason.RUN_EXCEPTION  # a run's own error, not a step's nor a kill
 
 
 class _StepLines(logging.Handler):
@@ -91,8 +93,9 @@ def one_line_reason(error) -> str:
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     """`(step, one-line reason)` of each step that failed in the run; the run's resources
-    (set up once for every step in process) count as a step of their own."""
-    failed = []
+    (set up once for every step in process) count as a step of their own. With neither, the
+    run's own error (its executor's, e.g. a step no Ray node can serve) as `run`'s."""
+    failed, run_errors = [], []
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None)
         if error is None:
@@ -101,7 +104,9 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
             failed.append((event.step_key or "run", one_line_reason(error)))
         elif event.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE:
             failed.append(("resource setup", one_line_reason(error)))
-    return failed
+        elif getattr(event.event_specific_data, "failure_reason", None) == RUN_EXCEPTION:
+            run_errors.append(("run", one_line_reason(error)))
+    return failed or run_errors
 
 
 def write_run_log(instance: dg.DagsterInstance, run_id: str, path: Path) -> Path:

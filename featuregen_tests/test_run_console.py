@@ -1,8 +1,13 @@
 """What a CLI run's console shows: the steps' own lines, info lines thinned when asked."""
 
 import logging
+from pathlib import Path
 
-from featuregen_assets.run_console import _StepLines
+import dagster as dg
+from dagster._core.execution.retries import RetryMode
+from dagster._core.executor.base import Executor
+
+from featuregen_assets.run_console import _StepLines, failed_steps
 
 
 def _record(step: str, message: str, created: float, level: int = logging.INFO):
@@ -35,3 +40,40 @@ def test_without_a_pace_every_line_is_shown(capsys) -> None:
     for epoch in (1, 2, 3):
         handler.emit(_record("decoder_model", f"epoch {epoch}/3", 100.0))
     assert len(capsys.readouterr().err.splitlines()) == 3
+
+
+REFUSAL = "image_embeddings asks the Ray cluster for 1 GPU, and no node has that much"
+
+
+class _RefusingExecutor(Executor):
+    """An executor that refuses the run's plan, as the Ray executor refuses a step no node
+    can serve."""
+
+    @property
+    def retries(self) -> RetryMode:
+        return RetryMode.DISABLED
+
+    def execute(self, plan_context, execution_plan):
+        raise ValueError(REFUSAL)
+
+
+@dg.executor(name="refusing")
+def _refusing_executor(init_context: dg.InitExecutorContext) -> Executor:
+    return _RefusingExecutor()
+
+
+@dg.op
+def _step() -> None:
+    pass
+
+
+@dg.job(executor_def=_refusing_executor)
+def refused_job() -> None:
+    _step()
+
+
+def test_a_run_its_executor_fails_names_the_executors_reason(tmp_path: Path) -> None:
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.execute_job(dg.reconstructable(refused_job), instance)
+        assert not result.success
+        assert failed_steps(result) == [("run", f"ValueError: {REFUSAL}")]
