@@ -22,6 +22,7 @@ from featuregen_assets.core.ingest.link_formats import (
     missing_link_file_message,
     write_as_text,
 )
+from featuregen_assets.core.ingest.link_snapshot import UTF8, link_snapshot
 from featuregen_assets.core.ingest.store_check import StoreMissing
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.progress import ProgressReporter
@@ -64,18 +65,13 @@ class RawImagesConfig(dg.Config):
 _NOT_DOWNLOAD_SETTINGS = frozenset({"force", "url_col", "caption_col"})
 
 
-def _as_text(
-    context: dg.AssetExecutionContext, link_file: Path, columns: Columns, home: Path
-) -> Path:
-    """The link file as the .txt the downloader reads (a tabular one converted line for line,
-    its unreadable rows logged)."""
+def _as_text(context: dg.AssetExecutionContext, link_file: Path, columns: Columns) -> Path:
+    """The run's copy of the link file as the .txt the downloader reads (a tabular one
+    converted line for line beside it, its unreadable rows logged)."""
     if link_file.suffix == TEXT_SUFFIX:
         return link_file
-    target = paths.text_links_dir(home) / f"{context.partition_key}{TEXT_SUFFIX}"
-    try:
-        report = write_as_text(link_file, columns, target)
-    except LinkFileError as error:
-        raise dg.Failure(str(error)) from None
+    target = link_file.with_suffix(TEXT_SUFFIX)
+    report = write_as_text(link_file, columns, target)
     for bad in report.examples:
         context.log.warning(f"{link_file.name} row {bad.line_no}: skipped ({bad.reason})")
     if report.bad_rows > len(report.examples):
@@ -105,15 +101,20 @@ def raw_images(
         raise dg.Failure(str(error)) from None
     if link_file is None:
         raise dg.Failure(missing_link_file_message(settings.links_dir, category))
-    text_file = _as_text(context, link_file, config.columns(settings), settings.home)
-
     download = replace(settings.download, **set_fields(config, exclude=_NOT_DOWNLOAD_SETTINGS))
     progress = ProgressReporter(category, context.log.info, bar=settings.progress_bar)
 
-    with postgres.connection() as conn:
-        try:
+    try:
+        with (
+            link_snapshot(
+                settings.links_dir, link_file, paths.text_links_dir(settings.home)
+            ) as snap,
+            postgres.connection() as conn,
+        ):
+            if snap.encoding != UTF8:
+                context.log.info(f"{link_file.name} is {snap.encoding} (byte-order mark): decoded")
             summary = ingest_link_file(
-                text_file,
+                _as_text(context, snap.path, config.columns(settings)),
                 category,
                 conn,
                 ImageStore(paths.images_dir(settings.home)),
@@ -123,9 +124,9 @@ def raw_images(
                 progress_every_s=progress.interval_s,
                 notify=context.log.warning,
             )
-        except (DatabaseLost, StoreWriteError, StoreMissing) as exc:
-            raise dg.Failure(str(exc)) from None
-        stored = status_counts(conn, category)
+            stored = status_counts(conn, category)
+    except (LinkFileError, DatabaseLost, StoreWriteError, StoreMissing) as exc:
+        raise dg.Failure(str(exc)) from None
 
     lines = summary.lines
     for title, tally in (
@@ -150,6 +151,9 @@ def raw_images(
             "bad_lines": lines.skipped.total,
             "bad_lines_by_reason": dict(lines.skipped.counts),
             "captions_cleaned": lines.cleaned.total,
+            "captions_updated": summary.captions_updated,
+            "link_file_sha256": snap.sha256,
+            "link_file_encoding": snap.encoding,
             "damaged_files_refetched": summary.stored_files.damaged.total,
             "unreadable_files": summary.stored_files.unreadable.total,
             "stored_files_hashed": summary.stored_files.hashed,

@@ -2,9 +2,6 @@
 `.parquet`, `.jsonl`) becomes a partition and a run."""
 
 import json
-import os
-from pathlib import Path
-from stat import S_ISREG
 
 import dagster as dg
 
@@ -13,6 +10,7 @@ from featuregen_assets.core.ingest.link_formats import (
     link_files,
     two_formats_message,
 )
+from featuregen_assets.core.ingest.link_snapshot import refusal
 from featuregen_assets.core.ingest.links import category_error, file_digest
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.partitions import category_partitions
@@ -44,7 +42,6 @@ def link_file_sensor(
     for path in files:
         category = category_of(path)
         previous = seen.get(path.name, {})
-        stat, reason = _regular_file(path)
         reason = (
             category_error(category)
             or (
@@ -52,16 +49,17 @@ def link_file_sensor(
                 if len(formats[category]) > 1
                 else None
             )
-            or reason
+            or refusal(directory, path)
         )
         if not reason:
-            if (
-                previous.get("mtime_ns") == stat.st_mtime_ns
-                and previous.get("size") == stat.st_size
-            ):
-                cursor[path.name] = previous
-                continue
             try:
+                stat = path.stat()
+                if (
+                    previous.get("mtime_ns") == stat.st_mtime_ns
+                    and previous.get("size") == stat.st_size
+                ):
+                    cursor[path.name] = previous
+                    continue
                 digest = file_digest(path)
             except OSError as exc:
                 reason = f"cannot be read ({exc.strerror or exc})"
@@ -90,14 +88,3 @@ def link_file_sensor(
         ),
         cursor=json.dumps(cursor, sort_keys=True),
     )
-
-
-def _regular_file(path: Path) -> tuple[os.stat_result | None, str | None]:
-    """The file's stat, or why it is no link file (a directory, a dangling symlink, ...)."""
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
-    if not S_ISREG(stat.st_mode):
-        return None, "not a regular file"
-    return stat, None

@@ -69,18 +69,27 @@ class IngestSummary:
     category: str
     links: int = 0
     skipped_ok: int = 0
+    captions_updated: int = 0
     attempted: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     lines: LineReport = field(default_factory=LineReport)
     stored_files: Recheck = field(default_factory=Recheck)
 
 
-def ok_keys(conn: psycopg.Connection, category: str) -> set[str]:
-    """Row keys (`url_key`) of the category's links already downloaded successfully."""
+def ok_captions(conn: psycopg.Connection, category: str) -> dict[str, int]:
+    """Row keys (`url_key`) of the category's links already downloaded successfully, each with
+    the `hash` of its stored caption (to tell a caption edited in the link file)."""
     rows = conn.execute(
-        "SELECT url_key FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
+        "SELECT url_key, caption FROM raw_images WHERE category = %s AND status = 'ok'",
+        (category,),
     )
-    return {key for (key,) in rows}
+    return {key: hash(caption) for key, caption in rows}
+
+
+_UPDATE_CAPTION = """
+UPDATE raw_images SET caption = %s, updated_at = now()
+WHERE category = %s AND url_key = %s AND status = 'ok'
+"""
 
 
 def _row(category: str, result: DownloadResult, caption: str | None) -> tuple:
@@ -190,8 +199,8 @@ def ingest_link_file(
         summary.stored_files = recheck_category(conn, category)
         store.sweep_orphans()
         sweep_orphan_files(conn, store)
-        done = set() if force else ok_keys(conn, category)
-        places = _plan(handle, summary, done)
+        done = {} if force else ok_captions(conn, category)
+        places = _plan(handle, summary, done, conn)
         captions: dict[str, str | None] = {}
 
         def pending() -> Iterator[Link]:
@@ -266,18 +275,41 @@ class _Places:
         return zip(self.offsets, self.line_nos, strict=True)
 
 
-def _plan(handle: BinaryIO, summary: IngestSummary, done: set[str]) -> _Places:
+def _plan(
+    handle: BinaryIO, summary: IngestSummary, done: dict[str, int], conn: psycopg.Connection
+) -> _Places:
     """The first pass over the link file: every line validated, counted and de-duplicated;
-    where the links not yet `ok` are. The second pass (`links_at`) reads only those lines,
-    so a file of junk is parsed once."""
+    where the links not yet `ok` are. A link already `ok` whose line now gives another caption
+    has its stored caption replaced (a line without one keeps it), so the category's next
+    `image_prompts` run stores it as the link-caption prompt. The second pass (`links_at`)
+    reads only the lines to download, so a file of junk is parsed once."""
     places = _Places()
+    captions: list[tuple[str | None, str, str]] = []
     for offset, link in unique_link_offsets(handle, summary.lines):
         summary.links += 1
-        if url_key(link.url) in done:
-            summary.skipped_ok += 1
-        else:
+        key = url_key(link.url)
+        if key not in done:
             places.add(offset, link.line_no)
+            continue
+        summary.skipped_ok += 1
+        if link.caption is not None and hash(link.caption) != done[key]:
+            captions.append((link.caption, summary.category, key))
+            if len(captions) >= COMMIT_ROWS:
+                summary.captions_updated += _update_captions(conn, captions)
+    summary.captions_updated += _update_captions(conn, captions)
     return places
+
+
+def _update_captions(conn: psycopg.Connection, captions: list[tuple[str | None, str, str]]) -> int:
+    """Store the edited captions (`(caption, category, url_key)`), committed; how many."""
+    if not captions:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(_UPDATE_CAPTION, captions)
+    conn.commit()
+    done = len(captions)
+    captions.clear()
+    return done
 
 
 def status_counts(conn: psycopg.Connection, category: str) -> dict[str, int]:

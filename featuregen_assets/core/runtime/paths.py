@@ -31,7 +31,8 @@ def logs_dir(home: Path) -> Path:
 
 
 def text_links_dir(home: Path) -> Path:
-    """CSV, TSV, Parquet and JSON-lines link files as the .txt the downloader reads."""
+    """Each run's own copy of its link file (a tabular one also as the .txt the downloader
+    reads), deleted when the run ends."""
     return home / "links-as-text"
 
 
