@@ -1,9 +1,10 @@
 // featuregen search page: plain JS over the JSON API; every text from the server is set with
-// textContent (never parsed as HTML), and nothing here is inline in the HTML, so the page runs
+// textContent (never parsed as HTML), and nothing is inline in the HTML, so the page runs
 // under a Content-Security-Policy without 'unsafe-inline'. The search lives in the URL (q, mode,
 // category, like, image, and k: hits per page); an uploaded query image is kept in the history
 // entry's state, so reload and back redo the search.
-"use strict";
+import { arrowKeys, focusHit, listenForImages } from "./input.js";
+import { element, fillDetail, renderHit } from "./render.js";
 
 // What the page offers when the server has no /api/info (an older server).
 const FALLBACK_MODES = [
@@ -57,13 +58,6 @@ function blank(mode = null) {
     image: null,
     imageData: null,
   };
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 // ---- modes, from /api/info ----
@@ -242,7 +236,17 @@ async function run(append = false) {
     if (!append) renderFacets(body.facets || {});
     body.hits.forEach((hit) => {
       hits.push(hit);
-      results.append(renderHit(hit, hits.length - 1));
+      results.append(
+        renderHit(hit, hits.length - 1, {
+          scoreKind: body.score_kind,
+          onOpen: openDetail,
+          onLike: searchLike,
+          onBroken: () => {
+            broken += 1;
+            renderSummary();
+          },
+        }),
+      );
     });
     if (!hits.length) showMessage(noResultsText(), false);
     renderSummary();
@@ -348,74 +352,6 @@ function chip(category, label, count, then) {
   return button;
 }
 
-// ---- one result ----
-
-function shownPrompt(hit) {
-  return hit.prompt && hit.prompt_random === false ? hit.prompt : null;
-}
-
-function renderHit(hit, index) {
-  const item = element("li", "hit");
-  item.dataset.id = hit.image_id;
-  item.dataset.index = String(index);
-
-  const thumb = element("button", "thumb");
-  thumb.type = "button";
-  thumb.title = "Details (Enter)";
-  const image = element("img");
-  image.loading = "lazy";
-  image.alt = hit.caption || shownPrompt(hit) || hit.category;
-  image.addEventListener("error", () => {
-    item.hidden = true;
-    broken += 1;
-    renderSummary();
-  });
-  image.src = hit.thumb_url;
-  thumb.append(image);
-  thumb.addEventListener("click", () => openDetail(index));
-  item.append(thumb);
-
-  const caption = element("p", "caption", hit.caption || "(no caption)");
-  caption.classList.toggle("none", !hit.caption);
-  caption.title = caption.textContent;
-  item.append(caption);
-  const prompt = shownPrompt(hit);
-  if (prompt && prompt !== hit.caption) {
-    const line = element("p", "prompt", prompt);
-    line.title = `generated prompt: ${prompt}`;
-    item.append(line);
-  }
-
-  const meta = element("div", "meta");
-  const score = element("span", "score", scoreText(hit));
-  score.title = scoreKind(hit);
-  const like = element("button", "like", "more like this");
-  like.type = "button";
-  like.addEventListener("click", () => searchLike(hit.image_id));
-  meta.append(
-    element("span", "rank", `#${hit.rank}`),
-    score,
-    element("span", "category", hit.category),
-    like,
-  );
-  item.append(meta);
-  return item;
-}
-
-function scoreText(hit) {
-  return (hit.cosine !== null && hit.cosine !== undefined ? hit.cosine : hit.score).toFixed(3);
-}
-
-function scoreKind(hit) {
-  if (hit.cosine !== null && hit.cosine !== undefined) return "cosine similarity (−1…1)";
-  const kind = lastAnswer?.score_kind;
-  return kind === "keyword"
-    ? "keyword rank (0…1)"
-    : kind === "rrf"
-      ? "reciprocal-rank fusion"
-      : kind || "";
-}
-
 function searchLike(imageId) {
   if (detail.open) detail.close();
   state = { ...blank(state.mode), like: imageId };
@@ -431,79 +367,14 @@ function openDetail(index) {
   const hit = hits[index];
   if (!hit) return;
   openIndex = index;
-  $("#detail-title").textContent = `#${hit.rank} · ${hit.category}`;
-  const large = detail.querySelector(".large");
-  large.href = hit.image_url;
-  large.querySelector("img").src = hit.image_url;
-  large.querySelector("img").alt = hit.caption || hit.category;
-  const caption = detail.querySelector(".caption");
-  caption.textContent = hit.caption || "(no link caption)";
-  caption.classList.toggle("none", !hit.caption);
-  detail.querySelector("dl").replaceChildren(...detailRows(hit));
-  renderWhy(hit);
-  detail.querySelector(".original").href = hit.image_url;
+  fillDetail(detail, hit, {
+    scoreKind: lastAnswer?.score_kind,
+    mode: lastAnswer?.mode || state.mode,
+  });
   detail.querySelector(".prev").disabled = index === 0;
   detail.querySelector(".next").disabled = index === hits.length - 1 && !nextCursor;
   if (!detail.open) detail.showModal();
   focusHit(results.querySelector(`li.hit[data-index="${index}"]`), false);
-}
-
-function detailRows(hit) {
-  const rows = [];
-  const add = (term, value) => {
-    const dd = element("dd");
-    dd.append(value);
-    rows.push(element("dt", "", term), dd);
-  };
-  if (hit.prompt) add("Prompt", promptValue(hit));
-  add("Category", hit.category);
-  add("URL", safeLink(hit.url));
-  const cosine =
-    hit.cosine !== null && hit.cosine !== undefined ? ` · cosine ${hit.cosine.toFixed(3)}` : "";
-  add("Score", `${hit.score.toFixed(4)} (${scoreKind({ ...hit, cosine: null })})${cosine}`);
-  if (hit.width && hit.height) add("Size", `${hit.width} × ${hit.height} px`);
-  add("Image id", hit.image_id);
-  return rows;
-}
-
-function promptValue(hit) {
-  const value = element("span", "prompt-text", hit.prompt);
-  const source = { generated: "generated by the captioner", link: "from the link file" }[
-    hit.prompt_source
-  ];
-  const note = hit.prompt_random
-    ? "from the tiny random-weight captioner: not a description"
-    : source || "source not given";
-  value.append(element("span", "source", ` (${note})`));
-  value.classList.toggle("random", Boolean(hit.prompt_random));
-  return value;
-}
-
-function safeLink(url) {
-  if (!/^https?:\/\//i.test(url || "")) return url || "";
-  const link = element("a", "", url);
-  link.href = url;
-  link.target = "_blank";
-  link.rel = "noopener noreferrer";
-  return link;
-}
-
-function renderWhy(hit) {
-  const lists =
-    Array.isArray(hit.why) && hit.why.length
-      ? hit.why
-      : [{ list: lastAnswer?.mode || state.mode, rank: hit.rank, score: hit.score }];
-  const rows = lists.map((entry) => {
-    const row = element("tr");
-    row.append(
-      element("th", "", entry.list),
-      element("td", "", entry.rank ?? "–"),
-      element("td", "", typeof entry.score === "number" ? entry.score.toFixed(4) : "–"),
-    );
-    row.firstChild.scope = "row";
-    return row;
-  });
-  detail.querySelector(".why tbody").replaceChildren(...rows);
 }
 
 async function stepDetail(by) {
@@ -528,48 +399,6 @@ detail.addEventListener("keydown", (event) => {
 detail.addEventListener("close", () =>
   focusHit(results.querySelector(`li.hit[data-index="${openIndex}"]`)),
 );
-
-// ---- keyboard navigation between results ----
-
-function focusHit(item, focus = true) {
-  if (!item) return;
-  if (focus) item.querySelector(".thumb").focus();
-  item.scrollIntoView({ block: "nearest" });
-}
-
-function columns(items) {
-  const top = items[0]?.offsetTop;
-  const count = items.findIndex((item) => item.offsetTop !== top);
-  return count > 0 ? count : items.length;
-}
-
-results.addEventListener("keydown", (event) => {
-  const item = event.target.closest("li.hit");
-  if (!item || event.altKey || event.ctrlKey || event.metaKey) return;
-  const visible = [...results.querySelectorAll("li.hit:not([hidden])")];
-  const across = columns(visible);
-  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -across, ArrowDown: across }[event.key];
-  if (step === undefined) return;
-  event.preventDefault();
-  const at = visible.indexOf(item);
-  const to = at + step;
-  if (to < 0) {
-    if (event.key === "ArrowUp") box.focus();
-    return;
-  }
-  const lastRow = Math.floor((visible.length - 1) / across);
-  const target =
-    visible[to] || (step > 1 && Math.floor(at / across) < lastRow ? visible.at(-1) : null);
-  focusHit(target);
-});
-
-box.addEventListener("keydown", (event) => {
-  if (event.key !== "ArrowDown") return;
-  const first = results.querySelector("li.hit:not([hidden])");
-  if (!first) return;
-  event.preventDefault();
-  focusHit(first);
-});
 
 // ---- messages, image queries, the rest of the page ----
 
@@ -630,32 +459,7 @@ $("#file").addEventListener("change", (event) => {
   event.target.value = "";
 });
 
-document.addEventListener("paste", (event) => {
-  const items = [...(event.clipboardData?.items || [])];
-  const item = items.find((i) => i.kind === "file" && i.type.startsWith("image/"));
-  if (!item) return; // text pastes go into the box as usual
-  event.preventDefault();
-  searchImage(item.getAsFile());
-});
-
-const dropCover = $("#drop");
-let dragDepth = 0;
-window.addEventListener("dragenter", (event) => {
-  if (![...event.dataTransfer.types].includes("Files")) return;
-  dragDepth += 1;
-  dropCover.hidden = false;
-});
-window.addEventListener("dragleave", () => {
-  dragDepth = Math.max(0, dragDepth - 1);
-  if (!dragDepth) dropCover.hidden = true;
-});
-window.addEventListener("dragover", (event) => event.preventDefault());
-window.addEventListener("drop", (event) => {
-  event.preventDefault();
-  dragDepth = 0;
-  dropCover.hidden = true;
-  searchImage(event.dataTransfer.files[0]);
-});
+listenForImages(searchImage, $("#drop"));
 
 document.addEventListener("keydown", (event) => {
   const typing = ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement?.tagName);
@@ -672,6 +476,8 @@ document.addEventListener("keydown", (event) => {
     box.select();
   }
 });
+
+arrowKeys(results, box);
 
 new IntersectionObserver((entries) => {
   if (entries.some((entry) => entry.isIntersecting)) run(true);
