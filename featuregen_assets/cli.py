@@ -273,9 +273,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from featuregen_assets.serve.main import serve
+    from featuregen_assets.serve.main import ServeRefused, check_exposure, serve
 
     settings = _settings()
+    try:
+        warning = check_exposure(args.host, settings.serve_token, args.no_token)
+    except ServeRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr)
     serve(settings, _database_url(settings), args.host, args.port, not args.fp32)
     return 0
 
@@ -622,6 +629,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Run the text encoder in float32 (default: its linear layers in int8, about 3x"
         " faster on a CPU; query vectors have cosine >= 0.998 to float32's).",
+    )
+    serve.add_argument(
+        "--no-token",
+        action="store_true",
+        help="Serve beyond loopback without FEATUREGEN_SERVE_TOKEN (refused otherwise): anyone"
+        " who reaches the port can search and read every stored image.",
     )
     serve.set_defaults(func=_cmd_serve)
 

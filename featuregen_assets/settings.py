@@ -28,7 +28,7 @@ PROGRESS_STYLES = ("log", "bar")
 EXECUTORS = ("multiprocess", "ray", "k8s")
 MODELS_FILE = "models-profile"  # in the home: the profile its features were made with
 # Variables that may hold a password or token: never written into a run's stored job origin.
-SECRET_VARIABLES = frozenset({"FEATUREGEN_DATABASE_URL", "HF_TOKEN"})
+SECRET_VARIABLES = frozenset({"FEATUREGEN_DATABASE_URL", "HF_TOKEN", "FEATUREGEN_SERVE_TOKEN"})
 
 
 def remembered_models(home: Path) -> str | None:
@@ -64,6 +64,8 @@ class Settings:
     executor: str = "multiprocess"
     ray_address: str | None = None
     ray_keep_head: bool = False
+    serve_token: str | None = None
+    serve_allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.models not in PROFILES:
@@ -320,6 +322,19 @@ VARIABLES = (
         "where a run's steps execute: `multiprocess` (on the run's host), `ray` (each a Ray job),"
         " `k8s` (each a pod); read when the definitions load (README: Several machines)",
         _lower,
+    ),
+    Variable(
+        "FEATUREGEN_SERVE_TOKEN",
+        "serve_token",
+        "`featuregen serve`: the bearer token every request needs (required when bound beyond"
+        " loopback; README: Security)",
+    ),
+    Variable(
+        "FEATUREGEN_SERVE_ALLOWED_HOSTS",
+        "serve_allowed_hosts",
+        "`featuregen serve`: host names its Host header may carry besides IP addresses,"
+        " `localhost` and `--host` (`*.example.org` a domain, `*` any)",
+        _parse_list,
     ),
     Variable(
         "RAY_ADDRESS",

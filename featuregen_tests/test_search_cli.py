@@ -70,3 +70,27 @@ def test_serve_binds_loopback_by_default(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     assert "/docs" in capsys.readouterr().out
+
+
+def test_search_with_a_file_that_is_not_an_image_says_so_in_one_line(store, capsys) -> None:
+    passwd = store.home / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    assert main(["search", "--image", str(passwd)]) == 1
+    last = capsys.readouterr().err.splitlines()[-1]  # after the embedder's loading bar
+    assert last == "error: the file is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF)"
+
+
+def test_serve_beyond_loopback_needs_a_token_or_says_it_has_none(monkeypatch, capsys) -> None:
+    from featuregen_assets.serve.main import ServeRefused, check_exposure
+
+    monkeypatch.delenv("FEATUREGEN_SERVE_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "set FEATUREGEN_SERVE_TOKEN" in err and "--no-token" in err
+    assert check_exposure("127.0.0.1", None, False) is None
+    assert check_exposure("::1", None, False) is None
+    assert "WARNING" in check_exposure("0.0.0.0", None, True)
+    assert check_exposure("192.168.1.5", "a" * 16, False) is None
+    for bad in ("short", "has space in it 12345", "semi;colon-0123456789"):
+        with pytest.raises(ServeRefused, match="at least 16 characters"):
+            check_exposure("127.0.0.1", bad, False)

@@ -44,7 +44,8 @@ def store(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> SearchStore:
 
 @pytest.fixture(scope="module")
 def client(store: SearchStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store.config(max_upload_bytes=200_000))) as client:
+    app = create_app(store.config(max_upload_bytes=200_000))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -255,7 +256,7 @@ def test_uploads_that_are_not_images_or_too_large_are_refused(client) -> None:
         ({"q": "circle", "k": 1001}, "less than or equal to 1000"),
         ({"q": "circle", "k": "ten"}, "integer"),
         ({"q": "circle", "mode": "fuzzy"}, "'text', 'keyword' or 'hybrid'"),
-        ({"q": "circle", "cursor": "not-a-cursor"}, "cursor does not parse"),
+        ({"q": "circle", "cursor": "not-a-cursor"}, "not one this service made"),
         ({}, "give q="),
     ],
 )
@@ -326,7 +327,7 @@ def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -
     from featuregen_assets.serve.app import ServeConfig
 
     config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs", torch_threads=None)
-    with TestClient(create_app(config)) as client:
+    with TestClient(create_app(config), base_url="http://127.0.0.1") as client:
         response = client.get("/api/search", params={"q": "a red circle"})
         detail = response.json()["detail"]
         assert response.status_code == 503 and "featuregen train text-encoder" in detail

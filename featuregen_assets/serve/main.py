@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -9,6 +11,46 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise
 DEFAULT_PORT = 8000
+CURSOR_KEY_FILE = "serve-cursor-key"  # in the home
+MIN_TOKEN_CHARS = 16
+TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")  # what a cookie and a header carry unquoted
+
+
+class ServeRefused(ValueError):
+    """`serve` will not start as asked; the message says why in one line."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the service on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None, without_token: bool) -> str | None:
+    """Raise ServeRefused when ``host`` is beyond loopback and there is no token (unless
+    ``without_token``) or the token is unusable; return the warning to print, if any."""
+    if token is not None and (len(token) < MIN_TOKEN_CHARS or not TOKEN.fullmatch(token)):
+        raise ServeRefused(
+            f"FEATUREGEN_SERVE_TOKEN must be at least {MIN_TOKEN_CHARS} characters of"
+            " A-Z a-z 0-9 . _ ~ + / = - (e.g. `python -c 'import secrets;"
+            " print(secrets.token_urlsafe(32))'`)"
+        )
+    if token is not None or is_loopback(host):
+        return None
+    if not without_token:
+        raise ServeRefused(
+            f"--host {host} serves beyond this machine: set FEATUREGEN_SERVE_TOKEN (every"
+            " request then needs it), or pass --no-token to serve every stored image to anyone"
+            " who reaches the port"
+        )
+    return (
+        f"WARNING: serving on {host} with no token: anyone who reaches this port can search"
+        " and read every stored image (set FEATUREGEN_SERVE_TOKEN)"
+    )
 
 
 def build_embedder(settings: Settings):
@@ -19,19 +61,31 @@ def build_embedder(settings: Settings):
 
 
 def serve(
-    settings: Settings, database_url: str, host: str, port: int, int8_text_encoder: bool = True
+    settings: Settings,
+    database_url: str,
+    host: str,
+    port: int,
+    int8_text_encoder: bool = True,
 ) -> None:
-    """Serve the search API and page on `database_url` (migrated) until interrupted."""
+    """Serve the search API and page on `database_url` (migrated) until interrupted (call
+    `check_exposure` first)."""
     import uvicorn
 
     from featuregen_assets.core.runtime import paths
-    from featuregen_assets.serve.app import ServeConfig, create_app
+    from featuregen_assets.serve.app import MAX_UPLOAD_BYTES, ServeConfig, create_app
+    from featuregen_assets.serve.cursors import cursor_key
 
     config = ServeConfig(
         database_url=database_url,
         images_dir=paths.images_dir(settings.home),
         thumbs_dir=settings.home / "thumbs",
         embedder_factory=lambda: build_embedder(settings),
+        max_upload_bytes=min(settings.download.max_bytes, MAX_UPLOAD_BYTES),
+        max_upload_pixels=settings.download.max_pixels,
         int8_text_encoder=int8_text_encoder,
+        cursor_key=cursor_key(settings.home / CURSOR_KEY_FILE),
+        bound_host=host,
+        allowed_hosts=settings.serve_allowed_hosts,
+        token=settings.serve_token,
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level="info")

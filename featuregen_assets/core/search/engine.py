@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import threading
 import time
@@ -15,11 +14,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import psycopg
 
+from featuregen_assets.core.ingest.fetch import DownloadSettings
+from featuregen_assets.core.search import bounds
 from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT, reciprocal_rank_fusion
 from featuregen_assets.core.search.hits import Hit, category_counts, load_hits
 from featuregen_assets.core.search.keyword import keyword_ranked
 from featuregen_assets.core.search.quantize import with_int8_linear_layers
+from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
 from featuregen_assets.core.store.registry import RegisteredModel, latest_model, most_embedded_model
 from featuregen_assets.core.store.search import nearest
 
@@ -29,6 +31,7 @@ MAX_RESULTS = 1000  # how far a query pages by cursor
 FACET_DEPTH = 100  # facets count the categories of the query's best this many, unfiltered
 HYBRID_DEPTHS = (100, MAX_RESULTS)  # each list's depth: the first that covers the page
 TEXT_ENCODER = "aligned_text_encoder"
+MAX_IMAGE_PIXELS = DownloadSettings.max_pixels  # an image query is held to the downloader's
 
 Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)
 KeywordLists = dict[tuple[int, str | None], Ranked]  # (depth, category) → the keyword list
@@ -82,6 +85,15 @@ class SearchQuery:
         ]
         if len(given) != 1:
             raise BadQuery("give one of: a text query, like=<image id>, an image, a vector")
+        try:
+            bounds.check_strings(
+                **{"the query": self.text},
+                like=self.like,
+                category=self.category,
+                cursor=self.cursor,
+            )
+        except ValueError as error:
+            raise BadQuery(str(error)) from None
         if not 1 <= self.k <= MAX_K:
             raise BadQuery(f"k must be 1 to {MAX_K}, not {self.k}")
         if not (math.isfinite(self.rrf_k) and self.rrf_k >= 0):
@@ -92,6 +104,10 @@ class SearchQuery:
             raise BadQuery("the query is empty: type some words")
         if self.mode not in MODES:
             raise BadQuery(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        try:
+            bounds.check_text(self.text, keywords=self.mode != "text")
+        except bounds.QueryTooLarge as error:
+            raise BadQuery(str(error)) from None
         return self.mode
 
 
@@ -143,8 +159,10 @@ class Searcher:
         embedder_factory: Callable[[], object] | None = None,
         encoder_loader: Callable[[RegisteredModel], object] | None = None,
         int8_text_encoder: bool = False,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self._embedder_factory = embedder_factory
+        self._max_pixels = max_image_pixels
         self._encoder_loader = encoder_loader or _load_encoder
         self._int8 = int8_text_encoder
         self._encoder: tuple[tuple[str, str], object] | None = None
@@ -299,7 +317,7 @@ class Searcher:
             embedder = self.image_embedder()
             _require_vectors(conn, embedder.key)
             with timings.measure("encode"):
-                return embed_image_bytes(embedder, query.image), embedder.key
+                return embed_image_bytes(embedder, query.image, self._max_pixels), embedder.key
         space = record.embedding_model if record else most_embedded_model(conn)
         if kind == "keyword":
             return None, space
@@ -338,24 +356,27 @@ def _checked_vector(conn: psycopg.Connection, values: Sequence[float], model: st
     vector = np.asarray(values, dtype=np.float64)
     if vector.ndim != 1 or len(vector) != dim:
         raise BadQuery(f"the vector must have {dim} numbers (the store's dimension)")
-    norm = float(np.linalg.norm(vector)) if np.isfinite(vector).all() else math.nan
+    try:
+        bounds.check_vector_values(vector)
+    except ValueError as error:
+        raise BadQuery(str(error)) from None
+    norm = float(np.linalg.norm(vector))
     if not norm > 0:
-        raise BadQuery("the vector must be finite and not all zeros")
+        raise BadQuery("the vector must not be all zeros")
     return (vector / norm).astype(np.float32)
 
 
-def embed_image_bytes(embedder, data: bytes) -> np.ndarray:
-    """The DINOv2 vector of image file bytes, preprocessed as stored images are."""
+def embed_image_bytes(embedder, data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """The DINOv2 vector of image file bytes, preprocessed as stored images are (decoded with
+    bounded memory: `uploads.decode_upload`)."""
     import torch
-    from PIL import Image, UnidentifiedImageError
 
-    from featuregen_assets.core.vision.preprocess import open_rgb
-
+    transform = embedder.transform
     try:
-        image = open_rgb(io.BytesIO(data), embedder.transform.draft_size())
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise NotAnImage(f"the upload is not an image that can be decoded: {error}") from error
-    pixels = torch.tensor(embedder.transform(image))[None]
+        resized = decode_upload(data, max_pixels, transform.draft_size(), transform)
+    except UploadRejected as error:
+        raise NotAnImage(str(error)) from None
+    pixels = torch.tensor(resized)[None]
     return embedder.embed_pixels(embedder.pixels_to_input(pixels))[0].cpu().numpy()
 
 
