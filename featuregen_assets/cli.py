@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
@@ -337,6 +338,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.runs import dagster_instance, materialize_report
 
     settings = _settings()
+    if args.protocol:
+        from featuregen_assets.protocol_report import run_protocol_report
+
+        report = run_protocol_report(args, settings)
+        print("\n".join(summary_lines(report)))
+        print(f"\nfull report: {report} (and report.json beside it)")
+        return 0
     with dagster_instance(settings) as instance:
         result, report = materialize_report(
             seeds=args.seeds,
@@ -674,6 +682,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="Epochs of the decoders the report trains side by side: from the stored vectors,"
         " from the 16 px original (their positive control) and from patch tokens (default: the"
         " registered decoder's).",
+    )
+    report.add_argument(
+        "--protocol",
+        choices=["coco-karpathy", "flickr30k-karpathy"],
+        help="A standard protocol instead of the store's report (real weights): Karpathy's"
+        " split file (--dataset) and its images (--images); trains on train + restval with all"
+        " five captions, keeps the best val epoch, scores the test images text -> image and"
+        " image -> text (recall@1/5/10).",
+    )
+    report.add_argument("--dataset", type=Path, metavar="FILE", help="dataset_coco.json etc.")
+    report.add_argument("--images", type=Path, metavar="DIR", help="the folder its paths are in")
+    report.add_argument(
+        "--test-size",
+        type=_positive(int),
+        metavar="N",
+        help="Score folds of N test images, averaged (COCO's 1k protocol: 1000; default: all).",
+    )
+    report.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        metavar="N",
+        help="Contrastive batch of the protocol's text encoder (default: its config's, 32; on a"
+        " GPU use 1024 or more).",
+    )
+    report.add_argument(
+        "--epochs", type=_positive(int), metavar="N", help="The protocol encoder's epochs."
     )
     report.set_defaults(func=_cmd_report)
 

@@ -189,8 +189,18 @@ def test_comparison_scores_every_method_on_the_test_gallery_only():
     assert oracle.value < trained.value
     assert by[("template", "trained_encoder", "recall@5")].n == n_test  # one query per image
     assert ("template_within_category", "trained_encoder", "recall@1") in by
+    to_text = by[("template_image_to_text", "trained_encoder", "recall@5")]
+    assert to_text.n == n_test and to_text.value == 1.0 and to_text.seeds == 3
+    assert by[("template_image_to_text", "category_oracle", "recall@5")].value < 1.0
     for m in rows:
         assert isinstance(m, Measurement) and m.ci_low <= m.value + 1e-9 <= m.ci_high + 2e-9
+    # one category (a real caption dataset): no oracle, no within-category rows
+    single = Corpus(
+        corpus.image_ids, corpus.vectors, dict.fromkeys(corpus.image_ids, "coco"), corpus.captions
+    )
+    alone = compare_text_to_image(single, split, queries, methods)
+    assert not any("category" in m.method or "category" in m.query_set for m in alone)
+    assert any(m.query_set == "template_image_to_text" for m in alone)
 
 
 def test_tuning_reads_validation_only_and_no_training_caption_is_a_test_query():

@@ -465,27 +465,32 @@ def train_alignment(
     config: AlignmentConfig,
     *,
     log: Callable[[str], None] = print,
+    split: Split | None = None,
 ) -> TrainResult:
     """Train a text encoder into the space of frozen image vectors.
 
     Row i pairs `texts[i]` with image `image_ids[i]`, whose stored vector is `vectors[i]`
     (an image with several texts repeats its vector). `text_tower` is a CLIP checkpoint
     directory or hub id holding a CLIPTextModel and its tokenizer. Images are split into
-    train / held out by id; metrics are held-out text->image retrieval among the held-out
-    images, beside chance and the same encoder before training.
+    train / held out by id (or as `split` says: a standard protocol's split); metrics are
+    held-out text->image retrieval among the held-out images, beside chance and the same
+    encoder before training.
     """
     device = training_device(config.device)
     data = _index_pairs(texts, image_ids, vectors)
-    split = three_way_split(
-        data.image_ids,
-        config.held_out_fraction,
-        config.validation_fraction,
-        config.split_salt,
-        forced_test=images_mentioning(texts, image_ids, config.test_phrases),
-        groups=caption_groups(texts, image_ids)
-        if config.split_grouping == "caption_words"
-        else None,
-    )
+    if split is None:
+        split = three_way_split(
+            data.image_ids,
+            config.held_out_fraction,
+            config.validation_fraction,
+            config.split_salt,
+            forced_test=images_mentioning(texts, image_ids, config.test_phrases),
+            groups=caption_groups(texts, image_ids)
+            if config.split_grouping == "caption_words"
+            else None,
+        )
+    elif set(data.image_ids) - {*split.train, *split.validation, *split.test}:
+        raise ValueError("the given split leaves out images of the pairs")
     side = {i: name for name in ("train", "validation", "test") for i in split.of(name)}
     image_side = np.array([side[i] for i in data.image_ids])
     train_images = np.flatnonzero(image_side == "train")

@@ -1,0 +1,59 @@
+"""`featuregen report --protocol …`: a standard protocol on the configured models, outside the
+store (the dataset's own files and split), written as a research report."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from featuregen_assets.assets.models.publishing import new_version
+from featuregen_assets.core.research.protocols import protocol_answers, run_caption_protocol
+from featuregen_assets.core.research.report import write_report
+from featuregen_assets.core.research.weights import licence_answer, weights_record
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.training.alignment import AlignmentConfig
+from featuregen_assets.core.vision.embedding import ImageEmbedder
+from featuregen_assets.core.vision.model_profiles import resolve_model
+from featuregen_assets.settings import Settings
+
+NAME = "research_report"
+
+
+def run_protocol_report(args: argparse.Namespace, settings: Settings) -> Path:
+    """Run `args.protocol` on `args.dataset` / `args.images`; the written report.md."""
+    if args.dataset is None or args.images is None:
+        raise SystemExit(f"--protocol {args.protocol} needs --dataset FILE and --images DIR")
+    root = settings.models_root()
+    image_model = resolve_model(settings.models, "dinov2", root, settings.dinov2)
+    tower = resolve_model(settings.models, "clip_text", root, settings.text_tower).name_or_path
+    embedder = ImageEmbedder(image_model, settings.compute, settings.embedding)
+
+    def embed(files: list[Path]) -> np.ndarray:
+        vectors = np.zeros((len(files), 0), np.float32)
+        for index, vector, error in embedder.embed_files(files):
+            if vector is None:
+                raise SystemExit(f"{files[index]}: {error}")
+            if not vectors.shape[1]:
+                vectors = np.zeros((len(files), len(vector)), np.float32)
+            vectors[index] = vector
+        return vectors
+
+    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("epochs", args.epochs)) if v}
+    config = dataclasses.replace(AlignmentConfig(), **overrides)
+    try:
+        run = run_caption_protocol(
+            args.protocol, args.dataset, args.images, embed, tower, config, args.test_size
+        )
+    finally:
+        embedder.close()
+    weights = weights_record(embedder.key, tower, False)
+    context = {"weights": weights, "embedding_model": embedder.key, **run.context}
+    answers = [licence_answer(weights), *protocol_answers(run)]
+    directory = (
+        paths.artifacts_dir(settings.home) / NAME / f"{args.protocol}-{new_version(context)}"
+    )
+    report, _ = write_report(directory, run.measurements, context, answers, {})
+    return report
