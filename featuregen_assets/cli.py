@@ -223,13 +223,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from featuregen_assets.core.search.engine import Searcher, SearchQuery
     from featuregen_assets.core.store import db
     from featuregen_assets.core.vision.hub import ModelUnavailable
     from featuregen_assets.core.vision.model_profiles import TinyModelMissing
+    from featuregen_assets.serve.discovery import ServerRefused
     from featuregen_assets.serve.main import build_embedder
 
     if (args.query is None) == (args.image is None):
@@ -242,6 +242,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if not args.query.strip():
             args.usage("the query is empty: give some words")
     settings = _settings()
+    try:
+        served = _served_answer(args, settings)
+    except ServerRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if served is not None:
+        return _print_answer(served, args.json, settings)
     with db.connection(_database_url(settings)) as conn:
         if args.category is not None and (error := _unknown_category(conn, args.category)):
             print(error, file=sys.stderr)
@@ -258,16 +265,43 @@ def _cmd_search(args: argparse.Namespace) -> int:
         except (LookupError, ValueError, ModelUnavailable, TinyModelMissing) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    if args.json:
-        print(json.dumps([hit.as_dict() for hit in answer.hits], indent=2))
+    return _print_answer(answer.as_dict(), args.json, settings)
+
+
+def _served_answer(args: argparse.Namespace, settings: "Settings") -> dict | None:
+    """A text query's answer from the `featuregen serve` running on this home (which holds
+    the encoder loaded), or None: no server, no answer, or no hit in a category it names."""
+    from featuregen_assets.serve.discovery import running_server, search_through
+
+    if args.query is None or (url := running_server(settings.home)) is None:
+        return None
+    params = {"q": args.query, "mode": args.mode, "k": args.k}
+    if args.category:
+        params["category"] = args.category
+    answer = search_through(url, params, settings.serve_token)
+    if answer is None or (args.category and not answer["hits"]):  # unknown category? ask here
+        return None
+    print(f"(answered by featuregen serve at {url})", file=sys.stderr)
+    return answer
+
+
+def _print_answer(answer: dict, as_json: bool, settings: "Settings") -> int:
+    """An answer's hits (`SearchAnswer.as_dict`), as JSON or one block a hit."""
+    import json
+
+    if as_json:
+        print(json.dumps(answer["hits"], indent=2))
         return 0
     score = {"cosine": "cosine similarity (-1…1)", "keyword": "keyword rank (0…1)"}
-    print(f"rank  score: {score.get(answer.score_kind, 'reciprocal-rank fusion')}")
+    print(f"rank  score: {score.get(answer['score_kind'], 'reciprocal-rank fusion')}")
     # The tiny captioner has random weights: its prompts are noise, and should say so.
     prompt = "prompt (tiny captioner, random weights)" if settings.models == "tiny" else "prompt"
-    for hit in answer.hits:
-        print(f"{hit.rank:>4}  {hit.score:.3f}  {hit.category:<14} {hit.image_id[:16]}  {hit.url}")
-        for label, text in ((prompt, hit.prompt), ("caption", hit.caption)):
+    for hit in answer["hits"]:
+        print(
+            f"{hit['rank']:>4}  {hit['score']:.3f}  {hit['category']:<14}"
+            f" {hit['image_id'][:16]}  {hit['url']}"
+        )
+        for label, text in ((prompt, hit["prompt"]), ("caption", hit["caption"])):
             if text:
                 print(f"      {label}: {text}")
     return 0

@@ -1,14 +1,24 @@
-"""`featuregen search` and `featuregen serve` on the command line: output, JSON hits, and the
-usage errors (empty or undecodable query, k out of range, unknown category)."""
+"""`featuregen search` and `featuregen serve` on the command line: output, JSON hits, the
+usage errors (empty or undecodable query, k out of range, unknown category), and a query
+answered by the `featuregen serve` running on the same home."""
 
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from featuregen_assets.cli import build_parser, main
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.runtime.processes import process_token
+from featuregen_assets.serve.discovery import running_server
 from featuregen_tests.search_store import build_search_store
 
 
@@ -94,3 +104,55 @@ def test_serve_beyond_loopback_needs_a_token_or_says_it_has_none(monkeypatch, ca
     for bad in ("short", "has space in it 12345", "semi;colon-0123456789"):
         with pytest.raises(ServeRefused, match="at least 16 characters"):
             check_exposure("127.0.0.1", bad, False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_answering(home: Path, server: subprocess.Popen, limit_s: float = 300) -> str:
+    """The URL of the server announced in `home`, once it answers a search."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "featuregen serve exited"
+        url = running_server(home)
+        try:
+            if url and httpx.get(f"{url}/api/search", params={"q": "circle"}).status_code == 200:
+                return url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("featuregen serve did not answer in time")
+
+
+def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
+    gone = f"{process_token().partition('.')[0]}.1"  # this pid, another process's start time
+    stale = {"url": "http://127.0.0.1:9", "process": gone}
+    paths.serve_file(store.home).write_text(json.dumps(stale))  # a server that is gone
+    assert main(["search", "a red circle", "-k", "3", "--json"]) == 0
+    local = capsys.readouterr()
+    assert "answered by featuregen serve" not in local.err
+
+    port = _free_port()
+    serve = f"from featuregen_assets.cli import main; main(['serve', '--port', '{port}', '--fp32'])"
+    server = subprocess.Popen(
+        [sys.executable, "-c", serve],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = _wait_until_answering(store.home, server)
+        assert url == f"http://127.0.0.1:{port}"
+        assert main(["search", "a red circle", "-k", "3", "--json"]) == 0
+        served = capsys.readouterr()
+        assert served.err == f"(answered by featuregen serve at {url})\n"
+        hits = json.loads(served.out)
+        assert [h["image_id"] for h in hits] == [h["image_id"] for h in json.loads(local.out)]
+        assert main(["search", "circle", "--category", "nowhere"]) == 2  # checked here
+        assert capsys.readouterr().err.startswith("error: unknown category 'nowhere'")
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        server.wait(timeout=60)
+    assert not paths.serve_file(store.home).exists()  # removed as the server stopped

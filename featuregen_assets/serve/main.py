@@ -68,12 +68,14 @@ def serve(
     int8_text_encoder: bool = True,
 ) -> None:
     """Serve the search API and page on `database_url` (migrated) until interrupted (call
-    `check_exposure` first)."""
+    `check_exposure` first); its URL is in the home's serve file meanwhile, for `featuregen
+    search` (`discovery`)."""
     import uvicorn
 
     from featuregen_assets.core.runtime import paths
     from featuregen_assets.serve.app import MAX_UPLOAD_BYTES, ServeConfig, create_app
     from featuregen_assets.serve.cursors import cursor_key
+    from featuregen_assets.serve.discovery import announced, local_url
 
     config = ServeConfig(
         database_url=database_url,
@@ -88,4 +90,5 @@ def serve(
         allowed_hosts=settings.serve_allowed_hosts,
         token=settings.serve_token,
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    with announced(settings.home, local_url(host, port)):
+        uvicorn.run(create_app(config), host=host, port=port, log_level="info")

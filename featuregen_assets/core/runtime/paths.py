@@ -39,3 +39,8 @@ def text_links_dir(home: Path) -> Path:
 def patch_grids_dir(home: Path) -> Path:
     """Patch-token grids of stored images, per embedding model (`core.research.patch_grids`)."""
     return home / "patch_grids"
+
+
+def serve_file(home: Path) -> Path:
+    """The URL of the `featuregen serve` running on this home, while it runs."""
+    return home / "serve.json"

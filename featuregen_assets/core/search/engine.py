@@ -20,7 +20,6 @@ from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT, reciprocal_rank_fusion
 from featuregen_assets.core.search.hits import Hit, category_counts, load_hits
 from featuregen_assets.core.search.keyword import keyword_ranked
-from featuregen_assets.core.search.quantize import with_int8_linear_layers
 from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
 from featuregen_assets.core.store.registry import RegisteredModel, latest_model, most_embedded_model
 from featuregen_assets.core.store.search import nearest
@@ -177,6 +176,8 @@ class Searcher:
             if self._encoder is None or self._encoder[0] != key:
                 encoder = self._encoder_loader(record)
                 if self._int8:
+                    from featuregen_assets.core.search.quantize import with_int8_linear_layers
+
                     encoder = with_int8_linear_layers(encoder)
                 self._encoder = (key, encoder)
             return self._encoder[1]
