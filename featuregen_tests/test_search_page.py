@@ -192,7 +192,7 @@ def test_results_show_captions_full_categories_the_total_and_chips_filter(page, 
     assert {store.categories[i] for i in _hits(page)} == {"bank"}
 
 
-def test_a_long_category_name_is_shown_whole(page, site) -> None:
+def test_a_long_category_name_is_shown_whole_and_a_card_offers_more_like_this(page, site) -> None:
     name = "a restaurant with a very long category name that once ended in an ellipsis"
 
     def renamed(route) -> None:
@@ -212,6 +212,11 @@ def test_a_long_category_name_is_shown_whole(page, site) -> None:
                           getComputedStyle(e).textOverflow]; }""",
     )
     assert whole == [name, True, "clip"]
+
+    second = _hits(page)[1]
+    page.click(f"li.hit[data-id='{second}'] .like")  # shown on hover
+    _until(page, f"location.search === '?like={second}'")
+    _until(page, f"document.querySelector('li.hit')?.dataset.id === '{second}'")
 
 
 def test_keyboard_moves_between_results_and_opens_a_detail_view(page, site) -> None:
