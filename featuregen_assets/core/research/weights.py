@@ -42,7 +42,8 @@ def describe(record: dict) -> str:
 
 def licence_answer(record: dict) -> str:
     """The report's first answer: what these weights let its answers say."""
-    image, text = record["embedding_model"], record["text_tower"]
+    image = record["embedding_model"]
+    text = record.get("text_tower", {"model": None, "pretrained": True})  # none: a probe
     if not image["pretrained"]:
         return (
             f"Weights: the image model `{image['model']}` is a random network (tiny profile)"
@@ -58,6 +59,11 @@ def licence_answer(record: dict) -> str:
             f" `{text['model']}` is random (tiny profile): findings about these image vectors"
             " on these images, with a text side trained from scratch on their captions only"
             " (paraphrases it never saw are out of its reach)."
+        )
+    if text["model"] is None:
+        return (
+            f"Weights: pretrained image model `{image['model']}`: findings about it on these"
+            " images, within this protocol."
         )
     return (
         f"Weights: pretrained image model `{image['model']}` and text tower `{text['model']}`:"
