@@ -400,16 +400,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     from featuregen_assets import KNOWN_WARNINGS_ENV
+    from featuregen_assets.core.runtime.processes import run_forwarding_signals
     from featuregen_assets.runs import dagster_dev_command, prepare_dagster_home
 
     home = prepare_dagster_home(_settings())
     command = dagster_dev_command(args.extra, home)
     inherited = os.environ.get("PYTHONWARNINGS")
-    os.environ["PYTHONWARNINGS"] = (
-        f"{inherited},{KNOWN_WARNINGS_ENV}" if inherited else KNOWN_WARNINGS_ENV
-    )
+    warnings = f"{inherited},{KNOWN_WARNINGS_ENV}" if inherited else KNOWN_WARNINGS_ENV
     print(f"DAGSTER_HOME={home}", file=sys.stderr)
-    os.execvp(command[0], command)
+    return run_forwarding_signals(command, {**os.environ, "PYTHONWARNINGS": warnings})
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

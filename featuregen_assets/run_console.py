@@ -2,21 +2,28 @@
 
 By default the console shows only what the steps themselves log (progress, epochs, warnings),
 one short line each, none of Dagster's own events; `verbose` gives Dagster's console log in
-full. A failed run ends with one line per failed step (its reason) and the path of a file
-holding the run's whole log.
+full. Everything else written to stderr while the run goes on — tracebacks of threads and of
+child processes (which inherit the descriptor), library warnings and retries — goes to a file
+beside the run logs (`stray_output_to_log`), so an interrupted or failed run does not bury its
+summary. A failed run ends with one line per failed step (its reason) and the path of a file
+holding the run's whole log, that stray output included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import RunFailureReason
 
 from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.runtime.progress import set_terminal, terminal
 
 LOGGER = "featuregen_console"
 RUN_EXCEPTION = RunFailureReason.RUN_EXCEPTION  # a run's own error, not a step's nor a kill
@@ -42,8 +49,9 @@ class _StepLines(logging.Handler):
             if record.created - self._last_shown.get(step, -self.every_s) < self.every_s:
                 return
             self._last_shown[step] = record.created
-        sys.stderr.write(f"{step}: {level}{meta.get('orig_message', record.getMessage())}\n")
-        sys.stderr.flush()
+        out = terminal()
+        out.write(f"{step}: {level}{meta.get('orig_message', record.getMessage())}\n")
+        out.flush()
 
 
 @dg.logger(
@@ -79,11 +87,16 @@ def console(
     return logged, {"loggers": {LOGGER: {"config": {"log_level": log_level, "every_s": every_s}}}}
 
 
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); the next run resumes where it stopped"
+
+
 def one_line_reason(error) -> str:
     """What went wrong in one line, past Dagster's wrapping errors (a
     `SerializableErrorInfo`); a `dg.Failure`'s own description as it is."""
     while error.cause is not None and error.cls_name.startswith("Dagster"):
         error = error.cause
+    if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+        return INTERRUPTED
     first = " ".join(line.strip() for line in error.message.splitlines() if line.strip())
     qualified, sep, text = first.partition(": ")
     if sep and qualified.rsplit(".", 1)[-1] == error.cls_name:
@@ -109,8 +122,60 @@ def failed_steps(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
     return failed or run_errors
 
 
-def write_run_log(instance: dg.DagsterInstance, run_id: str, path: Path) -> Path:
-    """Write the run's whole event log (errors with their stack traces) to `path`."""
+def stray_output_path(home: Path, run_id: str) -> Path:
+    """Where `stray_output_to_log` leaves what a run wrote to stderr besides its lines."""
+    return paths.logs_dir(home) / f"{run_id}.stderr"
+
+
+@contextlib.contextmanager
+def stray_output_to_log(home: Path) -> Iterator[Path]:
+    """For the length of a run: `sys.stderr` and the stderr descriptor (so child processes'
+    too) go to a file in the logs folder, whose path this yields; `progress.terminal()` (the
+    steps' lines, the progress bar) stays on the terminal. Restored on the way out, also when
+    interrupted."""
+    capture = paths.logs_dir(home) / f"featuregen-{os.getpid()}-{time.time_ns()}.stderr"
+    capture.parent.mkdir(parents=True, exist_ok=True)
+    console = sys.stderr
+    console.flush()
+    saved = os.dup(2)
+    if _is_fd(console, 2):  # the real stderr: the terminal keeps a descriptor of its own
+        console = os.fdopen(os.dup(saved), "w", buffering=1, errors="replace")
+    with capture.open("a", buffering=1, errors="replace") as stray:
+        os.dup2(stray.fileno(), 2)
+        sys.stderr, previous = stray, sys.stderr
+        set_terminal(console)
+        try:
+            yield capture
+        finally:
+            stray.flush()
+            sys.stderr = previous
+            os.dup2(saved, 2)
+            os.close(saved)
+            set_terminal(None)
+            if console is not previous:
+                console.close()
+
+
+def _is_fd(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def keep_stray_output(capture: Path, home: Path, run_id: str) -> Path | None:
+    """Name the captured output after its run (`stray_output_path`), or delete it when empty."""
+    if capture.stat().st_size == 0:
+        capture.unlink()
+        return None
+    return capture.replace(stray_output_path(home, run_id))
+
+
+def write_run_log(
+    instance: dg.DagsterInstance, run_id: str, path: Path, stray: Path | None = None
+) -> Path:
+    """Write the run's whole event log (errors with their stack traces) to `path`, then the
+    file `stray` (what the process wrote to stderr meanwhile), if there is one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         for entry in instance.all_logs(run_id):
@@ -124,6 +189,9 @@ def write_run_log(instance: dg.DagsterInstance, run_id: str, path: Path) -> Path
             error = getattr(event.event_specific_data, "error", None) if event else None
             if error is not None:
                 out.write(error.to_string() + "\n")
+        if stray is not None and stray.is_file():
+            out.write("\n--- written to stderr during the run (its threads and processes) ---\n")
+            out.write(stray.read_text(errors="replace"))
     return path
 
 
@@ -132,7 +200,12 @@ def failure_summary(
 ) -> list[str]:
     """The lines a failed run ends with: each failed step and its reason, where the log is
     (written under the featuregen `home`)."""
-    log = write_run_log(instance, result.run_id, paths.logs_dir(home) / f"{result.run_id}.log")
+    log = write_run_log(
+        instance,
+        result.run_id,
+        paths.logs_dir(home) / f"{result.run_id}.log",
+        stray_output_path(home, result.run_id),
+    )
     steps = failed_steps(result) or [("run", "failed before any step ran")]
     return [f"{step} failed: {reason}" for step, reason in steps] + [
         f"full log: {log} (--verbose prints it all)"

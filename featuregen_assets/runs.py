@@ -1,5 +1,6 @@
 """Launch the category pipeline and the trainings on the Dagster instance in FEATUREGEN_HOME."""
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -18,7 +19,12 @@ from featuregen_assets.core.store.db import database_url
 from featuregen_assets.jobs import category_pipeline_job, training_job
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.resources.models import GPU_POOL
-from featuregen_assets.run_console import console, dagster_console
+from featuregen_assets.run_console import (
+    console,
+    dagster_console,
+    keep_stray_output,
+    stray_output_to_log,
+)
 from featuregen_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -181,19 +187,27 @@ def _launch(
     run_config: dict | None,
     log_level: str,
     verbose: bool,
+    home: Path,
     partition_key: str | None = None,
     every_s: float = 0.0,
 ) -> dg.ExecuteInProcessResult:
-    """Run a job of `defs` in this process, its console as `run_console.console` sets it."""
+    """Run a job of `defs` in this process, its console as `run_console.console` sets it;
+    unless `verbose`, what else reaches stderr meanwhile goes to a file under `home`'s logs
+    (`run_console.stray_output_to_log`)."""
     job, console_config = console(defs.resolve_job_def(job_name), log_level, verbose, every_s)
-    return job.execute_in_process(
-        partition_key=partition_key,
-        instance=instance,
-        asset_selection=[dg.AssetKey(key) for key in select] if select else None,
-        run_config={**(run_config or {}), **console_config},
-        raise_on_error=False,
-        tags=_launch_tags(),
-    )
+    with contextlib.ExitStack() as stack:
+        capture = None if verbose else stack.enter_context(stray_output_to_log(home))
+        result = job.execute_in_process(
+            partition_key=partition_key,
+            instance=instance,
+            asset_selection=[dg.AssetKey(key) for key in select] if select else None,
+            run_config={**(run_config or {}), **console_config},
+            raise_on_error=False,
+            tags=_launch_tags(),
+        )
+    if capture is not None:
+        keep_stray_output(capture, home, result.run_id)
+    return result
 
 
 def category_pipeline(environ: Mapping[str, str] | None = None) -> dg.JobDefinition:
@@ -264,6 +278,7 @@ def run_category(
         run_config,
         log_level,
         verbose,
+        settings.home,
         partition_key=category,
     )
 
@@ -286,7 +301,15 @@ def materialize_unpartitioned(
     defs = build_defs(settings)
     instance = _ready(instance, settings)
     return _launch(
-        defs, training_job.name, instance, keys, run_config, log_level, verbose, every_s=every_s
+        defs,
+        training_job.name,
+        instance,
+        keys,
+        run_config,
+        log_level,
+        verbose,
+        settings.home,
+        every_s=every_s,
     )
 
 

@@ -78,3 +78,39 @@ def test_a_forkserver_child_is_left_alone_not_killed() -> None:
     assert results.get(timeout=60) is False
     child.join(timeout=60)
     assert child.exitcode == 0
+
+
+# What `dagster dev` does with signals: SIGTERM takes SIGINT's handler, which is "ignore" when
+# the process was started as a shell's background job.
+_DAGSTER_LIKE = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+try:
+    print("ready", flush=True)
+    time.sleep(120)
+except KeyboardInterrupt:
+    print("stopped cleanly", flush=True)
+"""
+_SUPERVISOR = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `featuregen dev &` starts in a script
+from featuregen_assets.core.runtime.processes import run_forwarding_signals
+sys.exit(run_forwarding_signals([sys.executable, "-c", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGINT])
+def test_a_background_supervisor_passes_its_signal_on_and_waits(signo: int) -> None:
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", _SUPERVISOR, _DAGSTER_LIKE],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert supervisor.stdout.readline() == "ready\n"
+        supervisor.send_signal(signo)
+        assert supervisor.wait(timeout=60) == 0
+        assert supervisor.stdout.read() == "stopped cleanly\n"
+    finally:
+        supervisor.kill()

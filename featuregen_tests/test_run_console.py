@@ -1,13 +1,23 @@
 """What a CLI run's console shows: the steps' own lines, info lines thinned when asked."""
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.base import Executor
 
-from featuregen_assets.run_console import _StepLines, failed_steps
+from featuregen_assets.run_console import (
+    INTERRUPTED,
+    _StepLines,
+    console,
+    failed_steps,
+    failure_summary,
+    keep_stray_output,
+    stray_output_to_log,
+)
 
 
 def _record(step: str, message: str, created: float, level: int = logging.INFO):
@@ -77,3 +87,39 @@ def test_a_run_its_executor_fails_names_the_executors_reason(tmp_path: Path) -> 
         result = dg.execute_job(dg.reconstructable(refused_job), instance)
         assert not result.success
         assert failed_steps(result) == [("run", f"ValueError: {REFUSAL}")]
+
+
+@dg.op
+def _noisy(context: dg.OpExecutionContext) -> None:
+    context.log.info("a line of the step's own")
+    subprocess.run(
+        [sys.executable, "-c", "import sys; sys.stderr.write('a child process traceback\\n')"],
+        check=True,
+    )
+    # what a library's retry warning or a thread's traceback writes (pytest's own hooks
+    # would take those before they reach stderr)
+    sys.stderr.write("Retrying failed database connection\n")
+    raise KeyboardInterrupt  # as Ctrl-C reaches a step
+
+
+def test_a_run_shows_its_lines_and_summary_and_logs_the_rest(tmp_path: Path, capfd) -> None:
+    @dg.job
+    def noisy() -> None:
+        _noisy()
+
+    job, config = console(noisy, "INFO", verbose=False)
+    with dg.instance_for_test() as instance:
+        with stray_output_to_log(tmp_path) as capture:
+            result = job.execute_in_process(
+                instance=instance, run_config=config, raise_on_error=False
+            )
+        keep_stray_output(capture, tmp_path, result.run_id)
+        summary = failure_summary(result, instance, tmp_path)
+    shown = capfd.readouterr().err
+    assert shown.splitlines() == ["_noisy: a line of the step's own"]
+    assert summary[0] == f"_noisy failed: {INTERRUPTED}"
+    log = Path(summary[1].split()[2]).read_text()
+    for stray in ("a child process traceback", "Retrying failed database"):
+        assert stray in log
+    print("after the run", file=sys.stderr)  # stderr is given back
+    assert capfd.readouterr().err == "after the run\n"

@@ -1,14 +1,18 @@
 """Processes of this host: the CPUs this one may use, whether one still exists (by pid, or by a
-token a recycled pid cannot fake); a step process that dies with its run."""
+token a recycled pid cannot fake); a step process that dies with its run; a child that the
+signals sent to this process reach (`run_forwarding_signals`)."""
 
 import ctypes
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl option: the signal this process gets when its parent dies
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def is_running(pid: int) -> bool:
@@ -73,3 +77,34 @@ def token_alive(token: str) -> bool:
     if not started or not Path("/proc/self/stat").exists():
         return is_running(int(pid))
     return _start_time(int(pid)) == started
+
+
+def run_forwarding_signals(command: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+    """Run `command` as a child in a process group of its own and wait for it; SIGINT, SIGTERM
+    and SIGHUP sent to this process are passed on to the child, once each, and this process
+    waits for it to finish. Returns its exit status (128 + the signal's number when a signal
+    ended it, as shells say).
+
+    The child starts with those signals at their defaults even when this process was started
+    with them ignored (a shell's background job ignores SIGINT; `dagster dev` then maps SIGTERM
+    onto that, and neither stops it). Its own process group keeps a terminal's Ctrl-C from
+    reaching it twice."""
+    child: list[subprocess.Popen] = []
+    pending: list[int] = []
+
+    def forward(signo: int, _frame: object) -> None:
+        if child:
+            child[0].send_signal(signo)
+        else:
+            pending.append(signo)
+
+    previous = {signo: signal.signal(signo, forward) for signo in FORWARDED_SIGNALS}
+    try:
+        child.append(subprocess.Popen(list(command), env=env, process_group=0))
+        for signo in pending:
+            child[0].send_signal(signo)
+        code = child[0].wait()
+    finally:
+        for signo, handler in previous.items():
+            signal.signal(signo, handler)
+    return code if code >= 0 else 128 - code

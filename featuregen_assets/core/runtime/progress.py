@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 BAR_WIDTH = 30
 LOG_EVERY_S = 5.0
@@ -26,6 +26,21 @@ class Progress:
     rate: float
 
 
+_terminal: TextIO | None = None
+
+
+def terminal() -> TextIO:
+    """Where lines meant for the person at the terminal go: stderr, unless a CLI run has sent
+    stderr to its log file for the run's length (`set_terminal`)."""
+    return _terminal or sys.stderr
+
+
+def set_terminal(stream: TextIO | None) -> None:
+    """Send `terminal()` lines to `stream` (None: back to stderr)."""
+    global _terminal
+    _terminal = stream
+
+
 class ProgressReporter:
     """A progress callback (`download_links` takes one; `track` drives one over any items).
 
@@ -39,7 +54,7 @@ class ProgressReporter:
         self.label = label
         self.log = log
         self.unit = unit
-        self.bar = bar and sys.stderr.isatty()
+        self.bar = bar and terminal().isatty()
         self.interval_s = 0.5 if self.bar else LOG_EVERY_S
         self._last_logged = 0.0
 
@@ -59,12 +74,13 @@ class ProgressReporter:
     def _draw(self, progress: Progress, finished: bool) -> None:
         total = progress.total or 0
         filled = int(BAR_WIDTH * progress.done / total) if total else 0
-        sys.stderr.write(
+        out = terminal()
+        out.write(
             f"\r{self.label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}]"
             f" {progress.done}/{total or '?'}  ok {progress.ok}  failed {progress.failed}"
             f"  {progress.rate:.0f}/s" + ("\n" if finished else "")
         )
-        sys.stderr.flush()
+        out.flush()
 
 
 def _time_left(progress: Progress) -> str:
