@@ -131,6 +131,7 @@ class Recheck:
     hashed: int = 0
 
 
+_MTIME_BATCH = 256
 _CATEGORY_FILES = """
 SELECT image_id, path, bytes, array_agg(DISTINCT file_mtime_ns) FROM raw_images
 WHERE category = %s AND status = 'ok' GROUP BY image_id, path, bytes
@@ -144,6 +145,7 @@ def recheck_category(conn: psycopg.Connection, category: str) -> Recheck:
     again); a file that cannot be read is counted and left alone; a file whose bytes still hash
     to its id gets its new modification time recorded."""
     found = Recheck()
+    intact_files: list[tuple[int, str, str]] = []
     for image_id, path, size, mtimes in conn.execute(_CATEGORY_FILES, (category,)).fetchall():
         try:
             stat = os.stat(path)
@@ -161,23 +163,29 @@ def recheck_category(conn: psycopg.Connection, category: str) -> Recheck:
                 found.hashed += 1
                 problem = verify_file(path, image_id)
                 if problem is None:
-                    _record_mtime(conn, category, image_id, stat.st_mtime_ns)
+                    intact_files.append((stat.st_mtime_ns, category, image_id))
+                    if len(intact_files) >= _MTIME_BATCH:
+                        _record_mtimes(conn, intact_files)
                     continue
         if problem.damaged:
             mark_damaged(conn, image_id, path, problem.reason, category)
             found.damaged.add(problem.reason.split(" (")[0], str(path))
         else:
             found.unreadable.add(problem.reason, str(path))
+    _record_mtimes(conn, intact_files)
     return found
 
 
-def _record_mtime(conn: psycopg.Connection, category: str, image_id: str, mtime_ns: int) -> None:
-    conn.execute(
-        "UPDATE raw_images SET file_mtime_ns = %s"
-        " WHERE category = %s AND image_id = %s AND status = 'ok'",
-        (mtime_ns, category, image_id),
-    )
+def _record_mtimes(conn: psycopg.Connection, files: list[tuple[int, str, str]]) -> None:
+    """Record `(mtime_ns, category, image_id)` of files found intact, committed; clear them."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE raw_images SET file_mtime_ns = %s"
+            " WHERE category = %s AND image_id = %s AND status = 'ok'",
+            files,
+        )
     conn.commit()
+    files.clear()
 
 
 _REFERENCED_PATHS = """
