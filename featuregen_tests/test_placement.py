@@ -227,11 +227,14 @@ def test_a_kept_ray_head_that_is_gone_is_dropped_with_the_reason(tmp_path: Path)
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    record = tmp_path / "ray-head.json"
-    ray_head.LocalRayHead("http://127.0.0.1:9", "127.0.0.1:9", gone.pid, str(tmp_path)).save(record)
+    record, directory = tmp_path / "ray-head.json", tmp_path / "featuregen-ray-x"
+    directory.mkdir()
+    ray_head.LocalRayHead("http://127.0.0.1:9", "127.0.0.1:9", gone.pid, str(directory)).save(
+        record
+    )
     assert ray_head.find_kept_head(record) == (
         None,
         f"the kept Ray head at http://127.0.0.1:9 (pid {gone.pid}) is gone",
     )
-    assert not record.exists()
+    assert not record.exists() and not directory.exists()
     assert ray_head.find_kept_head(record) == (None, None)

@@ -186,12 +186,13 @@ def node_resources(address: str, timeout_s: float = 10.0) -> list[dict[str, floa
 
 
 def find_kept_head(record: Path) -> tuple[LocalRayHead | None, str | None]:
-    """The kept head `record` names when it still answers; else None, with why the record was
-    dropped (its head is gone) or None when there is no record."""
+    """The kept head `record` names when it still answers; else None, with why the record (and
+    the head's directory) was dropped (its head is gone) or None when there is no record."""
     if not record.exists():
         return None, None
     head = LocalRayHead(**json.loads(record.read_text()))
     if is_running(head.pid) and _takes_jobs(head.dashboard_url):
         return head, None
     record.unlink()
+    shutil.rmtree(head.temp_dir, ignore_errors=True)  # its sockets and logs
     return None, f"the kept Ray head at {head.dashboard_url} (pid {head.pid}) is gone"
