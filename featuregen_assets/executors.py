@@ -34,6 +34,9 @@ RAY_MISSING = "FEATUREGEN_EXECUTOR=ray needs Ray and dagster-ray: pip install 'f
 K8S_MISSING = "FEATUREGEN_EXECUTOR=k8s needs dagster-k8s: pip install 'featuregen[k8s]'"
 # Besides the settings: what a step needs wherever Ray starts it, from this process.
 _FORWARDED = ("DAGSTER_HOME", "PYTHONPATH", "HF_HOME")
+# Settings a step never reads and a Ray job must not show: Ray sets its own RAY_ADDRESS in a
+# job, and the serve token (a secret of `featuregen serve`) would be in every job's runtime env.
+NOT_FOR_STEPS = frozenset({"RAY_ADDRESS", "FEATUREGEN_SERVE_TOKEN"})
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -44,9 +47,9 @@ def step_environment(settings: Settings) -> list[str]:
     """The environment of each Ray step, as dagster-ray's `env_vars`: every variable of
     `settings` with its value (whatever set it: a variable, the CLI, the demo), and
     `_FORWARDED` and this interpreter's PATH (a step's command is `dagster api execute_step`:
-    this interpreter's `dagster` first). RAY_ADDRESS is left to Ray, which sets it in a job."""
+    this interpreter's `dagster` first); not `NOT_FOR_STEPS`."""
     values = [
-        f"{name}={value}" for name, value in settings.to_env().items() if name != "RAY_ADDRESS"
+        f"{name}={value}" for name, value in settings.to_env().items() if name not in NOT_FOR_STEPS
     ]
     path = f"PATH={Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return [*values, *_FORWARDED, path]

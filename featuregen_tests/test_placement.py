@@ -116,6 +116,7 @@ def test_a_ray_step_gets_the_launching_settings_not_the_environment(
         executor="ray",
         ray_address="http://head:8265",
         database_url="postgresql://user:secret@db/featuregen",
+        serve_token="serve-secret",
     )
     executor = executors.executor_for(settings)
     assert isinstance(executor, dg.ExecutorDefinition) and executor.name == "ray"
@@ -127,11 +128,14 @@ def test_a_ray_step_gets_the_launching_settings_not_the_environment(
         "DAGSTER_HOME",
     } <= set(environment)
     assert not any(item.startswith("RAY_ADDRESS") for item in environment)  # Ray sets its own
+    assert not any(item.startswith("FEATUREGEN_SERVE_TOKEN") for item in environment)
 
     job = reconstructable_pipeline(settings)
     environ = dict(job.repository.pointer.reconstructable_kwargs)["environ"]
     assert "secret" not in json.dumps(environ)
-    assert Settings.from_env(environ) == dataclasses.replace(settings, database_url=None)
+    assert Settings.from_env(environ) == dataclasses.replace(
+        settings, database_url=None, serve_token=None
+    )
     assert job.get_definition().executor_def.name == "ray"  # rebuilt from those settings
 
 
@@ -155,7 +159,9 @@ def test_the_documented_ray_run_launcher_loads_and_forwards_every_setting() -> N
         launcher = instance.run_launcher
         assert isinstance(launcher, RayRunLauncher)
         assert launcher.address == "http://head:8265" and launcher.num_cpus == 1
-        assert {*variable_names(), "DAGSTER_HOME", "PATH"} <= set(launcher.env_vars)
+        forwarded = {*variable_names(), "DAGSTER_HOME", "PATH"} - {"FEATUREGEN_SERVE_TOKEN"}
+        assert forwarded <= set(launcher.env_vars)
+        assert "FEATUREGEN_SERVE_TOKEN" not in launcher.env_vars  # no run reads it
 
 
 def test_the_local_ray_head_is_reached_with_its_token(tmp_path: Path) -> None:
