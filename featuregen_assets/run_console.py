@@ -135,9 +135,14 @@ def stray_output_to_log(home: Path) -> Iterator[Path]:
     interrupted."""
     capture = paths.logs_dir(home) / f"featuregen-{os.getpid()}-{time.time_ns()}.stderr"
     capture.parent.mkdir(parents=True, exist_ok=True)
+    capture.touch()
+    try:
+        saved = os.dup(2)
+    except OSError:  # started without a stderr: nothing to keep apart
+        yield capture
+        return
     console = sys.stderr
     console.flush()
-    saved = os.dup(2)
     if _is_fd(console, 2):  # the real stderr: the terminal keeps a descriptor of its own
         console = os.fdopen(os.dup(saved), "w", buffering=1, errors="replace")
     with capture.open("a", buffering=1, errors="replace") as stray:
