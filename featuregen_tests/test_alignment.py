@@ -186,14 +186,13 @@ def test_three_way_split_is_disjoint_stable_and_forces_test_images():
 
 
 def _twin_captions(count: int) -> tuple[list[str], list[str]]:
-    """Captions in colour-swap pairs and repeats: (texts, image ids), one text per image."""
+    """Captions in fours: a scene, its repeat and their two colour-swap twins (texts, ids)."""
     colours = ["red", "blue", "green", "yellow", "purple"]
     texts, ids = [], []
     for i in range(count):
-        a, b = colours[i % 5], colours[(i // 5) % 5]
-        swapped = (i // 25) % 2 == 1
-        first, second = (b, a) if swapped else (a, b)
-        texts.append(f"a {first} circle left of a {second} square, scene {i % 50 // 2}")
+        a, b = colours[(i // 4) % 5], colours[(i // 20) % 5]
+        first, second = (b, a) if i % 4 >= 2 else (a, b)
+        texts.append(f"a {first} circle left of a {second} square, scene {i // 4}")
         ids.append(f"img{i}")
     return texts, ids
 
@@ -241,6 +240,10 @@ def test_caption_groups_join_images_through_any_shared_word_bag():
         ["x", "y", "y", "z", "w", "v"],
     )
     assert groups["x"] == groups["y"] == groups["z"] == groups["v"] != groups["w"]
+    # a caption on many images is a label (a category caption): it links nothing
+    ids = [f"img{i}" for i in range(300)]
+    labelled = caption_groups(["a photo of a bank"] * 300 + ["a red ring"] * 2, ids + ids[:2])
+    assert len(set(labelled.values())) == 299 and labelled["img0"] == labelled["img1"]
 
 
 def test_test_images_are_never_read_while_training_and_no_test_query_is_trained(text_tower, pairs):

@@ -20,7 +20,8 @@ DEFAULT_SALT = "featuregen-heldout-v1"
 GROUPINGS = {
     "image_id": "each image on its own (by sha256 of the salt and its id)",
     "caption_words": "images sharing a text's bag of lowercase words are one group (colour-swap"
-    " twins included), all on one side (by sha256 of the salt and the group's smallest bag)",
+    " twins included), all on one side (by sha256 of the salt and the group's smallest bag); a"
+    " bag on more than 1 % of the images (and 5) is a label and links nothing",
 }
 
 
@@ -29,9 +30,19 @@ def word_bag(text: str) -> str:
     return " ".join(sorted(re.findall(r"\w+", text.lower())))
 
 
+LABEL_SHARE, LABEL_MIN = 0.01, 5  # a bag on more images than this share and count: a label
+
+
 def caption_groups(texts: Sequence[str], image_ids: Sequence[str]) -> dict[str, str]:
     """image id -> its group's key: images linked by a shared word bag (over any of their
-    texts, transitively) share the key, the smallest word bag of the group."""
+    texts, transitively) share the key, the smallest word bag of the group. A bag on more
+    than `LABEL_SHARE` of the images (and more than `LABEL_MIN`) links nothing: a label (a
+    category caption, a captioner's constant output), not a scene, and would put whole
+    categories on one side."""
+    holders: dict[str, set[str]] = {}
+    for text, image_id in zip(texts, image_ids, strict=True):
+        holders.setdefault(word_bag(text), set()).add(image_id)
+    limit = max(LABEL_MIN, LABEL_SHARE * len(set(image_ids)))
     parent: dict[str, str] = {}
 
     def root(node: str) -> str:
@@ -41,7 +52,10 @@ def caption_groups(texts: Sequence[str], image_ids: Sequence[str]) -> dict[str, 
         return node
 
     for text, image_id in zip(texts, image_ids, strict=True):
-        a, b = root(f"image:{image_id}"), root(f"words:{word_bag(text)}")
+        bag = word_bag(text)
+        if len(holders[bag]) > limit:
+            continue
+        a, b = root(f"image:{image_id}"), root(f"words:{bag}")
         if a != b:
             parent[max(a, b)] = min(a, b)
     smallest: dict[str, str] = {}
