@@ -12,11 +12,14 @@ function hasCosine(hit) {
   return hit.cosine !== null && hit.cosine !== undefined;
 }
 
-/** What a hit's shown score is, for its tooltip (`kind`: the answer's score_kind). */
-export function scoreMeaning(hit, kind) {
-  if (hasCosine(hit)) return "cosine similarity (−1…1)";
-  if (kind === "keyword") return "keyword rank (0…1)";
-  return kind === "rrf" ? "reciprocal-rank fusion" : kind || "";
+/** What a hit's score (the one that ranks it) is (`kind`: the answer's score_kind). */
+function scoreMeaning(kind) {
+  const meanings = {
+    cosine: "cosine similarity (−1…1)",
+    keyword: "keyword rank (0…1)",
+    rrf: "reciprocal-rank fusion",
+  };
+  return meanings[kind] || kind || "";
 }
 
 /** The generated prompt, unless the captioner had random weights (or the server says nothing). */
@@ -58,8 +61,8 @@ export function renderHit(hit, index, { scoreKind, onOpen, onLike, onBroken }) {
   }
 
   const meta = element("div", "meta");
-  const score = element("span", "score", (hasCosine(hit) ? hit.cosine : hit.score).toFixed(3));
-  score.title = scoreMeaning(hit, scoreKind);
+  const score = element("span", "score", hit.score.toFixed(3));
+  score.title = scoreMeaning(scoreKind);
   const like = element("button", "like", "more like this");
   like.type = "button";
   like.addEventListener("click", () => onLike(hit.image_id));
@@ -99,8 +102,9 @@ function facts(hit, scoreKind) {
   if (hit.prompt) add("Prompt", promptValue(hit));
   add("Category", hit.category);
   add("URL", safeLink(hit.url));
-  const cosine = hasCosine(hit) ? ` · cosine ${hit.cosine.toFixed(3)}` : "";
-  const meaning = scoreMeaning({ cosine: null }, scoreKind);
+  const cosine =
+    hasCosine(hit) && scoreKind !== "cosine" ? ` · cosine ${hit.cosine.toFixed(3)}` : "";
+  const meaning = scoreMeaning(scoreKind);
   add("Score", `${hit.score.toFixed(4)}${meaning ? ` (${meaning})` : ""}${cosine}`);
   if (hit.width && hit.height) add("Size", `${hit.width} × ${hit.height} px`);
   add("Image id", hit.image_id);
