@@ -5,13 +5,9 @@ import json
 
 import dagster as dg
 
-from featuregen_assets.core.ingest.link_formats import (
-    category_of,
-    link_files,
-    two_formats_message,
-)
+from featuregen_assets.core.ingest.link_formats import link_files, two_formats_message
 from featuregen_assets.core.ingest.link_snapshot import refusal
-from featuregen_assets.core.ingest.links import category_error, file_digest
+from featuregen_assets.core.ingest.links import category_error, category_of, file_digest
 from featuregen_assets.jobs import category_pipeline_job
 from featuregen_assets.partitions import category_partitions
 from featuregen_assets.settings import Settings

@@ -40,11 +40,6 @@ class Columns:
     caption_col: str = "caption"
 
 
-def category_of(path: Path) -> str:
-    """The category a link file stands for: its file name without the format's suffix."""
-    return path.name.removesuffix(path.suffix)
-
-
 def link_files(directory: Path) -> list[Path]:
     """The entries of `directory` named like link files (every supported suffix), by name."""
     if not directory.is_dir():

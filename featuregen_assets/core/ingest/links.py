@@ -115,8 +115,9 @@ def category_error(name: str) -> str | None:
 
 
 def category_of(path: Path) -> str:
-    """The category a link file stands for: its file name without `.txt`."""
-    return path.name.removesuffix(".txt")
+    """The category a link file stands for: its file name without the format's suffix
+    (`cats.txt`, `cats.csv` → `cats`)."""
+    return path.name.removesuffix(path.suffix)
 
 
 def file_digest(path: Path) -> str:
