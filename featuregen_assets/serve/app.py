@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,72 +11,25 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
 from featuregen_assets.core.search.engine import (
-    MAX_IMAGE_PIXELS,
     MAX_K,
     BadQuery,
     NotAnImage,
     NotFound,
-    Searcher,
     SearchQuery,
     Unavailable,
 )
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
-from featuregen_assets.serve.cursors import CursorSigner
-from featuregen_assets.serve.files import StoredImages
+from featuregen_assets.serve.backend import MAX_UPLOAD_BYTES, Backend, ServeConfig
 from featuregen_assets.serve.guard import Guard, GuardSettings
-from featuregen_assets.serve.limits import (
-    RETRY_AFTER_S,
-    Deadline,
-    Overloaded,
-    SearchPool,
-    TooSlow,
-    bounded_connection,
-    checkout,
-)
+from featuregen_assets.serve.limits import RETRY_AFTER_S, Overloaded, TooSlow
 
+__all__ = ["MAX_UPLOAD_BYTES", "ServeConfig", "create_app"]
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_VECTOR_LENGTH = 8192
-SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, else goes on
 IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}  # content-addressed files
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """What the application serves: the database, the image store, where thumbnails are
-    cached, the largest upload (bytes and pixels), how to build the image embedder (None: no
-    image queries), whether the text encoder runs in int8, torch's threads per request; the
-    bounds on work (`limits`), the cursor key (None: a new one per process), and what the
-    guard admits (`guard.GuardSettings`: bound host, further host names, token)."""
-
-    database_url: str
-    images_dir: Path
-    thumbs_dir: Path
-    embedder_factory: Callable[[], object] | None = None
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    max_upload_pixels: int = MAX_IMAGE_PIXELS
-    pool_size: int | None = None  # None: what the lanes can hold at once (see below)
-    int8_text_encoder: bool = True
-    # Requests run at once in uvicorn's thread pool: one intra-op thread each, or they fight
-    # over the cores (a float32 query took 4-5x longer with two threads on a busy 2-CPU host).
-    torch_threads: int | None = 1
-    # Threads of the two lanes (`limits.SearchPool`): keyword and hybrid text queries in
-    # their own, so a flood of them never holds the threads other queries need. Each
-    # keyword thread may hold two connections: threads + 2 × keyword threads ≤ pool_size.
-    search_threads: int = min(32, 2 * (os.cpu_count() or 1))
-    keyword_threads: int = 2
-    queue_limit: int = 64  # requests waiting for a lane's thread; past it, 503
-    deadline_s: float = 10.0
-    statement_timeout_s: float = 3.0
-    cursor_key: bytes | None = None
-    bound_host: str = "127.0.0.1"
-    allowed_hosts: Sequence[str] = ()
-    token: str | None = None
 
 
 class TooLarge(ValueError):
@@ -98,41 +47,13 @@ class VectorQuery(BaseModel):
 
 def create_app(config: ServeConfig) -> FastAPI:
     """The application; its connection pool opens and the text encoder loads at start-up."""
-    searcher = Searcher(
-        config.embedder_factory,
-        int8_text_encoder=config.int8_text_encoder,
-        max_image_pixels=config.max_upload_pixels,
-    )
-    images = StoredImages(config.images_dir, config.thumbs_dir)
-    signer = CursorSigner(config.cursor_key or secrets.token_bytes(32))
-    needed = config.search_threads + 2 * config.keyword_threads
-    if config.pool_size is not None and config.pool_size < needed:
-        raise ValueError("search_threads + 2 × keyword_threads must be ≤ pool_size")
-    pool = ConnectionPool(
-        config.database_url,
-        min_size=2,
-        max_size=config.pool_size or needed,
-        configure=register_vector,
-        kwargs={"autocommit": True},
-        open=False,
-    )
-    bounds = (config.queue_limit, config.deadline_s, config.statement_timeout_s)
-    work = SearchPool(config.search_threads, *bounds)
-    keyword_work = SearchPool(config.keyword_threads, *bounds)
+    backend = Backend(config)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        if config.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(config.torch_threads)
-        pool.open(wait=True)
-        with pool.connection() as conn:
-            searcher.warm(conn)
+        backend.open()
         yield
-        work.shutdown()
-        keyword_work.shutdown()
-        pool.close()
+        backend.close()
 
     app = FastAPI(
         title="featuregen search",
@@ -141,29 +62,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         docs_url=None,  # /docs below: Swagger UI from a package, not from a CDN
         redoc_url=None,
     )
-
-    def answer(query: SearchQuery, deadline: Deadline) -> dict:
-        @contextmanager
-        def spare_connection() -> Iterator[psycopg.Connection | None]:
-            """A second connection if one is free at once (never wait while holding one)."""
-            try:
-                conn = checkout(pool, deadline, SPARE_WAIT_S)
-            except PoolTimeout:
-                yield None
-                return
-            try:
-                yield conn
-            finally:
-                pool.putconn(conn)
-
-        with bounded_connection(pool, deadline) as conn:
-            found = searcher.search(conn, query, spare_connection).as_dict()
-        found["next_cursor"] = signer.sign(found["next_cursor"])
-        return found
-
-    async def search_in_pool(query: SearchQuery) -> dict:
-        lane = keyword_work if query.kind() in ("keyword", "hybrid") else work
-        return await lane.run(lambda deadline: answer(query, deadline))
 
     too_large = f"the upload is over the limit of {config.max_upload_bytes:,} bytes"
 
@@ -201,10 +99,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             like=like,
             category=category or None,
             k=k,
-            cursor=signer.verify(cursor),
+            cursor=cursor,
             rrf_k=rrf_k,
         )
-        return await search_in_pool(query)  # a bad query is refused before it takes a thread
+        return await backend.search(query)
 
     @app.post("/api/search/image", summary="Search with an uploaded image (multipart 'file').")
     async def search_image(
@@ -218,37 +116,27 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise TooLarge(too_large)
         if not data:
             raise NotAnImage("the upload is empty")
-        query = SearchQuery(
-            image=data, category=category or None, k=k, cursor=signer.verify(cursor)
+        return await backend.search(
+            SearchQuery(image=data, category=category or None, k=k, cursor=cursor)
         )
-        return await search_in_pool(query)
 
     @app.post("/api/search/vector", summary="Search with a raw vector of the store's dimension.")
     async def search_vector(body: VectorQuery) -> dict:
         query = SearchQuery(
-            vector=body.vector,
-            category=body.category or None,
-            k=body.k,
-            cursor=signer.verify(body.cursor),
+            vector=body.vector, category=body.category or None, k=body.k, cursor=body.cursor
         )
-        return await search_in_pool(query)
+        return await backend.search(query)
 
     @app.get("/images/{image_id}", summary="A stored image file, by id.")
     async def image(image_id: str):
-        def find(deadline: Deadline):
-            with bounded_connection(pool, deadline) as conn:
-                return images.original(conn, image_id) or (None, None)
-
-        path, media_type = await work.run(find)
+        found = await backend.with_connection(lambda c: backend.images.original(c, image_id))
+        path, media_type = found or (None, None)
         return _immutable_file(image_id, path, media_type)
 
     @app.get("/thumbs/{image_id}", summary="A stored image's JPEG thumbnail, by id.")
     async def thumbnail(image_id: str):
-        def make(deadline: Deadline):
-            with bounded_connection(pool, deadline) as conn:
-                return images.thumbnail(conn, image_id)
-
-        return _immutable_file(image_id, await work.run(make), "image/jpeg")
+        path = await backend.with_connection(lambda c: backend.images.thumbnail(c, image_id))
+        return _immutable_file(image_id, path, "image/jpeg")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
