@@ -187,7 +187,7 @@ TINY_WORDS = tuple(
             "floor",
             "background",
             "texture",
-            # the demo's paraphrase queries (demo/scenes.py): never in a training caption
+            # the demo's paraphrase queries (demo/scenes/queries.py): never in a training caption
             "amber",
             "block",
             "brawl",
