@@ -109,12 +109,15 @@ class PlacedRayStepHandler(RayStepHandler):
 
 
 def _countable(node: Mapping[str, float]) -> dict[str, float]:
-    """A node's resources less Ray's bookkeeping ones (`node:<ip>`, object store memory)."""
-    return {
-        name: amount
-        for name, amount in node.items()
-        if not name.startswith("node:") and name != "object_store_memory"
+    """A node's resources less Ray's bookkeeping ones (`node:<ip>`, object store memory):
+    CPU, GPU and memory first, then custom ones by name."""
+    first = {name: node[name] for name in ("CPU", "GPU", "memory") if name in node}
+    custom = {
+        name: node[name]
+        for name in sorted(node)
+        if name not in first and not name.startswith("node:") and name != "object_store_memory"
     }
+    return {**first, **custom}
 
 
 class RayRunExecutor(StepDelegatingExecutor):

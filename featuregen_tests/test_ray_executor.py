@@ -8,8 +8,9 @@ categories' embedding steps at once, each run launched with a `Settings` object 
 in no environment variable (as the CLI's and the demo's are), and reads when each step's process
 held its GPU from the runs' event logs. A run not done in `RUN_LIMIT_S` fails its case with the
 runs' event logs and Ray's state, its processes and Ray jobs stopped: a hang costs minutes, not
-CI's whole budget. A last case runs a category with no cluster address: on a head the run starts
-on the machine's own resources (no GPU here) and stops.
+CI's whole budget. One case holds both CPUs until the run says its step waits for resources; a
+last one runs a category with no cluster address: on a head the run starts on the machine's own
+resources (no GPU here) and stops.
 
 Ray and dagster-ray are the `ray` extra, which scripts/setup.sh installs: without them this
 module fails, it does not skip.
@@ -276,6 +277,47 @@ def test_two_categories_gpu_steps_overlap_only_with_two_gpus(
             (list(categories),),
         ).fetchall()
     assert dims == [(2 * TINY_DIM,)]
+
+
+def _waiting_notice(settings: Settings, case: str) -> str | None:
+    """The first "waiting ... for the Ray cluster" warning of the run tagged `case`, if any."""
+    instance = dagster_instance(settings)
+    for run in instance.get_runs(dg.RunsFilter(tags={CASE_TAG: case})):
+        for record in instance.all_logs(run.run_id):
+            if record.user_message.startswith("waiting ") and "for the Ray cluster" in (
+                record.user_message
+            ):
+                return record.user_message
+    return None
+
+
+def test_a_step_waiting_for_ray_resources_says_so_in_its_log(
+    launch_settings: Settings, ray_cluster: dict[str, Any]
+) -> None:
+    """Both CPUs held (a placement group): the model step's Ray job stays pending, and the run
+    says so, with what it asks for; freed, the step runs."""
+    held = placement_group([{"CPU": 2}])
+    ray.get(held.ready(), timeout=120)
+    case = uuid.uuid4().hex
+    process = multiprocessing.get_context("spawn").Process(
+        target=_run_gpu_step, args=(launch_settings, "bank", case)
+    )
+    process.start()
+    try:
+        deadline = time.monotonic() + RUN_LIMIT_S
+        while (notice := _waiting_notice(launch_settings, case)) is None:
+            assert process.is_alive() and time.monotonic() < deadline, "no waiting notice"
+            time.sleep(2)
+    finally:
+        remove_placement_group(held)
+        process.join(RUN_LIMIT_S)
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+            process.join(60)
+            process.kill()
+    assert process.exitcode == 0
+    assert "it asks for 1 CPU, 1 GPU, the cluster's nodes have 2 CPU, 2 GPU" in notice
+    assert "is pending" in notice
 
 
 def _session_members(session: int) -> list[int]:
