@@ -147,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 verbose=args.verbose,
                 settings=settings,
             )
-        except (LookupError, ValueError, ExecutorUnavailable) as error:
+        except (LookupError, ValueError, ExecutorUnavailable, ConnectionError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         status = _report(result, instance, settings)

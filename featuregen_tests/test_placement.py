@@ -149,6 +149,17 @@ def test_featuregen_run_with_an_unknown_executor_is_one_line(
     assert line.startswith("error: FEATUREGEN_EXECUTOR='spark': expected one of")
 
 
+def test_featuregen_run_on_a_ray_cluster_that_does_not_answer_is_one_line(
+    fg_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (fg_env.parent / "links" / "cafe.txt").write_text("# none yet\n")
+    monkeypatch.setenv("FEATUREGEN_EXECUTOR", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:9")  # the discard port: nothing there
+    assert cli(["run", "--category", "cafe"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: the Ray cluster at http://127.0.0.1:9 does not answer: ")
+
+
 def test_the_documented_ray_run_launcher_loads_and_forwards_every_setting() -> None:
     """deploy/ray/run_launcher.yaml is a run launcher Dagster's instance loads (dagster-ray's
     RayRunLauncher), copying every featuregen variable into the run's Ray job."""

@@ -179,7 +179,8 @@ def node_resources(address: str, timeout_s: float = 10.0) -> list[dict[str, floa
             raise_on_missing_output=False,
         )
     except Exception as error:  # noqa: BLE001 — Ray raises kinds of its own (RayStateApiException)
-        raise ConnectionError(f"the Ray cluster at {address} does not answer: {error}") from error
+        reason = str(error).split(". ")[0]  # Ray's first sentence; its advice follows
+        raise ConnectionError(f"the Ray cluster at {address} does not answer: {reason}") from error
     if not nodes:
         raise ConnectionError(f"the Ray cluster at {address} has no live node")
     return [dict(node.resources_total) for node in nodes]
