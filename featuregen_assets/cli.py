@@ -34,9 +34,9 @@ def _settings(defaults: Mapping[str, str] = CLI_DEFAULTS) -> "Settings":
 
 def _database_url(settings: "Settings") -> str:
     """The database of `settings`, with the schema migrated (as the Postgres resource does)."""
-    from featuregen_assets.core.store import schema
+    from featuregen_assets.core.store import db
 
-    return schema.migrated_url(settings.database_url, settings.home)
+    return db.migrated_url(settings.database_url, settings.home)
 
 
 def _unknown_category(conn, category: str) -> str | None:

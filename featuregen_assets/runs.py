@@ -37,13 +37,20 @@ HOST_TAG = "featuregen/host"
 _log = logging.getLogger(__name__)
 
 
+def dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME, set to `settings.home`/dagster in this process's environment unless it is
+    set: Dagster reads it there (`DagsterInstance.get`), and so do the processes started from
+    here (steps, `featuregen dev`'s dagster dev, Ray steps, which are forwarded it)."""
+    return Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster")))
+
+
 def prepare_dagster_home(settings: Settings) -> Path:
     """DAGSTER_HOME (default `settings.home`/dagster), with featuregen's dagster.yaml if it has
     none or one an earlier featuregen wrote (a dagster.yaml of your own is left as it is).
 
     The instance lives in PostgreSQL beside the feature tables (`instance_database_url`).
     """
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster")))
+    home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     features_url = database_url(settings.database_url, settings.home)
@@ -102,7 +109,7 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     """The persistent instance in `prepare_dagster_home(settings)`. The home is prepared and the
     instance's storages are created under an exclusive file lock (`SETUP_LOCK` in the home), so
     two first runs on a new home never race in Dagster's storage setup."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.home / "dagster")))
+    home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     with (home / SETUP_LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

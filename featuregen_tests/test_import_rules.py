@@ -2,6 +2,7 @@
 
 import ast
 import graphlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,144 @@ def test_loading_the_definitions_imports_no_model_library(statement: str) -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]", f"`{statement}` imports {out.strip()}"
+
+
+def _matches(module: str, banned: str) -> bool:
+    """`module` is `banned` or inside it; "dagster" also stands for its libraries (dagster_ray)."""
+    if banned == "dagster":
+        return module.split(".")[0].partition("_")[0] == "dagster"
+    return module == banned or module.startswith(f"{banned}.")
+
+
+# The "never" cells of docs/ARCHITECTURE.md's import table (`demo` for all production code is
+# test_production_code_does_not_import_the_demo's): module prefix → what it never imports.
+NEVER = {
+    f"{PACKAGE}.core": (
+        "dagster",
+        f"{PACKAGE}.assets",
+        f"{PACKAGE}.resources",
+        f"{PACKAGE}.settings",
+        f"{PACKAGE}.definitions",
+    ),
+    f"{PACKAGE}.settings": ("dagster",),
+    f"{PACKAGE}.resources": (f"{PACKAGE}.assets",),
+    f"{PACKAGE}.executors": (f"{PACKAGE}.assets",),
+    f"{PACKAGE}.placement": (f"{PACKAGE}.assets",),
+}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_no_module_imports_what_the_table_forbids(name: str) -> None:
+    banned = [b for prefix, never in NEVER.items() if _matches(name, prefix) for b in never]
+    found = sorted({m for m in _imports(name) for b in banned if _matches(m, b)})
+    assert not found, f"{name} imports {found}: docs/ARCHITECTURE.md's import table forbids it"
+
+
+def _environ_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) of every read or write of the process environment through `os`."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "os" and node.attr in {"environ", "getenv", "putenv", "unsetenv"}:
+                found.append((node.lineno, f"os.{node.attr}"))
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {alias.name for alias in node.names}
+            found += [(node.lineno, f"from os import {n}") for n in names & {"environ", "getenv"}]
+    return found
+
+
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(f"{PACKAGE}.core")])
+def test_core_reads_no_environment_variable(name: str) -> None:
+    path = MODULES[name]
+    uses = _environ_uses(ast.parse(path.read_text(), str(path)))
+    assert not uses, f"{name} uses the environment at {uses}: settings come as arguments"
+
+
+# The launch side, which sets up the environment that Dagster and the processes it starts
+# (steps, `dagster dev`, Ray steps forwarding DAGSTER_HOME) inherit: the one place a module
+# may write os.environ. Everything else builds a child's environment as a new mapping.
+ENVIRONMENT_WRITERS = {f"{PACKAGE}.runs", f"{PACKAGE}.cli"}
+_ENVIRON_WRITES = {"setdefault", "update", "pop", "popitem", "clear", "__setitem__"}
+
+
+def _environ_writes(tree: ast.AST) -> list[int]:
+    """Lines that write `os.environ` (item assignment or deletion, a mutating method) or call
+    `os.putenv` / `os.unsetenv`."""
+    lines = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+        for target in targets:
+            if isinstance(target, ast.Subscript) and ast.unparse(target.value) == "os.environ":
+                lines.append(node.lineno)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, method = ast.unparse(node.func.value), node.func.attr
+            if (owner == "os.environ" and method in _ENVIRON_WRITES) or (
+                owner == "os" and method in {"putenv", "unsetenv"}
+            ):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_environment_reader_sees_writes() -> None:
+    source = "import os\nos.environ['A'] = '1'\nos.environ.setdefault('B', '2')\nos.putenv('C', '')"
+    assert _environ_writes(ast.parse(source)) == [2, 3, 4]
+    assert _environ_writes(ast.parse("import os\nenv = {**os.environ, 'A': '1'}")) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES.keys() - ENVIRONMENT_WRITERS))
+def test_os_environ_is_written_only_on_the_launch_side(name: str) -> None:
+    path = MODULES[name]
+    lines = _environ_writes(ast.parse(path.read_text(), str(path)))
+    assert not lines, (
+        f"{name} writes os.environ at lines {lines}: build a child's environment as a new"
+        f" mapping, or set it up on the launch side ({sorted(ENVIRONMENT_WRITERS)})"
+    )
+
+
+# A statement that changes the database's schema; a session's TEMP table and its drop from
+# pg_temp are scratch space, not schema.
+_DDL = re.compile(
+    r"\b(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(UNIQUE\s+)?(?P<temp>TEMP(ORARY)?\s+)?"
+    r"(TABLE|INDEX|EXTENSION|DATABASE|SCHEMA|VIEW|MATERIALIZED|TYPE|FUNCTION|TRIGGER|SEQUENCE)"
+    r"\b(\s+IF\s+(NOT\s+)?EXISTS)?(?P<pg_temp>\s+pg_temp\.)?",
+    re.IGNORECASE,
+)
+DDL_MODULE = f"{PACKAGE}.core.store.schema"
+
+
+def _ddl_statements(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, statement start) of every DDL statement in the module's strings (not docstrings)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            docstrings.add(id(body[0].value))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in docstrings:
+                continue
+            for match in _DDL.finditer(node.value):
+                if not (match["temp"] or match["pg_temp"]):
+                    found.append((node.lineno, match.group(0)))
+    return found
+
+
+def test_the_ddl_reader_sees_ddl() -> None:
+    source = (
+        'def f(conn):\n    """CREATE TABLE in a docstring is prose."""\n'
+        '    conn.execute("CREATE INDEX IF NOT EXISTS {} ON t")\n'
+        '    conn.execute("CREATE TEMP TABLE s (LIKE t) ON COMMIT DROP")\n'
+        '    conn.execute("DROP TABLE pg_temp.{}")\n'
+        '    conn.execute("ALTER TABLE t ADD COLUMN c int")\n'
+    )
+    assert [line for line, _ in _ddl_statements(ast.parse(source))] == [3, 6]
+
+
+@pytest.mark.parametrize("name", sorted(MODULES.keys() - {DDL_MODULE}))
+def test_only_the_schema_module_holds_ddl(name: str) -> None:
+    path = MODULES[name]
+    found = _ddl_statements(ast.parse(path.read_text(), str(path)))
+    assert not found, f"{name} holds DDL {found}: the schema is changed only in {DDL_MODULE}"

@@ -13,7 +13,7 @@ from featuregen_assets.core.ingest.store_check import (
     require_store,
     verify_store,
 )
-from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store import db
 from featuregen_assets.runs import run_category
 from featuregen_tests.servers import jpeg_bytes
 
@@ -32,7 +32,7 @@ def _record(database_url: str, store: Path) -> tuple[str, Path]:
 
 @pytest.fixture
 def migrated(database_url: str, tmp_path: Path) -> str:
-    return schema.migrated_url(database_url, tmp_path / "home")
+    return db.migrated_url(database_url, tmp_path / "home")
 
 
 def test_the_first_use_marks_the_store_and_an_earlier_store_is_adopted(
@@ -66,7 +66,7 @@ def test_steps_on_a_host_without_the_store_fail_at_once_and_write_nothing(
     fg_env: Path, database_url: str
 ) -> None:
     images = fg_env / "images"
-    _record(schema.migrated_url(database_url, fg_env), images)
+    _record(db.migrated_url(database_url, fg_env), images)
     (fg_env.parent / "links" / "cafe.txt").write_text("http://127.0.0.1/b.jpg\n")
     shutil.rmtree(images)
     images.mkdir()  # this host: an empty directory where the shared store should be mounted

@@ -80,7 +80,7 @@ def run_demo(
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
     from featuregen_assets.core.research.report import summary_lines
     from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS
-    from featuregen_assets.core.store import db, schema
+    from featuregen_assets.core.store import db
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import (
         CATEGORIES,
@@ -122,7 +122,7 @@ def run_demo(
             if not result.success:
                 failures.append(category)
 
-    url = schema.migrated_url(settings.database_url, home)
+    url = db.migrated_url(settings.database_url, home)
     with db.connection(url) as conn:
         summaries = summarize(conn, list(categories))
     print()

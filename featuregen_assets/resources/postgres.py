@@ -7,7 +7,7 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store import db
 from featuregen_assets.settings import Settings
 
 
@@ -23,7 +23,7 @@ class PostgresResource(dg.ConfigurableResource):
 
     def database_url(self) -> str:
         """The database URL, the embedded server started and the schema migrated if needed."""
-        return schema.migrated_url(self.url or self.settings.database_url, self.settings.home)
+        return db.migrated_url(self.url or self.settings.database_url, self.settings.home)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

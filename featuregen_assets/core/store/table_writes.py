@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, Protocol
 import psycopg
 from psycopg import sql
 
-from featuregen_assets.core.store import db
+from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.table import Table
 
 # maintenance_work_mem of an HNSW build: the graph's estimated size, within these bounds (MB).
@@ -98,7 +98,7 @@ def upsert(
             action,
         )
     )
-    conn.execute(sql.SQL("DROP TABLE {}").format(staging))
+    conn.execute(sql.SQL("DROP TABLE pg_temp.{}").format(staging))
 
 
 def upsert_in_parallel(
@@ -198,22 +198,7 @@ def ensure_hnsw_indexes(
         conn.execute(
             sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB"))
         )
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw "
-                "(({}::{}({})) {}) WITH (m = {}, ef_construction = {})"
-                " WHERE {} = {}"
-            ).format(
-                sql.Identifier(name),
-                identifier(table),
-                sql.Identifier(column),
-                sql.SQL(vector_type),
-                sql.Literal(dim),
-                sql.SQL(f"{vector_type}_cosine_ops"),
-                sql.Literal(m),
-                sql.Literal(ef_construction),
-                sql.Identifier(by),
-                sql.Literal(value),
-            )
+        schema.create_hnsw_index(
+            conn, name, identifier(table), column, vector_type, dim, (by, value), m, ef_construction
         )
     return created
