@@ -15,6 +15,7 @@ from featuregen_assets.core.ingest.ingest import (
     status_counts,
 )
 from featuregen_assets.core.ingest.link_formats import (
+    TABLE_FORMATS,
     TEXT_SUFFIX,
     Columns,
     LinkFileError,
@@ -46,11 +47,11 @@ class RawImagesConfig(dg.Config):
     )
     url_col: str | None = Field(
         default=None,
-        description="CSV/TSV/Parquet/JSONL link files: the URL column (FEATUREGEN_URL_COL).",
+        description=f"{TABLE_FORMATS} link files: the URL column (FEATUREGEN_URL_COL).",
     )
     caption_col: str | None = Field(
         default=None,
-        description="CSV/TSV/Parquet/JSONL link files: the caption column, optional"
+        description=f"{TABLE_FORMATS} link files: the caption column, optional"
         " (FEATUREGEN_CAPTION_COL).",
     )
 

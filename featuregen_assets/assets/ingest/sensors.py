@@ -5,7 +5,11 @@ import json
 
 import dagster as dg
 
-from featuregen_assets.core.ingest.link_formats import link_files, two_formats_message
+from featuregen_assets.core.ingest.link_formats import (
+    LINK_FILE_NAMES,
+    link_files,
+    two_formats_message,
+)
 from featuregen_assets.core.ingest.link_snapshot import refusal
 from featuregen_assets.core.ingest.links import category_error, category_of, file_digest
 from featuregen_assets.jobs import category_pipeline_job
@@ -17,8 +21,7 @@ from featuregen_assets.settings import Settings
     job=category_pipeline_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches FEATUREGEN_LINKS_DIR for new or changed link files"
-    " (<category>.txt, .csv, .tsv, .parquet, .jsonl).",
+    description=f"Watches FEATUREGEN_LINKS_DIR for new or changed link files ({LINK_FILE_NAMES}).",
 )
 def link_file_sensor(
     context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]

@@ -20,8 +20,12 @@ from pathlib import Path
 from featuregen_assets.core.ingest.links import BadLine
 
 TEXT_SUFFIX = ".txt"
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl")
+TABLE_FORMAT_NAMES = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".jsonl": "JSONL"}
+TABLE_SUFFIXES = tuple(TABLE_FORMAT_NAMES)
 LINK_FILE_SUFFIXES = (TEXT_SUFFIX, *TABLE_SUFFIXES)
+# The formats in words, for help texts: "<category>.txt, .csv, ..." and "CSV/TSV/...".
+LINK_FILE_NAMES = "<category>" + ", ".join(LINK_FILE_SUFFIXES)
+TABLE_FORMATS = "/".join(TABLE_FORMAT_NAMES.values())
 PARQUET_BATCH_ROWS = 8192
 MAX_EXAMPLES = 20  # bad rows logged one by one; the rest are counted
 _LINE_BREAKS = str.maketrans({"\t": " ", "\r": " ", "\n": " "})
