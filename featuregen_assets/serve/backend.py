@@ -26,6 +26,7 @@ from featuregen_assets.serve.limits import Deadline, SearchPool, bounded_connect
 
 T = TypeVar("T")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+SEARCH_THREADS = min(32, 4 * (os.cpu_count() or 1))
 SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, else goes on
 
 
@@ -51,9 +52,13 @@ class ServeConfig:
     # Threads of the two lanes (`limits.SearchPool`): keyword and hybrid text queries in
     # their own, so a flood of them never holds the threads other queries need. Each
     # keyword thread may hold two connections: threads + 2 × keyword threads ≤ pool_size.
-    search_threads: int = min(32, 2 * (os.cpu_count() or 1))
+    # A text query waits on PostgreSQL about as long as it encodes, so 4 threads per CPU:
+    # on 2 CPUs 16 clients got 21 answers/s with 8 threads, 17 with 4 (serve_load.py).
+    search_threads: int = SEARCH_THREADS
     keyword_threads: int = 2
-    queue_limit: int = 64  # requests waiting for a lane's thread; past it, 503
+    # Requests waiting for a lane's thread; past it, 503 at once. With 4 per thread a full
+    # queue waits about 4 requests' time, which bounds the p99 of the answered ones.
+    queue_limit: int = 4 * SEARCH_THREADS
     deadline_s: float = 10.0
     statement_timeout_s: float = 3.0
     cursor_key: bytes | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 T = TypeVar("T")
 RETRY_AFTER_S = 1
+# The statement_timeout each pooled connection holds (set by `checkout`), in ms.
+_timeout_ms: weakref.WeakKeyDictionary[psycopg.Connection, int] = weakref.WeakKeyDictionary()
 
 
 class Overloaded(Exception):
@@ -58,12 +61,16 @@ def checkout(
 ) -> psycopg.Connection:
     """A connection of ``pool`` waited for at most ``wait_s`` (default: until the deadline),
     its statements bounded by the deadline's timeout; PoolTimeout when none came in time.
-    Give it back with ``pool.putconn``."""
+    Give it back with ``pool.putconn``. The timeout is set only when it changes (a request
+    with most of its time left finds the full one already set: no extra round trip)."""
     conn = pool.getconn(timeout=deadline.left() if wait_s is None else wait_s)
     try:
-        timeout_ms = str(deadline.statement_ms())
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout_ms,))
+        timeout_ms = deadline.statement_ms()
+        if _timeout_ms.get(conn) != timeout_ms:
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(timeout_ms),))
+            _timeout_ms[conn] = timeout_ms
     except BaseException:
+        _timeout_ms.pop(conn, None)
         pool.putconn(conn)
         raise
     return conn
