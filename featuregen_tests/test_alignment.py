@@ -11,10 +11,10 @@ from transformers import CLIPTextModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     AlignmentConfig,
-    BestWeights,
     ContrastiveLoss,
     train_alignment,
 )
+from featuregen_assets.core.training.common import BestWeights
 from featuregen_assets.core.training.splits import (
     Split,
     caption_groups,
@@ -283,12 +283,12 @@ def test_best_weights_are_a_copy_of_the_best_offer():
     for recall, value in ((0.2, 1.0), (0.5, 2.0), (0.4, 3.0), (0.5, 4.0)):
         torch.nn.init.constant_(layer.weight, value)
         best.offer(recall, int(value), layer)
-    assert (best.epoch, best.recall, best.stale) == (2, 0.5, 2)  # ties keep the earlier
+    assert (best.epoch, best.value, best.stale) == (2, 0.5, 2)  # ties keep the earlier
     assert torch.equal(best.state["weight"], torch.full((2, 2), 2.0))
     counting = BestWeights(keep=False)
     for recall in (0.2, 0.5, 0.4):
         counting.offer(recall, 1, layer)
-    assert (counting.recall, counting.stale, counting.state) == (0.5, 1, None)
+    assert (counting.value, counting.stale, counting.state) == (0.5, 1, None)
 
 
 def test_test_phrases_send_images_to_test():

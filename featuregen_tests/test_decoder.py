@@ -13,7 +13,7 @@ from featuregen_assets.core.training.decoder import (
     square_image,
     train_decoder,
 )
-from featuregen_assets.core.vision.compute import ComputeSettings
+from featuregen_assets.core.vision.compute import ComputeSettings, torch_threads
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
 from featuregen_assets.core.vision.model_profiles import resolve_models
 
@@ -49,19 +49,52 @@ def _config(**kw):
     return DecoderConfig(**{**base, **kw})
 
 
+def _validation_curve(logs: list[str]) -> list[float]:
+    """The validation PSNR of each epoch line."""
+    return [
+        float(line.split("validation PSNR ")[1].split(" dB")[0])
+        for line in logs
+        if line.startswith("epoch ")
+    ]
+
+
 def test_decoder_learns_the_map_beyond_the_mean_image(scenes):
     vectors, images, ids = scenes
     logs = []
-    result = train_decoder(vectors, images, ids, _config(), log=logs.append)
+    result = train_decoder(vectors, images, ids, _config(patience=None), log=logs.append)
     m = result.metrics
-    assert m["held_out_images"] + m["train_images"] == 80
+    assert m["held_out_images"] + m["validation_images"] + m["train_images"] == 80
+    assert m["validation_images"] > 0
     assert m["psnr_gain_db"] > 3.0
     assert m["ssim"] > m["mean_image_ssim"]
     assert len(result.loss_curve) == 60 and result.loss_curve[-1] < result.loss_curve[0] / 3
     assert result.grid.size == (8 * 66 + 2, 2 * 66 + 2)  # 16px tiles shown at 64px
-    [last] = [line for line in logs if line.startswith("epoch 60/60: mse ")]
-    held_out = float(last.split("held-out PSNR ")[1].split(" dB")[0])
-    assert held_out == pytest.approx(m["psnr"], abs=0.1) and last.endswith(":00:00 left")
+    assert logs[-3].endswith(":00:00 left")  # epoch 60's line, then "kept" and "done"
+    curve = _validation_curve(logs)
+    assert len(curve) == 60 and m["validation_psnr"] == pytest.approx(max(curve), abs=0.01)
+    assert curve[m["kept_epoch"] - 1] == max(curve)  # the best epoch's weights were kept
+
+
+def test_decoder_stops_at_its_plateau(scenes):
+    """Vectors that say nothing of their image plateau at once, at the mean image's PSNR; the
+    real vectors keep improving for longer. Both stop `patience` epochs after their best."""
+    vectors, images, ids = scenes
+    noise = np.random.default_rng(1).normal(size=vectors.shape).astype(np.float32)
+    config = _config(epochs=100, patience=5)
+    results, curves = {}, {}
+    with torch_threads(1):
+        for name, inputs in (("noise", noise), ("vectors", vectors)):
+            logs = []
+            results[name] = train_decoder(inputs, images, ids, config, log=logs.append).metrics
+            curves[name] = _validation_curve(logs)
+    for name, m in results.items():
+        assert m["epochs_trained"] == m["kept_epoch"] + 5 == len(curves[name]) < 100, name
+        best = max(curves[name][: m["kept_epoch"]])
+        assert all(v <= best + config.min_delta_db for v in curves[name][m["kept_epoch"] :])
+    noise_m, real = results["noise"], results["vectors"]
+    assert abs(noise_m["psnr"] - noise_m["mean_image_psnr"]) < 1.5  # its plateau: the mean
+    assert noise_m["epochs_trained"] < real["kept_epoch"]
+    assert real["psnr_gain_db"] > 6.0
 
 
 def test_feature_consistency_re_encodes_with_the_image_embedder(tiny_models_dir, scenes):
@@ -119,7 +152,8 @@ def test_an_unreadable_image_file_is_named_and_left_out_not_fatal(tmp_path, scen
     truncated.write_bytes(truncated.read_bytes()[:40])
     logs = []
     result = train_decoder(vectors[:20], paths, ids[:20], _config(epochs=1), log=logs.append)
-    assert result.metrics["held_out_images"] + result.metrics["train_images"] == 19
+    m = result.metrics
+    assert m["held_out_images"] + m["validation_images"] + m["train_images"] == 19
     assert any(str(truncated) in line for line in logs)
 
 

@@ -421,7 +421,9 @@ def test_train_from_the_cli_prints_a_line_per_epoch_and_the_held_out_figures(
 
     assert cli(["run", "--select", "decoder_model"]) == 0  # the trained models need no category
     err = capsys.readouterr().err
-    assert "decoder_model: epoch 150/150: mse" in err and "held-out PSNR" in err
+    assert "decoder_model: epoch 1/150: mse" in err and "validation PSNR" in err
+    stopped = "decoder_model: stopping at epoch" in err or "decoder_model: epoch 150/150" in err
+    assert stopped and "held-out PSNR" in err
 
 
 @pytest.mark.parametrize(

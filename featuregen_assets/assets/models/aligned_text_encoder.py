@@ -84,6 +84,7 @@ def aligned_text_encoder(
     """A text encoder whose vectors land next to matching images' DINOv2 vectors."""
     from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
     from featuregen_assets.core.training.training_data import alignment_pairs
+    from featuregen_assets.core.vision.compute import torch_threads
 
     embedding_model, pairs = training_data(
         postgres,
@@ -96,14 +97,15 @@ def aligned_text_encoder(
         core["test_phrases"] = tuple(core["test_phrases"])
     settings = AlignmentConfig(device=compute.compute_settings().device, **core)
     tower = models.spec("clip_text")
-    result = train_alignment(
-        pairs.texts,
-        pairs.image_ids,
-        pairs.vectors,
-        tower.name_or_path,
-        settings,
-        log=context.log.info,
-    )
+    with torch_threads(config.torch_threads):
+        result = train_alignment(
+            pairs.texts,
+            pairs.image_ids,
+            pairs.vectors,
+            tower.name_or_path,
+            settings,
+            log=context.log.info,
+        )
     recorded = {
         **asdict(settings),
         "prompt_source": config.prompt_source,

@@ -41,6 +41,16 @@ class DecoderModelConfig(TrainingConfig):
 
     image_size: int | None = Field(default=None, description="Output side, a power of two.")
     base_channels: int | None = None
+    validation_fraction: float | None = Field(
+        default=None, description="Share of images kept for validation (early stopping reads it)."
+    )
+    patience: int | None = Field(
+        default=None,
+        description="Stop after this many epochs without a better validation PSNR (0: never).",
+    )
+    min_delta_db: float | None = Field(
+        default=None, description="The least validation PSNR gain, in dB, that counts as better."
+    )
 
 
 @dg.asset(deps=[image_embeddings], group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
@@ -52,6 +62,7 @@ def decoder_model(
 ) -> dg.MaterializeResult:
     """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
     from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
+    from featuregen_assets.core.vision.compute import torch_threads
 
     embedding_model, images = training_data(
         postgres,
@@ -66,14 +77,15 @@ def decoder_model(
             f" make the stored vectors ({embedding_model})"
         )
     settings = DecoderConfig(device=reencoder.device.type, **config.core_settings())
-    result = train_decoder(
-        images.vectors,
-        images.paths,
-        images.image_ids,
-        settings,
-        encode=encoder_for(reencoder) if reencoder.key == embedding_model else None,
-        log=context.log.info,
-    )
+    with torch_threads(config.torch_threads):
+        result = train_decoder(
+            images.vectors,
+            images.paths,
+            images.image_ids,
+            settings,
+            encode=encoder_for(reencoder) if reencoder.key == embedding_model else None,
+            log=context.log.info,
+        )
     recorded = asdict(settings)
 
     def save(path: Path) -> None:

@@ -34,10 +34,16 @@ class TrainingConfig(dg.Config):
     seed: int | None = None
     held_out_fraction: float | None = None
     max_steps: int | None = Field(default=None, description="Stop after this many steps.")
+    torch_threads: int | None = Field(
+        default=None,
+        description="torch's intra-op threads while training (None: torch's default). On a"
+        " shared 2-vCPU host at load ~15, a tiny decoder's epoch took 4.3 s with 2 threads"
+        " and 0.44 s with 1 (benchmarks/RESULTS.md).",
+    )
 
     def core_settings(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
         """The fields given a value, for the core training config (minus `exclude`)."""
-        return set_fields(self, exclude | {"embedding_model"})
+        return set_fields(self, exclude | {"embedding_model", "torch_threads"})
 
 
 class TrainingData(Protocol):

@@ -38,6 +38,7 @@ from transformers import (
 )
 
 from featuregen_assets.core.training.common import (
+    BestWeights,
     load_weights,
     mixed_precision,
     optimiser_and_schedule,
@@ -613,7 +614,7 @@ def train_alignment(
     seconds = time.perf_counter() - started
     if best.state is not None:
         encoder.load_state_dict(best.state)
-        log(f"kept epoch {best.epoch}'s weights (validation recall@5 {best.recall:.3f})")
+        log(f"kept epoch {best.epoch}'s weights (validation recall@5 {best.value:.3f})")
 
     encoder.eval()
     final = evaluate()
@@ -644,25 +645,6 @@ def train_alignment(
             f"median rank {final['median_rank']:.0f} of {len(test_images)}"
         )
     return TrainResult(encoder=encoder.cpu(), metrics=metrics, loss_curve=loss_curve, split=split)
-
-
-class BestWeights:
-    """The best validation recall@5 offered so far, its epoch, the evaluations since, and (when
-    `keep`) a copy of its weights on their device."""
-
-    def __init__(self, keep: bool = True) -> None:
-        self.keep = keep
-        self.recall, self.epoch = -math.inf, 0
-        self.stale = 0  # evaluations since the best one
-        self.state: dict[str, torch.Tensor] | None = None
-
-    def offer(self, recall: float, epoch: int, encoder: nn.Module) -> None:
-        if recall > self.recall:
-            self.recall, self.epoch, self.stale = recall, epoch, 0
-            if self.keep:
-                self.state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-        else:
-            self.stale += 1
 
 
 def _sample_views(

@@ -110,3 +110,23 @@ def load_weights(module: nn.Module, directory: str | Path, device: str) -> nn.Mo
     """Load model.safetensors into `module`; return it on `device` in eval mode."""
     load_model(module, str(Path(directory) / "model.safetensors"), device=device)
     return module.to(device).eval()
+
+
+class BestWeights:
+    """The best validation score offered so far (higher is better), its epoch, the evaluations
+    since, and (when `keep`) a copy of its weights on their device. A score beats the best only
+    by more than `min_delta`: smaller gains count as stale evaluations."""
+
+    def __init__(self, keep: bool = True, min_delta: float = 0.0) -> None:
+        self.keep, self.min_delta = keep, min_delta
+        self.value, self.epoch = -math.inf, 0
+        self.stale = 0  # evaluations since the best one
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, value: float, epoch: int, model: nn.Module) -> None:
+        if value > self.value + self.min_delta:
+            self.value, self.epoch, self.stale = value, epoch, 0
+            if self.keep:
+                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1

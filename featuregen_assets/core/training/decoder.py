@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from featuregen_assets.core.training.common import (
+    BestWeights,
     load_weights,
     mixed_precision,
     optimiser_and_schedule,
@@ -35,12 +36,16 @@ from featuregen_assets.core.training.common import (
     time_left,
     training_device,
 )
-from featuregen_assets.core.training.metrics import psnr, self_retrieval_top1, ssim
-from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask
+from featuregen_assets.core.training.decoder_metrics import (
+    Encode,
+    held_out_metrics,
+    mean_psnr,
+    to_tensor,
+)
+from featuregen_assets.core.training.splits import DEFAULT_SALT, held_out_mask, held_out_score
 from featuregen_assets.core.vision.preprocess import open_rgb, to_rgb
 
 FORMAT = "featuregen-feature-decoder/1"
-Encode = Callable[[list[Image.Image]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class DecoderConfig:
     output resolution, doubled per lower level up to max_channels; convs_per_level: 3x3
     convolutions per 2x upsampling step (the first one upsamples). Inputs are standardised with
     the train mean/std (stored in the model). max_steps caps optimiser steps (tests, benchmarks).
+    held_out_fraction / validation_fraction: the shares of images (by id score) kept for test
+    and validation; test is scored once, at the end. Early stopping reads validation only:
+    training stops after `patience` epochs (None or 0: never) without a validation PSNR more
+    than `min_delta_db` above the best, and ends with the best epoch's weights (`keep_best`).
     """
 
     image_size: int = 32
@@ -64,6 +73,10 @@ class DecoderConfig:
     warmup_ratio: float = 0.05
     seed: int = 0
     held_out_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    patience: int | None = 10
+    min_delta_db: float = 0.05
+    keep_best: bool = True
     split_salt: str = DEFAULT_SALT
     device: str = "auto"
     autocast: bool = True
@@ -74,6 +87,11 @@ class DecoderConfig:
         size = self.image_size
         if size < 8 or size & (size - 1):
             raise ValueError(f"image_size must be a power of two >= 8, got {size}")
+        if not 0.0 <= self.validation_fraction < 1.0 - self.held_out_fraction:
+            raise ValueError(
+                f"validation_fraction must be in [0, {1.0 - self.held_out_fraction:g}),"
+                f" got {self.validation_fraction}"
+            )
 
 
 class _ImageDecoder(nn.Module):
@@ -296,62 +314,20 @@ def encoder_for(embedder, pooling: str | None = None) -> Encode:
     return encode
 
 
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-
-
-def _feature_consistency(
-    encode: Encode,
-    originals: np.ndarray,
-    reconstructions: np.ndarray,
-    vectors: np.ndarray,
-    mean_image: np.ndarray,
-    standardize: tuple[np.ndarray, np.ndarray],
-) -> dict[str, float]:
-    """Re-encode reconstructions (and references) with the image encoder, compare to vectors.
-
-    Top-1 is reported by cosine in the stored space and, as a second view, after
-    standardising with the train mean/std (random-weight ViT vectors share a large common
-    component that plain cosine is dominated by).
-    """
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
-
-    target = unit(vectors)
-    recon = unit(encode([Image.fromarray(i) for i in reconstructions]))
-    small = unit(encode([Image.fromarray(i) for i in originals]))
-    mean = unit(encode([Image.fromarray(mean_image)]))
-    mu, sigma = standardize
-
-    def std(x: np.ndarray) -> np.ndarray:
-        return (x - mu) / sigma
-
+def _split_rows(image_ids: list[str], config: DecoderConfig) -> dict[str, np.ndarray]:
+    """Row numbers of the train, validation and test (held-out) images. Test is what
+    `held_out_mask` holds out; validation the images scoring next, by `validation_fraction`."""
+    held = held_out_mask(image_ids, config.held_out_fraction, config.split_salt)
+    cut = config.held_out_fraction + config.validation_fraction
+    scores = np.array([held_out_score(i, config.split_salt) for i in image_ids])
+    validation = ~held & (scores < cut)
+    if not (~held & ~validation).any():  # too few images to spare any: no validation
+        validation[:] = False
     return {
-        "reencoded_cosine": float((recon * target).sum(1).mean()),
-        "reencoded_top1": self_retrieval_top1(recon, target),
-        "reencoded_top1_standardized": self_retrieval_top1(std(recon), std(target)),
-        "mean_image_cosine": float((mean @ target.T).mean()),
-        "downsized_original_cosine": float((small * target).sum(1).mean()),
-        "downsized_original_top1": self_retrieval_top1(small, target),
-        "downsized_original_top1_standardized": self_retrieval_top1(std(small), std(target)),
-        "chance_top1": 1.0 / len(target),
+        "train": np.flatnonzero(~held & ~validation),
+        "validation": np.flatnonzero(validation),
+        "test": np.flatnonzero(held),
     }
-
-
-@torch.no_grad()
-def _held_out_psnr(
-    decoder: FeatureDecoder, vectors: torch.Tensor, images: torch.Tensor, rows: np.ndarray
-) -> str:
-    """The mean PSNR of the held-out `rows`' reconstructions, as a phrase."""
-    if not len(rows):
-        return "no held-out images"
-    decoder.eval()
-    index = torch.from_numpy(rows).to(vectors.device)
-    value = float(torch.cat([psnr(decoder(vectors[b]), images[b]) for b in index.split(64)]).mean())
-    decoder.train()
-    return f"held-out PSNR {value:.2f} dB"
 
 
 def train_decoder(
@@ -380,8 +356,8 @@ def train_decoder(
     vectors = np.asarray(vectors, dtype=np.float32)
     pixels, kept = _as_array(images, config.image_size, log)
     vectors, image_ids = vectors[kept], [image_ids[row] for row in kept]
-    held = held_out_mask(list(image_ids), config.held_out_fraction, config.split_salt)
-    train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    split = _split_rows(list(image_ids), config)
+    train_rows, validation_rows, test_rows = split["train"], split["validation"], split["test"]
 
     torch.manual_seed(config.seed)
     decoder = _new_decoder(vectors.shape[1:], config)
@@ -390,18 +366,20 @@ def train_decoder(
     decoder.input_std.copy_(torch.from_numpy(channels.std(0) + 1e-6))
     decoder.to(device)
     x_all = torch.from_numpy(vectors).to(device)
-    y_all = _to_tensor(pixels).to(device)
+    y_all = to_tensor(pixels).to(device)
 
     optimizer, scheduler, total = optimiser_and_schedule(
         decoder.parameters(), config, math.ceil(len(train_rows) / config.batch_size)
     )
     generator = torch.Generator().manual_seed(config.seed)
     log(
-        f"decoder: {len(vectors)} images ({len(train_rows)} train / {len(test_rows)} held out), "
+        f"decoder: {len(vectors)} images ({len(train_rows)} train / {len(validation_rows)}"
+        f" validation / {len(test_rows)} held out), "
         f"input {'x'.join(map(str, vectors.shape[1:]))} -> {config.image_size}px, "
         f"{sum(p.numel() for p in decoder.parameters()):,} parameters, device={device}"
     )
     loss_curve: list[float] = []
+    best = BestWeights(keep=config.keep_best, min_delta=config.min_delta_db)
     step, samples, started = 0, 0, time.perf_counter()
     decoder.train()
     for epoch in range(1, config.epochs + 1):
@@ -419,48 +397,46 @@ def train_decoder(
         if not losses:
             break
         loss_curve.append(float(np.mean(losses)))
+        validation = "no validation images"
+        if len(validation_rows):
+            value = mean_psnr(decoder, x_all, y_all, validation_rows)
+            best.offer(value, epoch, decoder)
+            validation = f"validation PSNR {value:.2f} dB"
         log(
             f"epoch {epoch}/{config.epochs}: mse {loss_curve[-1]:.5f}"
             f" (train PSNR {-10 * math.log10(max(loss_curve[-1], 1e-10)):.2f} dB),"
-            f" {_held_out_psnr(decoder, x_all, y_all, test_rows)},"
-            f" {time_left(started, step, total)}"
+            f" {validation}, {time_left(started, step, total)}"
         )
+        if config.patience and best.stale >= config.patience:
+            log(
+                f"stopping at epoch {epoch}: validation PSNR last rose by more than"
+                f" {config.min_delta_db} dB at epoch {best.epoch} ({best.value:.2f} dB)"
+            )
+            break
     seconds = time.perf_counter() - started
+    if best.state is not None:
+        decoder.load_state_dict(best.state)
+        log(f"kept epoch {best.epoch}'s weights (validation PSNR {best.value:.2f} dB)")
 
     decoder.eval()
-    mean_image = pixels[train_rows].astype(np.float32).mean(0).round().astype(np.uint8)
     metrics: dict = {
         "train_images": len(train_rows),
+        "validation_images": len(validation_rows),
         "held_out_images": len(test_rows),
+        "epochs_trained": len(loss_curve),
+        "kept_epoch": best.epoch if best.state is not None else len(loss_curve),
         "steps": step,
         "train_seconds": seconds,
         "samples_per_s": samples / seconds if seconds else 0.0,
         "epoch_losses": loss_curve,
     }
+    if len(validation_rows):
+        metrics["validation_psnr"] = best.value
     grid = None
     if len(test_rows):
-        recon = decoder.decode(vectors[test_rows])
-        truth = _to_tensor(pixels[test_rows])
-        pred = _to_tensor(recon)
-        mean = _to_tensor(mean_image[None]).expand_as(truth)
-        metrics.update(
-            psnr=float(psnr(pred, truth).mean()),
-            ssim=float(ssim(pred, truth).mean()),
-            mean_image_psnr=float(psnr(mean, truth).mean()),
-            mean_image_ssim=float(ssim(mean, truth).mean()),
-        )
-        metrics["psnr_gain_db"] = metrics["psnr"] - metrics["mean_image_psnr"]
-        train_recon = decoder.decode(vectors[train_rows[: len(test_rows)]])
-        metrics["train_psnr"] = float(
-            psnr(_to_tensor(train_recon), _to_tensor(pixels[train_rows[: len(test_rows)]])).mean()
-        )
-        if encode is not None:
-            stats = (decoder.input_mean.cpu().numpy(), decoder.input_std.cpu().numpy())
-            metrics.update(
-                _feature_consistency(
-                    encode, pixels[test_rows], recon, vectors[test_rows], mean_image, stats
-                )
-            )
+        stats = (decoder.input_mean.cpu().numpy(), decoder.input_std.cpu().numpy())
+        figures, recon = held_out_metrics(decoder.decode, vectors, pixels, split, stats, encode)
+        metrics.update(figures)
         shown = slice(0, config.grid_images)
         grid = comparison_grid(pixels[test_rows][shown], recon[shown])
         log(
