@@ -344,7 +344,7 @@ def materialize_report(
         ["research_report"],
         instance=instance,
         run_config={"ops": {"research_report": {"config": config}}},
-        log_level="WARNING",
+        log_level="INFO",  # its phases as they go
         settings=settings,
     )
     events = result.asset_materializations_for_node("research_report")

@@ -29,6 +29,9 @@ figures at report scale in benchmarks/RESULTS.md."""
 
 # The trainings' epoch lines, at most this often a step: minutes of silence look hung.
 TRAINING_LINES_EVERY_S = 10.0
+# torch's threads in the demo's trainings: its models are tiny, and on a shared 2-vCPU host two
+# threads that wait for each other took ~10x longer an epoch than one (benchmarks/RESULTS.md).
+DEMO_TORCH_THREADS = 1
 # The report's learned variants in the demo: every one, plus `lit` (the encoder's recipe at the
 # same budget, their reference), each at this many epochs instead of the encoder's 100. Chosen
 # on the validation images (benchmarks/RESULTS.md): what 2 shared cores allow in about a minute.
@@ -36,6 +39,21 @@ DEMO_VARIANT_EPOCHS = 30
 # The report's decoders from patch tokens and from the stored vectors, at this many epochs
 # (the registered decoder's: 150).
 DEMO_DECODER_EPOCHS = 5
+
+
+class Phases:
+    """Prints each phase of the demo as it starts, after the time since the demo began."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds since the demo began."""
+        return time.perf_counter() - self.started
+
+    def __call__(self, text: str) -> None:
+        minutes, seconds = divmod(int(self.seconds()), 60)
+        print(f"[{minutes:2d}:{seconds:02d}] {text}", flush=True)
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -102,23 +120,25 @@ def run_demo(
     if settings.models == "tiny":
         ensure_tiny_models(settings.models_root())
     categories = list(categories or CATEGORIES)
-    started = time.perf_counter()
+    phase = Phases()
     site = home / "demo" / "site"
+    phase(f"generating {per_category} synthetic scenes a category ...")
     scenes = generate_dataset(site, categories, per_category, seed)
     queries = write_queries(scenes, site, home / "demo" / "queries.jsonl")
-    print(f"generated {len(scenes)} synthetic scenes in {site}; their query sets: {queries}")
+    phase(f"generated {len(scenes)} synthetic scenes in {site}; their query sets: {queries}")
 
     instance = dagster_instance(settings)
     failures = []
     with DemoServer(site, port=settings.demo_port) as server:
         write_link_files(scenes, server.base_url, settings.links_dir)
-        print(f"serving them at {server.base_url}; link files in {settings.links_dir}")
+        phase(f"serving them at {server.base_url}; link files in {settings.links_dir}")
+        phase("download, caption and embed each category (one run each) ...")
         for category in categories:
             result = run_category(
                 category, instance=instance, log_level="WARNING", settings=settings
             )
             status = "ok" if result.success else "FAILED"
-            print(f"  {category}: run {result.run_id[:8]} {status}")
+            phase(f"  {category}: run {result.run_id[:8]} {status}")
             if not result.success:
                 failures.append(category)
 
@@ -128,7 +148,8 @@ def run_demo(
     print()
     print(format_table(summaries))
 
-    print("\ntraining aligned_text_encoder and decoder_model on every category ...")
+    print()
+    phase("training aligned_text_encoder and decoder_model on every category ...")
     training = materialize_unpartitioned(
         ["aligned_text_encoder", "decoder_model"],
         instance=instance,
@@ -140,8 +161,10 @@ def run_demo(
                     "config": {
                         "prompt_source": "link_caption",
                         "test_phrases": list(HELD_OUT_COMBINATIONS),
+                        "torch_threads": DEMO_TORCH_THREADS,
                     }
-                }
+                },
+                "decoder_model": {"config": {"torch_threads": DEMO_TORCH_THREADS}},
             },
         },
         every_s=TRAINING_LINES_EVERY_S,
@@ -161,11 +184,13 @@ def run_demo(
             )
             print(f"  {key}: {shown}")
 
+    phase("trained")
     if training.success:
         print_examples(scenes, site, url)
     print(FIGURES_EXPLAINED)
     if training.success:
-        print("\nresearch_report: every method beside fair baselines on the same test split ...")
+        print()
+        phase("research_report: every method beside fair baselines on the same test split ...")
         _, report = materialize_report(
             instance=instance,
             settings=settings,
@@ -178,7 +203,8 @@ def run_demo(
             print(f"\nfull report (every query set and metric, plots): {report}")
         else:
             failures.append("research_report")
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
+    print()
+    phase(f"demo finished in {phase.seconds():.0f} s")
     print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
     print("search page and API: featuregen serve  (http://127.0.0.1:8000/)")
     return 1 if failures else 0
