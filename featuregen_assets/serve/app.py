@@ -65,17 +65,15 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     too_large = f"the upload is over the limit of {config.max_upload_bytes:,} bytes"
 
-    @app.middleware("http")
-    async def refuse_large_uploads(request: Request, call_next):
-        """Refuse a declared oversize body before it is read (the handler checks it too)."""
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > config.max_upload_bytes + 65536:
-            return JSONResponse({"detail": too_large}, status_code=413)
-        return await call_next(request)
-
     app.add_middleware(
         Guard,
-        settings=GuardSettings(config.bound_host, tuple(config.allowed_hosts), config.token),
+        settings=GuardSettings(
+            config.bound_host,
+            tuple(config.allowed_hosts),
+            config.token,
+            max_body_bytes=config.max_upload_bytes + 65536,  # the form around the file
+            too_large=too_large,
+        ),
     )
     _add_error_handlers(app, config)
 

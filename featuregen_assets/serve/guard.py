@@ -1,5 +1,6 @@
 """What every request passes before the application sees it: the Host check, the bearer token,
-and the security headers on every answer (one pure ASGI middleware).
+a declared body size, and the security headers on every answer (one pure ASGI middleware:
+Starlette's `BaseHTTPMiddleware` costs every response a stream hand-off).
 
 - Host: an IP address, `localhost`, the host the service is bound to, or a name in the allow
   list (`*` admits any; `*.example.org` a domain's names). A DNS-rebinding page reaches the
@@ -37,11 +38,14 @@ HEADERS = (
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The host the service is bound to, further host names it answers to, and its token."""
+    """The host the service is bound to, further host names it answers to, its token, and
+    the largest body a request may declare (413 with ``too_large`` before it is read)."""
 
     bound_host: str = "127.0.0.1"
     allowed_hosts: Sequence[str] = ()
     token: str | None = None
+    max_body_bytes: int | None = None
+    too_large: str = "the request body is over the limit"
 
     def host_allowed(self, host: str) -> bool:
         """Whether a request's Host header (port included or not) is one this service answers."""
@@ -82,6 +86,10 @@ class Guard:
 
         if not self.settings.host_allowed(headers.get("host", "")):
             await _refuse(send_with_headers, 400, "the Host header names no host this serves")
+            return
+        length, limit = headers.get("content-length", ""), self.settings.max_body_bytes
+        if limit is not None and length.isdigit() and int(length) > limit:
+            await _refuse(send_with_headers, 413, self.settings.too_large)
             return
         token = self.settings.token
         if token is not None:
