@@ -32,7 +32,8 @@ RUN_EXCEPTION = RunFailureReason.RUN_EXCEPTION  # a run's own error, not a step'
 class _StepLines(logging.Handler):
     """Writes a step's own log records as `<step>: <message>`; drops Dagster's events and
     errors (the failure summary says what failed, the run's log file how). With `every_s`, a
-    step's info lines come at most that often (warnings always)."""
+    step's epoch lines (`epoch N/M: ...`) come at most that often; its other lines always
+    (e.g. where a training stopped and which epoch it kept)."""
 
     def __init__(self, every_s: float = 0.0) -> None:
         super().__init__()
@@ -45,12 +46,13 @@ class _StepLines(logging.Handler):
             return
         level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
         step = meta.get("step_key") or meta.get("resource_name") or "run"
-        if not level and self.every_s:
+        message = meta.get("orig_message", record.getMessage())
+        if not level and self.every_s and message.startswith("epoch "):
             if record.created - self._last_shown.get(step, -self.every_s) < self.every_s:
                 return
             self._last_shown[step] = record.created
         out = terminal()
-        out.write(f"{step}: {level}{meta.get('orig_message', record.getMessage())}\n")
+        out.write(f"{step}: {level}{message}\n")
         out.flush()
 
 
@@ -63,7 +65,7 @@ class _StepLines(logging.Handler):
 )
 def step_lines_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     """A logger writing what the steps log at `log_level` or above to stderr (a step's info
-    lines at most every `every_s` seconds, when set)."""
+    epoch lines at most every `every_s` seconds, when set)."""
     config = init_context.logger_config
     logger = logging.Logger(LOGGER, level=config["log_level"])
     logger.addHandler(_StepLines(config["every_s"]))
@@ -78,7 +80,7 @@ def dagster_console(log_level: str, verbose: bool) -> dict:
 def console(
     job: dg.JobDefinition, log_level: str, verbose: bool, every_s: float = 0.0
 ) -> tuple[dg.JobDefinition, dict]:
-    """`job` and the run config of its console: the steps' lines at `log_level` (info lines
+    """`job` and the run config of its console: the steps' lines at `log_level` (epoch lines
     at most every `every_s` seconds a step, when set), or with `verbose` Dagster's whole
     console log (debug level)."""
     if verbose:

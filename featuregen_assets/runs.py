@@ -300,7 +300,7 @@ def materialize_unpartitioned(
     every_s: float = 0.0,
 ) -> dg.ExecuteInProcessResult:
     """Materialise unpartitioned assets (the trained models) by key, as one run of the
-    training job (settings and console as in `run_category`; `every_s`: a step's info lines
+    training job (settings and console as in `run_category`; `every_s`: a step's epoch lines
     at most that often)."""
     from featuregen_assets.definitions import build_defs
 

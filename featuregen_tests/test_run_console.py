@@ -1,4 +1,4 @@
-"""What a CLI run's console shows: the steps' own lines, info lines thinned when asked."""
+"""What a CLI run's console shows: the steps' own lines, epoch lines thinned when asked."""
 
 import logging
 import subprocess
@@ -27,7 +27,7 @@ def _record(step: str, message: str, created: float, level: int = logging.INFO):
     return record
 
 
-def test_info_lines_come_at_most_every_so_often_per_step_and_warnings_always(capsys) -> None:
+def test_epoch_lines_come_at_most_every_so_often_per_step_other_lines_always(capsys) -> None:
     handler = _StepLines(every_s=10)
     for record in (
         _record("decoder_model", "epoch 1/150", 100.0),
@@ -35,6 +35,8 @@ def test_info_lines_come_at_most_every_so_often_per_step_and_warnings_always(cap
         _record("aligned_text_encoder", "epoch 1/100", 105.0),  # another step: its own pace
         _record("decoder_model", "a warning", 106.0, logging.WARNING),
         _record("decoder_model", "epoch 3/150", 110.0),
+        _record("decoder_model", "epoch 4/150", 111.0),  # too soon
+        _record("decoder_model", "stopping at epoch 4", 111.0),  # not an epoch line: shown
     ):
         handler.emit(record)
     assert capsys.readouterr().err.splitlines() == [
@@ -42,6 +44,7 @@ def test_info_lines_come_at_most_every_so_often_per_step_and_warnings_always(cap
         "aligned_text_encoder: epoch 1/100",
         "decoder_model: warning: a warning",
         "decoder_model: epoch 3/150",
+        "decoder_model: stopping at epoch 4",
     ]
 
 
