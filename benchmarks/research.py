@@ -37,7 +37,8 @@ from featuregen_assets.core.research.variant_names import (  # noqa: E402
 )
 from featuregen_assets.core.store import db, schema  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
-from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
+from featuregen_assets.core.training.alignment import AlignmentConfig  # noqa: E402
+from featuregen_assets.core.training.alignment_training import train_alignment  # noqa: E402
 from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder  # noqa: E402
 from featuregen_assets.core.training.dense_probe import patch_inputs  # noqa: E402
 from featuregen_assets.core.vision.embedding import ImageEmbedder  # noqa: E402

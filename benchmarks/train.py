@@ -26,7 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment  # noqa: E402
+from featuregen_assets.core.training.alignment import AlignmentConfig  # noqa: E402
+from featuregen_assets.core.training.alignment_training import train_alignment  # noqa: E402
 from featuregen_assets.core.training.decoder import DecoderConfig, train_decoder  # noqa: E402
 from featuregen_assets.demo.tiny_models import TINY_WORDS, ensure_tiny  # noqa: E402
 

@@ -12,8 +12,8 @@ from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
     AlignmentConfig,
     ContrastiveLoss,
-    train_alignment,
 )
+from featuregen_assets.core.training.alignment_training import train_alignment
 from featuregen_assets.core.training.common import BestWeights
 from featuregen_assets.core.training.splits import (
     Split,

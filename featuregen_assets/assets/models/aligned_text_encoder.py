@@ -22,7 +22,7 @@ from featuregen_assets.resources.models import GPU_POOL, ComputeResource, Models
 from featuregen_assets.resources.postgres import PostgresResource
 
 if TYPE_CHECKING:
-    from featuregen_assets.core.training.alignment import TrainResult
+    from featuregen_assets.core.training.alignment_training import TrainResult
 
 HEADLINE = (
     "recall@1",
@@ -82,7 +82,8 @@ def aligned_text_encoder(
     compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """A text encoder whose vectors land next to matching images' DINOv2 vectors."""
-    from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
+    from featuregen_assets.core.training.alignment import AlignmentConfig
+    from featuregen_assets.core.training.alignment_training import train_alignment
     from featuregen_assets.core.training.training_data import alignment_pairs
     from featuregen_assets.core.vision.compute import torch_threads
 

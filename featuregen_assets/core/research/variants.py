@@ -24,7 +24,8 @@ from PIL import Image
 
 from featuregen_assets.core.research.text_baselines import unit
 from featuregen_assets.core.research.variant_names import VARIANTS, method_name, parse_variants
-from featuregen_assets.core.training.alignment import AlignmentConfig, train_alignment
+from featuregen_assets.core.training.alignment import AlignmentConfig
+from featuregen_assets.core.training.alignment_training import train_alignment
 from featuregen_assets.core.training.splits import SPLITS, Split
 from featuregen_assets.core.training.training_data import PairSet
 

@@ -5,6 +5,7 @@ text encoder (e.g. all-MiniLM-L6-v2, a BERT, frozen under Talk2DINO with mean po
 
 The image side never changes: targets are the stored DINOv2 vectors. The text side is
 trained contrastively so that a text lands near the vectors of the images it describes.
+This module holds the encoder, its loss and its config; `alignment_training` trains it.
 
 Search space. Queries from `AlignedTextEncoder.encode` live in the space of the *stored*
 unit vectors and are compared with them by cosine, as pgvector does. With
@@ -19,9 +20,8 @@ text encoder (its mean/std buffers) and is applied on the query side only.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,27 +38,15 @@ from transformers import (
 )
 
 from featuregen_assets.core.training.common import (
-    BestWeights,
     load_weights,
     mixed_precision,
-    optimiser_and_schedule,
-    optimiser_step,
     read_model_config,
     save_model_dir,
-    time_left,
-    training_device,
 )
-from featuregen_assets.core.training.metrics import retrieval_metrics
 from featuregen_assets.core.training.splits import (
     DEFAULT_SALT,
     GROUPINGS,
-    Split,
-    caption_groups,
-    images_mentioning,
-    three_way_split,
-    word_bag,
 )
-from featuregen_assets.core.training.text_views import text_views
 
 RECIPES = ("lit", "talk2dino", "projection")
 LOSSES = ("infonce", "siglip")
@@ -310,100 +298,6 @@ class ContrastiveLoss(nn.Module):
         return (t2i.mean() + i2t.mean()) / 2
 
 
-@dataclass
-class TrainResult:
-    """A trained encoder, its test metrics, the per-epoch loss curve and the split it used."""
-
-    encoder: AlignedTextEncoder
-    metrics: dict = field(default_factory=dict)
-    loss_curve: list[float] = field(default_factory=list)
-    split: Split | None = None
-
-
-@dataclass
-class _Pairs:
-    """Unique texts, unique images and (text, image) index pairs."""
-
-    texts: list[str]
-    image_ids: list[str]
-    vectors: np.ndarray
-    text_idx: np.ndarray
-    image_idx: np.ndarray
-
-    def add_views(self, texts: Sequence[int]) -> np.ndarray:
-        """Append the views of `texts` to the text list; (texts, most views) index matrix,
-        each row its views then -1 padding."""
-        rows = []
-        position = {t: i for i, t in enumerate(self.texts)}
-        for t in texts:
-            row = []
-            for view in text_views(self.texts[t]):
-                if view not in position:
-                    position[view] = len(self.texts)
-                    self.texts.append(view)
-                row.append(position[view])
-            rows.append(row)
-        width = max((len(r) for r in rows), default=0)
-        return np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int64).reshape(
-            len(rows), width
-        )
-
-
-def _index_pairs(texts: Sequence[str], image_ids: Sequence[str], vectors: np.ndarray) -> _Pairs:
-    if not (len(texts) == len(image_ids) == len(vectors)):
-        raise ValueError("texts, image_ids and vectors must have one row per pair")
-    text_pos: dict[str, int] = {}
-    image_pos: dict[str, int] = {}
-    rows: list[int] = []
-    seen: set[tuple[int, int]] = set()
-    t_idx, i_idx = [], []
-    for row, (text, image_id) in enumerate(zip(texts, image_ids, strict=True)):
-        t = text_pos.setdefault(text, len(text_pos))
-        if image_id not in image_pos:
-            image_pos[image_id] = len(image_pos)
-            rows.append(row)
-        pair = (t, image_pos[image_id])
-        if pair not in seen:
-            seen.add(pair)
-            t_idx.append(pair[0])
-            i_idx.append(pair[1])
-    unit = np.asarray(vectors, dtype=np.float32)[rows]
-    unit = unit / np.linalg.norm(unit, axis=1, keepdims=True).clip(1e-12)
-    return _Pairs(list(text_pos), list(image_pos), unit, np.array(t_idx), np.array(i_idx))
-
-
-def evaluate_retrieval(
-    encoder: AlignedTextEncoder,
-    texts: Sequence[str],
-    vectors: np.ndarray,
-    positives: np.ndarray,
-) -> dict[str, float]:
-    """Text->image retrieval exactly as search does it: encode, cosine to stored vectors."""
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-    return retrieval_metrics(encoder.encode(list(texts)) @ unit.T, positives)
-
-
-def _caption_queries(
-    data: _Pairs, images: np.ndarray, trained: set[int]
-) -> tuple[list[str], np.ndarray]:
-    """Each distinct text of `images` whose bag of words no `trained` text has, as a query;
-    positives over `images` (columns)."""
-    column = {int(img): c for c, img in enumerate(images)}
-    trained_bags = {word_bag(data.texts[t]) for t in trained}
-    pairs = [
-        p
-        for p in range(len(data.text_idx))
-        if int(data.image_idx[p]) in column
-        and word_bag(data.texts[int(data.text_idx[p])]) not in trained_bags
-    ]
-    query_texts = sorted({int(data.text_idx[p]) for p in pairs})
-    row = {t: r for r, t in enumerate(query_texts)}
-    positives = np.zeros((len(query_texts), len(images)), dtype=bool)
-    for p in pairs:
-        positives[row[int(data.text_idx[p])], column[int(data.image_idx[p])]] = True
-    return [data.texts[t] for t in query_texts], positives
-
-
 def _build_encoder(text_tower: str | Path, target_dim: int, config: AlignmentConfig):
     tower = load_tower(text_tower, config.dropout)
     tokenizer = AutoTokenizer.from_pretrained(text_tower)
@@ -440,227 +334,9 @@ def initial_encoder(
     return encoder
 
 
-def _latest_validation(history: list[dict[str, float]], untrained: dict[str, float]) -> str:
-    """The latest validation recall@5 and the epoch it was measured at (before training:
-    the untrained encoder's)."""
-    if history:
-        return f"validation recall@5 {history[-1]['recall@5']:.3f} (epoch {history[-1]['epoch']})"
-    if untrained:
-        return f"validation recall@5 {untrained['recall@5']:.3f} (untrained)"
-    return "no validation images"
-
-
 def config_from_record(record: dict) -> AlignmentConfig:
     """The AlignmentConfig a saved encoder's `training_config` records."""
     known = {f.name for f in fields(AlignmentConfig)}
     values = {k: v for k, v in record.items() if k in known}
     values["test_phrases"] = tuple(values.get("test_phrases", ()))
     return AlignmentConfig(**values)
-
-
-def train_alignment(
-    texts: Sequence[str],
-    image_ids: Sequence[str],
-    vectors: np.ndarray,
-    text_tower: str | Path,
-    config: AlignmentConfig,
-    *,
-    log: Callable[[str], None] = print,
-    split: Split | None = None,
-) -> TrainResult:
-    """Train a text encoder into the space of frozen image vectors.
-
-    Row i pairs `texts[i]` with image `image_ids[i]`, whose stored vector is `vectors[i]`
-    (an image with several texts repeats its vector). `text_tower` is a CLIP checkpoint
-    directory or hub id holding a CLIPTextModel and its tokenizer. Images are split into
-    train / held out by id (or as `split` says: a standard protocol's split); metrics are
-    held-out text->image retrieval among the held-out images, beside chance and the same
-    encoder before training.
-    """
-    device = training_device(config.device)
-    data = _index_pairs(texts, image_ids, vectors)
-    if split is None:
-        split = three_way_split(
-            data.image_ids,
-            config.held_out_fraction,
-            config.validation_fraction,
-            config.split_salt,
-            forced_test=images_mentioning(texts, image_ids, config.test_phrases),
-            groups=caption_groups(texts, image_ids)
-            if config.split_grouping == "caption_words"
-            else None,
-        )
-    elif set(data.image_ids) - {*split.train, *split.validation, *split.test}:
-        raise ValueError("the given split leaves out images of the pairs")
-    side = {i: name for name in ("train", "validation", "test") for i in split.of(name)}
-    image_side = np.array([side[i] for i in data.image_ids])
-    train_images = np.flatnonzero(image_side == "train")
-    test_images = np.flatnonzero(image_side == "test")
-    validation_images = np.flatnonzero(image_side == "validation")
-    train_pairs = np.flatnonzero(image_side[data.image_idx] == "train")
-    if len(train_pairs) == 0:
-        raise ValueError("no training pairs: need at least two distinct images")
-
-    encoder = initial_encoder(text_tower, data.vectors[train_images], config).to(device)
-    targets = torch.from_numpy(data.vectors).to(device)
-    targets = (targets - encoder.feature_mean) / encoder.feature_std
-    if config.standardize_targets:
-        targets = targets / math.sqrt(targets.shape[1])
-
-    # queries: each distinct text of an image of the split that no training image has;
-    # positives: its images there
-    train_texts = sorted({int(data.text_idx[p]) for p in train_pairs})
-    test_texts, test_positives = _caption_queries(data, test_images, set(train_texts))
-    validation_texts, validation_positives = _caption_queries(
-        data, validation_images, set(train_texts)
-    )
-
-    def evaluate(on_validation: bool = False) -> dict[str, float]:
-        images, queries, positives = (
-            (validation_images, validation_texts, validation_positives)
-            if on_validation
-            else (test_images, test_texts, test_positives)
-        )
-        if not queries:
-            return {}
-        return evaluate_retrieval(encoder, queries, data.vectors[images], positives)
-
-    views = torch.full((len(data.texts), 1), -1, dtype=torch.long)
-    if config.text_views:
-        matrix = data.add_views(train_texts)
-        views = torch.full((len(data.texts), max(1, matrix.shape[1])), -1, dtype=torch.long)
-        if matrix.size:
-            views[torch.tensor(train_texts)] = torch.from_numpy(matrix)
-    view_counts = (views >= 0).sum(1).to(device)
-    views = views.to(device)
-
-    untrained = evaluate()
-    untrained_validation = evaluate(on_validation=True)
-    log(
-        f"alignment: {len(data.texts)} texts and views, {len(data.image_ids)} images "
-        f"({len(train_images)} train / {len(validation_images)} validation / {len(test_images)}"
-        f" test), {len(train_pairs)} train "
-        f"pairs, recipe={config.recipe}, loss={config.loss}, device={device}; untrained "
-        f"test recall@5 {untrained.get('recall@5', float('nan')):.3f}"
-    )
-
-    tokens = encoder.tokenize(data.texts)
-    tokens = {k: v.to(device) for k, v in tokens.items()}
-    tower_frozen = not any(p.requires_grad for p in encoder.tower.parameters())
-    cached = None
-    if tower_frozen:  # the tower never changes: pool every text once
-        encoder.eval()
-        with torch.no_grad(), mixed_precision(device, config.autocast):
-            cached = torch.cat(
-                [
-                    encoder.pool(
-                        tokens["input_ids"][s : s + 256], tokens["attention_mask"][s : s + 256]
-                    ).float()
-                    for s in range(0, len(data.texts), 256)
-                ]
-            )
-
-    criterion = ContrastiveLoss(config.loss).to(device)
-    params = [p for p in encoder.parameters() if p.requires_grad] + list(criterion.parameters())
-    optimizer, scheduler, total = optimiser_and_schedule(
-        params, config, math.ceil(len(train_pairs) / config.batch_size)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    text_idx = torch.from_numpy(data.text_idx).to(device)
-    image_idx = torch.from_numpy(data.image_idx).to(device)
-    train_tensor = torch.from_numpy(train_pairs)
-
-    loss_curve: list[float] = []
-    history: list[dict[str, float]] = []
-    best = BestWeights(keep=config.keep_best)
-    step, samples, started = 0, 0, time.perf_counter()
-    encoder.train()
-    for epoch in range(1, config.epochs + 1):
-        order = train_tensor[torch.randperm(len(train_tensor), generator=generator)].to(device)
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            if step >= total:
-                break
-            batch = order[start : start + config.batch_size]
-            t, i = text_idx[batch], image_idx[batch]
-            t = _sample_views(t, views, view_counts, config.view_probability, generator)
-            pos = (t[:, None] == t[None, :]) | (i[:, None] == i[None, :])
-            with mixed_precision(device, config.autocast):
-                if cached is not None:
-                    text = F.normalize(encoder.head(cached[t]).float(), dim=-1)
-                else:
-                    ids, mask = tokens["input_ids"][t], tokens["attention_mask"][t]
-                    width = int(mask.sum(1).max())
-                    text = encoder(ids[:, :width], mask[:, :width])
-                loss = criterion(text, targets[i], pos)
-            losses.append(optimiser_step(loss, optimizer, scheduler))
-            step += 1
-            samples += len(batch)
-        if not losses:
-            break
-        loss_curve.append(float(np.mean(losses)))
-        if config.eval_every and epoch % config.eval_every == 0 and validation_texts:
-            history.append({"epoch": epoch, **evaluate(on_validation=True)})
-            best.offer(history[-1]["recall@5"], epoch, encoder)
-        log(
-            f"epoch {epoch}/{config.epochs}: loss {loss_curve[-1]:.4f},"
-            f" lr {scheduler.get_last_lr()[0]:.2e}, scale {criterion.scale().item():.1f},"
-            f" {_latest_validation(history, untrained_validation)},"
-            f" {time_left(started, step, total)}"
-        )
-        if config.patience and best.stale >= config.patience:
-            log(f"stopping at epoch {epoch}: validation recall@5 last improved at {best.epoch}")
-            break
-    seconds = time.perf_counter() - started
-    if best.state is not None:
-        encoder.load_state_dict(best.state)
-        log(f"kept epoch {best.epoch}'s weights (validation recall@5 {best.value:.3f})")
-
-    encoder.eval()
-    final = evaluate()
-    validation = evaluate(on_validation=True)
-    metrics: dict = {
-        "train_images": len(train_images),
-        "validation_images": len(validation_images),
-        "held_out_images": len(test_images),
-        "training_texts_with_views": len(data.texts),
-        "train_pairs": len(train_pairs),
-        "steps": step,
-        "train_seconds": seconds,
-        "samples_per_s": samples / seconds if seconds else 0.0,
-        "logit_scale": criterion.scale().item(),
-        **final,
-        **{f"untrained_{k}": v for k, v in untrained.items() if not k.startswith("chance")},
-        **{f"validation_{k}": v for k, v in validation.items() if not k.startswith("chance")},
-        "split_hashes": split.hashes(),
-        "epoch_losses": loss_curve,
-        "eval_history": history,
-        "kept_epoch": best.epoch if best.state is not None else len(loss_curve),
-    }
-    if final:
-        log(
-            f"alignment done in {seconds:.1f}s: test recall@1/5/10 "
-            f"{final['recall@1']:.3f}/{final['recall@5']:.3f}/{final['recall@10']:.3f} "
-            f"(chance {final['chance_recall@5']:.3f} @5, untrained {untrained['recall@5']:.3f}), "
-            f"median rank {final['median_rank']:.0f} of {len(test_images)}"
-        )
-    return TrainResult(encoder=encoder.cpu(), metrics=metrics, loss_curve=loss_curve, split=split)
-
-
-def _sample_views(
-    texts: torch.Tensor,
-    views: torch.Tensor,
-    counts: torch.Tensor,
-    probability: float,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Replace each text index by a random one of its views with `probability` (texts with no
-    views stay)."""
-    if probability <= 0 or views.shape[1] == 0:
-        return texts
-    draw = torch.rand(len(texts), generator=generator).to(texts.device)
-    pick = torch.rand(len(texts), generator=generator).to(texts.device)
-    column = (pick * counts[texts]).long().clamp(max=views.shape[1] - 1)
-    chosen = views[texts, column]
-    use = (draw < probability) & (counts[texts] > 0) & (chosen >= 0)
-    return torch.where(use, chosen, texts)

@@ -330,54 +330,26 @@ def _split_rows(image_ids: list[str], config: DecoderConfig) -> dict[str, np.nda
     }
 
 
-def train_decoder(
-    vectors: np.ndarray,
-    images: np.ndarray | Sequence[str | Path | Image.Image],
-    image_ids: Sequence[str],
-    config: DecoderConfig,
-    *,
-    encode: Encode | None = None,
-    log: Callable[[str], None] = print,
-) -> DecoderResult:
-    """Train a FeatureDecoder on (vector, image) rows, one row per image (a PatchDecoder when
-    `vectors` are (N, rows, cols, dim) patch-token grids; no `encode` then).
+@dataclass
+class _Fit:
+    """What the training loop leaves: each epoch's loss, the best validation weights, counts."""
 
-    `images` are file paths, PIL images or a uint8 array (N, H, W, 3). Held-out metrics:
-    PSNR/SSIM beside predicting the train mean image, and with `encode` (the same image
-    embedder that made `vectors`, PIL images -> vectors) feature consistency: cosine of the
-    re-encoded reconstruction to its source vector and top-1 self-retrieval among the held-out
-    set, beside chance, the mean image and the downsized original (the resolution ceiling).
-    """
-    if not (len(vectors) == len(images) == len(image_ids)):
-        raise ValueError("vectors, images and image_ids must have one row per image")
-    if encode is not None and np.ndim(vectors) != 2:
-        raise ValueError("feature consistency (encode) needs vectors, not patch grids")
-    device = training_device(config.device)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    pixels, kept = _as_array(images, config.image_size, log)
-    vectors, image_ids = vectors[kept], [image_ids[row] for row in kept]
-    split = _split_rows(list(image_ids), config)
-    train_rows, validation_rows, test_rows = split["train"], split["validation"], split["test"]
+    loss_curve: list[float]
+    best: BestWeights
+    steps: int
+    samples: int
+    seconds: float
 
-    torch.manual_seed(config.seed)
-    decoder = _new_decoder(vectors.shape[1:], config)
-    channels = vectors[train_rows].reshape(-1, vectors.shape[-1])
-    decoder.input_mean.copy_(torch.from_numpy(channels.mean(0)))
-    decoder.input_std.copy_(torch.from_numpy(channels.std(0) + 1e-6))
-    decoder.to(device)
-    x_all = torch.from_numpy(vectors).to(device)
-    y_all = to_tensor(pixels).to(device)
 
+def _fit(decoder, x_all, y_all, split, config: DecoderConfig, device, log) -> _Fit:
+    """Train `decoder` on the split's train rows, one validation PSNR an epoch, until the
+    epochs or steps run out or validation stops rising (`patience`); the best validation
+    epoch's weights restored."""
+    train_rows, validation_rows = split["train"], split["validation"]
     optimizer, scheduler, total = optimiser_and_schedule(
         decoder.parameters(), config, math.ceil(len(train_rows) / config.batch_size)
     )
     generator = torch.Generator().manual_seed(config.seed)
-    log(
-        f"decoder: {len(vectors)} images ({len(train_rows)} train / {len(validation_rows)}"
-        f" validation / {len(test_rows)} held out), "
-        f"input {'x'.join(map(str, vectors.shape[1:]))} -> {config.image_size}px, "
-        f"{sum(p.numel() for p in decoder.parameters()):,} parameters, device={device}"
-    )
     loss_curve: list[float] = []
     best = BestWeights(keep=config.keep_best, min_delta=config.min_delta_db)
     step, samples, started = 0, 0, time.perf_counter()
@@ -417,6 +389,55 @@ def train_decoder(
     if best.state is not None:
         decoder.load_state_dict(best.state)
         log(f"kept epoch {best.epoch}'s weights (validation PSNR {best.value:.2f} dB)")
+    return _Fit(loss_curve, best, step, samples, seconds)
+
+
+def train_decoder(
+    vectors: np.ndarray,
+    images: np.ndarray | Sequence[str | Path | Image.Image],
+    image_ids: Sequence[str],
+    config: DecoderConfig,
+    *,
+    encode: Encode | None = None,
+    log: Callable[[str], None] = print,
+) -> DecoderResult:
+    """Train a FeatureDecoder on (vector, image) rows, one row per image (a PatchDecoder when
+    `vectors` are (N, rows, cols, dim) patch-token grids; no `encode` then).
+
+    `images` are file paths, PIL images or a uint8 array (N, H, W, 3). Held-out metrics:
+    PSNR/SSIM beside predicting the train mean image, and with `encode` (the same image
+    embedder that made `vectors`, PIL images -> vectors) feature consistency: cosine of the
+    re-encoded reconstruction to its source vector and top-1 self-retrieval among the held-out
+    set, beside chance, the mean image and the downsized original (the resolution ceiling).
+    """
+    if not (len(vectors) == len(images) == len(image_ids)):
+        raise ValueError("vectors, images and image_ids must have one row per image")
+    if encode is not None and np.ndim(vectors) != 2:
+        raise ValueError("feature consistency (encode) needs vectors, not patch grids")
+    device = training_device(config.device)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    pixels, kept = _as_array(images, config.image_size, log)
+    vectors, image_ids = vectors[kept], [image_ids[row] for row in kept]
+    split = _split_rows(list(image_ids), config)
+    train_rows, validation_rows, test_rows = split["train"], split["validation"], split["test"]
+
+    torch.manual_seed(config.seed)
+    decoder = _new_decoder(vectors.shape[1:], config)
+    channels = vectors[train_rows].reshape(-1, vectors.shape[-1])
+    decoder.input_mean.copy_(torch.from_numpy(channels.mean(0)))
+    decoder.input_std.copy_(torch.from_numpy(channels.std(0) + 1e-6))
+    decoder.to(device)
+    x_all = torch.from_numpy(vectors).to(device)
+    y_all = to_tensor(pixels).to(device)
+
+    log(
+        f"decoder: {len(vectors)} images ({len(train_rows)} train / {len(validation_rows)}"
+        f" validation / {len(test_rows)} held out), "
+        f"input {'x'.join(map(str, vectors.shape[1:]))} -> {config.image_size}px, "
+        f"{sum(p.numel() for p in decoder.parameters()):,} parameters, device={device}"
+    )
+    fit = _fit(decoder, x_all, y_all, split, config, device, log)
+    loss_curve, best, seconds = fit.loss_curve, fit.best, fit.seconds
 
     decoder.eval()
     metrics: dict = {
@@ -425,9 +446,9 @@ def train_decoder(
         "held_out_images": len(test_rows),
         "epochs_trained": len(loss_curve),
         "kept_epoch": best.epoch if best.state is not None else len(loss_curve),
-        "steps": step,
+        "steps": fit.steps,
         "train_seconds": seconds,
-        "samples_per_s": samples / seconds if seconds else 0.0,
+        "samples_per_s": fit.samples / seconds if seconds else 0.0,
         "epoch_losses": loss_curve,
     }
     if len(validation_rows):
