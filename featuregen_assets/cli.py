@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
+from featuregen_assets.core.search.modes import mode_names
 from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -225,12 +226,12 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from featuregen_assets.core.search.engine import Searcher, SearchQuery
+    from featuregen_assets.core.search.engine import SearchQuery
     from featuregen_assets.core.store import db
     from featuregen_assets.core.vision.hub import ModelUnavailable
     from featuregen_assets.core.vision.model_profiles import TinyModelMissing
     from featuregen_assets.serve.discovery import ServerRefused
-    from featuregen_assets.serve.main import build_embedder
+    from featuregen_assets.serve.main import build_searcher
 
     if (args.query is None) == (args.image is None):
         args.usage("give a text query or --image PATH (one of them)")
@@ -258,10 +259,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
         except OSError as error:
             args.usage(f"cannot read --image: {error}")
         query = SearchQuery(
-            text=args.query, mode=args.mode, image=image, category=args.category, k=args.k
+            text=args.query,
+            mode=args.mode,
+            image=image,
+            category=args.category,
+            k=args.k,
+            version=args.version,
         )
         try:
-            answer = Searcher(lambda: build_embedder(settings)).search(conn, query)
+            answer = build_searcher(settings).search(conn, query)
         except (LookupError, ValueError, ModelUnavailable, TinyModelMissing) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
@@ -275,9 +281,10 @@ def _served_answer(args: argparse.Namespace, settings: "Settings") -> dict | Non
 
     if args.query is None or (url := running_server(settings.home)) is None:
         return None
-    params = {"q": args.query, "mode": args.mode, "k": args.k}
-    if args.category:
-        params["category"] = args.category
+    params = {"q": args.query, "k": args.k}
+    for name in ("mode", "category", "version"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
     answer = search_through(url, params, settings.serve_token)
     if answer is None or (args.category and not answer["hits"]):  # unknown category? ask here
         return None
@@ -293,17 +300,23 @@ def _print_answer(answer: dict, as_json: bool, settings: "Settings") -> int:
         print(json.dumps(answer["hits"], indent=2))
         return 0
     score = {"cosine": "cosine similarity (-1…1)", "keyword": "keyword rank (0…1)"}
+    used = ", ".join(f"{k} {v}" for k, v in answer["model"].items() if v)
+    print(f"{answer['mode']} search, {answer['total']} images ranked; models: {used or 'none'}")
     print(f"rank  score: {score.get(answer['score_kind'], 'reciprocal-rank fusion')}")
-    # The tiny captioner has random weights: its prompts are noise, and should say so.
-    prompt = "prompt (tiny captioner, random weights)" if settings.models == "tiny" else "prompt"
     for hit in answer["hits"]:
         print(
             f"{hit['rank']:>4}  {hit['score']:.3f}  {hit['category']:<14}"
             f" {hit['image_id'][:16]}  {hit['url']}"
         )
-        for label, text in ((prompt, hit["prompt"]), ("caption", hit["caption"])):
+        # The tiny captioner has random weights: its prompts are noise, and say so.
+        prompt = "prompt (random-weight captioner)" if hit["prompt_random"] else "prompt"
+        generated = hit["prompt"] if hit["prompt_source"] == "generated" else None
+        for label, text in ((prompt, generated), ("caption", hit["caption"])):
             if text:
                 print(f"      {label}: {text}")
+        if len(hit["why"]) > 1:
+            why = "; ".join(f"{w['list']} #{w['rank']} ({w['score']:.3f})" for w in hit["why"])
+            print(f"      why: {why}")
     return 0
 
 
@@ -636,19 +649,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "search",
-        help="Text-to-image search (or --image: more like this image).",
-        description="Encode the query with the newest aligned text encoder and return the"
-        " nearest images by cosine through pgvector's HNSW index (a --category of at most"
-        " 2,000 images is ranked exactly); --mode keyword searches the prompts and link"
-        " captions, hybrid fuses both; with --image, search with the image's own DINOv2"
-        " vector. Each hit's score is the cosine similarity of the query and image vectors"
-        " (-1…1, higher is closer); keyword mode: PostgreSQL's rank (0…1); hybrid:"
-        " reciprocal-rank fusion.",
+        help="Search the images by words (or --image: more like this image).",
+        description="A text query in one of the modes: caption (sentence vectors of the"
+        " images' captions), image (the aligned text encoder over the DINOv2 vectors), keyword"
+        " (PostgreSQL full text over captions and prompts) or hybrid (every available list,"
+        " fused by reciprocal rank); with --image, the image's own DINOv2 vector. Scores:"
+        " cosine similarity (-1…1) for caption and image, PostgreSQL's rank (0…1) for"
+        " keyword, reciprocal-rank fusion for hybrid. Prints the mode, how many images it"
+        " ranks and the model versions used.",
     )
     search.add_argument("query", nargs="?", help="What to look for, in words.")
     search.add_argument("--image", metavar="PATH", help="Find images like this image file.")
     search.add_argument(
-        "--mode", choices=["text", "keyword", "hybrid"], default="text", help="Default text."
+        "--mode",
+        choices=mode_names(),
+        help="caption: the images' captions (semantic); image: the image vectors through the"
+        " aligned text encoder (alias text); keyword: full text; hybrid: all fused. Default:"
+        " FEATUREGEN_SEARCH_MODE, else the mode the research report measures best.",
+    )
+    search.add_argument(
+        "--version", help="A registered text encoder version (default: the promoted one)."
     )
     search.add_argument("--category", help="Only images of this category.")
     search.add_argument(

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.search.modes import mode_named
+from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.text.sentences import BUNDLED as BUNDLED_SENTENCE_MODEL
 from featuregen_assets.core.vision.hub import HubAccess
 from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES, REAL_IDS
@@ -58,6 +60,7 @@ class Settings:
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     checkpoint_every_s: float = 30.0
     download: DownloadSettings = field(default_factory=DownloadSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     max_failure_rate: float = 0.5
     demo_port: int = 8741
     progress: str = "log"
@@ -74,6 +77,15 @@ class Settings:
             raise ValueError(
                 f"FEATUREGEN_PROGRESS={self.progress!r}: expected one of {PROGRESS_STYLES}"
             )
+        try:
+            if self.search.default_mode is not None:
+                mode_named(self.search.default_mode)
+        except ValueError as error:
+            raise ValueError(f"FEATUREGEN_SEARCH_MODE: {error}") from None
+        try:
+            self.search.weights()
+        except ValueError as error:
+            raise ValueError(f"FEATUREGEN_HYBRID_WEIGHTS: {error}") from None
         if self.executor not in EXECUTORS:
             raise ValueError(f"FEATUREGEN_EXECUTOR={self.executor!r}: expected one of {EXECUTORS}")
 
@@ -302,6 +314,26 @@ VARIABLES = (
         "max_failure_rate",
         "threshold of the blocking download check",
         float,
+    ),
+    Variable(
+        "FEATUREGEN_SEARCH_MODE",
+        "search.default_mode",
+        "the mode of a text query that names none: `caption`, `image`, `keyword`, `hybrid`",
+        _lower,
+        "the mode the stored research report measures best, else `hybrid`",
+    ),
+    Variable(
+        "FEATUREGEN_HYBRID_WEIGHTS",
+        "search.hybrid_weights",
+        "each list's weight in hybrid's reciprocal-rank fusion",
+        _parse_list,
+    ),
+    Variable(
+        "FEATUREGEN_SEARCH_RANDOM_PROMPTS",
+        "search.random_prompts",
+        "`1`: caption search also reads the prompts of a random-weight captioner (the tiny"
+        " profile's, which are noise)",
+        _parse_bool,
     ),
     Variable(
         "FEATUREGEN_DEMO_PORT",

@@ -14,9 +14,10 @@ from featuregen_assets.core.store import db
 from featuregen_assets.core.store.registry import RegisteredModel, register_model
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
+from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
 from featuregen_assets.core.vision.embedding import ImageEmbedder
-from featuregen_assets.core.vision.model_profiles import resolve_model
+from featuregen_assets.core.vision.model_profiles import random_weights, resolve_model
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 from featuregen_assets.demo.scenes import render_scene
 from featuregen_assets.serve.app import ServeConfig
@@ -37,6 +38,7 @@ class SearchStore:
     vectors: dict[str, np.ndarray]
     embedding_model: str
     models_dir: Path
+    sentence_model: str = ""  # the key of the stored text vectors (all-MiniLM-L6-v2)
 
     @property
     def dim(self) -> int:
@@ -51,7 +53,7 @@ class SearchStore:
             images_dir=self.home / "images",
             thumbs_dir=self.home / "thumbs",
             embedder_factory=lambda: tiny_embedder(self.models_dir),
-            **{"torch_threads": None, **overrides},
+            **{"torch_threads": None, "sentence_model": BUNDLED, **overrides},
         )
 
 
@@ -113,7 +115,7 @@ def build_search_store(url: str, home: Path, models_dir: Path) -> SearchStore:
                     (i, model, source, text)
                     for _, _, i, _, s in rows
                     for model, source, text in (
-                        ("tiny/qwen2vl", "generated", f"a picture of {s.objects[0].phrase}"),
+                        ("tiny/qwen2vl@0", "generated", f"a picture of {s.objects[0].phrase}"),
                         ("link", "link_caption", s.caption),
                     )
                 ],
@@ -124,6 +126,32 @@ def build_search_store(url: str, home: Path, models_dir: Path) -> SearchStore:
             )
         table = Table({"model": [embedder.key], "embedding": vectors[ids[0]][None]})
         ensure_hnsw_indexes(conn, TableName("public", "image_embeddings"), table, "model")
-    store = SearchStore(url, home, ids, files, categories, vectors, embedder.key, models_dir)
+        sentence_model = store_text_vectors(conn)
+    store = SearchStore(
+        url, home, ids, files, categories, vectors, embedder.key, models_dir, sentence_model
+    )
     register_text_encoder(store, "v1", seed=1)
     return store
+
+
+def store_text_vectors(conn) -> str:
+    """prompt_embeddings of every stored text with all-MiniLM-L6-v2 (the tiny captioner's
+    marked random), as the asset stores them; returns the model's key."""
+    texts = conn.execute(
+        "SELECT image_id, model, source, prompt, encode(sha256(convert_to(prompt, 'UTF8')), 'hex')"
+        " FROM image_prompts ORDER BY 1, 2, 3"
+    ).fetchall()
+    model = SentenceModel(BUNDLED)
+    vectors = model.encode([text for _, _, _, text, _ in texts])
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO prompt_embeddings (image_id, model, prompt_model, source, text_sha,"
+            " random_weights, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (image_id, model.key, prompt_model, source, sha, random_weights(prompt_model), v)
+                for (image_id, prompt_model, source, _, sha), v in zip(texts, vectors, strict=True)
+            ],
+        )
+    table = Table({"model": [model.key], "embedding": vectors[:1]})
+    ensure_hnsw_indexes(conn, TableName("public", "prompt_embeddings"), table, "model")
+    return model.key

@@ -34,18 +34,27 @@ def _usage_error(argv: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
-def test_search_prints_cosine_scores_and_the_api_hit_schema(store, capsys) -> None:
-    assert main(["search", "a red circle", "-k", "3"]) == 0
+def test_search_prints_the_mode_models_scores_and_the_api_hit_schema(store, capsys) -> None:
+    assert main(["search", "a red circle", "--mode", "image", "-k", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "rank  score: cosine similarity (-1…1)"
-    assert out[1].lstrip().startswith("1  ")
-    prompts = [line.strip() for line in out if line.lstrip().startswith("prompt")]
-    assert prompts and all(
-        p.startswith("prompt (tiny captioner, random weights): ") for p in prompts
+    assert out[0] == (
+        f"image search, 24 images ranked; models: embedding_model {store.embedding_model},"
+        " text_encoder_version v1"
     )
+    assert out[1] == "rank  score: cosine similarity (-1…1)"
+    assert out[2].lstrip().startswith("1  ")
+    prompts = [line.strip() for line in out if line.lstrip().startswith("prompt")]
+    assert prompts and all(p.startswith("prompt (random-weight captioner): ") for p in prompts)
+    assert main(["search", "a red circle", "-k", "3"]) == 0  # the default: hybrid, no report
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("hybrid search") and store.sentence_model in out[0]
+    assert "why: " in "\n".join(out)
     assert main(["search", "large", "--mode", "keyword", "--json", "-k", "2"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 2 and hits[0]["thumb_url"] == f"/thumbs/{hits[0]['image_id']}"
+    assert hits[0]["why"] == [{"list": "keyword", "rank": 1, "score": hits[0]["score"]}]
+    assert main(["search", "red", "--mode", "image", "--version", "v9"]) == 1
+    assert "no text encoder version 'v9'" in capsys.readouterr().err
     picture = store.home / "picture"
     picture.write_bytes(store.files[store.ids[4]])
     assert main(["search", "--image", str(picture), "-k", "1", "--json"]) == 0
@@ -69,7 +78,7 @@ def test_search_usage_errors(store, capsys) -> None:
 def test_search_help_says_what_a_score_is(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["search", "--help"])
-    assert "score is the cosine similarity of the query and image vectors" in " ".join(
+    assert "cosine similarity (-1…1) for caption and image" in " ".join(
         capsys.readouterr().out.split()
     )
 

@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from featuregen_assets.core.search import engine
+from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store.registry import served_model
 from featuregen_assets.serve.app import create_app
 from featuregen_tests.search_store import SearchStore, build_search_store, register_text_encoder
 
@@ -31,6 +33,9 @@ HIT_FIELDS = {
     "thumb_url",
     "width",
     "height",
+    "prompt_source",
+    "prompt_random",
+    "why",
 }
 
 
@@ -66,10 +71,10 @@ def _all_pages(client: TestClient, **params) -> list[dict]:
     raise AssertionError("paging did not end")
 
 
-@pytest.mark.parametrize("mode", ["text", "keyword", "hybrid"])
+@pytest.mark.parametrize("mode", ["text", "image", "caption", "keyword", "hybrid"])
 def test_every_answer_has_the_hit_schema_facets_timings_and_model(client, store, mode) -> None:
     answer = _get(client, q="large", mode=mode, k=5)
-    assert answer["mode"] == mode and len(answer["hits"]) == 5
+    assert answer["mode"] == {"text": "image"}.get(mode, mode) and len(answer["hits"]) == 5
     assert all(set(hit) == HIT_FIELDS for hit in answer["hits"])
     assert [h["rank"] for h in answer["hits"]] == [1, 2, 3, 4, 5]
     scores = [h["score"] for h in answer["hits"]]
@@ -79,18 +84,30 @@ def test_every_answer_has_the_hit_schema_facets_timings_and_model(client, store,
     assert first["thumb_url"] == f"/thumbs/{first['image_id']}"
     assert first["category"] == store.categories[first["image_id"]]
     assert first["prompt"].startswith("a picture of") and first["width"] > 0
+    # the store's generated prompts come from a tiny (random-weight) captioner
+    assert (first["prompt_source"], first["prompt_random"]) == ("generated", True)
     assert answer["next_cursor"]
     assert set(answer["timing_ms"]) == {"encode", "vector", "keyword", "metadata", "total"}
+    lists = {"hybrid": {"image", "caption", "keyword"}}.get(answer["mode"], {answer["mode"]})
     assert answer["model"] == {
         "embedding_model": store.embedding_model,
-        "text_encoder_version": "v1",
+        "text_encoder_version": "v1" if "image" in lists else None,
+        "sentence_model": store.sentence_model if "caption" in lists else None,
     }
+    for hit in answer["hits"]:
+        assert {w["list"] for w in hit["why"]} <= lists and hit["why"]
+        if mode != "hybrid":
+            assert hit["why"] == [
+                {"list": answer["mode"], "rank": hit["rank"], "score": hit["score"]}
+            ]
     assert set(answer["facets"]) <= {"cafe", "bank", "shop"} and sum(answer["facets"].values()) > 0
     if mode == "keyword":
         assert answer["score_kind"] == "keyword" and first["cosine"] is None
+        assert answer["total"] == len(_all_pages(client, q="large", mode=mode, k=50))
     else:
         assert first["cosine"] is not None and -1 <= first["cosine"] <= 1
-    if mode == "text":
+        assert answer["total"] == 24  # every stored image has a vector in each vector list
+    if mode in ("text", "image", "caption"):
         assert answer["facets"] == {"bank": 8, "cafe": 8, "shop": 8}
         assert scores == [h["cosine"] for h in answer["hits"]]
 
@@ -110,7 +127,7 @@ def test_keyword_search_matches_prompts_and_captions_by_stem(client, store) -> N
 
 def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store) -> None:
     query = "quokka lantern"
-    by_vector = [h["image_id"] for h in _get(client, q=query, k=24)["hits"]]
+    by_vector = [h["image_id"] for h in _get(client, q=query, mode="image", k=24)["hits"]]
     vector_top, prompt_match = by_vector[0], by_vector[10]
     with db.connection(store.url) as conn:
         conn.execute(
@@ -175,7 +192,7 @@ def test_fusion_constant_is_a_parameter(client) -> None:
     flat = _get(client, q="red circle", mode="hybrid", rrf_k=1000, k=3)["hits"]
     steep = _get(client, q="red circle", mode="hybrid", rrf_k=0, k=3)["hits"]
     assert steep[0]["score"] >= 1.0  # 1 / (0 + 1) from its first list alone
-    assert flat[0]["score"] <= 2 / 1001
+    assert flat[0]["score"] <= 3 / 1001  # three lists: image, caption, keyword
 
 
 @pytest.mark.parametrize(
@@ -255,7 +272,8 @@ def test_uploads_that_are_not_images_or_too_large_are_refused(client) -> None:
         ({"q": "circle", "k": 0}, "greater than or equal to 1"),
         ({"q": "circle", "k": 1001}, "less than or equal to 1000"),
         ({"q": "circle", "k": "ten"}, "integer"),
-        ({"q": "circle", "mode": "fuzzy"}, "'text', 'keyword' or 'hybrid'"),
+        ({"q": "circle", "mode": "fuzzy"}, "caption, image, keyword, hybrid, text"),
+        ({"q": "circle", "mode": "image", "version": "v9"}, "no text encoder version 'v9'"),
         ({"q": "circle", "cursor": "not-a-cursor"}, "not one this service made"),
         ({}, "give q="),
     ],
@@ -328,11 +346,14 @@ def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -
 
     config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs", torch_threads=None)
     with TestClient(create_app(config), base_url="http://127.0.0.1") as client:
-        response = client.get("/api/search", params={"q": "a red circle"})
+        response = client.get("/api/search", params={"q": "a red circle", "mode": "image"})
         detail = response.json()["detail"]
         assert response.status_code == 503 and "featuregen train text-encoder" in detail
-        keyword = client.get("/api/search", params={"q": "a red circle", "mode": "keyword"})
-        assert keyword.status_code == 200 and keyword.json()["hits"] == []
+        caption = client.get("/api/search", params={"q": "a red circle", "mode": "caption"})
+        assert caption.status_code == 503 and "not configured" in caption.json()["detail"]
+        for mode in ("keyword", "hybrid"):  # hybrid fuses the lists there are: keyword here
+            answer = client.get("/api/search", params={"q": "a red circle", "mode": mode})
+            assert answer.status_code == 200 and answer.json()["hits"] == []
         image = client.post("/api/search/image", files={"file": ("a.png", b"x")})
         assert image.status_code == 503
 
@@ -362,14 +383,14 @@ def test_the_page_and_the_openapi_schema_are_served(client) -> None:
 def test_the_int8_text_encoder_ranks_as_float32_does(store) -> None:
     queries = ["a small green star", "red circle at the top left", "a large blue square"]
     with db.connection(store.url) as conn:
-        record = engine.latest_model(conn, engine.TEXT_ENCODER)
+        record = served_model(conn, engine.TEXT_ENCODER)
         fp32 = engine.Searcher().text_encoder(record)
         int8 = engine.Searcher(int8_text_encoder=True).text_encoder(record)
         assert int8 is not fp32
         cosines = (fp32.encode(queries) * int8.encode(queries)).sum(axis=1)
         assert cosines.min() > 0.99
         for text in queries:
-            query = engine.SearchQuery(text=text, k=5)
+            query = engine.SearchQuery(text=text, mode="image", k=5)
             hits = [
                 [
                     hit.image_id
@@ -378,3 +399,87 @@ def test_the_int8_text_encoder_ranks_as_float32_does(store) -> None:
                 for q in (False, True)
             ]
             assert len(set(hits[0]) & set(hits[1])) >= 4
+
+
+def test_caption_search_finds_an_image_by_its_caption_in_other_words(client, store) -> None:
+    with db.connection(store.url) as conn:
+        image_id, caption = conn.execute(
+            "SELECT image_id, caption FROM raw_images ORDER BY image_id LIMIT 1"
+        ).fetchone()
+    exact = _get(client, q=caption, mode="caption", k=3)["hits"]
+    assert exact[0]["image_id"] == image_id and exact[0]["score"] > 0.95  # int8 query encoder
+    assert exact[0]["caption"] == caption
+    words = caption.split(",")[0].replace("red", "crimson").replace("blue", "azure")
+    reworded = _get(client, q=words, mode="caption", k=5)["hits"]
+    assert image_id in [h["image_id"] for h in reworded]
+
+
+def test_the_random_captioners_prompts_are_searched_only_when_asked(store) -> None:
+    with db.connection(store.url) as conn:
+        (prompt,) = conn.execute(
+            "SELECT prompt FROM image_prompts WHERE source = 'generated' ORDER BY image_id LIMIT 1"
+        ).fetchone()
+        query = engine.SearchQuery(text=prompt, mode="caption", k=1)
+        answers = [
+            engine.Searcher(
+                sentence_model=store.config().sentence_model,
+                settings=SearchSettings(random_prompts=random),
+            ).search(conn, query)
+            for random in (False, True)
+        ]
+    left_out, searched = (answer.hits[0].score for answer in answers)
+    assert searched == pytest.approx(1, abs=1e-3)  # the prompt itself
+    assert left_out < 0.99
+
+
+def test_hybrid_says_why_each_hit_came_and_weighs_its_lists(client, store) -> None:
+    answer = _get(client, q="a large red circle", mode="hybrid", k=24)
+    lists = {"image", "caption", "keyword"}
+    for hit in answer["hits"]:
+        why = {w["list"]: w for w in hit["why"]}
+        assert set(why) <= lists and why
+        assert hit["score"] == pytest.approx(sum(1 / (60 + w["rank"]) for w in why.values()))
+    assert {w["list"] for hit in answer["hits"] for w in hit["why"]} == lists
+    only_captions = create_app(
+        store.config(search=SearchSettings(hybrid_weights=("image=0", "caption=1", "keyword=0")))
+    )
+    with TestClient(only_captions) as weighted:
+        fused = _get(weighted, q="a large red circle", mode="hybrid", k=5)["hits"]
+    caption = _get(client, q="a large red circle", mode="caption", k=5)["hits"]
+    assert [h["image_id"] for h in fused] == [h["image_id"] for h in caption]
+
+
+def test_info_names_the_modes_default_examples_categories_and_models(client, store) -> None:
+    info = client.get("/api/info").json()
+    assert [m["name"] for m in info["modes"]] == ["caption", "image", "keyword", "hybrid"]
+    assert all(m["label"] and m["searches"] for m in info["modes"])
+    assert (
+        info["default_mode"] == "hybrid" and "no stored research report" in info["default_reason"]
+    )
+    assert info["categories"] == {"bank": 8, "cafe": 8, "shop": 8}
+    assert info["total_images"] == 24
+    assert info["models"] == {
+        "embedding_model": store.embedding_model,
+        "text_encoder_version": "v1",
+        "sentence_model": store.sentence_model,
+    }
+    with db.connection(store.url) as conn:
+        captions = " ".join(c for (c,) in conn.execute("SELECT caption FROM raw_images"))
+    assert info["examples"] and all(example in captions for example in info["examples"])
+    for example in info["examples"][:2]:
+        assert _get(client, q=example, mode=info["default_mode"], k=5)["hits"]
+
+
+def test_a_version_parameter_picks_a_registered_text_encoder(client, store) -> None:
+    register_text_encoder(store, "v2", seed=2)
+    try:
+        v1 = _get(client, q="a small green star", mode="image", version="v1", k=5)
+        v2 = _get(client, q="a small green star", mode="image", version="v2", k=5)
+    finally:
+        with db.connection(store.url) as conn:
+            conn.execute("DELETE FROM models WHERE version = 'v2'")
+    assert (v1["model"]["text_encoder_version"], v2["model"]["text_encoder_version"]) == (
+        "v1",
+        "v2",
+    )
+    assert [h["score"] for h in v1["hits"]] != [h["score"] for h in v2["hits"]]

@@ -185,8 +185,6 @@ def run_demo(
             print(f"  {key}: {shown}")
 
     phase("trained")
-    if training.success:
-        print_examples(scenes, site, url)
     print(FIGURES_EXPLAINED)
     if training.success:
         print()
@@ -203,6 +201,7 @@ def run_demo(
             print(f"\nfull report (every query set and metric, plots): {report}")
         else:
             failures.append("research_report")
+        print_examples(scenes, site, url, settings)  # the default mode: the report's best
     print()
     phase(f"demo finished in {phase.seconds():.0f} s")
     print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
@@ -210,18 +209,22 @@ def run_demo(
     return 1 if failures else 0
 
 
-def print_examples(scenes, site: Path, url: str) -> None:
-    """Search each example query over every stored image; print where its images rank."""
+def print_examples(scenes, site: Path, url: str, settings: Settings) -> None:
+    """Search each example query over every stored image in the default mode (as `featuregen
+    search` does); print where its images rank."""
     from featuregen_assets.core.search.engine import MAX_K, search_text
     from featuregen_assets.core.store import db
     from featuregen_assets.demo.scenes import example_queries
+    from featuregen_assets.serve.main import build_searcher
 
     files = {s.name: site / "images" / s.filename for s in scenes}
-    print("\nexample queries (score: cosine similarity of query and image vectors, -1..1):")
+    searcher = build_searcher(settings)
+    mode, reason = searcher.default_choice()
+    print(f"\nexample queries in the default mode, {mode} ({reason}):")
     with db.connection(url) as conn:
         for query, names in example_queries(scenes):
             expected = {_sha256(files[n]) for n in names}
-            hits = search_text(conn, query, k=min(len(scenes), MAX_K))
+            hits = search_text(conn, query, k=min(len(scenes), MAX_K), searcher=searcher)
             ranks = [r for r, hit in enumerate(hits, start=1) if hit.image_id in expected]
             found = "found" if ranks and ranks[0] <= 5 else "NOT in the top 5"
             shown = ", ".join(map(str, ranks[:8])) + (" ..." if len(ranks) > 8 else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import psycopg
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -22,6 +22,8 @@ from featuregen_assets.core.search.engine import (
     Unavailable,
 )
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
+from featuregen_assets.core.search.info import store_info
+from featuregen_assets.core.search.modes import mode_names
 from featuregen_assets.serve.backend import MAX_UPLOAD_BYTES, Backend, ServeConfig
 from featuregen_assets.serve.guard import Guard, GuardSettings
 from featuregen_assets.serve.limits import RETRY_AFTER_S, Overloaded, TooSlow
@@ -57,7 +59,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app = FastAPI(
         title="featuregen search",
-        summary="Text, keyword, hybrid and image search over the DINOv2 feature store.",
+        summary="Caption, image, keyword and hybrid search over the feature store.",
         lifespan=lifespan,
         docs_url=None,  # /docs below: Swagger UI from a package, not from a CDN
         redoc_url=None,
@@ -77,10 +79,20 @@ def create_app(config: ServeConfig) -> FastAPI:
     )
     _add_error_handlers(app, config)
 
-    @app.get("/api/search", summary="Search by text, keyword, hybrid, or like=<image id>.")
+    @app.get("/api/info", summary="The search modes, the default, examples, categories, models.")
+    async def info() -> dict:
+        return await backend.with_connection(lambda c: store_info(c, backend.searcher))
+
+    @app.get("/api/search", summary="Search by words (in a mode), or like=<image id>.")
     async def search(
         q: Annotated[str | None, Query(description="What to look for, in words.")] = None,
-        mode: Annotated[Literal["text", "keyword", "hybrid"], Query()] = "text",
+        mode: Annotated[
+            str | None,
+            Query(description=f"{' | '.join(mode_names())}; unset: the default (/api/info)."),
+        ] = None,
+        version: Annotated[
+            str | None, Query(description="A registered text encoder version (image, hybrid).")
+        ] = None,
         like: Annotated[str | None, Query(description="Images like this stored image.")] = None,
         category: Annotated[str | None, Query(description="Only this category.")] = None,
         k: Annotated[int, Query(ge=1, le=MAX_K, description="Hits per page.")] = 20,
@@ -90,10 +102,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         ] = DEFAULT_CONSTANT,
     ) -> dict:
         if q is None and like is None:
-            raise BadQuery("give q=<words> (mode text, keyword or hybrid) or like=<image id>")
+            raise BadQuery("give q=<words> (and a mode, or the default) or like=<image id>")
         query = SearchQuery(
             text=q,
-            mode=mode,
+            mode=mode or None,
+            version=version or None,
             like=like,
             category=category or None,
             k=k,

@@ -11,7 +11,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,7 +19,9 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from featuregen_assets.core.search.default_mode import DefaultMode
 from featuregen_assets.core.search.engine import MAX_IMAGE_PIXELS, Searcher, SearchQuery
+from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.serve.cursors import CursorSigner
 from featuregen_assets.serve.files import StoredImages
 from featuregen_assets.serve.limits import Deadline, SearchPool, bounded_connection, checkout
@@ -34,9 +36,10 @@ SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, e
 class ServeConfig:
     """What the application serves: the database, the image store, where thumbnails are
     cached, the largest upload (bytes and pixels), how to build the image embedder (None: no
-    image queries), whether the text encoder runs in int8, torch's threads per request; the
-    bounds on work (`limits`), the cursor key (None: a new one per process), and what the
-    guard admits (`guard.GuardSettings`: bound host, further host names, token)."""
+    image queries), whether the query encoders run in int8, torch's threads per request; the
+    bounds on work (`limits`), the cursor key (None: a new one per process), what the guard
+    admits (`guard.GuardSettings`: bound host, further host names, token); the sentence model
+    of caption search, the search settings and where research reports are (the default mode)."""
 
     database_url: str
     images_dir: Path
@@ -65,6 +68,9 @@ class ServeConfig:
     bound_host: str = "127.0.0.1"
     allowed_hosts: Sequence[str] = ()
     token: str | None = None
+    sentence_model: str | None = None
+    search: SearchSettings = field(default_factory=SearchSettings)
+    reports_dir: Path | None = None
 
 
 class Backend:
@@ -76,6 +82,9 @@ class Backend:
             config.embedder_factory,
             int8_text_encoder=config.int8_text_encoder,
             max_image_pixels=config.max_upload_pixels,
+            sentence_model=config.sentence_model,
+            settings=config.search,
+            default_mode=DefaultMode(config.search, config.reports_dir),
         )
         self.images = StoredImages(config.images_dir, config.thumbs_dir)
         self.signer = CursorSigner(config.cursor_key or secrets.token_bytes(32))
@@ -114,7 +123,8 @@ class Backend:
         """The answer to ``query`` (its cursor as the client sent it, signed) as a dict, its
         next cursor signed; a bad query is refused before it takes a thread."""
         query = replace(query, cursor=self.signer.verify(query.cursor))
-        lane = self.keyword_lane if query.kind() in ("keyword", "hybrid") else self.lane
+        kind = query.kind(self.searcher.default_mode())
+        lane = self.keyword_lane if kind in ("keyword", "hybrid") else self.lane
         return await lane.run(lambda deadline: self._answer(query, deadline))
 
     async def with_connection(self, work: Callable[[psycopg.Connection], T]) -> T:

@@ -60,6 +60,21 @@ def build_embedder(settings: Settings):
     return build_resources(settings)["embedder"].build()
 
 
+def build_searcher(settings: Settings):
+    """A `Searcher` with `settings`' sentence model, search settings and default mode (the
+    stored research report's measured best unless FEATUREGEN_SEARCH_MODE says)."""
+    from featuregen_assets.core.runtime.paths import research_reports_dir
+    from featuregen_assets.core.search.default_mode import DefaultMode
+    from featuregen_assets.core.search.engine import Searcher
+
+    return Searcher(
+        lambda: build_embedder(settings),
+        sentence_model=settings.sentence_model,
+        settings=settings.search,
+        default_mode=DefaultMode(settings.search, research_reports_dir(settings.home)),
+    )
+
+
 def serve(
     settings: Settings,
     database_url: str,
@@ -89,6 +104,9 @@ def serve(
         bound_host=host,
         allowed_hosts=settings.serve_allowed_hosts,
         token=settings.serve_token,
+        sentence_model=settings.sentence_model,
+        search=settings.search,
+        reports_dir=paths.research_reports_dir(settings.home),
     )
     with announced(settings.home, local_url(host, port)):
         uvicorn.run(create_app(config), host=host, port=port, log_level="info")

@@ -20,6 +20,11 @@ def artifacts_dir(home: Path) -> Path:
     return home / "artifacts"
 
 
+def research_reports_dir(home: Path) -> Path:
+    """The research report's versions (`<version>/report.json`): the search default's source."""
+    return artifacts_dir(home) / "research_report"
+
+
 def checkpoints_dir(home: Path) -> Path:
     """Rows of unfinished model steps (`core.runtime.checkpoint`)."""
     return home / "checkpoints"

@@ -1,9 +1,11 @@
 """Search over the feature store, shared by the HTTP API, the CLI and Python callers.
 
-One hit schema (`hits.Hit`) for every way of asking: text through the newest aligned text
-encoder, an uploaded image through the DINOv2 embedder, a stored image's id, a raw vector
-(all nearest-neighbour queries over pgvector, `core.store.search`), keyword (PostgreSQL full
-text over generated prompts and link captions, `keyword`) and hybrid (reciprocal-rank fusion
-of the two lists, `fusion`). Every answer carries facets, a keyset cursor (`cursor`) and
-timings. Plain Python: the connection and the models arrive as arguments (`engine`).
+One engine (`engine.Searcher`), one hit schema (`hits.Hit`). A text query is answered in a mode
+(`modes`): caption (sentence vectors of the images' texts, `core.store.text_search`), image
+(the aligned text encoder over the DINOv2 vectors, `core.store.search`), keyword (PostgreSQL
+full text, `keyword`) or hybrid (weighted reciprocal-rank fusion of every available list,
+`lists`, `fusion`); the default mode is the stored report's measured best (`default_mode`).
+Other queries: a stored image's id, an uploaded image, a raw vector. Every answer carries
+facets, a total, a keyset cursor (`cursor`), timings, the model versions used and, per hit,
+why it came. Plain Python: the connection and the models arrive as arguments.
 """

@@ -1,10 +1,9 @@
-"""One search call: validate the query, get its vector, rank, page, count facets, time it."""
+"""One search call: validate the query, get its vectors, rank its lists, page, count, time it."""
 
 from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -16,52 +15,49 @@ import psycopg
 
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.search import bounds
+from featuregen_assets.core.search import lists as ranked_lists
+from featuregen_assets.core.search.counts import TotalCounter
 from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
-from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT, reciprocal_rank_fusion
+from featuregen_assets.core.search.default_mode import DefaultMode
+from featuregen_assets.core.search.errors import BadQuery, NotAnImage, NotFound, Unavailable
+from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
 from featuregen_assets.core.search.hits import Hit, category_counts, load_hits
-from featuregen_assets.core.search.keyword import keyword_ranked
+from featuregen_assets.core.search.lists import Ranked, Why
+from featuregen_assets.core.search.modes import (
+    CAPTION,
+    FALLBACK_DEFAULT,
+    IMAGE,
+    KEYWORD,
+    mode_named,
+)
+from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.search.query_models import TEXT_ENCODER, QueryModels
 from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
-from featuregen_assets.core.store.registry import RegisteredModel, latest_model, most_embedded_model
-from featuregen_assets.core.store.search import nearest
+from featuregen_assets.core.store.registry import RegisteredModel, most_embedded_model
 
-MODES = ("text", "keyword", "hybrid")
 MAX_K = 1000
 MAX_RESULTS = 1000  # how far a query pages by cursor
 FACET_DEPTH = 100  # facets count the categories of the query's best this many, unfiltered
 HYBRID_DEPTHS = (100, MAX_RESULTS)  # each list's depth: the first that covers the page
-TEXT_ENCODER = "aligned_text_encoder"
+NON_TEXT = ("like", "upload", "vector")  # query kinds that are not words
 MAX_IMAGE_PIXELS = DownloadSettings.max_pixels  # an image query is held to the downloader's
+__all__ = ["BadQuery", "NotAnImage", "NotFound", "Unavailable", "TEXT_ENCODER"]
 
-Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)
 KeywordLists = dict[tuple[int, str | None], Ranked]  # (depth, category) → the keyword list
 # A second connection for work beside the query's own, or None when none is free right now.
 SpareConnection = Callable[[], AbstractContextManager[psycopg.Connection | None]]
 
 
-class BadQuery(ValueError):
-    """A query that cannot be answered as asked (HTTP 400)."""
-
-
-class NotFound(LookupError):
-    """A `like` image id with no stored vector (HTTP 404)."""
-
-
-class Unavailable(LookupError):
-    """What the query needs is not there yet: a model, or stored vectors (HTTP 503)."""
-
-
-class NotAnImage(ValueError):
-    """Uploaded bytes that do not decode as an image (HTTP 415)."""
-
-
 @dataclass(frozen=True)
 class SearchQuery:
-    """What to look for: exactly one of ``text`` (with ``mode``), ``like`` (a stored image's
-    id), ``image`` (image file bytes) or ``vector``; optionally one category; ``k`` hits per
-    page; ``cursor`` from the previous page; ``rrf_k``, the hybrid fusion constant."""
+    """What to look for: exactly one of ``text`` (with ``mode``: a `modes.MODES` name, None
+    for the searcher's default), ``like`` (a stored image's id), ``image`` (image file bytes)
+    or ``vector``; optionally one category; ``k`` hits per page; ``cursor`` from the previous
+    page; ``rrf_k``, the hybrid fusion constant; ``version``, a registered text encoder
+    version (else the served one)."""
 
     text: str | None = None
-    mode: str = "text"
+    mode: str | None = None
     like: str | None = None
     image: bytes | None = None
     vector: Sequence[float] | None = None
@@ -69,15 +65,17 @@ class SearchQuery:
     k: int = 20
     cursor: str | None = None
     rrf_k: float = DEFAULT_CONSTANT
+    version: str | None = None
 
-    def kind(self) -> str:
-        """text | keyword | hybrid | like | image | vector; raises BadQuery when malformed."""
+    def kind(self, default_mode: str = FALLBACK_DEFAULT) -> str:
+        """caption | image | keyword | hybrid (a text query's mode) or like | upload |
+        vector; raises BadQuery when malformed."""
         given = [
             name
             for name, value in (
                 ("text", self.text),
                 ("like", self.like),
-                ("image", self.image),
+                ("upload", self.image),
                 ("vector", self.vector),
             )
             if value is not None
@@ -90,6 +88,7 @@ class SearchQuery:
                 like=self.like,
                 category=self.category,
                 cursor=self.cursor,
+                version=self.version,
             )
         except ValueError as error:
             raise BadQuery(str(error)) from None
@@ -101,13 +100,15 @@ class SearchQuery:
             return given[0]
         if not self.text.strip():
             raise BadQuery("the query is empty: type some words")
-        if self.mode not in MODES:
-            raise BadQuery(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         try:
-            bounds.check_text(self.text, keywords=self.mode != "text")
+            mode = mode_named(self.mode or default_mode).name
+        except ValueError as error:
+            raise BadQuery(str(error)) from error
+        try:
+            bounds.check_text(self.text, keywords=KEYWORD in mode_named(mode).lists)
         except bounds.QueryTooLarge as error:
             raise BadQuery(str(error)) from None
-        return self.mode
+        return mode
 
 
 @dataclass
@@ -120,7 +121,8 @@ class SearchAnswer:
     next_cursor: str | None
     facets: dict[str, int]
     timing_ms: dict[str, float]  # hybrid's keyword part may overlap encode and vector
-    model: dict[str, str | None]
+    model: dict[str, str | None]  # the versions used: embedding, text encoder, sentence model
+    total: int  # how many images the query ranks in its scope (`counts.TotalCounter`)
     category: str | None = None
 
     def as_dict(self) -> dict:
@@ -143,59 +145,61 @@ class _Timings:
             self.ms[name] += (time.perf_counter() - start) * 1000
 
 
+@dataclass
+class _Plan:
+    """What a query reads: its lists, and each vector list's query vector and model."""
+
+    kind: str
+    lists: tuple[str, ...]
+    image_vector: np.ndarray | None = None
+    space: str | None = None  # the image vectors' embedding model
+    caption_vector: np.ndarray | None = None
+    sentence_model: str | None = None
+    record: RegisteredModel | None = None  # the text encoder a text query used
+    random_prompts: bool = False  # caption search reads the random captioner's prompts too
+
+
 class Searcher:
-    """Answers `SearchQuery`s. Loads the newest registered aligned text encoder once and again
-    only when a newer version is registered; builds the image embedder (``embedder_factory``)
-    on the first image query. Safe to share between threads.
+    """Answers `SearchQuery`s over one engine for every mode. Its query encoders
+    (`QueryModels`: the served or asked-for aligned text encoder, the sentence encoder, the
+    image embedder) load on first use. Safe to share between threads.
 
     Given a spare connection, hybrid queries rank their keyword lists on it while the query
     is encoded and the vector lists ranked, so a hybrid query costs about the longer of the
-    two, not their sum. With ``int8_text_encoder`` the encoder's linear layers run in int8
-    (`quantize.with_int8_linear_layers`: about 3× faster on a CPU, cosine ≥ 0.998 to float32)."""
+    two, not their sum. With ``int8_text_encoder`` the query encoders' linear layers run in
+    int8 (`quantize.with_int8_linear_layers`: about 3× faster on a CPU)."""
 
     def __init__(
         self,
         embedder_factory: Callable[[], object] | None = None,
         encoder_loader: Callable[[RegisteredModel], object] | None = None,
         int8_text_encoder: bool = False,
+        sentence_model: str | None = None,
+        settings: SearchSettings | None = None,
+        default_mode: Callable[[], tuple[str, str]] | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
-        self._embedder_factory = embedder_factory
+        self.settings = settings or SearchSettings()
         self._max_pixels = max_image_pixels
-        self._encoder_loader = encoder_loader or _load_encoder
-        self._int8 = int8_text_encoder
-        self._encoder: tuple[tuple[str, str], object] | None = None
-        self._embedder = None
-        self._lock = threading.Lock()
+        self.models = QueryModels(
+            embedder_factory, encoder_loader, int8_text_encoder, sentence_model
+        )
+        self.weights = self.settings.weights()
+        self.default_choice = default_mode or DefaultMode(self.settings)
+        self._totals = TotalCounter(self.settings.random_prompts)
         self._beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-lists")
 
+    def default_mode(self) -> str:
+        """The mode a text query without one gets (`default_choice()` also says why)."""
+        return mode_named(self.default_choice()[0]).name
+
     def text_encoder(self, record: RegisteredModel):
-        """The loaded encoder of ``record``, loading it if another version is loaded."""
-        key = (record.version, str(record.path))
-        with self._lock:
-            if self._encoder is None or self._encoder[0] != key:
-                encoder = self._encoder_loader(record)
-                if self._int8:
-                    from featuregen_assets.core.search.quantize import with_int8_linear_layers
-
-                    encoder = with_int8_linear_layers(encoder)
-                self._encoder = (key, encoder)
-            return self._encoder[1]
-
-    def image_embedder(self):
-        """The image embedder, built on first use."""
-        if self._embedder_factory is None:
-            raise Unavailable("image queries need the DINOv2 embedder, which is not configured")
-        with self._lock:
-            if self._embedder is None:
-                self._embedder = self._embedder_factory()
-            return self._embedder
+        """The loaded encoder of ``record`` (see `QueryModels.text_encoder`)."""
+        return self.models.text_encoder(record)
 
     def warm(self, conn: psycopg.Connection) -> None:
-        """Load the newest text encoder now, if one is registered."""
-        record = latest_model(conn, TEXT_ENCODER)
-        if record is not None:
-            self.text_encoder(record)
+        """Load the served text encoder and the sentence encoder now, where there are any."""
+        self.models.warm(conn)
 
     def search(
         self,
@@ -203,125 +207,69 @@ class Searcher:
         query: SearchQuery,
         spare: SpareConnection | None = None,
     ) -> SearchAnswer:
-        """One page of hits for ``query``, its facets, next cursor and timings; ``spare``
-        gives a hybrid query a second connection for its keyword lists (see the class)."""
+        """One page of hits for ``query``, its facets, total, next cursor and timings;
+        ``spare`` gives a hybrid query a second connection for its keyword lists."""
         started = time.perf_counter()
-        kind = query.kind()
+        kind = query.kind(self.default_mode())
         timings = _Timings()
-        if kind != "hybrid" or spare is None:
-            return self._search(conn, query, kind, timings, started, None)
+        plan = self._plan(conn, query, kind, timings)
+        if len(plan.lists) < 2 or KEYWORD not in plan.lists or spare is None:
+            return self._search(conn, query, plan, timings, started, None)
         with spare() as side:
             if side is None:
-                return self._search(conn, query, kind, timings, started, None)
+                return self._search(conn, query, plan, timings, started, None)
             early = self._beside.submit(_first_keyword_lists, side, query, timings)
             try:
-                return self._search(conn, query, kind, timings, started, early)
+                return self._search(conn, query, plan, timings, started, early)
             finally:
                 wait([early])  # the side connection goes back only when it is idle
 
-    def _search(
-        self,
-        conn: psycopg.Connection,
-        query: SearchQuery,
-        kind: str,
-        timings: _Timings,
-        started: float,
-        early: Future[KeywordLists] | None,
-    ) -> SearchAnswer:
-        record = latest_model(conn, TEXT_ENCODER)
-        vector, space = self._query_vector(conn, query, kind, record, timings)
-        identity = fingerprint(
-            kind,
-            query.text,
-            query.like,
-            hashlib.sha256(query.image).digest() if query.image else None,
-            None if query.vector is None else np.asarray(query.vector, np.float32).tobytes(),
-            query.category,
-            query.rrf_k if kind == "hybrid" else None,
-            space,
-            record.version if record and kind in ("text", "hybrid") else None,
-        )
-        try:
-            cursor = Cursor.decode(query.cursor, identity) if query.cursor else None
-        except BadCursor as error:
-            raise BadQuery(str(error)) from error
-        position = cursor.position if cursor else 0
-        after = (cursor.key, cursor.image_id) if cursor else None
-        page_size = min(query.k, MAX_RESULTS - position)
-
-        def rank(limit: int, category: str | None, after, position: int) -> Ranked:
-            if kind == "keyword":
-                return _keyword(conn, query.text, limit, category, after, timings)
-            if kind == "hybrid":
-                lists = (vector, space, limit, category, after, position)
-                return _hybrid(conn, query, *lists, timings, early)
-            return _vector(conn, vector, space, limit, category, after, timings)
-
-        best = rank(FACET_DEPTH, None, None, 0)
-        if page_size <= 0:
-            page = []
-        elif query.category is None and cursor is None and page_size < FACET_DEPTH:
-            page = best[: page_size + 1]
-        else:
-            page = rank(page_size + 1, query.category, after, position)
-        more = len(page) > page_size and position + page_size < MAX_RESULTS
-        page = page[:page_size]
-        with timings.measure("metadata"):
-            hits = load_hits(
-                conn,
-                [(image_id, score) for image_id, score, _ in page],
-                first_rank=position + 1,
-                category=query.category,
-                query=vector,
-                embedding_model=space,
+    def _plan(
+        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: _Timings
+    ) -> _Plan:
+        """The lists ``kind`` reads (hybrid: every one available) and their query vectors."""
+        models = self.models
+        if kind in NON_TEXT:
+            vector, space = self._non_text_vector(conn, query, kind, timings)
+            return _Plan(kind, (IMAGE,), vector, space)
+        wanted = mode_named(kind).lists
+        record = models.text_encoder_record(conn, query.version) if IMAGE in wanted else None
+        if query.version is not None and record is None and IMAGE in wanted:
+            raise BadQuery(f"no text encoder version {query.version!r} is registered")
+        sentence = models.sentence(conn) if CAPTION in wanted else None
+        if kind == IMAGE and record is None:
+            raise Unavailable(
+                "no aligned text encoder is registered: run `featuregen demo`, or"
+                " `featuregen train text-encoder` (caption and keyword modes work without one)"
             )
-            facets = category_counts(conn, [image_id for image_id, _, _ in best])
-        next_cursor = None
-        if more and page:
-            last_id, _, last_key = page[-1]
-            next_cursor = Cursor(position + len(page), last_key, last_id, identity).encode()
-        timing_ms = {name: round(ms, 2) for name, ms in timings.ms.items()}
-        timing_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
-        return SearchAnswer(
-            mode=kind,
-            score_kind={"keyword": "keyword", "hybrid": "rrf"}.get(kind, "cosine"),
-            hits=hits,
-            next_cursor=next_cursor,
-            facets=facets,
-            timing_ms=timing_ms,
-            model={
-                "embedding_model": space,
-                "text_encoder_version": record.version if record else None,
-            },
-            category=query.category,
-        )
-
-    def _query_vector(
-        self,
-        conn: psycopg.Connection,
-        query: SearchQuery,
-        kind: str,
-        record: RegisteredModel | None,
-        timings: _Timings,
-    ) -> tuple[np.ndarray | None, str | None]:
-        """The query's vector (None for keyword) and the embedding model whose space it is in."""
-        if kind in ("text", "hybrid"):
-            if record is None:
-                raise Unavailable(
-                    "no aligned text encoder is registered: run `featuregen demo`, or"
-                    " `featuregen train text-encoder` (keyword mode works without one)"
-                )
-            encoder = self.text_encoder(record)
+        if kind == CAPTION and sentence is None:
+            raise Unavailable(models.sentence_problem(conn))
+        plan = _Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
+        plan.random_prompts = self.settings.random_prompts
+        plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
+        plan.space = record.embedding_model if record else most_embedded_model(conn)
+        if record is not None:
+            plan.record = record
+            encoder = models.text_encoder(record)
             with timings.measure("encode"):
-                return encoder.encode([query.text])[0], record.embedding_model
-        if kind == "image":
-            embedder = self.image_embedder()
+                plan.image_vector = encoder.encode([query.text])[0]
+        if sentence is not None:
+            with timings.measure("encode"):
+                plan.caption_vector = sentence.encode([query.text])[0]
+            plan.sentence_model = sentence.key
+        return plan
+
+    def _non_text_vector(
+        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: _Timings
+    ) -> tuple[np.ndarray, str]:
+        """The image-space vector of a like, upload or vector query, and its space."""
+        if kind == "upload":
+            embedder = self.models.image_embedder()
             _require_vectors(conn, embedder.key)
             with timings.measure("encode"):
                 return embed_image_bytes(embedder, query.image, self._max_pixels), embedder.key
+        record = self.models.text_encoder_record(conn, None)
         space = record.embedding_model if record else most_embedded_model(conn)
-        if kind == "keyword":
-            return None, space
         if space is None:
             raise Unavailable("no image vectors are stored yet: run `featuregen run` first")
         if kind == "like":
@@ -335,11 +283,134 @@ class Searcher:
             return row[0].to_numpy(), space
         return _checked_vector(conn, query.vector, space), space
 
+    def _search(
+        self,
+        conn: psycopg.Connection,
+        query: SearchQuery,
+        plan: _Plan,
+        timings: _Timings,
+        started: float,
+        early: Future[KeywordLists] | None,
+    ) -> SearchAnswer:
+        identity = fingerprint(
+            plan.kind,
+            plan.lists,
+            query.text,
+            query.like,
+            hashlib.sha256(query.image).digest() if query.image else None,
+            None if query.vector is None else np.asarray(query.vector, np.float32).tobytes(),
+            query.category,
+            (query.rrf_k, sorted(self.weights.items())) if len(plan.lists) > 1 else None,
+            plan.space,
+            plan.record.version if plan.record else None,
+            plan.sentence_model,
+        )
+        try:
+            cursor = Cursor.decode(query.cursor, identity) if query.cursor else None
+        except BadCursor as error:
+            raise BadQuery(str(error)) from error
+        position = cursor.position if cursor else 0
+        after = (cursor.key, cursor.image_id) if cursor else None
+        page_size = min(query.k, MAX_RESULTS - position)
 
-def _load_encoder(record: RegisteredModel):
-    from featuregen_assets.core.training.alignment import AlignedTextEncoder
+        def rank(limit: int, category: str | None, after, position: int):
+            if len(plan.lists) > 1:
+                return self._hybrid(
+                    conn, query, plan, limit, category, after, position, timings, early
+                )
+            [name] = plan.lists
+            ranked = _one_list(conn, query, plan, name, limit, category, after, position, timings)
+            return ranked, ranked_lists.single(name, ranked, position + 1)
 
-    return AlignedTextEncoder.load(record.path)
+        best, best_why = rank(FACET_DEPTH, None, None, 0)
+        if page_size <= 0:
+            page, why = [], {}
+        elif query.category is None and cursor is None and page_size < FACET_DEPTH:
+            page, why = best[: page_size + 1], best_why
+        else:
+            page, why = rank(page_size + 1, query.category, after, position)
+        more = len(page) > page_size and position + page_size < MAX_RESULTS
+        page = page[:page_size]
+        with timings.measure("metadata"):
+            hits = load_hits(
+                conn,
+                [(image_id, score) for image_id, score, _ in page],
+                first_rank=position + 1,
+                category=query.category,
+                query=plan.image_vector if IMAGE in plan.lists else None,
+                embedding_model=plan.space,
+                why=why,
+                cosine_is_score=plan.lists == (CAPTION,),
+            )
+            facets = category_counts(conn, [image_id for image_id, _, _ in best])
+            total = self._totals.total(
+                conn, plan.lists, plan.space, plan.sentence_model, query.category, query.text
+            )
+        next_cursor = None
+        if more and page:
+            last_id, _, last_key = page[-1]
+            next_cursor = Cursor(position + len(page), last_key, last_id, identity).encode()
+        timing_ms = {name: round(ms, 2) for name, ms in timings.ms.items()}
+        timing_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+        return SearchAnswer(
+            mode={"upload": "image"}.get(plan.kind, plan.kind),
+            score_kind="rrf" if len(plan.lists) > 1 else _SCORE_KINDS[plan.lists[0]],
+            hits=hits,
+            next_cursor=next_cursor,
+            facets=facets,
+            timing_ms=timing_ms,
+            model={
+                "embedding_model": plan.space,
+                "text_encoder_version": plan.record.version if plan.record else None,
+                "sentence_model": plan.sentence_model,
+            },
+            total=total,
+            category=query.category,
+        )
+
+    def _hybrid(
+        self, conn, query, plan: _Plan, limit, category, after, position, timings, early
+    ) -> tuple[Ranked, dict[str, list[Why]]]:
+        """Fuse the plan's lists, each `_hybrid_depth` deep; a keyword list ranked early
+        beside the encoding (``early``) is taken from there."""
+        depth = _hybrid_depth(position, limit)
+        ready = early.result() if early is not None else {}
+        found = {}
+        for name in plan.lists:
+            if name == KEYWORD and (depth, category) in ready:
+                found[name] = ready[(depth, category)]
+            else:
+                found[name] = _one_list(conn, query, plan, name, depth, category, None, 0, timings)
+        return ranked_lists.fuse(found, self.weights, query.rrf_k, limit, after)
+
+
+_SCORE_KINDS = {IMAGE: "cosine", CAPTION: "cosine", KEYWORD: "keyword"}
+
+
+def _one_list(conn, query, plan: _Plan, name, limit, category, after, position, timings) -> Ranked:
+    """One of the plan's ranked lists, ``limit`` long, after a cursor's ``after``."""
+    if name == KEYWORD:
+        return _keyword(conn, query.text, limit, category, after, timings)
+    with timings.measure("vector"):
+        if name == IMAGE:
+            return ranked_lists.by_image_vectors(
+                conn, plan.image_vector, plan.space, limit, category, after
+            )
+        return ranked_lists.by_caption_vectors(
+            conn,
+            plan.caption_vector,
+            plan.sentence_model,
+            limit,
+            category,
+            after,
+            position,
+            plan.random_prompts,
+        )
+
+
+def _keyword(conn, text, limit, category, after, timings: _Timings) -> Ranked:
+    with timings.measure("keyword"):
+        return ranked_lists.by_keywords(conn, text, limit, category, after)
 
 
 def _require_vectors(conn: psycopg.Connection, model: str) -> None:
@@ -381,18 +452,6 @@ def embed_image_bytes(embedder, data: bytes, max_pixels: int = MAX_IMAGE_PIXELS)
     return embedder.embed_pixels(embedder.pixels_to_input(pixels))[0].cpu().numpy()
 
 
-def _vector(conn, vector, space, limit, category, after, timings: _Timings) -> Ranked:
-    with timings.measure("vector"):
-        found = nearest(conn, vector, space, k=limit, category=category, after=after)
-    return [(image_id, 1.0 - distance, distance) for image_id, distance in found]
-
-
-def _keyword(conn, text, limit, category, after, timings: _Timings) -> Ranked:
-    with timings.measure("keyword"):
-        found = keyword_ranked(conn, text, limit=limit, category=category, after=after)
-    return [(image_id, score, -score) for image_id, score in found]
-
-
 def _hybrid_depth(position: int, limit: int) -> int:
     """How deep each list of a hybrid page goes: the first of `HYBRID_DEPTHS` that covers it
     (a page in the same depth sees the same lists, so the same order)."""
@@ -413,42 +472,15 @@ def _first_keyword_lists(
     }
 
 
-def _hybrid(
-    conn,
-    query: SearchQuery,
-    vector,
-    space,
-    limit,
-    category,
-    after,
-    position,
-    timings,
-    early: Future[KeywordLists] | None,
-) -> Ranked:
-    """Fuse the vector and keyword lists, each `_hybrid_depth` deep; a keyword list ranked
-    early beside the encoding (``early``) is taken from there."""
-    depth = _hybrid_depth(position, limit)
-    by_vector = _vector(conn, vector, space, depth, category, None, timings)
-    ready = early.result() if early is not None else {}
-    by_keyword = ready.get((depth, category))
-    if by_keyword is None:
-        by_keyword = _keyword(conn, query.text, depth, category, None, timings)
-    fused = reciprocal_rank_fusion(
-        [[i for i, _, _ in by_vector], [i for i, _, _ in by_keyword]], query.rrf_k
-    )
-    ranked = [(image_id, score, -score) for image_id, score in fused]
-    if after is not None:
-        ranked = [item for item in ranked if (item[2], item[0]) > after]
-    return ranked[:limit]
-
-
 def search_text(
     conn: psycopg.Connection,
     text: str,
     *,
     k: int = 10,
     category: str | None = None,
-    mode: str = "text",
+    mode: str | None = None,
+    searcher: Searcher | None = None,
 ) -> list[Hit]:
-    """The first ``k`` hits of a text query (loads the encoder for this one call)."""
-    return Searcher().search(conn, SearchQuery(text=text, mode=mode, k=k, category=category)).hits
+    """The first ``k`` hits of a text query (a new `Searcher` loads its models for this call)."""
+    query = SearchQuery(text=text, mode=mode, k=k, category=category)
+    return (searcher or Searcher()).search(conn, query).hits

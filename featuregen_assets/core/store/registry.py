@@ -43,17 +43,65 @@ def register_model(conn: psycopg.Connection, model: RegisteredModel) -> None:
     )
 
 
-def latest_model(conn: psycopg.Connection, name: str) -> RegisteredModel | None:
-    """The newest registered version of `name`, or None."""
-    row = conn.execute(
-        "SELECT name, version, path, embedding_model, config, metrics FROM models"
-        " WHERE name = %s ORDER BY created_at DESC LIMIT 1",
-        (name,),
-    ).fetchone()
+_COLUMNS = "name, version, path, embedding_model, config, metrics"
+
+
+def _record(row) -> RegisteredModel | None:
     if row is None:
         return None
     name, version, path, embedding_model, config, metrics = row
     return RegisteredModel(name, version, Path(path), embedding_model, config, metrics)
+
+
+def latest_model(conn: psycopg.Connection, name: str) -> RegisteredModel | None:
+    """The newest registered version of `name`, or None."""
+    return _record(
+        conn.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = %s ORDER BY created_at DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+    )
+
+
+def model_version(conn: psycopg.Connection, name: str, version: str) -> RegisteredModel | None:
+    """Version `version` of `name`, or None."""
+    return _record(
+        conn.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = %s AND version = %s", (name, version)
+        ).fetchone()
+    )
+
+
+def served_model(conn: psycopg.Connection, name: str) -> RegisteredModel | None:
+    """The version of `name` that search serves: the last one promoted (`promote`), else,
+    where none ever was, the newest registered."""
+    return _record(
+        conn.execute(
+            f"SELECT {_COLUMNS} FROM models WHERE name = %s"
+            " ORDER BY promoted_at DESC NULLS LAST, created_at DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+    )
+
+
+def promote(conn: psycopg.Connection, name: str, version: str) -> RegisteredModel:
+    """Make `version` of `name` the served one; LookupError names the versions there are."""
+    row = conn.execute(
+        f"UPDATE models SET promoted_at = clock_timestamp() WHERE name = %s AND version = %s"
+        f" RETURNING {_COLUMNS}",
+        (name, version),
+    ).fetchone()
+    if row is None:
+        known = [
+            v
+            for (v,) in conn.execute(
+                "SELECT version FROM models WHERE name = %s ORDER BY created_at", (name,)
+            )
+        ]
+        raise LookupError(
+            f"no {name} version {version!r}: registered are {', '.join(known) or 'none'}"
+        )
+    return _record(row)
 
 
 def most_embedded_model(conn: psycopg.Connection) -> str | None:

@@ -172,6 +172,19 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        8,
+        "models promoted explicitly",
+        # Search serves the last promoted version of a model, not the newest trained: a new
+        # version replaces it only when promoted (`featuregen models promote`, or by training
+        # when it beats the served one on validation). The newest version of each model is
+        # promoted here, so what was served stays served.
+        """
+        ALTER TABLE models ADD COLUMN promoted_at timestamptz;
+        UPDATE models m SET promoted_at = m.created_at
+        WHERE m.created_at = (SELECT max(created_at) FROM models n WHERE n.name = m.name);
+        """,
+    ),
+    (
         12,
         "raw_images records its file's modification time",
         # The file's st_mtime_ns when its bytes last hashed to image_id: a category's next

@@ -1,0 +1,81 @@
+"""The answer's `total`: how many images a query ranks in its scope (category applied)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD
+
+CACHE_S = 30.0  # vector totals change only when a run stores more; counting 100k costs ~50 ms
+
+
+class TotalCounter:
+    """Vector lists rank every image in scope with a vector: their total is the images in
+    scope with an image vector (image list) or a searched text vector (caption list), cached
+    for `CACHE_S`; a keyword list alone ranks the images whose texts match. With
+    ``random_prompts`` the random-weight captioner's texts count as searched."""
+
+    def __init__(self, random_prompts: bool = False) -> None:
+        self.random_prompts = random_prompts
+        self._cache: dict[tuple, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def total(
+        self,
+        conn: psycopg.Connection,
+        lists: tuple[str, ...],
+        space: str | None,
+        sentence_model: str | None,
+        category: str | None,
+        text: str | None,
+    ) -> int:
+        """The total of a query reading ``lists``."""
+        if lists == (KEYWORD,):
+            return _keyword_matches(conn, text or "", category)
+        key = (IMAGE in lists and space, CAPTION in lists and sentence_model, category)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
+        count = _with_vectors(conn, *key, self.random_prompts)
+        with self._lock:
+            self._cache[key] = (time.monotonic(), count)
+        return count
+
+
+def _with_vectors(conn, space, sentence_model, category, random_prompts: bool) -> int:
+    (count,) = conn.execute(
+        """
+        SELECT count(*) FROM (SELECT DISTINCT image_id FROM raw_images
+                              WHERE status = 'ok' AND category = coalesce(%(category)s, category)) r
+        WHERE EXISTS (SELECT 1 FROM image_embeddings e
+                      WHERE e.image_id = r.image_id AND e.model = %(space)s)
+           OR EXISTS (SELECT 1 FROM prompt_embeddings t
+                      WHERE t.image_id = r.image_id AND t.model = %(sentence)s
+                        AND (%(random)s OR NOT t.random_weights))
+        """,
+        {
+            "space": space or None,
+            "sentence": sentence_model or None,
+            "category": category,
+            "random": random_prompts,
+        },
+    ).fetchone()
+    return count
+
+
+def _keyword_matches(conn, text: str, category: str | None) -> int:
+    (count,) = conn.execute(
+        """
+        SELECT count(DISTINCT p.image_id)
+        FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
+        WHERE p.search @@ q.query
+          AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id AND c.status = 'ok'
+                      AND c.category = coalesce(%(category)s, c.category))
+        """,
+        {"text": text, "category": category},
+    ).fetchone()
+    return count
