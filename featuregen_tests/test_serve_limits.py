@@ -88,7 +88,7 @@ def test_a_plain_query_answers_within_2_s_beside_keyword_floods(store) -> None:
             with httpx.Client(base_url=base, timeout=60) as client:
                 for q in ("a red circle", "blue square", "green star", "small triangle") * 3:
                     begin = time.perf_counter()
-                    response = client.get("/api/search", params={"q": q, "k": 10})
+                    response = client.get("/api/search", params={"q": q, "mode": "image", "k": 10})
                     plain_s.append(time.perf_counter() - begin)
                     assert response.status_code == 200, response.text
         finally:

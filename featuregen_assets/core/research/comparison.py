@@ -28,6 +28,7 @@ from featuregen_assets.core.research.patch_grids import PatchGridFiles
 from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
 from featuregen_assets.core.research.report import recall_plot
 from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
+from featuregen_assets.core.research.served_modes import served_mode_answer, served_mode_rows
 from featuregen_assets.core.research.text_baselines import keyword_scores, unit
 from featuregen_assets.core.research.text_to_image import (
     Corpus,
@@ -179,6 +180,7 @@ def run_comparison(
         keyword=lambda texts, ids: keyword_scores(conn, texts, ids),
     )
     measurements = compare_text_to_image(corpus, split, queries, methods)
+    measurements += served_mode_rows(conn, corpus, split, queries, trained.encode, log=log)
     records = (
         read_records(mask_files(conn, probe.records_dir, ".json"))
         if probe is not None and probe.records_dir is not None
@@ -259,6 +261,7 @@ def run_comparison(
         + variant_answers(measurements, tests)
         + decoder_answers(measurements, tests)
         + probe_answers(measurements, tests)
+        + served_mode_answer(measurements)
     )
     measurements += tests.rows
     return Outcome(measurements, answers, images, context)

@@ -1,0 +1,191 @@
+"""The report's rows for the modes the search service serves (`core/search/modes.py`), so it
+answers "which mode should a user of this store search with" and the service's default mode
+follows it (`core/search/default_mode.py` reads these rows).
+
+Each mode ranks the report's test gallery for each query set as the service ranks the store:
+caption by the nearest stored text vector (`prompt_embeddings`, the random-weight captioner's
+texts left out), image by the aligned text encoder over the stored image vectors, keyword by
+PostgreSQL full text with the service's query syntax and rank, hybrid by the service's weighted
+reciprocal-rank fusion of the lists there are, each cut at the service's depth (ranks within
+the gallery). Same queries, gallery and intervals as every other row of the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import psycopg
+
+from featuregen_assets.core.research.measurements import Measurement, rows
+from featuregen_assets.core.research.queries import Query, QueryMatrix
+from featuregen_assets.core.research.text_baselines import unit
+from featuregen_assets.core.research.text_to_image import (
+    QUESTION,
+    Corpus,
+    queries_on_test_gallery,
+    query_sets,
+    seed_estimates,
+    training_texts,
+)
+from featuregen_assets.core.search.default_mode import DEFAULT_METRIC, DEFAULT_SETS, SERVED_PREFIX
+from featuregen_assets.core.search.engine import HYBRID_DEPTHS
+from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
+from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
+from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.training.splits import Split
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+ListScores = dict[str, np.ndarray]  # list name → (queries, gallery) scores; -inf: not listed
+
+
+def served_mode_rows(
+    conn: psycopg.Connection,
+    corpus: Corpus,
+    split: Split,
+    queries: Sequence[Query],
+    encode: Encode,
+    sentence_model: str | None = None,
+    settings: SearchSettings | None = None,
+    log: Callable[[str], None] = print,
+    seed: int = 0,
+) -> list[Measurement]:
+    """Rows `served mode: <mode>` for every query set of the comparison (test gallery);
+    ``encode``: the text encoder the image mode uses; ``sentence_model``: caption search's
+    (default all-MiniLM-L6-v2); a list with nothing stored (no text vectors) is left out,
+    as the service leaves it out of hybrid."""
+    from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
+
+    settings = settings or SearchSettings()
+    trained = set(training_texts(corpus, split)[0])
+    test_ids = list(split.test)
+    try:
+        sentence = SentenceModel(sentence_model or BUNDLED)
+    except (OSError, ImportError, ValueError) as error:
+        log(f"research: the sentence model does not load ({error}): no caption mode rows")
+        sentence, texts = None, {}
+    else:
+        texts = _gallery_text_vectors(conn, sentence.key, test_ids, settings.random_prompts)
+        if not texts:
+            log(f"research: no text vectors of {sentence.key} stored: no caption mode rows")
+    out: list[Measurement] = []
+    for query_set in query_sets(queries):
+        matrix = queries_on_test_gallery(queries, query_set, test_ids, trained)
+        if not matrix.texts:
+            continue
+        lists = _list_scores(conn, corpus, matrix, test_ids, encode, sentence, texts)
+        for mode in MODES:
+            read = [name for name in mode.lists if name in lists]
+            if not read:
+                continue
+            scores = (
+                lists[read[0]]
+                if len(read) == 1
+                else _fused(lists, read, settings.weights(), DEFAULT_CONSTANT)
+            )
+            estimates = seed_estimates([scores], matrix, seed)
+            out += rows(QUESTION, "retrieval", query_set, SERVED_PREFIX + mode.name, estimates)
+    return out
+
+
+def served_mode_answer(measurements: Sequence[Measurement]) -> list[str]:
+    """One line: the served mode a user should search with, by `DEFAULT_METRIC` averaged over
+    `DEFAULT_SETS` (what the service's default follows), each set's figure with its interval."""
+    served = [m for m in measurements if m.method.startswith(SERVED_PREFIX)]
+    cells = {
+        (m.method.removeprefix(SERVED_PREFIX), m.query_set): m
+        for m in served
+        if m.metric == DEFAULT_METRIC and m.query_set in DEFAULT_SETS
+    }
+    modes = [mode.name for mode in MODES if all((mode.name, s) in cells for s in DEFAULT_SETS)]
+    if not modes:
+        return []
+    mean = {m: float(np.mean([cells[(m, s)].value for s in DEFAULT_SETS])) for m in modes}
+    best = max(modes, key=lambda m: (mean[m], -modes.index(m)))
+
+    def described(m: str) -> str:
+        cell = {s: cells[(m, s)] for s in DEFAULT_SETS}
+        figures = ", ".join(
+            f"{s} {c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]" for s, c in cell.items()
+        )
+        return f"{m} (mean {mean[m]:.3f}: {figures})"
+
+    others = "; ".join(described(m) for m in sorted(modes, key=lambda m: -mean[m]) if m != best)
+    return [
+        f"Which mode should a user of this store search with? {described(best)} has the best"
+        f" mean {DEFAULT_METRIC} of the served modes on the test split; the others: {others}."
+        " The search service's default mode follows this unless FEATUREGEN_SEARCH_MODE is set."
+    ]
+
+
+def _list_scores(
+    conn, corpus, matrix: QueryMatrix, test_ids, encode, sentence, texts
+) -> ListScores:
+    """Each available list's (queries, gallery) scores, -inf where the list holds no image."""
+    query_texts = [q.text for q in matrix.queries]
+    gallery = unit(corpus.vectors[corpus.rows_of(test_ids)])
+    lists: ListScores = {IMAGE: np.asarray(encode(query_texts)) @ gallery.T}
+    if texts:
+        lists[CAPTION] = _caption_scores(sentence.encode(query_texts), texts, test_ids)
+    lists[KEYWORD] = _keyword_scores(conn, query_texts, test_ids)
+    return lists
+
+
+def _gallery_text_vectors(
+    conn: psycopg.Connection, model: str, gallery: Sequence[str], random_prompts: bool
+) -> dict[str, np.ndarray]:
+    """image id → its stored text vectors (rows) from sentence model `model`."""
+    found: dict[str, list[np.ndarray]] = {}
+    for image_id, vector in conn.execute(
+        "SELECT image_id, embedding FROM prompt_embeddings WHERE model = %s"
+        " AND image_id = ANY(%s) AND (%s OR NOT random_weights)",
+        (model, list(gallery), random_prompts),
+    ):
+        found.setdefault(image_id, []).append(vector.to_numpy())
+    return {image_id: np.stack(vectors) for image_id, vectors in found.items()}
+
+
+def _caption_scores(
+    query_vectors: np.ndarray, texts: dict[str, np.ndarray], gallery: Sequence[str]
+) -> np.ndarray:
+    """Each gallery image's nearest text's cosine to each query (-inf: no text)."""
+    scores = np.full((len(query_vectors), len(gallery)), -np.inf)
+    for column, image_id in enumerate(gallery):
+        if image_id in texts:
+            scores[:, column] = (query_vectors @ texts[image_id].T).max(axis=1)
+    return scores
+
+
+def _keyword_scores(
+    conn: psycopg.Connection, query_texts: Sequence[str], gallery: Sequence[str]
+) -> np.ndarray:
+    """The service's keyword rank (websearch syntax, best-matching text's ts_rank_cd) of each
+    gallery image for each query (-inf: no match)."""
+    column = {image_id: c for c, image_id in enumerate(gallery)}
+    scores = np.full((len(query_texts), len(gallery)), -np.inf)
+    for row, text in enumerate(query_texts):
+        for image_id, score in conn.execute(
+            "SELECT p.image_id, max(ts_rank_cd(p.search, q.query, 32))"
+            " FROM image_prompts p, websearch_to_tsquery('english', %s) AS q(query)"
+            " WHERE p.search @@ q.query AND p.image_id = ANY(%s) GROUP BY p.image_id",
+            (text, list(gallery)),
+        ):
+            scores[row, column[image_id]] = score
+    return scores
+
+
+def _fused(
+    lists: ListScores, read: Sequence[str], weights: dict[str, float], constant: float
+) -> np.ndarray:
+    """Weighted reciprocal-rank fusion of the lists' gallery rankings, each cut at the
+    service's first hybrid depth (an image a list does not hold adds nothing)."""
+    depth = HYBRID_DEPTHS[0]
+    fused = np.zeros_like(lists[read[0]])
+    for name in read:
+        scores = lists[name]
+        order = np.argsort(-scores, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+        held = np.isfinite(scores) & (ranks <= depth)
+        fused += np.where(held, weights.get(name, 1.0) / (constant + ranks), 0.0)
+    return fused
