@@ -198,10 +198,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from featuregen_assets.demo.tiny_models import ensure_tiny_models
+    if args.action == "build-tiny":
+        from featuregen_assets.demo.tiny_models import ensure_tiny_models
 
-    root = ensure_tiny_models(_settings().models_root())
-    print(f"tiny models in {root / 'tiny'}")
+        root = ensure_tiny_models(_settings().models_root())
+        print(f"tiny models in {root / 'tiny'}")
+        return 0
+    from featuregen_assets.core.store import db
+    from featuregen_assets.core.store.registry import models_of, promote
+
+    settings = _settings()
+    with db.connection(_database_url(settings)) as conn:
+        if args.action == "promote":
+            if not args.version:
+                args.usage("promote needs the version: featuregen models promote VERSION")
+            try:
+                record = promote(conn, args.name, args.version)
+            except LookupError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            print(f"{record.name} {record.version} is served now (search, serve, the API)")
+            return 0
+        for record, served in models_of(conn, args.name):
+            figure = record.metrics.get("validation_recall@5")
+            shown = "" if figure is None else f"  validation recall@5 {float(figure):.3f}"
+            print(f"{'*' if served else ' '} {record.version}  {record.embedding_model}{shown}")
     return 0
 
 
@@ -633,12 +654,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser(
         "models",
-        help="Build the tiny models (FEATUREGEN_MODELS=tiny) into FEATUREGEN_MODELS_DIR.",
+        help="Build the tiny models; list or promote trained versions.",
         description="`featuregen models build-tiny` builds the tiny profile's random-weight,"
-        " architecture-identical models once, deterministically, and prints where they are.",
+        " architecture-identical models once, deterministically, and prints where they are."
+        " `featuregen models list` lists the trained versions (* = served);"
+        " `featuregen models promote VERSION` makes one the version search serves (a newly"
+        " trained text encoder is served by itself only when its validation recall@5 beats"
+        " the served one's).",
     )
-    models.add_argument("action", choices=["build-tiny"])
-    models.set_defaults(func=_cmd_models)
+    models.add_argument("action", choices=["build-tiny", "list", "promote"])
+    models.add_argument("version", nargs="?", help="promote: the version to serve.")
+    models.add_argument(
+        "--name", default="aligned_text_encoder", help="The trained model (default the encoder)."
+    )
+    models.set_defaults(func=_cmd_models, usage=models.error)
 
     summary = commands.add_parser(
         "summary",

@@ -19,7 +19,7 @@ from featuregen_assets.cli import build_parser, main
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import process_token
 from featuregen_assets.serve.discovery import running_server
-from featuregen_tests.search_store import build_search_store
+from featuregen_tests.search_store import build_search_store, register_text_encoder
 
 
 @pytest.fixture
@@ -165,3 +165,16 @@ def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         server.wait(timeout=60)
     assert not paths.serve_file(store.home).exists()  # removed as the server stopped
+
+
+def test_models_list_and_promote_name_the_served_version(store, capsys) -> None:
+    register_text_encoder(store, "v2", seed=2)
+    assert main(["models", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0:2] for line in listed] == [["v1", store.embedding_model], ["*", "v2"]]
+    assert main(["models", "promote", "v1"]) == 0
+    assert "aligned_text_encoder v1 is served now" in capsys.readouterr().out
+    assert main(["search", "a red circle", "--mode", "image", "-k", "1"]) == 0
+    assert "text_encoder_version v1" in capsys.readouterr().out.splitlines()[0]
+    assert main(["models", "promote", "v9"]) == 1
+    assert "no aligned_text_encoder version 'v9': registered are v1, v2" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,12 @@ from PIL import Image
 from featuregen_assets.core.search import engine
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.store import db, schema
-from featuregen_assets.core.store.registry import served_model
+from featuregen_assets.core.store.registry import (
+    RegisteredModel,
+    promote,
+    promotion_decision,
+    served_model,
+)
 from featuregen_assets.serve.app import create_app
 from featuregen_tests.search_store import SearchStore, build_search_store, register_text_encoder
 
@@ -358,18 +364,40 @@ def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -
         assert image.status_code == 503
 
 
-def test_a_newer_text_encoder_is_loaded_once_registered(client, store) -> None:
-    before = _get(client, q="a small green star", k=24)
+def test_a_new_text_encoder_is_served_once_promoted_not_when_registered(client, store) -> None:
+    with db.connection(store.url) as conn:
+        promote(conn, "aligned_text_encoder", "v1")
+    before = _get(client, q="a small green star", mode="image", k=24)
     register_text_encoder(store, "v2", seed=2)
     try:
-        after = _get(client, q="a small green star", k=24)
+        registered = _get(client, q="a small green star", mode="image", k=24)
+        with db.connection(store.url) as conn:
+            promote(conn, "aligned_text_encoder", "v2")
+        promoted = _get(client, q="a small green star", mode="image", k=24)
     finally:
         with db.connection(store.url) as conn:
             conn.execute("DELETE FROM models WHERE version = 'v2'")
+            conn.execute("UPDATE models SET promoted_at = NULL")
     assert before["model"]["text_encoder_version"] == "v1"
-    assert after["model"]["text_encoder_version"] == "v2"
-    assert [h["score"] for h in after["hits"]] != [h["score"] for h in before["hits"]]
-    assert _get(client, q="a small green star", k=24)["hits"] == before["hits"]
+    assert registered["model"]["text_encoder_version"] == "v1"
+    assert registered["hits"] == before["hits"]
+    assert promoted["model"]["text_encoder_version"] == "v2"
+    assert [h["score"] for h in promoted["hits"]] != [h["score"] for h in before["hits"]]
+    assert _get(client, q="a small green star", mode="image", k=24)["hits"] == before["hits"]
+
+
+def test_training_promotes_a_new_version_only_when_its_validation_figure_is_better() -> None:
+    def version(name: str, recall: float, model: str = "m") -> RegisteredModel:
+        metrics = {"validation_recall@5": recall}
+        return RegisteredModel("aligned_text_encoder", name, Path(name), model, {}, metrics)
+
+    metric = "validation_recall@5"
+    assert promotion_decision(version("a", 0.1), None, metric)[0]
+    better, why = promotion_decision(version("b", 0.3), version("a", 0.2), metric)
+    assert better and "0.3000 against the served a's 0.2000" in why
+    worse, why = promotion_decision(version("b", 0.1), version("a", 0.2), metric)
+    assert not worse and "featuregen models promote b" in why
+    assert not promotion_decision(version("b", 0.9, "other"), version("a", 0.2), metric)[0]
 
 
 def test_the_page_and_the_openapi_schema_are_served(client) -> None:
@@ -443,7 +471,7 @@ def test_hybrid_says_why_each_hit_came_and_weighs_its_lists(client, store) -> No
     only_captions = create_app(
         store.config(search=SearchSettings(hybrid_weights=("image=0", "caption=1", "keyword=0")))
     )
-    with TestClient(only_captions) as weighted:
+    with TestClient(only_captions, base_url="http://127.0.0.1") as weighted:
         fused = _get(weighted, q="a large red circle", mode="hybrid", k=5)["hits"]
     caption = _get(client, q="a large red circle", mode="caption", k=5)["hits"]
     assert [h["image_id"] for h in fused] == [h["image_id"] for h in caption]

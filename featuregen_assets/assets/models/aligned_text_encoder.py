@@ -14,6 +14,7 @@ from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
+    promote_if_better,
     publish,
     training_data,
     training_metadata,
@@ -24,6 +25,8 @@ from featuregen_assets.resources.postgres import PostgresResource
 if TYPE_CHECKING:
     from featuregen_assets.core.training.alignment_training import TrainResult
 
+# A new version is served by itself only when this beats the served version's (else: promote).
+PROMOTION_METRIC = "validation_recall@5"
 HEADLINE = (
     "recall@1",
     "recall@5",
@@ -120,7 +123,15 @@ def aligned_text_encoder(
         result.metrics,
         lambda path: _save(result, path),
     )
-    return dg.MaterializeResult(metadata=training_metadata(model, result.loss_curve, HEADLINE))
+    promotion = promote_if_better(postgres, model, PROMOTION_METRIC)
+    context.log.info(promotion)
+    return dg.MaterializeResult(
+        metadata={
+            **training_metadata(model, result.loss_curve, HEADLINE),
+            "promoted": promotion.startswith("promoted"),
+            "promotion": promotion,
+        }
+    )
 
 
 def _save(result: "TrainResult", path: Path) -> None:

@@ -16,7 +16,10 @@ from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.store.registry import (
     RegisteredModel,
     most_embedded_model,
+    promote,
+    promotion_decision,
     register_model,
+    served_model,
 )
 from featuregen_assets.core.training.plots import line_chart, markdown_image
 from featuregen_assets.resources.postgres import PostgresResource
@@ -108,6 +111,26 @@ def publish(
     with postgres.connection() as conn:
         register_model(conn, model)
     return model
+
+
+def promote_if_better(postgres: PostgresResource, model: RegisteredModel, metric: str) -> str:
+    """Serve the new `model` only when none is served or its validation `metric` beats the
+    served version's (`registry.promotion_decision`); returns the line saying which."""
+    with postgres.connection() as conn:
+        served = served_model(conn, model.name) if _promoted_any(conn, model.name) else None
+        promoted, why = promotion_decision(model, served, metric)
+        if promoted:
+            promote(conn, model.name, model.version)
+    return why
+
+
+def _promoted_any(conn: psycopg.Connection, name: str) -> bool:
+    """Whether a version of `name` was ever promoted (else the served one is just the newest,
+    which the new version is now)."""
+    row = conn.execute(
+        "SELECT 1 FROM models WHERE name = %s AND promoted_at IS NOT NULL LIMIT 1", (name,)
+    ).fetchone()
+    return row is not None
 
 
 def training_metadata(

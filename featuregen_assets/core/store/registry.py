@@ -104,6 +104,43 @@ def promote(conn: psycopg.Connection, name: str, version: str) -> RegisteredMode
     return _record(row)
 
 
+def models_of(conn: psycopg.Connection, name: str) -> list[tuple[RegisteredModel, bool]]:
+    """Every registered version of `name`, oldest first, each with whether it is served."""
+    served = served_model(conn, name)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM models WHERE name = %s ORDER BY created_at", (name,)
+    ).fetchall()
+    records = [_record(row) for row in rows]
+    return [(r, served is not None and r.version == served.version) for r in records]
+
+
+def promotion_decision(
+    new: RegisteredModel, served: RegisteredModel | None, metric: str
+) -> tuple[bool, str]:
+    """Whether a newly trained `new` replaces the `served` version by itself: when none is
+    served, or when `new`'s `metric` (a validation figure, higher is better) beats the served
+    one's on the same embedding model; and a line saying why."""
+    if served is None:
+        return True, f"promoted {new.version}: no version of {new.name} was served"
+    ours, theirs = new.metrics.get(metric), served.metrics.get(metric)
+    if new.embedding_model != served.embedding_model:
+        return False, (
+            f"not promoted: {new.version} is trained against {new.embedding_model}, the served"
+            f" {served.version} against {served.embedding_model}; promote it by hand"
+        )
+    if ours is None or theirs is None:
+        return False, f"not promoted: {metric} is not recorded for both versions"
+    figures = (
+        f"{metric} {float(ours):.4f} against the served {served.version}'s {float(theirs):.4f}"
+    )
+    if float(ours) > float(theirs):
+        return True, f"promoted {new.version}: {figures}"
+    return False, (
+        f"not promoted: {new.version}'s {figures} (`featuregen models promote {new.version}`"
+        " serves it anyway)"
+    )
+
+
 def most_embedded_model(conn: psycopg.Connection) -> str | None:
     """The embedding model with the most stored vectors (the default to train against)."""
     row = conn.execute(
