@@ -9,6 +9,7 @@ import pytest
 
 from featuregen_assets.cli import main as cli
 from featuregen_assets.core.research.sentence_encoder import bundled_minilm
+from featuregen_assets.core.search.default_mode import measured_default
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
@@ -356,6 +357,13 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
     assert report["variant_epochs"] == 1 and report["token_decoder_epochs"] == 1
     assert any((home / "patch_grids").rglob("*.npy"))
     assert {r["query_set"] for r in report["rows"]} >= {"template", "paraphrase", "test_images"}
+    served = {r["method"] for r in report["rows"] if r["method"].startswith("served mode: ")}
+    assert served == {f"served mode: {m}" for m in ("caption", "image", "keyword", "hybrid")}
+    # the search default follows the report's best served mode
+    chosen = measured_default(directory / "report.json")
+    assert chosen is not None
+    assert cli(["search", "a small blue square", "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"{chosen[0]} search")
     probes = {r["method"] for r in report["rows"] if r["query_set"] == "segmentation_test_images"}
     assert {
         "linear probe: patch tokens",
