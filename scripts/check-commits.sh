@@ -39,7 +39,11 @@ else
   fi
 fi
 failed=0
+exceptions=".ci/commit-subject-exceptions"  # landed over the limit; history is not rewritten
 for commit in $(git rev-list --no-merges "$range"); do
+  if grep -q "^${commit:0:10}" "$exceptions" 2>/dev/null; then
+    continue
+  fi
   git log -1 --format=%B "$commit" | check_message "${commit:0:10}" || failed=1
 done
 exit "$failed"
