@@ -285,6 +285,13 @@ VARIABLES = (
         "all CPUs but two on a GPU, `2` on the CPU",
     ),
     Variable(
+        "FEATUREGEN_TORCH_THREADS",
+        "compute.torch_threads",
+        "torch's threads for a model step on the CPU (`1` on a busy shared host)",
+        int,
+        "one per CPU",
+    ),
+    Variable(
         "FEATUREGEN_GPU_JPEG_SHARE",
         "compute.gpu_jpeg_share",
         "on a GPU with torchvision: the share of JPEGs nvJPEG decodes while the workers decode"

@@ -8,6 +8,7 @@ import torch
 from featuregen_assets.core.runtime.processes import usable_cpus
 from featuregen_assets.core.vision.compute import (
     ComputeSettings,
+    configure_cpu_threads,
     loader_workers,
     resolve_device,
     resolve_dtype,
@@ -52,3 +53,13 @@ def test_loader_workers_default_to_the_cpus_a_gpu_step_can_spare():
     assert loader_workers(ComputeSettings(), torch.device("cuda")) == max(2, cpus - 2)
     assert loader_workers(ComputeSettings(num_workers=0), torch.device("cuda")) == 0
     assert loader_workers(ComputeSettings(num_workers=5), torch.device("cpu")) == 5
+
+
+def test_cpu_threads_are_the_settings_else_one_per_cpu():
+    before = torch.get_num_threads()
+    try:
+        assert configure_cpu_threads(ComputeSettings(torch_threads=1)) == 1
+        assert torch.get_num_threads() == 1
+        assert configure_cpu_threads(ComputeSettings()) == usable_cpus()
+    finally:
+        torch.set_num_threads(before)

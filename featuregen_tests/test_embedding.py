@@ -126,6 +126,20 @@ def test_loader_slots_are_reused_without_mixing_images(spec, images):
         np.testing.assert_allclose(vector, expected[i % len(images)], atol=1e-5)
 
 
+def test_a_cpu_embedder_runs_on_the_threads_its_settings_give(spec, images):
+    before = torch.get_num_threads()
+    try:
+        compute = ComputeSettings(device="cpu", num_workers=0, torch_threads=1)
+        embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
+        try:
+            assert torch.get_num_threads() == 1
+            assert all(vector is not None for _, vector, *_ in embedder.embed_files(images))
+        finally:
+            embedder.close()
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_no_files_embed_to_nothing(spec):
     _, rows = embed(spec, [])
     assert rows == []

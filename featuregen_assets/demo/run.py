@@ -32,6 +32,10 @@ TRAINING_LINES_EVERY_S = 10.0
 # torch's threads in the demo's trainings: its models are tiny, and on a shared 2-vCPU host two
 # threads that wait for each other took ~10x longer an epoch than one (benchmarks/RESULTS.md).
 DEMO_TORCH_THREADS = 1
+# The category runs' model steps (tiny captioner, DINOv2, MiniLM) unless FEATUREGEN_TORCH_THREADS
+# or FEATUREGEN_NUM_WORKERS say otherwise: one torch thread and no loader processes. On 2 shared
+# vCPUs, 2 threads and 2 loader workers took 2.5x the CPU seconds (benchmarks/RESULTS.md).
+DEMO_LOADER_WORKERS = 0
 # The report's learned variants in the demo: every one, plus `lit` (the encoder's recipe at the
 # same budget, their reference), each at this many epochs instead of the encoder's 100. Chosen
 # on the validation images (benchmarks/RESULTS.md): what 2 shared cores allow in about a minute.
@@ -57,13 +61,21 @@ class Phases:
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """`settings` with the loopback server admitted and link files under the state directory."""
+    """`settings` with the loopback server admitted, link files under the state directory and
+    the model steps' threads and loader workers the demo's, where not set."""
     download = settings.download
     if LOOPBACK not in download.allowed_networks:
         allowed = (*download.allowed_networks, LOOPBACK)
         download = dataclasses.replace(download, allowed_networks=allowed)
     links_dir = settings.home / "demo" / "links"
-    return dataclasses.replace(settings, download=download, links_dir=links_dir)
+    compute = settings.compute
+    threads, workers = compute.torch_threads, compute.num_workers
+    compute = dataclasses.replace(
+        compute,
+        torch_threads=DEMO_TORCH_THREADS if threads is None else threads,
+        num_workers=DEMO_LOADER_WORKERS if workers is None else workers,
+    )
+    return dataclasses.replace(settings, download=download, links_dir=links_dir, compute=compute)
 
 
 def _sha256(path: Path) -> str:

@@ -36,6 +36,10 @@ class ComputeResource(dg.ConfigurableResource):
     num_workers: int | None = Field(
         default=None, description="Data-loader worker processes (unset everywhere: automatic)."
     )
+    torch_threads: int | None = Field(
+        default=None,
+        description="torch's threads for a model on the CPU (unset everywhere: one per CPU).",
+    )
     attn_implementation: str | None = Field(
         default=None, description="sdpa | eager | flash_attention_2"
     )
@@ -173,13 +177,16 @@ class SentenceEncoderResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         from featuregen_assets.core.text.sentences import SentenceModel, is_local
-        from featuregen_assets.core.vision.compute import resolve_device
+        from featuregen_assets.core.vision.compute import configure_cpu_threads, resolve_device
 
         name = self.model or self.compute.settings.sentence_model
         if not is_local(name):
             ensure_available(name, self.compute.settings.hub, "FEATUREGEN_SENTENCE_MODEL")
         settings = self.compute.compute_settings()
-        self._model = SentenceModel(name, str(resolve_device(settings)), settings.batch_size)
+        device = resolve_device(settings)
+        if device.type == "cpu":
+            configure_cpu_threads(settings)
+        self._model = SentenceModel(name, str(device), settings.batch_size)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self._model = None

@@ -113,7 +113,7 @@ class Captioner:
         self.device = resolve_device(compute)
         self.dtype = resolve_dtype(compute, self.device)
         if self.device.type == "cpu":
-            configure_cpu_threads()
+            configure_cpu_threads(compute)
         self.image_processor = AutoImageProcessor.from_pretrained(spec.name_or_path)
         self.size = {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
         self.tokenizer = AutoTokenizer.from_pretrained(spec.name_or_path, padding_side="left")

@@ -53,9 +53,17 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     return nullcontext()
 
 
-def configure_cpu_threads() -> int:
-    """Give torch one intra-op thread per CPU this process may use; returns the count."""
-    torch.set_num_threads(max(1, usable_cpus()))
+def cpu_threads(settings: ComputeSettings) -> int:
+    """torch's intra-op threads for a model on the CPU: as set, else one per CPU this process
+    may use."""
+    if settings.torch_threads is not None:
+        return max(1, settings.torch_threads)
+    return max(1, usable_cpus())
+
+
+def configure_cpu_threads(settings: ComputeSettings) -> int:
+    """Give torch `cpu_threads(settings)` intra-op threads; returns the count."""
+    torch.set_num_threads(cpu_threads(settings))
     return torch.get_num_threads()
 
 

@@ -133,7 +133,7 @@ class ImageEmbedder:
         self.device = resolve_device(compute)
         self.dtype = resolve_dtype(compute, self.device)
         if self.device.type == "cpu":
-            configure_cpu_threads()
+            configure_cpu_threads(compute)
         processor = AutoImageProcessor.from_pretrained(spec.name_or_path)
         self.transform = CropResize.from_processor(processor)
         scale = processor.rescale_factor if processor.do_rescale else 1.0

@@ -13,6 +13,7 @@ class ComputeSettings:
     dtype: ``auto`` (bfloat16 on a GPU that supports it, float32 otherwise) or an explicit
     ``float32`` | ``bfloat16`` | ``float16``.
     num_workers: data-loader processes; None picks `loader_workers`' default.
+    torch_threads: torch's intra-op threads on the CPU; None picks `cpu_threads`' default.
     gpu_jpeg_share: on a GPU with nvJPEG, the share of JPEGs it decodes (0–1); loader
     workers decode the rest, so the two decoders work at the same time.
     """
@@ -21,6 +22,7 @@ class ComputeSettings:
     dtype: str = "auto"
     batch_size: int = 32
     num_workers: int | None = None
+    torch_threads: int | None = None
     attn_implementation: str = "sdpa"
     compile: bool = False
     gpu_jpeg_share: float = 0.75
