@@ -1,0 +1,188 @@
+"""`featuregen search` (here, or through a running server) and `featuregen serve`."""
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from featuregen_assets.cli.common import cli_settings, database_url, unknown_category
+from featuregen_assets.core.search.modes import mode_names
+from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from featuregen_assets.settings import Settings
+
+
+def _result_count(text: str) -> int:
+    """-k: a whole number of results, 1 to MAX_K."""
+    from featuregen_assets.core.search.engine import MAX_K
+
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_K:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to {MAX_K:,}")
+    return int(text)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from featuregen_assets.core.search.engine import SearchQuery
+    from featuregen_assets.core.store import db
+    from featuregen_assets.core.vision.hub import ModelUnavailable
+    from featuregen_assets.core.vision.model_profiles import TinyModelMissing
+    from featuregen_assets.serve.discovery import ServerRefused
+    from featuregen_assets.serve.main import build_searcher
+
+    if (args.query is None) == (args.image is None):
+        args.usage("give a text query or --image PATH (one of them)")
+    if args.query is not None:
+        try:
+            args.query.encode("utf-8")
+        except UnicodeEncodeError:
+            args.usage("the query is not valid text (its bytes do not decode as UTF-8)")
+        if not args.query.strip():
+            args.usage("the query is empty: give some words")
+    settings = cli_settings()
+    try:
+        served = _served_answer(args, settings)
+    except ServerRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if served is not None:
+        return _print_answer(served, args.json, settings)
+    with db.connection(database_url(settings)) as conn:
+        if args.category is not None and (error := unknown_category(conn, args.category)):
+            print(error, file=sys.stderr)
+            return 2
+        try:
+            image = Path(args.image).read_bytes() if args.image else None
+        except OSError as error:
+            args.usage(f"cannot read --image: {error}")
+        query = SearchQuery(
+            text=args.query,
+            mode=args.mode,
+            image=image,
+            category=args.category,
+            k=args.k,
+            version=args.version,
+        )
+        try:
+            answer = build_searcher(settings).search(conn, query)
+        except (LookupError, ValueError, ModelUnavailable, TinyModelMissing) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    return _print_answer(answer.as_dict(), args.json, settings)
+
+
+def _served_answer(args: argparse.Namespace, settings: "Settings") -> dict | None:
+    """A text query's answer from the `featuregen serve` running on this home (which holds
+    the encoder loaded), or None: no server, no answer, or no hit in a category it names."""
+    from featuregen_assets.serve.discovery import running_server, search_through
+
+    if args.query is None or (url := running_server(settings.home)) is None:
+        return None
+    params = {"q": args.query, "k": args.k}
+    for name in ("mode", "category", "version"):
+        if getattr(args, name):
+            params[name] = getattr(args, name)
+    answer = search_through(url, params, settings.serve_token)
+    if answer is None or (args.category and not answer["hits"]):  # unknown category? ask here
+        return None
+    print(f"(answered by featuregen serve at {url})", file=sys.stderr)
+    return answer
+
+
+def _print_answer(answer: dict, as_json: bool, settings: "Settings") -> int:
+    """An answer's hits (`SearchAnswer.as_dict`), as JSON or one block a hit."""
+    import json
+
+    if as_json:
+        print(json.dumps(answer["hits"], indent=2))
+        return 0
+    score = {"cosine": "cosine similarity (-1…1)", "keyword": "keyword rank (0…1)"}
+    used = ", ".join(f"{k} {v}" for k, v in answer["model"].items() if v)
+    print(f"{answer['mode']} search, {answer['total']} images ranked; models: {used or 'none'}")
+    print(f"rank  score: {score.get(answer['score_kind'], 'reciprocal-rank fusion')}")
+    for hit in answer["hits"]:
+        print(
+            f"{hit['rank']:>4}  {hit['score']:.3f}  {hit['category']:<14}"
+            f" {hit['image_id'][:16]}  {hit['url']}"
+        )
+        # The tiny captioner has random weights: its prompts are noise, and say so.
+        prompt = "prompt (random-weight captioner)" if hit["prompt_random"] else "prompt"
+        generated = hit["prompt"] if hit["prompt_source"] == "generated" else None
+        for label, text in ((prompt, generated), ("caption", hit["caption"])):
+            if text:
+                print(f"      {label}: {text}")
+        if len(hit["why"]) > 1:
+            why = "; ".join(f"{w['list']} #{w['rank']} ({w['score']:.3f})" for w in hit["why"])
+            print(f"      why: {why}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from featuregen_assets.serve.main import ServeRefused, check_exposure, serve
+
+    settings = cli_settings()
+    try:
+        warning = check_exposure(args.host, settings.serve_token, args.no_token)
+    except ServeRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr)
+    serve(settings, database_url(settings), args.host, args.port, not args.fp32)
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add `search`, `serve` to the `featuregen` commands."""
+    search = commands.add_parser(
+        "search",
+        help="Search the images by words (or --image: more like this image).",
+        description="A text query in one of the modes: caption (sentence vectors of the"
+        " images' captions), image (the aligned text encoder over the DINOv2 vectors), keyword"
+        " (PostgreSQL full text over captions and prompts) or hybrid (every available list,"
+        " fused by reciprocal rank); with --image, the image's own DINOv2 vector. Scores:"
+        " cosine similarity (-1…1) for caption and image, PostgreSQL's rank (0…1) for"
+        " keyword, reciprocal-rank fusion for hybrid. Prints the mode, how many images it"
+        " ranks and the model versions used.",
+    )
+    search.add_argument("query", nargs="?", help="What to look for, in words.")
+    search.add_argument("--image", metavar="PATH", help="Find images like this image file.")
+    search.add_argument(
+        "--mode",
+        choices=mode_names(),
+        help="caption: the images' captions (semantic); image: the image vectors through the"
+        " aligned text encoder (alias text); keyword: full text; hybrid: all fused. Default:"
+        " FEATUREGEN_SEARCH_MODE, else the mode the research report measures best.",
+    )
+    search.add_argument(
+        "--version", help="A registered text encoder version (default: the promoted one)."
+    )
+    search.add_argument("--category", help="Only images of this category.")
+    search.add_argument(
+        "-k", type=_result_count, default=10, help="How many results, 1 to 1,000 (default 10)."
+    )
+    search.add_argument("--json", action="store_true", help="Print the hits as JSON.")
+    search.set_defaults(func=_cmd_search, usage=search.error)
+
+    serve = commands.add_parser(
+        "serve",
+        help="The search web page and JSON API (FastAPI on uvicorn).",
+        description="Serve the search page at / and the API under /api/ (OpenAPI at /docs),"
+        " with stored images and thumbnails by id. Binds loopback unless --host says otherwise.",
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"Default {DEFAULT_HOST}.")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
+    serve.add_argument(
+        "--fp32",
+        action="store_true",
+        help="Run the text encoder in float32 (default: its linear layers in int8, about 3x"
+        " faster on a CPU; query vectors have cosine >= 0.998 to float32's).",
+    )
+    serve.add_argument(
+        "--no-token",
+        action="store_true",
+        help="Serve beyond loopback without FEATUREGEN_SERVE_TOKEN (refused otherwise): anyone"
+        " who reaches the port can search and read every stored image.",
+    )
+    serve.set_defaults(func=_cmd_serve)
