@@ -25,11 +25,11 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # as benchmarks/vector_s
 import dagster as dg  # noqa: E402
 import yaml  # noqa: E402
 
-from featuregen_assets import instance_config  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files  # noqa: E402
 from featuregen_assets.demo.server import DemoServer  # noqa: E402
-from featuregen_assets.runs import prepare_dagster_home, run_category  # noqa: E402
+from featuregen_assets.launch import instance_config  # noqa: E402
+from featuregen_assets.launch.runs import prepare_dagster_home, run_category  # noqa: E402
 from featuregen_assets.settings import Settings  # noqa: E402
 
 CATEGORY = "cafe"

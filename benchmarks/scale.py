@@ -172,8 +172,8 @@ def asset_page(partition_counts: list[int], repeat: int) -> None:
     """Time the UI's asset page of `raw_images` at each number of category partitions."""
     import dagster as dg
 
+    from featuregen_assets.launch.runs import dagster_instance
     from featuregen_assets.partitions import category_partitions
-    from featuregen_assets.runs import dagster_instance
     from featuregen_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -232,7 +232,7 @@ def main() -> None:
         db.stop_embedded_server(Path(os.environ["FEATUREGEN_HOME"]))
         shutil.rmtree(root, ignore_errors=True)
         return
-    from featuregen_assets.runs import dagster_instance, run_category
+    from featuregen_assets.launch.runs import dagster_instance, run_category
     from featuregen_assets.settings import Settings
 
     settings = Settings.from_env()

@@ -22,9 +22,9 @@ from featuregen_assets.assets.ingest.sensors import link_file_sensor
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.research_report import research_report
-from featuregen_assets.executors import executor_for
 from featuregen_assets.jobs import category_pipeline_job, training_job
-from featuregen_assets.placement import placed
+from featuregen_assets.launch.executors import executor_for
+from featuregen_assets.launch.placement import placed
 from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, PgvectorIOManager
 from featuregen_assets.resources.models import (
     CaptionerResource,

@@ -29,7 +29,7 @@ def test_run_rejects_a_bad_category(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_run_refuses_a_category_without_a_link_file_before_adding_it(fg_env: Path, capsys) -> None:
-    from featuregen_assets.runs import dagster_instance
+    from featuregen_assets.launch.runs import dagster_instance
     from featuregen_assets.settings import Settings
 
     assert main(["run", "--category", "nolinks"]) == 2

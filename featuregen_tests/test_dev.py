@@ -13,7 +13,11 @@ from dagster._core.scheduler.instigation import (
 )
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-from featuregen_assets.runs import dagster_dev_command, dagster_instance, prepare_dagster_home
+from featuregen_assets.launch.runs import (
+    dagster_dev_command,
+    dagster_instance,
+    prepare_dagster_home,
+)
 from featuregen_assets.settings import Settings
 
 REPOSITORY = Path(__file__).resolve().parents[1]

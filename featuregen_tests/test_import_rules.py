@@ -129,8 +129,7 @@ NEVER = {
     ),
     f"{PACKAGE}.settings": ("dagster",),
     f"{PACKAGE}.resources": (f"{PACKAGE}.assets",),
-    f"{PACKAGE}.executors": (f"{PACKAGE}.assets",),
-    f"{PACKAGE}.placement": (f"{PACKAGE}.assets",),
+    f"{PACKAGE}.launch": (f"{PACKAGE}.assets",),
 }
 
 
@@ -164,7 +163,7 @@ def test_core_reads_no_environment_variable(name: str) -> None:
 # The launch side, which sets up the environment that Dagster and the processes it starts
 # (steps, `dagster dev`, Ray steps forwarding DAGSTER_HOME) inherit: the one place a module
 # may write os.environ. Everything else builds a child's environment as a new mapping.
-ENVIRONMENT_WRITERS = {f"{PACKAGE}.runs", f"{PACKAGE}.cli"}
+ENVIRONMENT_WRITERS = {f"{PACKAGE}.launch.runs", f"{PACKAGE}.cli"}
 _ENVIRON_WRITES = {"setdefault", "update", "pop", "popitem", "clear", "__setitem__"}
 
 

@@ -18,7 +18,7 @@ from featuregen_assets.core.ingest.link_snapshot import link_snapshot
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.feature_store import link_captions
 from featuregen_assets.definitions import build_resources
-from featuregen_assets.run_console import failed_steps
+from featuregen_assets.launch.run_console import failed_steps
 from featuregen_assets.settings import Settings
 from featuregen_tests.servers import LoopbackServer, noisy_jpeg, static
 

@@ -19,7 +19,7 @@ from featuregen_assets.core.training.training_data import alignment_pairs
 from featuregen_assets.demo.run import write_queries
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
-from featuregen_assets.runs import materialize_unpartitioned, run_category
+from featuregen_assets.launch.runs import materialize_unpartitioned, run_category
 
 CATEGORIES = ("cafe", "bank")
 PER_CATEGORY = 8

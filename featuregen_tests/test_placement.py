@@ -17,11 +17,11 @@ from dagster_k8s.job import (
     get_user_defined_k8s_config,
 )
 
-from featuregen_assets import executors, placement
 from featuregen_assets.cli import main as cli
 from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.definitions import build_defs
-from featuregen_assets.runs import reconstructable_pipeline
+from featuregen_assets.launch import executors, placement
+from featuregen_assets.launch.runs import reconstructable_pipeline
 from featuregen_assets.settings import Settings, variable_names
 
 MODEL_STEPS = (
@@ -184,7 +184,7 @@ def test_the_local_ray_head_is_reached_with_its_token(tmp_path: Path) -> None:
     (tmp_path / ".ray" / "auth_token").write_text("a" * 32)
     check = (
         "import os\n"
-        "from featuregen_assets import executors\n"
+        "from featuregen_assets.launch import executors\n"
         "executors.authenticate_as_ray_start_does()  # as the Ray executor does first\n"
         "print(os.environ.get('RAY_AUTH_MODE'))\n"
     )

@@ -42,13 +42,13 @@ except ImportError as error:  # fail loudly: CI must run this test
         f"{error}: the real-Ray test needs the ray extra (scripts/setup.sh installs it)"
     ) from error
 
-from featuregen_assets import executors
 from featuregen_assets.core.runtime import ray_head
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
+from featuregen_assets.launch import executors
+from featuregen_assets.launch.runs import dagster_instance, reconstructable_pipeline, run_category
 from featuregen_assets.resources.models import GPU_POOL
-from featuregen_assets.runs import dagster_instance, reconstructable_pipeline, run_category
 from featuregen_assets.settings import Settings
 
 CATEGORIES = {1: ("cafe", "bank"), 2: ("shop", "fight")}  # by free GPUs: each case its own

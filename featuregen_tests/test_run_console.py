@@ -9,7 +9,7 @@ import dagster as dg
 from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.base import Executor
 
-from featuregen_assets.run_console import (
+from featuregen_assets.launch.run_console import (
     INTERRUPTED,
     _StepLines,
     console,

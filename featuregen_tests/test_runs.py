@@ -13,8 +13,8 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from featuregen_assets import instance_config
-from featuregen_assets.runs import (
+from featuregen_assets.launch import instance_config
+from featuregen_assets.launch.runs import (
     SETUP_LOCK,
     dagster_instance,
     gpu_pool_holders,
@@ -128,7 +128,7 @@ def test_first_runs_on_a_new_home_set_the_instance_up_one_at_a_time(
         "FEATUREGEN_DATABASE_URL": database_url,
     }
     code = (
-        "from featuregen_assets.runs import dagster_instance;"
+        "from featuregen_assets.launch.runs import dagster_instance;"
         " from featuregen_assets.settings import Settings;"
         " dagster_instance(Settings.from_env()); print('set up')"
     )

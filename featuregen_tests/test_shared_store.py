@@ -14,7 +14,7 @@ from featuregen_assets.core.ingest.store_check import (
     verify_store,
 )
 from featuregen_assets.core.store import db
-from featuregen_assets.runs import run_category
+from featuregen_assets.launch.runs import run_category
 from featuregen_tests.servers import jpeg_bytes
 
 

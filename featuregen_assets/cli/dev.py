@@ -10,7 +10,7 @@ from featuregen_assets.cli.common import cli_settings
 def _cmd_dev(args: argparse.Namespace) -> int:
     from featuregen_assets import KNOWN_WARNINGS_ENV
     from featuregen_assets.core.runtime.processes import run_forwarding_signals
-    from featuregen_assets.runs import dagster_dev_command, prepare_dagster_home
+    from featuregen_assets.launch.runs import dagster_dev_command, prepare_dagster_home
 
     home = prepare_dagster_home(cli_settings())
     command = dagster_dev_command(args.extra, home)

@@ -20,8 +20,8 @@ def _variants(text: str) -> tuple[str, ...]:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.core.research.report import summary_lines
-    from featuregen_assets.run_console import failure_summary
-    from featuregen_assets.runs import dagster_instance, materialize_report
+    from featuregen_assets.launch.run_console import failure_summary
+    from featuregen_assets.launch.runs import dagster_instance, materialize_report
 
     settings = cli_settings()
     if args.protocol:

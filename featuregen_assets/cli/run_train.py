@@ -38,7 +38,7 @@ def _figures(metadata: dict) -> str:
 
 def _report(result, instance, settings: "Settings") -> int:
     """Print how a launched run went (failed checks, a failure summary); its exit status."""
-    from featuregen_assets.run_console import failure_summary
+    from featuregen_assets.launch.run_console import failure_summary
 
     failed_checks = [
         f"{evaluation.check_name} ({figures})"
@@ -59,7 +59,7 @@ def _report(result, instance, settings: "Settings") -> int:
 def _train(keys: Sequence[str], run_config: dict | None, verbose: bool) -> int:
     """Train the model assets `keys` as one run; print each one's headline figures."""
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
-    from featuregen_assets.runs import dagster_instance, materialize_unpartitioned
+    from featuregen_assets.launch.runs import dagster_instance, materialize_unpartitioned
 
     headlines = {
         "aligned_text_encoder": aligned_text_encoder.HEADLINE,
@@ -83,9 +83,9 @@ def _train(keys: Sequence[str], run_config: dict | None, verbose: bool) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from featuregen_assets.core.ingest.links import category_error
-    from featuregen_assets.executors import ExecutorUnavailable
     from featuregen_assets.jobs import MODEL_ASSETS
-    from featuregen_assets.runs import dagster_instance, run_category
+    from featuregen_assets.launch.executors import ExecutorUnavailable
+    from featuregen_assets.launch.runs import dagster_instance, run_category
 
     models = [key for key in args.select or () if key in MODEL_ASSETS]
     per_category = [key for key in args.select or () if key not in MODEL_ASSETS]

@@ -120,7 +120,7 @@ def run_demo(
     )
     from featuregen_assets.demo.server import DemoServer
     from featuregen_assets.demo.tiny_models import ensure_tiny_models
-    from featuregen_assets.runs import (
+    from featuregen_assets.launch.runs import (
         dagster_instance,
         materialize_report,
         materialize_unpartitioned,

@@ -8,8 +8,8 @@ With Ray, `Settings.ray_address` (RAY_ADDRESS) names an existing cluster; unset,
 starts a local Ray head of its own (`core.runtime.ray_head`: free ports, its own directory) and
 stops it when it ends, or with `Settings.ray_keep_head` (FEATUREGEN_RAY_KEEP_HEAD) keeps one,
 recorded in the home, for later runs (a recorded head that is gone is replaced). A step asks Ray
-for the resources in its `dagster-ray/config` op tag (`featuregen_assets.placement`), fitted to
-the cluster's nodes when the run starts (`featuregen_assets.ray_steps`).
+for the resources in its `dagster-ray/config` op tag (`launch.placement`), fitted to the
+cluster's nodes when the run starts (`launch.ray_steps`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import dagster as dg
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster._core.execution.retries import RetryMode
 
-from featuregen_assets import placement
+from featuregen_assets.launch import placement
 from featuregen_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -116,8 +116,8 @@ def ray_step_executor(settings: Settings) -> dg.ExecutorDefinition:
         from dagster_ray import ray_executor
         from dagster_ray.core.executor import RayExecutorConfig
 
-        from featuregen_assets import ray_steps
         from featuregen_assets.core.runtime import ray_head
+        from featuregen_assets.launch import ray_steps
     except ImportError as error:
         raise ExecutorUnavailable(RAY_MISSING) from error
 

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from featuregen_assets import instance_config
 from featuregen_assets.core.ingest.link_formats import find_link_file, missing_link_file_message
 from featuregen_assets.core.runtime.processes import is_running
 from featuregen_assets.core.store.db import database_url
 from featuregen_assets.jobs import category_pipeline_job, training_job
-from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.models import GPU_POOL
-from featuregen_assets.run_console import (
+from featuregen_assets.launch import instance_config
+from featuregen_assets.launch.run_console import (
     console,
     dagster_console,
     keep_stray_output,
     stray_output_to_log,
 )
+from featuregen_assets.partitions import category_partitions
+from featuregen_assets.resources.models import GPU_POOL
 from featuregen_assets.settings import Settings
 
 if TYPE_CHECKING:

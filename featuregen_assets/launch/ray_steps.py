@@ -23,7 +23,7 @@ from dagster_ray.core.executor import RayStepHandler
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from featuregen_assets.core.runtime.ray_head import LocalRayHead
-from featuregen_assets.placement import amounts
+from featuregen_assets.launch.placement import amounts
 
 WAIT_NOTICE_S = 15.0  # a step's Ray job pending this long is said to wait, then every minute
 NOTICE_EVERY_S = 60.0
