@@ -4,8 +4,8 @@ featuregen itself uses), read when a run or command starts.
 `Settings.from_env()` is the only place featuregen reads its variables; everything else gets
 the settings (or the values it needs from them) as arguments. Each default is written once:
 here, or in the core dataclass a group of settings fills (`ComputeSettings`,
-`EmbeddingSettings`, `DownloadSettings`). `VARIABLES` documents them; README.md's
-Configuration table is `configuration_table()` (a test keeps the two the same; print it with
+`EmbeddingSettings`, `DownloadSettings`). `VARIABLES` documents them; docs/configuration.md's
+table is `configuration_table()` (a test keeps the two the same; print it with
 `python -m featuregen_assets.settings`).
 """
 
@@ -359,14 +359,14 @@ VARIABLES = (
         "FEATUREGEN_EXECUTOR",
         "executor",
         "where a run's steps execute: `multiprocess` (on the run's host), `ray` (each a Ray job),"
-        " `k8s` (each a pod); read when the definitions load (README: Several machines)",
+        " `k8s` (each a pod); read when the definitions load (docs/operations.md)",
         _lower,
     ),
     Variable(
         "FEATUREGEN_SERVE_TOKEN",
         "serve_token",
         "`featuregen serve`: the bearer token every request needs (required when bound beyond"
-        " loopback; README: Security)",
+        " loopback; docs/search.md: Security)",
     ),
     Variable(
         "FEATUREGEN_SERVE_ALLOWED_HOSTS",
@@ -422,7 +422,7 @@ def variable_names() -> list[str]:
 
 
 def configuration_table() -> str:
-    """README.md's Configuration table of every variable."""
+    """docs/configuration.md's table of every variable."""
     rows = [f"| `{v.name}` | {v.default()} | {v.meaning} |" for v in VARIABLES]
     return "\n".join(
         ["| variable | default | meaning |", "| --- | --- | --- |", *rows, *OTHER_VARIABLES]

@@ -1,4 +1,4 @@
-"""The one settings object: what each variable sets, and the README table it documents."""
+"""The one settings object: what each variable sets, and docs/configuration.md's table."""
 
 import ast
 from pathlib import Path
@@ -17,9 +17,9 @@ from featuregen_assets.settings import (
 PACKAGE = Path(featuregen_assets.__file__).parent
 
 
-def test_readme_configuration_table_is_the_settings_table() -> None:
-    readme = (PACKAGE.parent / "README.md").read_text()
-    assert configuration_table() in readme
+def test_documented_configuration_table_is_the_settings_table() -> None:
+    page = (PACKAGE.parent / "docs" / "configuration.md").read_text()
+    assert configuration_table() in page
 
 
 def test_unset_or_empty_variables_give_the_defaults_with_paths_made_absolute(

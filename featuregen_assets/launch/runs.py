@@ -58,7 +58,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     if replaced and instance_config.uses_sqlite(replaced) and (home / "history").exists():
         _log.warning(
             f"Dagster's instance moved to PostgreSQL: the runs in {home / 'history'} (SQLite)"
-            " are kept there but no longer shown (README: Dagster's instance)"
+            " are kept there but no longer shown (docs/operations.md: Dagster's instance)"
         )
     return home
 

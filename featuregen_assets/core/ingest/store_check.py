@@ -65,7 +65,7 @@ def require_store(conn: psycopg.Connection, root: Path) -> None:
         raise StoreMissing(
             f"the image store {root} is not on this host: {marker} is missing and so is"
             f" {recorded[0]}, which the database records. Mount the shared store at {root}"
-            " on every host that runs steps (README: Several machines); if the store is lost,"
+            " on every host that runs steps (docs/operations.md); if the store is lost,"
             f" create {marker} and the next raw_images runs download its images again"
         )
     root.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def licence_answer(record: dict) -> str:
             + ": pipeline validation on random weights; no finding about DINOv2. The figures"
             " below check that every method, baseline and control runs and is scored fairly;"
             " what DINOv2's learned space holds needs the real profile and the standard"
-            " protocols (README, Standard protocols)."
+            " protocols (docs/research.md, Standard protocols)."
         )
     if not text["pretrained"]:
         return (

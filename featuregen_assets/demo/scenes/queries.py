@@ -126,7 +126,7 @@ def example_queries(scenes: Sequence[Scene]) -> list[tuple[str, list[str]]]:
     """Two partial queries, without a category phrase, that the tiny models' data answers, each
     with the names of the scenes it should find: one large object's size, colour and shape
     ("a large red circle" when a scene holds one, else the first large object), then its
-    colour and shape alone. Place is what the tiny DINOv2 keeps least (README, "Models")."""
+    colour and shape alone. Place is what the tiny DINOv2 keeps least (docs/models.md)."""
     objects = [o for s in scenes for o in s.objects]
     large = [o for o in objects if o.size == "large"] or objects
     obj = next((o for o in large if (o.colour, o.shape) == ("red", "circle")), large[0])
