@@ -119,8 +119,8 @@ def test_database_commands_migrate_a_fresh_home_first(
         db.stop_embedded_server(home)
 
 
-def test_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
-    assert main(["search", "a red circle"]) == 1
+def test_image_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
+    assert main(["search", "--mode", "image", "a red circle"]) == 1
     assert "no aligned text encoder is registered" in capsys.readouterr().err
 
 
