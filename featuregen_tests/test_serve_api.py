@@ -23,6 +23,7 @@ from featuregen_assets.core.store.registry import (
     promotion_decision,
     served_model,
 )
+from featuregen_assets.core.text.sentences import BUNDLED
 from featuregen_assets.serve.app import create_app
 from featuregen_tests.search_store import SearchStore, build_search_store, register_text_encoder
 
@@ -157,18 +158,23 @@ def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store
 
 
 @pytest.mark.parametrize("category", [None, "bank"])
-def test_a_hybrid_query_ranks_its_keyword_lists_on_a_spare_connection(
+def test_a_hybrid_query_ranks_its_keyword_and_caption_lists_on_a_spare_connection(
     store, monkeypatch, category
 ) -> None:
-    keyword_connections = []
-    keyword = engine._keyword
+    connections: dict[str, list] = {"keyword": [], "caption": [], "image": []}
 
-    def recorded(conn, *args):
-        keyword_connections.append(conn)
-        return keyword(conn, *args)
+    def recorded(name, rank):
+        def record(conn, *args, **kwargs):
+            connections[name].append(conn)
+            return rank(conn, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "_keyword", recorded)
-    searcher = engine.Searcher()
+        return record
+
+    monkeypatch.setattr(engine, "_keyword", recorded("keyword", engine._keyword))
+    lists = engine.ranked_lists
+    for name, attribute in (("caption", "by_caption_vectors"), ("image", "by_image_vectors")):
+        monkeypatch.setattr(lists, attribute, recorded(name, getattr(lists, attribute)))
+    searcher = engine.Searcher(sentence_model=BUNDLED)
     query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
     sides = []
 
@@ -186,12 +192,15 @@ def test_a_hybrid_query_ranks_its_keyword_lists_on_a_spare_connection(
     def ranked(answer) -> list[tuple[str, float]]:
         return [(hit.image_id, hit.score) for hit in answer.hits]
 
+    assert alone.model["sentence_model"] == store.sentence_model  # all three lists fused
     assert ranked(beside) == ranked(alone) == ranked(none_free)
     assert ranked(alone) and beside.facets == alone.facets
-    lists = 1 if category is None else 2  # the facets' list, and a filtered page's own
+    per_query = 1 if category is None else 2  # the facets' list, and a filtered page's own
     assert len(sides) == 1
-    assert keyword_connections[lists : 2 * lists] == sides * lists
-    assert conn not in keyword_connections[lists : 2 * lists]
+    beside_part = slice(per_query, 2 * per_query)
+    assert connections["keyword"][beside_part] == sides * per_query
+    assert connections["caption"][beside_part] == sides * per_query
+    assert connections["image"][beside_part] == [conn] * per_query
 
 
 def test_fusion_constant_is_a_parameter(client) -> None:

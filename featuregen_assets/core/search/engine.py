@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import psycopg
@@ -16,6 +16,7 @@ import psycopg
 from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.search import bounds
 from featuregen_assets.core.search import lists as ranked_lists
+from featuregen_assets.core.search.beside import ListsBeside, lists_beside
 from featuregen_assets.core.search.counts import TotalCounter
 from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
 from featuregen_assets.core.search.default_mode import DefaultMode
@@ -31,6 +32,7 @@ from featuregen_assets.core.search.modes import (
     mode_named,
 )
 from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.search.plan import Plan, Timings
 from featuregen_assets.core.search.query_models import TEXT_ENCODER, QueryModels
 from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
 from featuregen_assets.core.store.registry import RegisteredModel, most_embedded_model
@@ -43,7 +45,6 @@ NON_TEXT = ("like", "upload", "vector")  # query kinds that are not words
 MAX_IMAGE_PIXELS = DownloadSettings.max_pixels  # an image query is held to the downloader's
 __all__ = ["BadQuery", "NotAnImage", "NotFound", "Unavailable", "TEXT_ENCODER"]
 
-KeywordLists = dict[tuple[int, str | None], Ranked]  # (depth, category) → the keyword list
 # A second connection for work beside the query's own, or None when none is free right now.
 SpareConnection = Callable[[], AbstractContextManager[psycopg.Connection | None]]
 
@@ -120,7 +121,7 @@ class SearchAnswer:
     hits: list[Hit]
     next_cursor: str | None
     facets: dict[str, int]
-    timing_ms: dict[str, float]  # hybrid's keyword part may overlap encode and vector
+    timing_ms: dict[str, float]  # hybrid's parts overlap (`beside`): they may sum past total
     model: dict[str, str | None]  # the versions used: embedding, text encoder, sentence model
     total: int  # how many images the query ranks in its scope (`counts.TotalCounter`)
     category: str | None = None
@@ -130,44 +131,16 @@ class SearchAnswer:
         return asdict(self)
 
 
-@dataclass
-class _Timings:
-    ms: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(("encode", "vector", "keyword", "metadata"), 0.0)
-    )
-
-    @contextmanager
-    def measure(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[name] += (time.perf_counter() - start) * 1000
-
-
-@dataclass
-class _Plan:
-    """What a query reads: its lists, and each vector list's query vector and model."""
-
-    kind: str
-    lists: tuple[str, ...]
-    image_vector: np.ndarray | None = None
-    space: str | None = None  # the image vectors' embedding model
-    caption_vector: np.ndarray | None = None
-    sentence_model: str | None = None
-    record: RegisteredModel | None = None  # the text encoder a text query used
-    random_prompts: bool = False  # caption search reads the random captioner's prompts too
-
-
 class Searcher:
     """Answers `SearchQuery`s over one engine for every mode. Its query encoders
     (`QueryModels`: the served or asked-for aligned text encoder, the sentence encoder, the
     image embedder) load on first use. Safe to share between threads.
 
-    Given a spare connection, hybrid queries rank their keyword lists on it while the query
-    is encoded and the vector lists ranked, so a hybrid query costs about the longer of the
-    two, not their sum. With ``int8_text_encoder`` the query encoders' linear layers run in
-    int8 (`quantize.with_int8_linear_layers`: about 3× faster on a CPU)."""
+    Given a spare connection, hybrid queries rank their keyword and caption lists on it
+    (`beside`) while the query is encoded for the image list and that list ranked, so a
+    hybrid query costs about the longer of the two paths, not their sum. With
+    ``int8_text_encoder`` the query encoders' linear layers run in int8
+    (`quantize.with_int8_linear_layers`: about 3× faster on a CPU)."""
 
     def __init__(
         self,
@@ -208,30 +181,43 @@ class Searcher:
         spare: SpareConnection | None = None,
     ) -> SearchAnswer:
         """One page of hits for ``query``, its facets, total, next cursor and timings;
-        ``spare`` gives a hybrid query a second connection for its keyword lists."""
+        ``spare`` gives a hybrid query a second connection for the lists it ranks beside."""
         started = time.perf_counter()
         kind = query.kind(self.default_mode())
-        timings = _Timings()
+        timings = Timings()
         plan = self._plan(conn, query, kind, timings)
-        if len(plan.lists) < 2 or KEYWORD not in plan.lists or spare is None:
+        names = lists_beside(plan.lists)
+        if not names or spare is None:
             return self._search(conn, query, plan, timings, started, None)
         with spare() as side:
             if side is None:
                 return self._search(conn, query, plan, timings, started, None)
-            early = self._beside.submit(_first_keyword_lists, side, query, timings)
+
+            def rank_one(side_conn, name: str, depth: int, category: str | None) -> Ranked:
+                return _one_list(side_conn, query, plan, name, depth, category, None, 0, timings)
+
+            early = ListsBeside.start(
+                self._beside,
+                side,
+                names,
+                _first_page_slots(query),
+                rank_one,
+                lambda: plan.encode_caption_query(query.text, timings),
+            )
             try:
                 return self._search(conn, query, plan, timings, started, early)
             finally:
-                wait([early])  # the side connection goes back only when it is idle
+                wait([early.future])  # the side connection goes back only when it is idle
 
     def _plan(
-        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: _Timings
-    ) -> _Plan:
-        """The lists ``kind`` reads (hybrid: every one available) and their query vectors."""
+        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: Timings
+    ) -> Plan:
+        """The lists ``kind`` reads (hybrid: every one available) and their query encoders
+        (a non-text query's vector itself; a text query's are encoded by `Plan.encode_*`)."""
         models = self.models
         if kind in NON_TEXT:
             vector, space = self._non_text_vector(conn, query, kind, timings)
-            return _Plan(kind, (IMAGE,), vector, space)
+            return Plan(kind, (IMAGE,), vector, space)
         wanted = mode_named(kind).lists
         record = models.text_encoder_record(conn, query.version) if IMAGE in wanted else None
         if query.version is not None and record is None and IMAGE in wanted:
@@ -244,23 +230,20 @@ class Searcher:
             )
         if kind == CAPTION and sentence is None:
             raise Unavailable(models.sentence_problem(conn))
-        plan = _Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
+        plan = Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
         plan.random_prompts = self.settings.random_prompts
         plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
         plan.space = record.embedding_model if record else most_embedded_model(conn)
         if record is not None:
             plan.record = record
-            encoder = models.text_encoder(record)
-            with timings.measure("encode"):
-                plan.image_vector = encoder.encode([query.text])[0]
+            plan.text_encoder = models.text_encoder(record)
         if sentence is not None:
-            with timings.measure("encode"):
-                plan.caption_vector = sentence.encode([query.text])[0]
+            plan.sentence = sentence
             plan.sentence_model = sentence.key
         return plan
 
     def _non_text_vector(
-        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: _Timings
+        self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: Timings
     ) -> tuple[np.ndarray, str]:
         """The image-space vector of a like, upload or vector query, and its space."""
         if kind == "upload":
@@ -287,11 +270,16 @@ class Searcher:
         self,
         conn: psycopg.Connection,
         query: SearchQuery,
-        plan: _Plan,
-        timings: _Timings,
+        plan: Plan,
+        timings: Timings,
         started: float,
-        early: Future[KeywordLists] | None,
+        early: ListsBeside | None,
     ) -> SearchAnswer:
+        """The answer, the query vectors encoded here unless ``early`` encodes them beside."""
+        if query.text is not None:
+            plan.encode_image_query(query.text, timings)
+            if early is None or CAPTION not in early.names:
+                plan.encode_caption_query(query.text, timings)
         identity = fingerprint(
             plan.kind,
             plan.lists,
@@ -369,25 +357,33 @@ class Searcher:
         )
 
     def _hybrid(
-        self, conn, query, plan: _Plan, limit, category, after, position, timings, early
+        self, conn, query, plan: Plan, limit, category, after, position, timings, early
     ) -> tuple[Ranked, dict[str, list[Why]]]:
-        """Fuse the plan's lists, each `_hybrid_depth` deep; a keyword list ranked early
-        beside the encoding (``early``) is taken from there."""
+        """Fuse the plan's lists, each `_hybrid_depth` deep; a list ranked beside
+        (``early``) is taken from there, the others ranked here first."""
         depth = _hybrid_depth(position, limit)
-        ready = early.result() if early is not None else {}
-        found = {}
-        for name in plan.lists:
-            if name == KEYWORD and (depth, category) in ready:
-                found[name] = ready[(depth, category)]
-            else:
-                found[name] = _one_list(conn, query, plan, name, depth, category, None, 0, timings)
+        ready = {
+            name: _one_list(conn, query, plan, name, depth, category, None, 0, timings)
+            for name in plan.lists
+            if early is None or name not in early.names
+        }
+        if early is not None:
+            early.done()  # past here its caption vector is set, if it encoded one
+        found = {
+            name: ready[name]
+            if name in ready
+            else early.get(name, depth, category)
+            if early.has(name, depth, category)
+            else _one_list(conn, query, plan, name, depth, category, None, 0, timings)
+            for name in plan.lists
+        }
         return ranked_lists.fuse(found, self.weights, query.rrf_k, limit, after)
 
 
 _SCORE_KINDS = {IMAGE: "cosine", CAPTION: "cosine", KEYWORD: "keyword"}
 
 
-def _one_list(conn, query, plan: _Plan, name, limit, category, after, position, timings) -> Ranked:
+def _one_list(conn, query, plan: Plan, name, limit, category, after, position, timings) -> Ranked:
     """One of the plan's ranked lists, ``limit`` long, after a cursor's ``after``."""
     if name == KEYWORD:
         return _keyword(conn, query.text, limit, category, after, timings)
@@ -408,7 +404,7 @@ def _one_list(conn, query, plan: _Plan, name, limit, category, after, position, 
         )
 
 
-def _keyword(conn, text, limit, category, after, timings: _Timings) -> Ranked:
+def _keyword(conn, text, limit, category, after, timings: Timings) -> Ranked:
     with timings.measure("keyword"):
         return ranked_lists.by_keywords(conn, text, limit, category, after)
 
@@ -458,18 +454,14 @@ def _hybrid_depth(position: int, limit: int) -> int:
     return next(d for d in HYBRID_DEPTHS if position + limit <= d or d == HYBRID_DEPTHS[-1])
 
 
-def _first_keyword_lists(
-    conn: psycopg.Connection, query: SearchQuery, timings: _Timings
-) -> KeywordLists:
-    """The keyword lists a hybrid query's first page fuses: the unfiltered one its facets and
-    first page come from, and with a category the filtered one its page comes from."""
-    wanted = [(FACET_DEPTH, None)]
+def _first_page_slots(query: SearchQuery) -> tuple[tuple[int, str | None], ...]:
+    """The (depth, category) of the lists a hybrid query's page fuses: the unfiltered ones its
+    facets and first page come from, and with a category the filtered ones its first page
+    comes from."""
     if query.category is not None and query.cursor is None:
-        wanted.append((_hybrid_depth(0, min(query.k, MAX_RESULTS) + 1), query.category))
-    return {
-        (depth, category): _keyword(conn, query.text, depth, category, None, timings)
-        for depth, category in wanted
-    }
+        page_depth = _hybrid_depth(0, min(query.k, MAX_RESULTS) + 1)
+        return (FACET_DEPTH, None), (page_depth, query.category)
+    return ((FACET_DEPTH, None),)
 
 
 def search_text(
