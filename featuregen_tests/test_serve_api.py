@@ -4,6 +4,7 @@ data: every mode, the hit schema, facets, cursor paging, files by id, and the ba
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -157,15 +158,21 @@ def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store
     assert hybrid[0] == prompt_match
 
 
+@pytest.mark.parametrize("slow", ["keyword", "image"])
 @pytest.mark.parametrize("category", [None, "bank"])
-def test_a_hybrid_query_ranks_its_keyword_and_caption_lists_on_a_spare_connection(
-    store, monkeypatch, category
+def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
+    store, monkeypatch, category, slow
 ) -> None:
+    """The keyword lists go to the spare connection, the image lists stay on the query's, and
+    each caption list is ranked once, by whichever of the two is free first."""
     connections: dict[str, list] = {"keyword": [], "caption": [], "image": []}
+    delay = {"s": 0.0}
 
     def recorded(name, rank):
         def record(conn, *args, **kwargs):
             connections[name].append(conn)
+            if name == slow:
+                time.sleep(delay["s"])
             return rank(conn, *args, **kwargs)
 
         return record
@@ -186,7 +193,9 @@ def test_a_hybrid_query_ranks_its_keyword_and_caption_lists_on_a_spare_connectio
 
     with db.connection(store.url) as conn:
         alone = searcher.search(conn, query)
+        delay["s"] = 1.0
         beside = searcher.search(conn, query, spare)
+        delay["s"] = 0.0
         none_free = searcher.search(conn, query, lambda: nullcontext(None))
 
     def ranked(answer) -> list[tuple[str, float]]:
@@ -196,11 +205,12 @@ def test_a_hybrid_query_ranks_its_keyword_and_caption_lists_on_a_spare_connectio
     assert ranked(beside) == ranked(alone) == ranked(none_free)
     assert ranked(alone) and beside.facets == alone.facets
     per_query = 1 if category is None else 2  # the facets' list, and a filtered page's own
-    assert len(sides) == 1
+    assert len(sides) == 1 and all(len(made) == 3 * per_query for made in connections.values())
     beside_part = slice(per_query, 2 * per_query)
     assert connections["keyword"][beside_part] == sides * per_query
-    assert connections["caption"][beside_part] == sides * per_query
     assert connections["image"][beside_part] == [conn] * per_query
+    free_first = conn if slow == "keyword" else sides[0]
+    assert connections["caption"][beside_part] == [free_first] * per_query
 
 
 def test_fusion_constant_is_a_parameter(client) -> None:

@@ -196,18 +196,17 @@ class Searcher:
             def rank_one(side_conn, name: str, depth: int, category: str | None) -> Ranked:
                 return _one_list(side_conn, query, plan, name, depth, category, None, 0, timings)
 
-            early = ListsBeside.start(
-                self._beside,
-                side,
-                names,
-                _first_page_slots(query),
-                rank_one,
-                lambda: plan.encode_caption_query(query.text, timings),
+            encoding = None
+            if CAPTION in names:  # on a third thread, beside the image list's encoding
+                encoding = self._beside.submit(plan.encode_caption_query, query.text, timings)
+            early = ListsBeside(
+                names, _first_page_slots(query), encoding.result if encoding else lambda: None
             )
+            early.start(self._beside, side, rank_one)
             try:
                 return self._search(conn, query, plan, timings, started, early)
-            finally:
-                wait([early.future])  # the side connection goes back only when it is idle
+            finally:  # the side connection goes back only when it is idle
+                wait([early.future] + ([encoding] if encoding else []))
 
     def _plan(
         self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: Timings
@@ -280,6 +279,7 @@ class Searcher:
             plan.encode_image_query(query.text, timings)
             if early is None or CAPTION not in early.names:
                 plan.encode_caption_query(query.text, timings)
+            # else encoded beside; `ListsBeside` waits for it before a caption list
         identity = fingerprint(
             plan.kind,
             plan.lists,
@@ -359,25 +359,23 @@ class Searcher:
     def _hybrid(
         self, conn, query, plan: Plan, limit, category, after, position, timings, early
     ) -> tuple[Ranked, dict[str, list[Why]]]:
-        """Fuse the plan's lists, each `_hybrid_depth` deep; a list ranked beside
-        (``early``) is taken from there, the others ranked here first."""
+        """Fuse the plan's lists, each `_hybrid_depth` deep; a list shared with the side
+        connection (``early``) is ranked here only if the side has not claimed it: the lists
+        only this thread ranks go first, then the caption list, then the keyword list."""
         depth = _hybrid_depth(position, limit)
-        ready = {
-            name: _one_list(conn, query, plan, name, depth, category, None, 0, timings)
-            for name in plan.lists
-            if early is None or name not in early.names
-        }
-        if early is not None:
-            early.done()  # past here its caption vector is set, if it encoded one
-        found = {
-            name: ready[name]
-            if name in ready
-            else early.get(name, depth, category)
-            if early.has(name, depth, category)
-            else _one_list(conn, query, plan, name, depth, category, None, 0, timings)
-            for name in plan.lists
-        }
-        return ranked_lists.fuse(found, self.weights, query.rrf_k, limit, after)
+
+        def rank_here(name: str) -> Callable[[], Ranked]:
+            return lambda: _one_list(conn, query, plan, name, depth, category, None, 0, timings)
+
+        shared = [n for n in plan.lists if early is not None and early.has(n, depth, category)]
+        if early is not None and CAPTION in plan.lists and CAPTION not in shared:
+            early.prepared()  # a cursor page's caption list: its query encoded beside
+        found = {name: rank_here(name)() for name in plan.lists if name not in shared}
+        for name in sorted(shared, key=lambda name: name == KEYWORD):
+            found[name] = early.take(name, depth, category, rank_here(name))
+        return ranked_lists.fuse(
+            {name: found[name] for name in plan.lists}, self.weights, query.rrf_k, limit, after
+        )
 
 
 _SCORE_KINDS = {IMAGE: "cosine", CAPTION: "cosine", KEYWORD: "keyword"}
