@@ -23,7 +23,13 @@ from featuregen_assets.core.search.modes import mode_named
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.text.sentences import BUNDLED as BUNDLED_SENTENCE_MODEL
 from featuregen_assets.core.vision.hub import HubAccess
-from featuregen_assets.core.vision.model_profiles import DEFAULT_DINOV2, PROFILES, REAL_IDS
+from featuregen_assets.core.vision.model_profiles import (
+    DEFAULT_DINOV2,
+    PROFILES,
+    REAL_IDS,
+    ModelSpec,
+    choose_model,
+)
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
 PROGRESS_STYLES = ("log", "bar")
@@ -38,6 +44,14 @@ def remembered_models(home: Path) -> str | None:
     path = home / MODELS_FILE
     profile = path.read_text().strip().lower() if path.is_file() else ""
     return profile if profile in PROFILES else None
+
+
+# Each model role's setting (a `Settings` field) and the variable that sets it.
+MODEL_SETTINGS = {
+    "dinov2": ("dinov2", "FEATUREGEN_DINOV2"),
+    "qwen2vl": ("captioner", "FEATUREGEN_CAPTIONER"),
+    "clip_text": ("text_tower", "FEATUREGEN_TEXT_TOWER"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,19 @@ class Settings:
     def models_root(self) -> Path:
         """Where locally built models live: `models_dir`, else `<home>/models`."""
         return self.models_dir or paths.models_dir(self.home)
+
+    def model(self, role: str, profile: str | None = None, chosen: str | None = None) -> ModelSpec:
+        """The model of `role` (dinov2, qwen2vl, clip_text) in `profile` (default: these
+        settings'), ``chosen`` replacing the role's setting (`core.vision.choose_model`)."""
+        field_name, variable = MODEL_SETTINGS[role]
+        return choose_model(
+            role,
+            profile or self.models,
+            self.models_root(),
+            chosen or getattr(self, field_name),
+            self.hub,
+            variable,
+        )
 
     @property
     def progress_bar(self) -> bool:

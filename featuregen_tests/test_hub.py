@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from featuregen_assets.core.vision.hub import HubAccess, ModelUnavailable, ensure_available
-from featuregen_assets.resources.models import MODEL_SETTINGS, ModelsResource
-from featuregen_assets.settings import Settings
+from featuregen_assets.resources.models import ModelsResource
+from featuregen_assets.settings import MODEL_SETTINGS, Settings
 
 MISSING = "featuregen-tests/no-such-model"
 UNREACHABLE = HubAccess("http://127.0.0.1:9")  # nothing listens there: connection refused

@@ -130,6 +130,13 @@ NEVER = {
     f"{PACKAGE}.settings": ("dagster",),
     f"{PACKAGE}.resources": (f"{PACKAGE}.assets",),
     f"{PACKAGE}.launch": (f"{PACKAGE}.assets",),
+    f"{PACKAGE}.serve": (
+        "dagster",
+        f"{PACKAGE}.assets",
+        f"{PACKAGE}.resources",
+        f"{PACKAGE}.definitions",
+        f"{PACKAGE}.launch",
+    ),
 }
 
 

@@ -11,17 +11,11 @@ from pydantic import Field, PrivateAttr
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import die_with_parent
 from featuregen_assets.core.vision.hub import ensure_available
-from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_model
+from featuregen_assets.core.vision.model_profiles import ModelSpec
 from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.settings import Settings
 
 GPU_POOL = "gpu"  # the Dagster pool of every step that runs a model: one at a time by default
-# The setting (and its variable) that picks each role's model in the real profile.
-MODEL_SETTINGS = {
-    "dinov2": ("dinov2", "FEATUREGEN_DINOV2"),
-    "qwen2vl": ("captioner", "FEATUREGEN_CAPTIONER"),
-    "clip_text": ("text_tower", "FEATUREGEN_TEXT_TOWER"),
-}
 
 
 class ComputeResource(dg.ConfigurableResource):
@@ -87,15 +81,9 @@ class ModelsResource(dg.ConfigurableResource):
     clip_text: str | None = Field(default=None, description="Text tower of the real profile")
 
     def spec(self, role: str) -> ModelSpec:
-        """The model of `role` (dinov2, qwen2vl, clip_text) in this profile; a hub model must
-        be cached or reachable (`ensure_available`, naming the role's setting)."""
-        profile = self.profile or self.settings.models
-        field, setting = MODEL_SETTINGS[role]
-        chosen = getattr(self, role) or getattr(self.settings, field)
-        spec = resolve_model(profile, role, self.settings.models_root(), chosen)
-        if profile == "real":
-            ensure_available(spec.name_or_path, self.settings.hub, setting)
-        return spec
+        """The model of `role` (dinov2, qwen2vl, clip_text): `Settings.model` with this
+        resource's fields set."""
+        return self.settings.model(role, self.profile, getattr(self, role))
 
 
 class EmbedderResource(dg.ConfigurableResource):

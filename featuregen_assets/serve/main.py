@@ -54,10 +54,10 @@ def check_exposure(host: str, token: str | None, without_token: bool) -> str | N
 
 
 def build_embedder(settings: Settings):
-    """The DINOv2 embedder of `settings`' model profile."""
-    from featuregen_assets.definitions import build_resources
+    """The DINOv2 embedder of `settings`' model profile (as `image_embeddings` builds it)."""
+    from featuregen_assets.core.vision.embedding import ImageEmbedder
 
-    return build_resources(settings)["embedder"].build()
+    return ImageEmbedder(settings.model("dinov2"), settings.compute, settings.embedding)
 
 
 def build_searcher(settings: Settings):

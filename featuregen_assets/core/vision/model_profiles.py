@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from featuregen_assets.core.vision.hub import HubAccess, ensure_available
+
 PROFILES = ("real", "tiny")
 ROLES = ("dinov2", "qwen2vl", "clip_text")
 DEFAULT_DINOV2 = "facebook/dinov2-base"
@@ -63,6 +65,23 @@ def resolve_model(
             )
         return ModelSpec(role, str(path), f"{TINY_ID_PREFIX}{role}")
     raise ValueError(f"unknown model profile {profile!r}: expected one of {PROFILES}")
+
+
+def choose_model(
+    role: str,
+    profile: str,
+    models_dir: Path,
+    chosen: str | None,
+    hub: HubAccess,
+    setting: str,
+) -> ModelSpec:
+    """The model of `role`: resolved for `profile` (`resolve_model`, ``chosen`` replacing the
+    real profile's id), and in the real profile cached, local or on a reachable hub
+    (`ensure_available`; ``setting`` names the variable that picks it in the error)."""
+    spec = resolve_model(profile, role, models_dir, chosen)
+    if profile == "real":
+        ensure_available(spec.name_or_path, hub, setting)
+    return spec
 
 
 def resolve_models(
