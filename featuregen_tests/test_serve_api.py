@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from featuregen_assets.core.search import engine
-from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.search.options import DEFAULT_WEIGHTS, SearchSettings, parse_weights
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import (
     RegisteredModel,
@@ -216,8 +216,9 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
 def test_fusion_constant_is_a_parameter(client) -> None:
     flat = _get(client, q="red circle", mode="hybrid", rrf_k=1000, k=3)["hits"]
     steep = _get(client, q="red circle", mode="hybrid", rrf_k=0, k=3)["hits"]
-    assert steep[0]["score"] >= 1.0  # 1 / (0 + 1) from its first list alone
-    assert flat[0]["score"] <= 3 / 1001  # three lists: image, caption, keyword
+    weights = parse_weights(DEFAULT_WEIGHTS)
+    assert steep[0]["score"] >= max(weights.values())  # weight / (0 + 1) from one list's first
+    assert flat[0]["score"] <= sum(weights.values()) / 1001  # first in all three lists at most
 
 
 @pytest.mark.parametrize(
@@ -485,7 +486,10 @@ def test_hybrid_says_why_each_hit_came_and_weighs_its_lists(client, store) -> No
     for hit in answer["hits"]:
         why = {w["list"]: w for w in hit["why"]}
         assert set(why) <= lists and why
-        assert hit["score"] == pytest.approx(sum(1 / (60 + w["rank"]) for w in why.values()))
+        weights = parse_weights(DEFAULT_WEIGHTS)
+        assert hit["score"] == pytest.approx(
+            sum(weights[name] / (60 + w["rank"]) for name, w in why.items())
+        )
     assert {w["list"] for hit in answer["hits"] for w in hit["why"]} == lists
     only_captions = create_app(
         store.config(search=SearchSettings(hybrid_weights=("image=0", "caption=1", "keyword=0")))
