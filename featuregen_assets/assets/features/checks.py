@@ -52,6 +52,19 @@ def _check_latest_model(
     return dg.AssetCheckResult(passed=bool(passed), metadata={"model": model, **found, **extra})
 
 
+def _complete_and_unit_norm(stats: Stats, expected: str) -> bool:
+    """Every expected row (``stats[expected]``) has a vector, all of one dimension and unit norm."""
+    return (
+        stats["embedded"] == stats[expected]
+        and stats["min_dim"] == stats["max_dim"]
+        and (
+            stats["embedded"] == 0
+            or abs(stats["min_norm"] - 1) < UNIT_NORM_TOLERANCE
+            and abs(stats["max_norm"] - 1) < UNIT_NORM_TOLERANCE
+        )
+    )
+
+
 @dg.asset_check(asset=image_embeddings, partitions_def=category_partitions)
 def embeddings_complete_and_normalised(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
@@ -59,16 +72,7 @@ def embeddings_complete_and_normalised(
     """One vector per `ok` image, of one dimension, of unit norm (pgvector refuses NaN)."""
 
     def judge(stats: Stats) -> tuple[bool, Stats]:
-        passed = (
-            stats["embedded"] == stats["images"]
-            and stats["min_dim"] == stats["max_dim"]
-            and (
-                stats["embedded"] == 0
-                or abs(stats["min_norm"] - 1) < UNIT_NORM_TOLERANCE
-                and abs(stats["max_norm"] - 1) < UNIT_NORM_TOLERANCE
-            )
-        )
-        return passed, {}
+        return _complete_and_unit_norm(stats, "images"), {}
 
     return _check_latest_model(context, postgres, image_embeddings.key, embedding_stats, judge)
 
@@ -95,15 +99,6 @@ def text_vectors_complete_and_normalised(
     of unit norm."""
 
     def judge(stats: Stats) -> tuple[bool, Stats]:
-        passed = (
-            stats["embedded"] == stats["texts"]
-            and stats["min_dim"] == stats["max_dim"]
-            and (
-                stats["embedded"] == 0
-                or abs(stats["min_norm"] - 1) < UNIT_NORM_TOLERANCE
-                and abs(stats["max_norm"] - 1) < UNIT_NORM_TOLERANCE
-            )
-        )
-        return passed, {}
+        return _complete_and_unit_norm(stats, "texts"), {}
 
     return _check_latest_model(context, postgres, prompt_embeddings.key, text_vector_stats, judge)
