@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from featuregen_assets.assets.features.model_step import ModelStep
+from featuregen_assets.assets.features.model_step import ModelStep, feature_asset
 from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.core.ingest.store_check import intact
 from featuregen_assets.core.store.feature_store import image_count, missing_embeddings
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER
-from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
+from featuregen_assets.resources.models import EmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 EMBEDDING = ModelStep(
@@ -21,19 +19,8 @@ EMBEDDING = ModelStep(
 )
 
 
-@dg.asset(
-    partitions_def=category_partitions,
-    deps=[raw_images],
-    group_name="features",
-    kinds={"pytorch", "pgvector"},
-    pool=GPU_POOL,
-    io_manager_key=PGVECTOR_IO_MANAGER,
-    automation_condition=dg.AutomationCondition.eager(),
-    metadata={
-        "partition_expr": "raw_images.category",
-        "primary_key": ["image_id", "model"],
-        "hnsw_by": "model",
-    },
+@feature_asset(
+    deps=[raw_images], stored_in="pgvector", primary_key=["image_id", "model"], hnsw_by="model"
 )
 def image_embeddings(
     context: dg.AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource

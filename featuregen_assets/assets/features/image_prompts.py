@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from featuregen_assets.assets.features.model_step import ModelStep
+from featuregen_assets.assets.features.model_step import ModelStep, feature_asset
 from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.core.ingest.store_check import intact
 from featuregen_assets.core.store.feature_store import image_count, link_captions, missing_prompts
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER
-from featuregen_assets.resources.models import GPU_POOL, CaptionerResource
+from featuregen_assets.resources.models import CaptionerResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 GENERATED = "generated"
@@ -24,19 +22,7 @@ CAPTIONING = ModelStep(
 )
 
 
-@dg.asset(
-    partitions_def=category_partitions,
-    deps=[raw_images],
-    group_name="features",
-    kinds={"pytorch", "postgres"},
-    pool=GPU_POOL,
-    io_manager_key=PGVECTOR_IO_MANAGER,
-    automation_condition=dg.AutomationCondition.eager(),
-    metadata={
-        "partition_expr": "raw_images.category",
-        "primary_key": ["image_id", "model", "source"],
-    },
-)
+@feature_asset(deps=[raw_images], stored_in="postgres", primary_key=["image_id", "model", "source"])
 def image_prompts(
     context: dg.AssetExecutionContext, captioner: CaptionerResource, postgres: PostgresResource
 ) -> Table:

@@ -1,4 +1,4 @@
-"""The checkpointed model step that the feature assets run, once, here.
+"""The checkpointed model step that the feature assets run, and their one asset decorator.
 
 missing rows → resume the checkpoint failed runs left → compute the rest with progress lines →
 checkpoint each finished row → log the failures → metadata → the `Table` the IO manager
@@ -15,12 +15,43 @@ from featuregen_assets.core.ingest.store_check import damaged_report
 from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, step_directory
 from featuregen_assets.core.runtime.progress import ProgressReporter, track
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.resources.models import ComputeResource, image_paths
+from featuregen_assets.partitions import category_partitions
+from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER
+from featuregen_assets.resources.models import GPU_POOL, ComputeResource, image_paths
 
 Compute = Callable[[list[Any]], Iterable[tuple[Any, ...]]]
 """A model's batch call over its inputs (image files, texts). It yields `(index, value, error,
 *more)` per input: `value` None when it failed (`error` says why); the row stored is
 `(value, *more)`."""
+
+
+def feature_asset(
+    *,
+    deps: Sequence[dg.AssetsDefinition],
+    stored_in: str,
+    primary_key: Sequence[str],
+    hnsw_by: str | None = None,
+) -> Callable[..., dg.AssetsDefinition]:
+    """The decorator of a feature asset: per category, eager, in the GPU pool, its `Table`
+    written by the pgvector IO manager (`primary_key`; `hnsw_by`: one HNSW index per value of
+    that column) into the category's images (`raw_images.category`). `stored_in`: the
+    kind beside pytorch (postgres, pgvector)."""
+    metadata: dict[str, Any] = {
+        "partition_expr": "raw_images.category",
+        "primary_key": list(primary_key),
+    }
+    if hnsw_by is not None:
+        metadata["hnsw_by"] = hnsw_by
+    return dg.asset(
+        partitions_def=category_partitions,
+        deps=deps,
+        group_name="features",
+        kinds={"pytorch", stored_in},
+        pool=GPU_POOL,
+        io_manager_key=PGVECTOR_IO_MANAGER,
+        automation_condition=dg.AutomationCondition.eager(),
+        metadata=metadata,
+    )
 
 
 @dataclass(frozen=True)

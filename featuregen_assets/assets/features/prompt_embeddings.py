@@ -3,13 +3,11 @@
 import dagster as dg
 
 from featuregen_assets.assets.features.image_prompts import image_prompts
-from featuregen_assets.assets.features.model_step import ModelStep
+from featuregen_assets.assets.features.model_step import ModelStep, feature_asset
 from featuregen_assets.core.store.feature_store import missing_text_vectors, text_count
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.vision.model_profiles import random_weights
-from featuregen_assets.partitions import category_partitions
-from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER
-from featuregen_assets.resources.models import GPU_POOL, SentenceEncoderResource
+from featuregen_assets.resources.models import SentenceEncoderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 TEXT_EMBEDDING = ModelStep(
@@ -24,19 +22,11 @@ TEXT_EMBEDDING = ModelStep(
 )
 
 
-@dg.asset(
-    partitions_def=category_partitions,
+@feature_asset(
     deps=[image_prompts],
-    group_name="features",
-    kinds={"pytorch", "pgvector"},
-    pool=GPU_POOL,
-    io_manager_key=PGVECTOR_IO_MANAGER,
-    automation_condition=dg.AutomationCondition.eager(),
-    metadata={
-        "partition_expr": "raw_images.category",
-        "primary_key": ["image_id", "model", "prompt_model", "source"],
-        "hnsw_by": "model",
-    },
+    stored_in="pgvector",
+    primary_key=["image_id", "model", "prompt_model", "source"],
+    hnsw_by="model",
 )
 def prompt_embeddings(
     context: dg.AssetExecutionContext,
