@@ -27,14 +27,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featuregen_assets.core.research.comparison import run_comparison  # noqa: E402
-from featuregen_assets.core.research.dense import ProbeData  # noqa: E402
-from featuregen_assets.core.research.report import write_report  # noqa: E402
-from featuregen_assets.core.research.variant_names import (  # noqa: E402
-    DEFAULT_VARIANTS,
-    VARIANTS,
-    parse_variants,
-)
 from featuregen_assets.core.store import db, schema  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
 from featuregen_assets.core.training.alignment import AlignmentConfig  # noqa: E402
@@ -47,6 +39,14 @@ from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSet
 from featuregen_assets.demo.run import write_queries  # noqa: E402
 from featuregen_assets.demo.scenes import CATEGORIES, HELD_OUT_COMBINATIONS, generate_dataset  # noqa: E402
 from featuregen_assets.demo.tiny_models import ensure_tiny_models  # noqa: E402
+from featuregen_assets.research.comparison import run_comparison  # noqa: E402
+from featuregen_assets.research.dense import ProbeData  # noqa: E402
+from featuregen_assets.research.report import write_report  # noqa: E402
+from featuregen_assets.research.variant_names import (  # noqa: E402
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    parse_variants,
+)
 
 
 def _store(conn, scenes, paths, ids, vectors, model_key: str) -> None:

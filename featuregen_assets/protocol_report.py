@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from featuregen_assets.assets.models.publishing import new_version
-from featuregen_assets.core.research.ade20k import Ade20kConfig, run_ade20k_linear
-from featuregen_assets.core.research.protocols import protocol_answers, run_caption_protocol
-from featuregen_assets.core.research.report import write_report
-from featuregen_assets.core.research.weights import is_tiny, licence_answer, weights_record
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.dense_probe import patch_inputs
 from featuregen_assets.core.vision.embedding import ImageEmbedder
 from featuregen_assets.core.vision.model_profiles import resolve_model
+from featuregen_assets.research.ade20k import Ade20kConfig, run_ade20k_linear
+from featuregen_assets.research.protocols import protocol_answers, run_caption_protocol
+from featuregen_assets.research.report import write_report
+from featuregen_assets.research.weights import is_tiny, licence_answer, weights_record
 from featuregen_assets.settings import Settings
 
 NAME = "research_report"

@@ -8,15 +8,15 @@ import pytest
 from PIL import Image
 
 from featuregen_assets.cli import main as cli
-from featuregen_assets.core.research.ade20k import (
+from featuregen_assets.core.training.dense_probe import PatchInputs
+from featuregen_assets.core.vision.preprocess import CropResize
+from featuregen_assets.research.ade20k import (
     CLASSES,
     Ade20kConfig,
     ade20k_pairs,
     dataset_miou,
     run_ade20k_linear,
 )
-from featuregen_assets.core.training.dense_probe import PatchInputs
-from featuregen_assets.core.vision.preprocess import CropResize
 
 # class id -> colour; the label 0 ("other") region is grey and must never count
 COLOURS = {1: (220, 30, 30), 2: (30, 200, 40), 150: (30, 40, 220)}

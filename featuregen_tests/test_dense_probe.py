@@ -6,14 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.research.answers import probe_answers
-from featuregen_assets.core.research.dense import (
-    box_estimates,
-    compare_dense_probes,
-    iou_counts,
-    iou_estimates,
-    record_boxes,
-)
 from featuregen_assets.core.training.dense_probe import (
     ProbeConfig,
     box_iou,
@@ -28,6 +20,14 @@ from featuregen_assets.core.training.dense_probe import (
     train_probe,
 )
 from featuregen_assets.core.vision.preprocess import CropResize
+from featuregen_assets.research.answers import probe_answers
+from featuregen_assets.research.dense import (
+    box_estimates,
+    compare_dense_probes,
+    iou_counts,
+    iou_estimates,
+    record_boxes,
+)
 
 
 def test_crop_mask_follows_the_image_geometry_without_blending_labels() -> None:

@@ -13,6 +13,8 @@ import featuregen_assets
 
 ROOT = Path(featuregen_assets.__file__).parent
 PACKAGE = "featuregen_assets"
+# Core and the research harness take their settings and inputs as arguments, never Dagster's.
+ARGUMENTS_ONLY = (f"{PACKAGE}.core", f"{PACKAGE}.research")
 
 
 def _module_name(path: Path) -> str:
@@ -53,8 +55,8 @@ def test_the_import_reader_sees_what_a_module_imports() -> None:
     assert "featuregen_assets.core.store.feature_store" in imports
 
 
-@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(f"{PACKAGE}.core")])
-def test_core_does_not_import_dagster(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(ARGUMENTS_ONLY)])
+def test_core_and_research_do_not_import_dagster(name: str) -> None:
     dagster = {m for m in _imports(name) if m.split(".")[0].partition("_")[0] == "dagster"}
     assert not dagster, f"{name} imports {sorted(dagster)}: core/ is free of Dagster"
 
@@ -126,6 +128,18 @@ NEVER = {
         f"{PACKAGE}.resources",
         f"{PACKAGE}.settings",
         f"{PACKAGE}.definitions",
+        f"{PACKAGE}.research",
+    ),
+    f"{PACKAGE}.research": (
+        "dagster",
+        f"{PACKAGE}.assets",
+        f"{PACKAGE}.resources",
+        f"{PACKAGE}.settings",
+        f"{PACKAGE}.definitions",
+        f"{PACKAGE}.launch",
+        f"{PACKAGE}.serve",
+        f"{PACKAGE}.cli",
+        f"{PACKAGE}.core.runtime.paths",  # its inputs are arguments, not the home's layout
     ),
     f"{PACKAGE}.settings": ("dagster",),
     f"{PACKAGE}.resources": (f"{PACKAGE}.assets",),
@@ -160,8 +174,8 @@ def _environ_uses(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(f"{PACKAGE}.core")])
-def test_core_reads_no_environment_variable(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n in MODULES if n.startswith(ARGUMENTS_ONLY)])
+def test_core_and_research_read_no_environment_variable(name: str) -> None:
     path = MODULES[name]
     uses = _environ_uses(ast.parse(path.read_text(), str(path)))
     assert not uses, f"{name} uses the environment at {uses}: settings come as arguments"

@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from featuregen_assets.cli import main as cli
-from featuregen_assets.core.research.sentence_encoder import bundled_minilm
 from featuregen_assets.core.search.default_mode import measured_default
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
@@ -20,6 +19,7 @@ from featuregen_assets.demo.run import write_queries
 from featuregen_assets.demo.scenes import generate_dataset, write_link_files
 from featuregen_assets.demo.server import DemoServer
 from featuregen_assets.launch.runs import materialize_unpartitioned, run_category
+from featuregen_assets.research.sentence_encoder import bundled_minilm
 
 CATEGORIES = ("cafe", "bank")
 PER_CATEGORY = 8

@@ -9,14 +9,14 @@ from PIL import Image
 
 from featuregen_assets.cli import main as cli
 from featuregen_assets.core.ingest.caption_datasets import CaptionedImage
-from featuregen_assets.core.research.protocols import (
+from featuregen_assets.core.training.alignment import AlignmentConfig
+from featuregen_assets.core.vision.model_profiles import tiny_dir
+from featuregen_assets.research.protocols import (
     both_directions,
     folds_mean,
     karpathy_sides,
     run_caption_protocol,
 )
-from featuregen_assets.core.training.alignment import AlignmentConfig
-from featuregen_assets.core.vision.model_profiles import tiny_dir
 
 COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black", "pink", "grey"]
 SPLITS = ["train"] * 4 + ["restval"] * 2 + ["val"] * 2 + ["test"] * 2

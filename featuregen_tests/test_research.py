@@ -9,37 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from featuregen_assets.core.research.answers import decoder_answers, text_answers, variant_answers
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.paired import PairedTests
-from featuregen_assets.core.research.patch_grids import PatchGridFiles
-from featuregen_assets.core.research.queries import Query, over_gallery, read_queries
-from featuregen_assets.core.research.report import headline_table, write_report
-from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
-from featuregen_assets.core.research.stats import (
-    _chance_mrr,
-    bootstrap,
-    chance_estimates,
-    retrieval_estimates,
-)
-from featuregen_assets.core.research.text_baselines import (
-    Tfidf,
-    category_oracle,
-    keyword_scores,
-)
-from featuregen_assets.core.research.text_to_image import (
-    Corpus,
-    TextMethods,
-    compare_text_to_image,
-    dropped_as_trained,
-)
-from featuregen_assets.core.research.variant_names import parse_variants
-from featuregen_assets.core.research.variants import (
-    train_on_split,
-    train_variants,
-    variant_config,
-)
-from featuregen_assets.core.research.weights import licence_answer, weights_record
 from featuregen_assets.core.store import db
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
@@ -52,6 +21,37 @@ from featuregen_assets.core.training.training_data import PairSet
 from featuregen_assets.core.vision.compute import torch_threads
 from featuregen_assets.core.vision.model_profiles import tiny_dir
 from featuregen_assets.core.vision.preprocess import CropResize
+from featuregen_assets.research.answers import decoder_answers, text_answers, variant_answers
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.paired import PairedTests
+from featuregen_assets.research.patch_grids import PatchGridFiles
+from featuregen_assets.research.queries import Query, over_gallery, read_queries
+from featuregen_assets.research.report import headline_table, write_report
+from featuregen_assets.research.sentence_encoder import SentenceEncoder, bundled_minilm
+from featuregen_assets.research.stats import (
+    _chance_mrr,
+    bootstrap,
+    chance_estimates,
+    retrieval_estimates,
+)
+from featuregen_assets.research.text_baselines import (
+    Tfidf,
+    category_oracle,
+    keyword_scores,
+)
+from featuregen_assets.research.text_to_image import (
+    Corpus,
+    TextMethods,
+    compare_text_to_image,
+    dropped_as_trained,
+)
+from featuregen_assets.research.variant_names import parse_variants
+from featuregen_assets.research.variants import (
+    train_on_split,
+    train_variants,
+    variant_config,
+)
+from featuregen_assets.research.weights import licence_answer, weights_record
 
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "star")

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featuregen_assets.core.research.queries import Query
-from featuregen_assets.core.research.served_modes import served_mode_answer, served_mode_rows
-from featuregen_assets.core.research.text_to_image import Corpus
 from featuregen_assets.core.search.default_mode import DefaultMode, measured_default
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.store import db
 from featuregen_assets.core.training.splits import three_way_split
+from featuregen_assets.research.queries import Query
+from featuregen_assets.research.served_modes import served_mode_answer, served_mode_rows
+from featuregen_assets.research.text_to_image import Corpus
 from featuregen_tests.search_store import store_text_vectors
 
 COLOURS = ("red", "green", "blue", "yellow")

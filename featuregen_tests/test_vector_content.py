@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.research.answers import content_answers, text_answers
-from featuregen_assets.core.research.learned_ceiling import CEILING, learned_ceiling
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.queries import Query
-from featuregen_assets.core.research.stats import bootstrap
-from featuregen_assets.core.research.text_to_image import Corpus
-from featuregen_assets.core.research.vector_content import (
+from featuregen_assets.core.training.alignment import AlignmentConfig
+from featuregen_assets.core.training.splits import three_way_split
+from featuregen_assets.research.answers import content_answers, text_answers
+from featuregen_assets.research.learned_ceiling import CEILING, learned_ceiling
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.queries import Query
+from featuregen_assets.research.stats import bootstrap
+from featuregen_assets.research.text_to_image import Corpus
+from featuregen_assets.research.vector_content import (
     CONTROL,
     EMPTY,
     KNOWS_TRUTH,
@@ -25,8 +27,6 @@ from featuregen_assets.core.research.vector_content import (
     probe_method,
     truth_readouts,
 )
-from featuregen_assets.core.training.alignment import AlignmentConfig
-from featuregen_assets.core.training.splits import three_way_split
 
 PLACES = ("top left", "bottom right")
 COLOURS = ("red", "green", "blue")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from featuregen_assets.cli.common import cli_settings, positive
 from featuregen_assets.core.ingest.caption_datasets import FORMATS
-from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
+from featuregen_assets.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -19,9 +19,9 @@ def _variants(text: str) -> tuple[str, ...]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from featuregen_assets.core.research.report import summary_lines
     from featuregen_assets.launch.run_console import failure_summary
     from featuregen_assets.launch.runs import dagster_instance, materialize_report
+    from featuregen_assets.research.report import summary_lines
 
     settings = cli_settings()
     if args.protocol:

@@ -108,8 +108,6 @@ def run_demo(
 ) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
     from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
-    from featuregen_assets.core.research.report import summary_lines
-    from featuregen_assets.core.research.variant_names import DEFAULT_VARIANTS
     from featuregen_assets.core.store import db
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import (
@@ -126,6 +124,8 @@ def run_demo(
         materialize_unpartitioned,
         run_category,
     )
+    from featuregen_assets.research.report import summary_lines
+    from featuregen_assets.research.variant_names import DEFAULT_VARIANTS
 
     settings = demo_settings(settings)
     home = settings.home

@@ -14,14 +14,14 @@ from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
 from featuregen_assets.assets.models.publishing import new_version
-from featuregen_assets.core.research.variant_names import (
+from featuregen_assets.core.runtime import paths
+from featuregen_assets.core.store.registry import latest_model
+from featuregen_assets.core.training.plots import markdown_image
+from featuregen_assets.research.variant_names import (
     DEFAULT_VARIANTS,
     VARIANTS,
     parse_variants,
 )
-from featuregen_assets.core.runtime import paths
-from featuregen_assets.core.store.registry import latest_model
-from featuregen_assets.core.training.plots import markdown_image
 from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
@@ -100,13 +100,13 @@ def research_report(
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """The research answer: each method and baseline on the same test split, 95 % intervals."""
-    from featuregen_assets.core.research.comparison import run_comparison
-    from featuregen_assets.core.research.dense import ProbeData
-    from featuregen_assets.core.research.patch_grids import PatchGridFiles
-    from featuregen_assets.core.research.report import headline_table, write_report
     from featuregen_assets.core.training.decoder import encoder_for
     from featuregen_assets.core.training.dense_probe import patch_inputs
     from featuregen_assets.core.vision.compute import torch_threads
+    from featuregen_assets.research.comparison import run_comparison
+    from featuregen_assets.research.dense import ProbeData
+    from featuregen_assets.research.patch_grids import PatchGridFiles
+    from featuregen_assets.research.report import headline_table, write_report
 
     with postgres.connection() as conn:
         encoder_model = latest_model(conn, "aligned_text_encoder")

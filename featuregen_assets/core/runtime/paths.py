@@ -42,7 +42,7 @@ def text_links_dir(home: Path) -> Path:
 
 
 def patch_grids_dir(home: Path) -> Path:
-    """Patch-token grids of stored images, per embedding model (`core.research.patch_grids`)."""
+    """Patch-token grids of stored images, per embedding model (`research.patch_grids`)."""
     return home / "patch_grids"
 
 

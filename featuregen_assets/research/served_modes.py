@@ -17,10 +17,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import psycopg
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.queries import Query, QueryMatrix
-from featuregen_assets.core.research.text_baselines import unit
-from featuregen_assets.core.research.text_to_image import (
+from featuregen_assets.core.search.default_mode import DEFAULT_METRIC, DEFAULT_SETS, SERVED_PREFIX
+from featuregen_assets.core.search.engine import HYBRID_DEPTHS
+from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
+from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
+from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.queries import Query, QueryMatrix
+from featuregen_assets.research.text_baselines import unit
+from featuregen_assets.research.text_to_image import (
     QUESTION,
     Corpus,
     queries_on_test_gallery,
@@ -28,12 +34,6 @@ from featuregen_assets.core.research.text_to_image import (
     seed_estimates,
     training_texts,
 )
-from featuregen_assets.core.search.default_mode import DEFAULT_METRIC, DEFAULT_SETS, SERVED_PREFIX
-from featuregen_assets.core.search.engine import HYBRID_DEPTHS
-from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
-from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
-from featuregen_assets.core.search.options import SearchSettings
-from featuregen_assets.core.training.splits import Split
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 ListScores = dict[str, np.ndarray]  # list name → (queries, gallery) scores; -inf: not listed

@@ -14,23 +14,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.queries import Query, QueryMatrix, over_gallery
-from featuregen_assets.core.research.stats import (
+from featuregen_assets.core.training.metrics import chance_recall_at_k, ranks_of_positives
+from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.queries import Query, QueryMatrix, over_gallery
+from featuregen_assets.research.stats import (
     Estimate,
     bootstrap,
     chance_estimates,
     retrieval_estimates,
 )
-from featuregen_assets.core.research.text_baselines import (
+from featuregen_assets.research.text_baselines import (
     TFIDF_NEIGHBOURS,
     Tfidf,
     category_oracle,
     neighbour_mean_scores,
     unit,
 )
-from featuregen_assets.core.training.metrics import chance_recall_at_k, ranks_of_positives
-from featuregen_assets.core.training.splits import Split
 
 QUESTION = "text_to_image"
 Encode = Callable[[Sequence[str]], np.ndarray]  # texts -> unit vectors

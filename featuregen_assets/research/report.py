@@ -8,11 +8,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.paired import TASK as PAIRED
-from featuregen_assets.core.research.variant_names import method_name
-from featuregen_assets.core.research.weights import describe
 from featuregen_assets.core.training.plots import interval_bars
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.paired import TASK as PAIRED
+from featuregen_assets.research.variant_names import method_name
+from featuregen_assets.research.weights import describe
 
 HEADLINE_SETS = ("template", "paraphrase", "partial_object", "compositional")
 VECTOR_ONLY = "searches the image vectors"

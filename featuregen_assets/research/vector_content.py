@@ -28,23 +28,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.queries import Query, QueryMatrix
-from featuregen_assets.core.research.stats import Estimate, bootstrap, retrieval_estimates
-from featuregen_assets.core.research.text_baselines import (
+from featuregen_assets.core.training.decoder import square_image
+from featuregen_assets.core.training.metrics import ranks_of_positives
+from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.queries import Query, QueryMatrix
+from featuregen_assets.research.stats import Estimate, bootstrap, retrieval_estimates
+from featuregen_assets.research.text_baselines import (
     TFIDF_NEIGHBOURS,
     neighbour_mean_scores,
     unit,
 )
-from featuregen_assets.core.research.text_to_image import (
+from featuregen_assets.research.text_to_image import (
     Corpus,
     queries_on_test_gallery,
     training_texts,
     validation_matrix,
 )
-from featuregen_assets.core.training.decoder import square_image
-from featuregen_assets.core.training.metrics import ranks_of_positives
-from featuregen_assets.core.training.splits import Split
 
 QUESTION = "text_to_image"
 PROBE_SET = "attribute_test_images"

@@ -11,43 +11,6 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from featuregen_assets.core.research.answers import (
-    content_answers,
-    decoder_answers,
-    probe_answers,
-    text_answers,
-    variant_answers,
-)
-from featuregen_assets.core.research.decoding import Encode as EncodeImages
-from featuregen_assets.core.research.decoding import compare_decoding, like_for_like_decoders
-from featuregen_assets.core.research.dense import ProbeData, mask_files, probe_rows
-from featuregen_assets.core.research.learned_ceiling import learned_ceiling
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.paired import PairedTests
-from featuregen_assets.core.research.patch_grids import PatchGridFiles
-from featuregen_assets.core.research.queries import Query, caption_queries, read_queries
-from featuregen_assets.core.research.report import recall_plot
-from featuregen_assets.core.research.sentence_encoder import SentenceEncoder, bundled_minilm
-from featuregen_assets.core.research.served_modes import served_mode_answer, served_mode_rows
-from featuregen_assets.core.research.text_baselines import keyword_scores, unit
-from featuregen_assets.core.research.text_to_image import (
-    Corpus,
-    TextMethods,
-    compare_text_to_image,
-    dropped_as_trained,
-)
-from featuregen_assets.core.research.variant_names import VARIANTS
-from featuregen_assets.core.research.variants import (
-    recorded_pairs,
-    train_on_split,
-    train_variants,
-)
-from featuregen_assets.core.research.vector_content import (
-    attribute_probes,
-    read_records,
-    truth_readouts,
-)
-from featuregen_assets.core.research.weights import licence_answer, weights_record
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
@@ -62,6 +25,43 @@ from featuregen_assets.core.training.splits import (
     leaked_test_images,
 )
 from featuregen_assets.core.training.training_data import alignment_pairs, embedded_images
+from featuregen_assets.research.answers import (
+    content_answers,
+    decoder_answers,
+    probe_answers,
+    text_answers,
+    variant_answers,
+)
+from featuregen_assets.research.decoding import Encode as EncodeImages
+from featuregen_assets.research.decoding import compare_decoding, like_for_like_decoders
+from featuregen_assets.research.dense import ProbeData, mask_files, probe_rows
+from featuregen_assets.research.learned_ceiling import learned_ceiling
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.paired import PairedTests
+from featuregen_assets.research.patch_grids import PatchGridFiles
+from featuregen_assets.research.queries import Query, caption_queries, read_queries
+from featuregen_assets.research.report import recall_plot
+from featuregen_assets.research.sentence_encoder import SentenceEncoder, bundled_minilm
+from featuregen_assets.research.served_modes import served_mode_answer, served_mode_rows
+from featuregen_assets.research.text_baselines import keyword_scores, unit
+from featuregen_assets.research.text_to_image import (
+    Corpus,
+    TextMethods,
+    compare_text_to_image,
+    dropped_as_trained,
+)
+from featuregen_assets.research.variant_names import VARIANTS
+from featuregen_assets.research.variants import (
+    recorded_pairs,
+    train_on_split,
+    train_variants,
+)
+from featuregen_assets.research.vector_content import (
+    attribute_probes,
+    read_records,
+    truth_readouts,
+)
+from featuregen_assets.research.weights import licence_answer, weights_record
 
 TUNING = (
     "every choice reads the validation images only, never a test image: the encoder's kept"

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.patch_grids import PatchGridFiles
-from featuregen_assets.core.research.stats import Estimate, bootstrap
-from featuregen_assets.core.research.text_baselines import unit
 from featuregen_assets.core.training.decoder import DecoderConfig, square_image, train_decoder
 from featuregen_assets.core.training.metrics import psnr, ssim
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.patch_grids import PatchGridFiles
+from featuregen_assets.research.stats import Estimate, bootstrap
+from featuregen_assets.research.text_baselines import unit
 
 QUESTION = "decoding"
 DECODER_SET = "test_images"

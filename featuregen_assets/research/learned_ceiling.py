@@ -18,26 +18,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.queries import Query, QueryMatrix
-from featuregen_assets.core.research.text_baselines import unit
-from featuregen_assets.core.research.text_to_image import (
+from featuregen_assets.core.training.alignment import AlignmentConfig, ContrastiveLoss
+from featuregen_assets.core.training.common import optimiser_and_schedule, optimiser_step
+from featuregen_assets.core.training.metrics import ranks_of_positives
+from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.queries import Query, QueryMatrix
+from featuregen_assets.research.text_baselines import unit
+from featuregen_assets.research.text_to_image import (
     Corpus,
     queries_on_test_gallery,
     seed_estimates,
     training_texts,
     validation_matrix,
 )
-from featuregen_assets.core.research.vector_content import (
+from featuregen_assets.research.vector_content import (
     KNOWS_TRUTH,
     QUESTION,
     READOUT_SETS,
     TruthCoding,
 )
-from featuregen_assets.core.training.alignment import AlignmentConfig, ContrastiveLoss
-from featuregen_assets.core.training.common import optimiser_and_schedule, optimiser_step
-from featuregen_assets.core.training.metrics import ranks_of_positives
-from featuregen_assets.core.training.splits import Split
 
 CEILING = f"learned ceiling: contrastive head on the truth {KNOWS_TRUTH}"
 HIDDEN = 512

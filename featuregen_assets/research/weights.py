@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featuregen_assets.core.research.sentence_encoder import MODEL_ID as MINILM
+from featuregen_assets.research.sentence_encoder import MODEL_ID as MINILM
 
 TINY = "tiny"
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from featuregen_assets.core.ingest.caption_datasets import CaptionedImage, read_dataset
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.stats import RECALL_KS, Estimate, bootstrap
-from featuregen_assets.core.research.text_baselines import unit
 from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.alignment_training import train_alignment
 from featuregen_assets.core.training.metrics import ranks_of_positives
 from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.stats import RECALL_KS, Estimate, bootstrap
+from featuregen_assets.research.text_baselines import unit
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from featuregen_assets.core.research import vector_content as content
-from featuregen_assets.core.research.decoding import (
+from featuregen_assets.research import vector_content as content
+from featuregen_assets.research.decoding import (
     CONTROL_CEILING,
     DECODER_SET,
     FROM_PIXELS,
     FROM_TOKENS,
     FROM_VECTOR,
 )
-from featuregen_assets.core.research.dense import (
+from featuregen_assets.research.dense import (
     BOX_IOU,
     CEILING,
     CONTROL,
@@ -22,11 +22,11 @@ from featuregen_assets.core.research.dense import (
     TOKENS,
     probe_method,
 )
-from featuregen_assets.core.research.dense import QUERY_SET as PROBE_SET
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.paired import PairedTests
-from featuregen_assets.core.research.report import find, retrieval_methods
-from featuregen_assets.core.research.variant_names import VARIANTS, method_name
+from featuregen_assets.research.dense import QUERY_SET as PROBE_SET
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.paired import PairedTests
+from featuregen_assets.research.report import find, retrieval_methods
+from featuregen_assets.research.variant_names import VARIANTS, method_name
 
 TRAINED = "trained_encoder"
 CAPTION_METHODS = "[needs captions]"

@@ -26,8 +26,6 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.stats import Estimate, bootstrap
 from featuregen_assets.core.training.dense_probe import (
     Box,
     PatchInputs,
@@ -42,6 +40,8 @@ from featuregen_assets.core.training.dense_probe import (
 )
 from featuregen_assets.core.training.splits import Split
 from featuregen_assets.core.vision.preprocess import CropResize
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.stats import Estimate, bootstrap
 
 QUESTION = "decoding"
 QUERY_SET = "segmentation_test_images"

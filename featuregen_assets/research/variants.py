@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from featuregen_assets.core.research.text_baselines import unit
-from featuregen_assets.core.research.variant_names import VARIANTS, method_name, parse_variants
 from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.alignment_training import train_alignment
 from featuregen_assets.core.training.splits import SPLITS, Split
 from featuregen_assets.core.training.training_data import PairSet
+from featuregen_assets.research.text_baselines import unit
+from featuregen_assets.research.variant_names import VARIANTS, method_name, parse_variants
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 EncodeImages = Callable[[list[Image.Image]], np.ndarray]

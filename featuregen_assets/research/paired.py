@@ -3,8 +3,8 @@ images), its 95 % interval from one resample of those units for both, kept as a 
 
 from __future__ import annotations
 
-from featuregen_assets.core.research.measurements import Measurement
-from featuregen_assets.core.research.stats import paired_difference
+from featuregen_assets.research.measurements import Measurement
+from featuregen_assets.research.stats import paired_difference
 
 TASK = "paired_difference"
 MINUS = " − "

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from featuregen_assets.core.research.measurements import Measurement, rows
-from featuregen_assets.core.research.stats import bootstrap
 from featuregen_assets.core.training.dense_probe import PatchInputs, crop_mask, patch_fractions
+from featuregen_assets.research.measurements import Measurement, rows
+from featuregen_assets.research.stats import bootstrap
 
 CLASSES = 150
 SPLITS = {"train": "training", "test": "validation"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from featuregen_assets.core.research.stats import Estimate, UnitStatistic
+from featuregen_assets.research.stats import Estimate, UnitStatistic
 
 
 @dataclass(frozen=True)
