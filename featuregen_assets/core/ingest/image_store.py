@@ -34,7 +34,6 @@ EXTENSIONS = {
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-_READ_BLOCK = 2**20
 
 
 class StoreWriteError(Exception):
@@ -50,11 +49,8 @@ class StoreWriteError(Exception):
 
 def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes, read in blocks."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from featuregen_assets.core.ingest.image_store import file_sha256
 from featuregen_assets.core.ingest.link_formats import LinkFileError
 
 COPY_ATTEMPTS = 3
@@ -114,14 +115,6 @@ def _copy(handle: BinaryIO, out: BinaryIO, encoding: str, name: str) -> str:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _open_regular(path: Path) -> BinaryIO:
     """`path` opened for reading, not through a symlink, and only if it is a regular file."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -153,7 +146,7 @@ def link_snapshot(directory: Path, path: Path, into: Path) -> Iterator[Snapshot]
                     encoding = _encoding(path, handle.read(_SNIFF))
                     handle.seek(0)
                     sha256 = _copy(handle, out, encoding, path.name)
-                if _sha256(source) == sha256:
+                if file_sha256(source) == sha256:
                     break
             else:
                 raise LinkFileError(
