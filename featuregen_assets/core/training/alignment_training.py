@@ -5,7 +5,6 @@ validation and its best weights, and the test figures beside the untrained encod
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,10 @@ from featuregen_assets.core.training.alignment import (
 )
 from featuregen_assets.core.training.common import (
     BestWeights,
+    EpochHooks,
+    Fit,
+    fit_epochs,
     mixed_precision,
-    optimiser_and_schedule,
-    optimiser_step,
-    time_left,
     training_device,
 )
 from featuregen_assets.core.training.metrics import retrieval_metrics
@@ -234,19 +233,6 @@ class _Batches:
             return criterion(text, self.targets[i], pos)
 
 
-@dataclass
-class _Fit:
-    """What the training loop leaves: each epoch's loss, the validation history, the best
-    validation weights, counts."""
-
-    loss_curve: list[float]
-    history: list[dict[str, float]]
-    best: BestWeights
-    steps: int
-    samples: int
-    seconds: float
-
-
 def _fit(
     encoder: AlignedTextEncoder,
     criterion: ContrastiveLoss,
@@ -257,54 +243,43 @@ def _fit(
     validate: Callable[[], dict[str, float]] | None,
     untrained_validation: dict[str, float],
     log: Callable[[str], None],
-) -> _Fit:
+) -> tuple[Fit, list[dict[str, float]]]:
     """Train on the pairs `train_pairs`, validating every `eval_every` epochs (`validate`;
     None: no validation texts; `untrained_validation`: its figures before training), until the
     epochs or steps run out or validation stops improving (`patience`); the best validation
-    epoch's weights restored."""
-    params = [p for p in encoder.parameters() if p.requires_grad] + list(criterion.parameters())
-    optimizer, scheduler, total = optimiser_and_schedule(
-        params, config, math.ceil(len(train_pairs) / config.batch_size)
-    )
+    epoch's weights restored. Also returns the validation history."""
     generator = torch.Generator().manual_seed(config.seed)
-    train_tensor = torch.from_numpy(train_pairs)
-
-    loss_curve: list[float] = []
     history: list[dict[str, float]] = []
     best = BestWeights(keep=config.keep_best)
-    step, samples, started = 0, 0, time.perf_counter()
-    encoder.train()
-    for epoch in range(1, config.epochs + 1):
-        order = train_tensor[torch.randperm(len(train_tensor), generator=generator)].to(device)
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            if step >= total:
-                break
-            batch = order[start : start + config.batch_size]
-            loss = batches.loss(encoder, criterion, batch, config, generator, device)
-            losses.append(optimiser_step(loss, optimizer, scheduler))
-            step += 1
-            samples += len(batch)
-        if not losses:
-            break
-        loss_curve.append(float(np.mean(losses)))
+
+    def end_epoch(epoch: int, loss: float, lr: float) -> str:
         if config.eval_every and epoch % config.eval_every == 0 and validate:
             history.append({"epoch": epoch, **validate()})
             best.offer(history[-1]["recall@5"], epoch, encoder)
-        log(
-            f"epoch {epoch}/{config.epochs}: loss {loss_curve[-1]:.4f},"
-            f" lr {scheduler.get_last_lr()[0]:.2e}, scale {criterion.scale().item():.1f},"
-            f" {_latest_validation(history, untrained_validation)},"
-            f" {time_left(started, step, total)}"
+        return (
+            f"loss {loss:.4f}, lr {lr:.2e}, scale {criterion.scale().item():.1f},"
+            f" {_latest_validation(history, untrained_validation)}"
         )
-        if config.patience and best.stale >= config.patience:
-            log(f"stopping at epoch {epoch}: validation recall@5 last improved at {best.epoch}")
-            break
-    seconds = time.perf_counter() - started
-    if best.state is not None:
-        encoder.load_state_dict(best.state)
-        log(f"kept epoch {best.epoch}'s weights (validation recall@5 {best.value:.3f})")
-    return _Fit(loss_curve, history, best, step, samples, seconds)
+
+    hooks = EpochHooks(
+        batch_loss=lambda batch: batches.loss(encoder, criterion, batch, config, generator, device),
+        end_epoch=end_epoch,
+        stopped=lambda best: f"validation recall@5 last improved at {best.epoch}",
+        kept=lambda best: f"validation recall@5 {best.value:.3f}",
+    )
+    params = [p for p in encoder.parameters() if p.requires_grad] + list(criterion.parameters())
+    fit = fit_epochs(
+        encoder,
+        params,
+        torch.from_numpy(train_pairs),
+        config,
+        hooks,
+        best=best,
+        generator=generator,
+        device=device,
+        log=log,
+    )
+    return fit, history
 
 
 def train_alignment(
@@ -384,7 +359,7 @@ def train_alignment(
         view_counts=view_counts,
     )
     validate = (lambda: evaluate(on_validation=True)) if validation_texts else None
-    fit = _fit(
+    fit, history = _fit(
         encoder,
         criterion,
         batches,
@@ -395,7 +370,7 @@ def train_alignment(
         untrained_validation,
         log,
     )
-    history, best, seconds = fit.history, fit.best, fit.seconds
+    best, seconds = fit.best, fit.seconds
     loss_curve = fit.loss_curve
 
     encoder.eval()

@@ -1,4 +1,5 @@
-"""What the two trainings (text encoder, decoder) share: device, precision, schedule, files."""
+"""What the two trainings (text encoder, decoder) share: device, precision, schedule, the
+epoch loop with early stopping and best weights, files."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
@@ -130,3 +133,82 @@ class BestWeights:
                 self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.stale += 1
+
+
+class LoopConfig(ScheduleConfig, Protocol):
+    """The fields of a training config that the epoch loop reads."""
+
+    batch_size: int
+    patience: int | None
+
+
+@dataclass(frozen=True)
+class EpochHooks:
+    """What a training's epoch loop does besides stepping the optimiser."""
+
+    # A batch of training rows (on the device) -> its loss.
+    batch_loss: Callable[[torch.Tensor], torch.Tensor]
+    # After an epoch (its number, mean loss, learning rate): validate, offering the figure to
+    # the loop's `BestWeights`; returns the epoch line's figures.
+    end_epoch: Callable[[int, float, float], str]
+    # Why the loop stopped early, after "stopping at epoch N: ".
+    stopped: Callable[[BestWeights], str]
+    # The kept weights' figure, in "kept epoch N's weights (...)".
+    kept: Callable[[BestWeights], str]
+
+
+@dataclass
+class Fit:
+    """What the epoch loop leaves: each epoch's mean loss, the best validation weights, counts."""
+
+    loss_curve: list[float]
+    best: BestWeights
+    steps: int
+    samples: int
+    seconds: float
+
+
+def fit_epochs(
+    model: nn.Module,
+    params: Iterable[nn.Parameter],
+    rows: torch.Tensor,
+    config: LoopConfig,
+    hooks: EpochHooks,
+    *,
+    best: BestWeights,
+    generator: torch.Generator,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> Fit:
+    """Train `model` on the training `rows`, shuffled by `generator` each epoch, in batches of
+    the config's size, until the epochs or steps run out or validation stops improving
+    (`patience` evaluations without a better `best`); the best validation weights restored."""
+    optimizer, scheduler, total = optimiser_and_schedule(
+        params, config, math.ceil(len(rows) / config.batch_size)
+    )
+    loss_curve: list[float] = []
+    step, samples, started = 0, 0, time.perf_counter()
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        order = rows[torch.randperm(len(rows), generator=generator)]
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            if step >= total:
+                break
+            batch = order[start : start + config.batch_size].to(device)
+            losses.append(optimiser_step(hooks.batch_loss(batch), optimizer, scheduler))
+            step += 1
+            samples += len(batch)
+        if not losses:
+            break
+        loss_curve.append(float(np.mean(losses)))
+        figures = hooks.end_epoch(epoch, loss_curve[-1], scheduler.get_last_lr()[0])
+        log(f"epoch {epoch}/{config.epochs}: {figures}, {time_left(started, step, total)}")
+        if config.patience and best.stale >= config.patience:
+            log(f"stopping at epoch {epoch}: {hooks.stopped(best)}")
+            break
+    seconds = time.perf_counter() - started
+    if best.state is not None:
+        model.load_state_dict(best.state)
+        log(f"kept epoch {best.epoch}'s weights ({hooks.kept(best)})")
+    return Fit(loss_curve, best, step, samples, seconds)

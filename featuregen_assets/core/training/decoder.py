@@ -14,7 +14,6 @@ reconstruction with the same DINOv2 and check that it lands next to its source v
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,13 +26,13 @@ from torch import nn
 
 from featuregen_assets.core.training.common import (
     BestWeights,
+    EpochHooks,
+    Fit,
+    fit_epochs,
     load_weights,
     mixed_precision,
-    optimiser_and_schedule,
-    optimiser_step,
     read_model_config,
     save_model_dir,
-    time_left,
     training_device,
 )
 from featuregen_assets.core.training.decoder_metrics import (
@@ -330,66 +329,47 @@ def _split_rows(image_ids: list[str], config: DecoderConfig) -> dict[str, np.nda
     }
 
 
-@dataclass
-class _Fit:
-    """What the training loop leaves: each epoch's loss, the best validation weights, counts."""
-
-    loss_curve: list[float]
-    best: BestWeights
-    steps: int
-    samples: int
-    seconds: float
-
-
-def _fit(decoder, x_all, y_all, split, config: DecoderConfig, device, log) -> _Fit:
+def _fit(decoder, x_all, y_all, split, config: DecoderConfig, device, log) -> Fit:
     """Train `decoder` on the split's train rows, one validation PSNR an epoch, until the
     epochs or steps run out or validation stops rising (`patience`); the best validation
     epoch's weights restored."""
-    train_rows, validation_rows = split["train"], split["validation"]
-    optimizer, scheduler, total = optimiser_and_schedule(
-        decoder.parameters(), config, math.ceil(len(train_rows) / config.batch_size)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    loss_curve: list[float] = []
+    validation_rows = split["validation"]
     best = BestWeights(keep=config.keep_best, min_delta=config.min_delta_db)
-    step, samples, started = 0, 0, time.perf_counter()
-    decoder.train()
-    for epoch in range(1, config.epochs + 1):
-        order = torch.from_numpy(train_rows)[torch.randperm(len(train_rows), generator=generator)]
-        losses = []
-        for start in range(0, len(order), config.batch_size):
-            if step >= total:
-                break
-            batch = order[start : start + config.batch_size].to(device)
-            with mixed_precision(device, config.autocast):
-                loss = F.mse_loss(decoder(x_all[batch]), y_all[batch])
-            losses.append(optimiser_step(loss, optimizer, scheduler))
-            step += 1
-            samples += len(batch)
-        if not losses:
-            break
-        loss_curve.append(float(np.mean(losses)))
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        with mixed_precision(device, config.autocast):
+            return F.mse_loss(decoder(x_all[batch]), y_all[batch])
+
+    def end_epoch(epoch: int, loss: float, lr: float) -> str:
         validation = "no validation images"
         if len(validation_rows):
             value = mean_psnr(decoder, x_all, y_all, validation_rows)
             best.offer(value, epoch, decoder)
             validation = f"validation PSNR {value:.2f} dB"
-        log(
-            f"epoch {epoch}/{config.epochs}: mse {loss_curve[-1]:.5f}"
-            f" (train PSNR {-10 * math.log10(max(loss_curve[-1], 1e-10)):.2f} dB),"
-            f" {validation}, {time_left(started, step, total)}"
+        return (
+            f"mse {loss:.5f} (train PSNR {-10 * math.log10(max(loss, 1e-10)):.2f} dB), {validation}"
         )
-        if config.patience and best.stale >= config.patience:
-            log(
-                f"stopping at epoch {epoch}: validation PSNR last rose by more than"
-                f" {config.min_delta_db} dB at epoch {best.epoch} ({best.value:.2f} dB)"
-            )
-            break
-    seconds = time.perf_counter() - started
-    if best.state is not None:
-        decoder.load_state_dict(best.state)
-        log(f"kept epoch {best.epoch}'s weights (validation PSNR {best.value:.2f} dB)")
-    return _Fit(loss_curve, best, step, samples, seconds)
+
+    hooks = EpochHooks(
+        batch_loss=batch_loss,
+        end_epoch=end_epoch,
+        stopped=lambda best: (
+            f"validation PSNR last rose by more than {config.min_delta_db} dB"
+            f" at epoch {best.epoch} ({best.value:.2f} dB)"
+        ),
+        kept=lambda best: f"validation PSNR {best.value:.2f} dB",
+    )
+    return fit_epochs(
+        decoder,
+        decoder.parameters(),
+        torch.from_numpy(split["train"]),
+        config,
+        hooks,
+        best=best,
+        generator=torch.Generator().manual_seed(config.seed),
+        device=device,
+        log=log,
+    )
 
 
 def train_decoder(
