@@ -331,6 +331,10 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         == 0
     )
     printed = capsys.readouterr().out
+    assert (
+        f"inputs: the demo's under {home / 'demo'} (query_file, probe_masks, probe_records)"
+        in printed
+    )
     assert "## Headline" in printed and "trained_encoder" in printed
     [directory] = (home / "artifacts" / "research_report").iterdir()
     report = json.loads((directory / "report.json").read_text())

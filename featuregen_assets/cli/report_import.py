@@ -18,6 +18,23 @@ def _variants(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _report_inputs(args: argparse.Namespace, home: Path) -> dict[str, str]:
+    """The report's input paths: those given, else the demo's under `home` where it ran (said
+    in one line)."""
+    given = {"query_file": args.queries, "probe_masks": args.masks, "probe_records": args.truth}
+    if any(given.values()):
+        return {key: str(Path(path).resolve()) for key, path in given.items() if path}
+    from featuregen_assets.demo.run import report_inputs
+
+    demo = report_inputs(home)
+    if demo:
+        print(
+            f"inputs: the demo's under {home / 'demo'} ({', '.join(demo)});"
+            " --queries/--masks/--truth choose others"
+        )
+    return demo
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.launch.run_console import failure_summary
     from featuregen_assets.launch.runs import dagster_instance, materialize_report
@@ -33,8 +50,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     with dagster_instance(settings) as instance:
         result, report = materialize_report(
+            _report_inputs(args, settings.home),
             seeds=args.seeds,
-            query_file=args.queries,
             instance=instance,
             settings=settings,
             variants=args.variants,
@@ -101,7 +118,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--seeds", type=int, default=1, help="Text-encoder trainings to average (default 1)."
     )
     report.add_argument(
-        "--queries", metavar="FILE", help="JSON-lines query sets (default: the demo's, if any)."
+        "--queries",
+        metavar="FILE",
+        help="JSON-lines query sets with their truth (default: the demo's when it ran and no"
+        " input is given; else template queries from the test captions).",
+    )
+    report.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="Label masks for the dense probes, <image URL file stem>.png (default: as --queries;"
+        " else no probes).",
+    )
+    report.add_argument(
+        "--truth",
+        metavar="DIR",
+        help="Scene records, <image URL file stem>.json: the probes' boxes, truth read-outs and"
+        " attribute probes (default: as --queries; else none).",
     )
     report.add_argument(
         "--variants",

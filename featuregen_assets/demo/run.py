@@ -78,6 +78,28 @@ def demo_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, download=download, links_dir=links_dir, compute=compute)
 
 
+def demo_site(home: Path) -> Path:
+    """Where the demo writes its scenes: images/, masks/ (label masks), truth/ (scene records)."""
+    return home / "demo" / "site"
+
+
+def demo_queries(home: Path) -> Path:
+    """The demo's query sets, written from its scenes' truth."""
+    return home / "demo" / "queries.jsonl"
+
+
+def report_inputs(home: Path) -> dict[str, str]:
+    """The demo's files under `home` that exist, as research_report's config: its query sets
+    (`query_file`), label masks (`probe_masks`) and scene records (`probe_records`)."""
+    site = demo_site(home)
+    found = {
+        "query_file": demo_queries(home),
+        "probe_masks": site / "masks",
+        "probe_records": site / "truth",
+    }
+    return {key: str(path) for key, path in found.items() if path.exists()}
+
+
 def _sha256(path: Path) -> str:
     """An image's id: the sha256 of its bytes, as raw_images stores it."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -133,10 +155,10 @@ def run_demo(
         ensure_tiny_models(settings.models_root())
     categories = list(categories or CATEGORIES)
     phase = Phases()
-    site = home / "demo" / "site"
+    site = demo_site(home)
     phase(f"generating {per_category} synthetic scenes a category ...")
     scenes = generate_dataset(site, categories, per_category, seed)
-    queries = write_queries(scenes, site, home / "demo" / "queries.jsonl")
+    queries = write_queries(scenes, site, demo_queries(home))
     phase(f"generated {len(scenes)} synthetic scenes in {site}; their query sets: {queries}")
 
     instance = dagster_instance(settings)
@@ -202,6 +224,7 @@ def run_demo(
         print()
         phase("research_report: every method beside fair baselines on the same test split ...")
         _, report = materialize_report(
+            report_inputs(home),
             instance=instance,
             settings=settings,
             variants=("lit", *DEFAULT_VARIANTS),

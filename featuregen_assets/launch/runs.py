@@ -321,8 +321,8 @@ def materialize_unpartitioned(
 
 
 def materialize_report(
+    inputs: Mapping[str, str] | None = None,
     seeds: int = 1,
-    query_file: str | None = None,
     instance: dg.DagsterInstance | None = None,
     settings: Settings | None = None,
     variants: Sequence[str] | None = None,
@@ -330,12 +330,14 @@ def materialize_report(
     decoder_epochs: int | None = None,
 ) -> tuple[dg.ExecuteInProcessResult, Path | None]:
     """Materialise `research_report` (a Dagster run); the run and its report.md (None when
-    the run failed). `variants`: the learned variants to train (None: the asset's default),
+    the run failed). `inputs`: the report's input paths by config field (`query_file`,
+    `probe_masks`, `probe_records`; none: template queries from the test captions, no probes).
+    `variants`: the learned variants to train (None: the asset's default),
     for `variant_epochs` (None: the text encoder's); `decoder_epochs`: the report's own two
     decoders' (None: the registered decoder's)."""
     config = {
         "seeds": seeds,
-        **({"query_file": query_file} if query_file else {}),
+        **(inputs or {}),
         **({"variants": list(variants)} if variants is not None else {}),
         **({"variant_epochs": variant_epochs} if variant_epochs is not None else {}),
         **({"decoder_epochs": decoder_epochs} if decoder_epochs is not None else {}),

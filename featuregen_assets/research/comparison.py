@@ -263,7 +263,7 @@ def _queries(
 ) -> list[Query]:
     """The query file's queries with a positive still stored, else template queries from the
     test images' captions."""
-    if query_file is not None and query_file.is_file():
+    if query_file is not None:
         stored = set(corpus.image_ids)
         queries = [q for q in read_queries(query_file) if q.positives & stored]
         log(f"research: {len(queries)} queries from {query_file}")

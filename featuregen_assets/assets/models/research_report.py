@@ -33,8 +33,8 @@ class ResearchReportConfig(dg.Config):
 
     query_file: str | None = Field(
         default=None,
-        description="JSON-lines query sets with their truth (default: the demo's,"
-        " FEATUREGEN_HOME/demo/queries.jsonl, when it exists; else the test images' captions).",
+        description="JSON-lines query sets with their truth (`featuregen demo` passes its"
+        " own; default: template queries from the test images' captions).",
     )
     seeds: int = Field(
         default=1, description="Text-encoder trainings to average (the registered one is seed 0)."
@@ -44,16 +44,16 @@ class ResearchReportConfig(dg.Config):
     )
     probe_masks: str | None = Field(
         default=None,
-        description="Label masks for the dense probes, `<image URL file stem>.png` (default:"
-        " the demo's, FEATUREGEN_HOME/demo/site/masks, when it exists; else no probes).",
+        description="Folder of label masks for the dense probes, `<image URL file stem>.png`"
+        " (`featuregen demo` passes its own; default: no probes).",
     )
     probe_records: str | None = Field(
         default=None,
-        description="Scene records for the probes' box rows, `<image URL file stem>.json` with"
-        " `width`, `height` and `objects` [{box: [x0, y0, x1, y1], class_id}] (default: the"
-        " demo's, FEATUREGEN_HOME/demo/site/truth, when it exists; else no box rows). Records"
-        " that also name each object's position, colour, shape and size and the category add"
-        " the truth read-outs and attribute probes.",
+        description="Folder of scene records for the probes' box rows, `<image URL file"
+        " stem>.json` with `width`, `height` and `objects` [{box: [x0, y0, x1, y1], class_id}]"
+        " (`featuregen demo` passes its own; default: no box rows). Records that also name each"
+        " object's position, colour, shape and size and the category add the truth read-outs"
+        " and attribute probes.",
     )
     variants: list[str] = Field(
         default=list(DEFAULT_VARIANTS),
@@ -79,6 +79,24 @@ class ResearchReportConfig(dg.Config):
         description="Epochs of each variant's training (default: the text encoder's). With"
         " fewer, train `lit` too: the encoder's recipe at the same budget, their reference.",
     )
+
+
+def _inputs(config: ResearchReportConfig) -> tuple[Path | None, Path | None, Path | None]:
+    """The query file, masks folder and records folder the config names (None where unset);
+    a named one that is missing fails the step."""
+    named = (
+        ("query_file", config.query_file, Path.is_file),
+        ("probe_masks", config.probe_masks, Path.is_dir),
+        ("probe_records", config.probe_records, Path.is_dir),
+    )
+    found = []
+    for field, value, exists in named:
+        path = Path(value) if value else None
+        if path is not None and not exists(path):
+            kind = "file" if exists is Path.is_file else "folder"
+            raise dg.Failure(f"research_report config {field}: no {kind} {path}")
+        found.append(path)
+    return found[0], found[1], found[2]
 
 
 def _slug(key: str) -> str:
@@ -124,12 +142,7 @@ def research_report(
             decoder_model = None
         reencoder = embedder.embedder
         same_model = reencoder.key == encoder_model.embedding_model
-        query_file = Path(config.query_file) if config.query_file else None
-        if query_file is None:
-            query_file = postgres.settings.home / "demo" / "queries.jsonl"
-        site = postgres.settings.home / "demo" / "site"
-        masks = Path(config.probe_masks or site / "masks")
-        records = Path(config.probe_records or site / "truth")
+        query_file, masks, records = _inputs(config)
         with torch_threads(config.torch_threads):
             outcome = run_comparison(
                 conn,
@@ -144,10 +157,8 @@ def research_report(
                 encode_pooled=encoder_for(reencoder, "cls+mean")
                 if same_model and reencoder.settings.pooling == "cls"
                 else None,
-                probe=ProbeData(
-                    patch_inputs(reencoder), masks, records if records.is_dir() else None
-                )
-                if same_model and masks.is_dir()
+                probe=ProbeData(patch_inputs(reencoder), masks, records)
+                if same_model and masks is not None
                 else None,
                 log=context.log.info,
                 variant_epochs=config.variant_epochs,
