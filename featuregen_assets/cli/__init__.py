@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from featuregen_assets.cli import database, demo_models, dev, report_import, run_train, search_serve
-from featuregen_assets.cli.common import BadSetting, Parser
+from featuregen_assets.cli.common import CommandError, Parser
 
 GROUPS = (run_train, demo_models, search_serve, report_import, database, dev)
 
@@ -41,6 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.extra = extra
     try:
         return args.func(args)
-    except BadSetting as error:
+    except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.status

@@ -2,8 +2,9 @@
 
 import argparse
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from featuregen_assets.settings import Settings
@@ -13,9 +14,32 @@ CLI_DEFAULTS = {"FEATUREGEN_PROGRESS": "bar"}
 DEMO_DEFAULTS = {**CLI_DEFAULTS, "FEATUREGEN_MODELS": "tiny"}
 VERBOSE_HELP = "Print Dagster's whole run log (default: the steps' own lines, a failure summary)."
 
+Handler = Callable[[argparse.Namespace], int]
 
-class BadSetting(ValueError):
-    """A variable the settings refuse: one line and exit status 2 (`main`)."""
+
+class CommandError(Exception):
+    """Why a command cannot go on: `main` prints `error: <message>` on stderr and exits with
+    `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BadSetting(CommandError, ValueError):
+    """A variable the settings refuse: one line and exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=2)
+
+
+@contextmanager
+def errors_as_lines(*kinds: type[BaseException], status: int = 1) -> Iterator[None]:
+    """Turn an exception of `kinds` raised inside into a `CommandError` of `status`."""
+    try:
+        yield
+    except kinds as error:
+        raise CommandError(str(error), status) from None
 
 
 def cli_settings(defaults: Mapping[str, str] = CLI_DEFAULTS) -> "Settings":
@@ -35,14 +59,33 @@ def database_url(settings: "Settings") -> str:
     return db.migrated_url(settings.database_url, settings.home)
 
 
-def unknown_category(conn, category: str) -> str | None:
-    """The error line for a category with no stored image (listing those that have), or None."""
+def require_known_category(conn, category: str) -> None:
+    """Refuse (status 2) a category with no stored image, listing those that have."""
     from featuregen_assets.core.search.hits import known_categories
 
     known = known_categories(conn)
-    if category in known:
-        return None
-    return f"error: unknown category {category!r}; known: {', '.join(known) or 'none'}"
+    if category not in known:
+        raise CommandError(
+            f"unknown category {category!r}; known: {', '.join(known) or 'none'}", status=2
+        )
+
+
+def require_valid_category(category: str) -> None:
+    """Refuse (status 2) a category name that cannot be a link file's (`category_error`)."""
+    from featuregen_assets.core.ingest.links import category_error
+
+    if reason := category_error(category):
+        raise CommandError(f"bad category {category!r}: {reason}", status=2)
+
+
+def add_command(
+    commands: argparse._SubParsersAction, name: str, handler: Handler, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """Add the command `name`, run by `handler` (`add_parser`'s `kwargs`: help, description);
+    `args.usage(message)` is the command's usage error."""
+    parser = commands.add_parser(name, **kwargs)
+    parser.set_defaults(func=handler, usage=parser.error)
+    return parser
 
 
 def positive(kind: type):

@@ -2,10 +2,16 @@
 database."""
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
-from featuregen_assets.cli.common import cli_settings, database_url, unknown_category
+from featuregen_assets.cli.common import (
+    CommandError,
+    add_command,
+    cli_settings,
+    database_url,
+    errors_as_lines,
+    require_known_category,
+)
 
 if TYPE_CHECKING:
     from featuregen_assets.settings import Settings
@@ -40,20 +46,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else settings.home / "exports"
     with db.connection(database_url(settings)) as conn:
         model = args.model or most_embedded_model(conn)
-        if args.category and (error := unknown_category(conn, args.category)):
-            print(error, file=sys.stderr)
-            return 2
+        if args.category:
+            require_known_category(conn, args.category)
         conn.commit()  # the export reads in a transaction of its own
         if model is None:
-            print("error: no image embeddings stored yet", file=sys.stderr)
-            return 1
-        try:
+            raise CommandError("no image embeddings stored yet")
+        with errors_as_lines(LookupError):
             done = export_vectors(
                 conn, model, out, args.category or "all", args.format, args.category
             )
-        except LookupError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
     print(f"{done.rows} rows of {model} (dimension {done.dim}):")
     for path in done.files:
         print(f"  {path}")
@@ -95,15 +96,18 @@ def _verify_store(settings: "Settings", *, repair: bool) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `summary`, `export`, `db` to the `featuregen` commands."""
-    summary = commands.add_parser(
+    add_command(
+        commands,
         "summary",
+        _cmd_summary,
         help="Per-category counts read from the tables.",
         description="Links, downloads, failures by reason and rows per table, per category.",
     )
-    summary.set_defaults(func=_cmd_summary)
 
-    export = commands.add_parser(
+    export = add_command(
+        commands,
         "export",
+        _cmd_export,
         help="Write image ids, metadata and vectors to Parquet (or NumPy) files.",
         description="Write one row per downloaded image with a vector: image_id, category, url,"
         " caption, prompt and the vector, streamed in batches (bounded memory). parquet:"
@@ -121,10 +125,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--model", help="The embedding model whose vectors to export (default: the most stored)."
     )
-    export.set_defaults(func=_cmd_export)
 
-    database = commands.add_parser(
+    database = add_command(
+        commands,
         "db",
+        _cmd_db,
         help="The database: print its URL (for psql), stop the embedded server, compact, verify.",
         description="`featuregen db url` starts the embedded server if needed and prints a URL"
         " for psql; `featuregen db stop` stops it; `featuregen db compact` moves vectors stored"
@@ -140,4 +145,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " their category fetches them), delete orphan files older than an hour and temporary"
         " files of dead writers.",
     )
-    database.set_defaults(func=_cmd_db)

@@ -2,9 +2,14 @@
 demo package only when they run."""
 
 import argparse
-import sys
 
-from featuregen_assets.cli.common import DEMO_DEFAULTS, cli_settings, database_url
+from featuregen_assets.cli.common import (
+    DEMO_DEFAULTS,
+    add_command,
+    cli_settings,
+    database_url,
+    errors_as_lines,
+)
 
 
 def _demo_category(name: str) -> str:
@@ -44,11 +49,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         if args.action == "promote":
             if not args.version:
                 args.usage("promote needs the version: featuregen models promote VERSION")
-            try:
+            with errors_as_lines(LookupError):
                 record = promote(conn, args.name, args.version)
-            except LookupError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 1
             print(f"{record.name} {record.version} is served now (search, serve, the API)")
             return 0
         for record, served in models_of(conn, args.name):
@@ -60,8 +62,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `demo`, `models` to the `featuregen` commands."""
-    demo = commands.add_parser(
+    demo = add_command(
+        commands,
         "demo",
+        _cmd_demo,
         help="Offline demo: synthetic images served on 127.0.0.1, every pipeline run.",
         description="Generate synthetic scenes, serve them on 127.0.0.1, write link files, run"
         " every category's pipeline with the tiny models and print what the tables hold.",
@@ -80,10 +84,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--categories", nargs="+", type=_demo_category, help="Categories (default: all nine)."
     )
     demo.add_argument("--seed", type=int, default=0, help="Seed of the synthetic scenes.")
-    demo.set_defaults(func=_cmd_demo)
 
-    models = commands.add_parser(
+    models = add_command(
+        commands,
         "models",
+        _cmd_models,
         help="Build the tiny models; list or promote trained versions.",
         description="`featuregen models build-tiny` builds the tiny profile's random-weight,"
         " architecture-identical models once, deterministically, and prints where they are."
@@ -97,4 +102,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     models.add_argument(
         "--name", default="aligned_text_encoder", help="The trained model (default the encoder)."
     )
-    models.set_defaults(func=_cmd_models, usage=models.error)

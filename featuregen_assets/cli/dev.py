@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from featuregen_assets.cli.common import cli_settings
+from featuregen_assets.cli.common import add_command, cli_settings
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -22,8 +22,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `dev` to the `featuregen` commands."""
-    dev = commands.add_parser(
+    dev = add_command(
+        commands,
         "dev",
+        _cmd_dev,
         help="`dagster dev` on the instance in FEATUREGEN_HOME/dagster (UI + daemon).",
         description="Prepare DAGSTER_HOME (default FEATUREGEN_HOME/dagster, GPU pool limited to"
         " one step at a time) and run `dagster dev` on the code location `featuregen`, as"
@@ -34,4 +36,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         allow_abbrev=False,
     )
     dev.add_argument("--help", action="help", help="Show this message and exit.")
-    dev.set_defaults(func=_cmd_dev)

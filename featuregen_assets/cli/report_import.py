@@ -4,10 +4,20 @@
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from featuregen_assets.cli.common import cli_settings, positive
+from featuregen_assets.cli.common import (
+    CommandError,
+    add_command,
+    cli_settings,
+    positive,
+    require_valid_category,
+)
 from featuregen_assets.core.ingest.caption_datasets import FORMATS
 from featuregen_assets.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
+
+if TYPE_CHECKING:
+    from featuregen_assets.settings import Settings
 
 
 def _variants(text: str) -> tuple[str, ...]:
@@ -36,8 +46,6 @@ def _report_inputs(args: argparse.Namespace, home: Path) -> dict[str, str]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from featuregen_assets.launch.run_console import failure_summary
-    from featuregen_assets.launch.runs import dagster_instance, materialize_report
     from featuregen_assets.research.report import summary_lines
 
     settings = cli_settings()
@@ -45,9 +53,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from featuregen_assets.protocol_report import run_protocol_report
 
         report = run_protocol_report(args, settings)
-        print("\n".join(summary_lines(report)))
-        print(f"\nfull report: {report} (and report.json beside it)")
-        return 0
+    elif (report := _store_report(args, settings)) is None:
+        return 1
+    print("\n".join(summary_lines(report)))
+    print(f"\nfull report: {report} (and report.json beside it)")
+    return 0
+
+
+def _store_report(args: argparse.Namespace, settings: "Settings") -> Path | None:
+    """Materialise research_report on the store; its report.md, or None when the run failed
+    (its failure summary printed)."""
+    from featuregen_assets.launch.run_console import failure_summary
+    from featuregen_assets.launch.runs import dagster_instance, materialize_report
+
     with dagster_instance(settings) as instance:
         result, report = materialize_report(
             _report_inputs(args, settings.home),
@@ -61,31 +79,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if report is None:
             for line in failure_summary(result, instance, settings.home):
                 print(line, file=sys.stderr)
-            return 1
-    print("\n".join(summary_lines(report)))
-    print(f"\nfull report: {report} (and report.json beside it)")
-    return 0
+    return report
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from featuregen_assets.core.ingest.caption_datasets import read_dataset, select, write_harness
-    from featuregen_assets.core.ingest.links import category_error
 
-    if reason := category_error(args.category):
-        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
-        return 2
+    require_valid_category(args.category)
     try:
         images = select(read_dataset(Path(args.annotations), args.format), args.split, args.limit)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"error: cannot read {args.annotations} as {args.format}: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(
+            f"cannot read {args.annotations} as {args.format}: {error}", status=2
+        ) from None
     if not images:
-        print(
-            f"error: no captioned image in {args.annotations} (split {args.split})", file=sys.stderr
-        )
-        return 1
+        raise CommandError(f"no captioned image in {args.annotations} (split {args.split})")
     settings = cli_settings()
     query_file = settings.home / "import" / f"{args.category}.queries.jsonl"
     link_file, query_file, missing = write_harness(
@@ -105,8 +113,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `report`, `import` to the `featuregen` commands."""
-    report = commands.add_parser(
+    report = add_command(
+        commands,
         "report",
+        _cmd_report,
         help="The research report: every method beside fair baselines, with 95%% intervals.",
         description="Materialise research_report on the newest text encoder and decoder: the"
         " same test split for every method (chance, category oracle, keyword search over the"
@@ -193,10 +203,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="The protocol's training epochs (the text encoder's, or ADE20K's linear head's: 10).",
     )
-    report.set_defaults(func=_cmd_report)
 
-    importer = commands.add_parser(
+    importer = add_command(
+        commands,
         "import",
+        _cmd_import,
         help="A caption dataset (COCO, Karpathy split, Flickr30k) as a link file and queries.",
         description="Write FEATUREGEN_LINKS_DIR/<category>.txt (one line per image of the split:"
         " <base-url>/<path> TAB its first caption) and FEATUREGEN_HOME/import/<category>"
@@ -211,4 +222,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     importer.add_argument("--category", required=True, help="Category (link file) to write.")
     importer.add_argument("--split", help="Karpathy split to keep (train, restval, val, test).")
     importer.add_argument("--limit", type=int, help="At most this many images.")
-    importer.set_defaults(func=_cmd_import)

@@ -5,7 +5,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from featuregen_assets.cli.common import VERBOSE_HELP, cli_settings, positive
+from featuregen_assets.cli.common import (
+    VERBOSE_HELP,
+    CommandError,
+    add_command,
+    cli_settings,
+    errors_as_lines,
+    positive,
+    require_valid_category,
+)
 from featuregen_assets.core.ingest.link_formats import LINK_FILE_NAMES, TABLE_FORMATS
 
 if TYPE_CHECKING:
@@ -82,7 +90,6 @@ def _train(keys: Sequence[str], run_config: dict | None, verbose: bool) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from featuregen_assets.core.ingest.links import category_error
     from featuregen_assets.jobs import MODEL_ASSETS
     from featuregen_assets.launch.executors import ExecutorUnavailable
     from featuregen_assets.launch.runs import dagster_instance, run_category
@@ -91,19 +98,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     per_category = [key for key in args.select or () if key not in MODEL_ASSETS]
     if args.category is None:
         if per_category or not models:
-            print("error: --category is required (but for the trained models)", file=sys.stderr)
-            return 2
+            raise CommandError("--category is required (but for the trained models)", status=2)
         return _train(models, None, args.verbose)
-    reason = category_error(args.category)
-    if reason:
-        print(f"error: bad category {args.category!r}: {reason}", file=sys.stderr)
-        return 2
+    require_valid_category(args.category)
     if models and not per_category:
-        print(
-            f"error: {', '.join(models)} train on every category: leave out --category",
-            file=sys.stderr,
+        raise CommandError(
+            f"{', '.join(models)} train on every category: leave out --category", status=2
         )
-        return 2
     download = {
         name: value
         for name, value in (
@@ -116,7 +117,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run_config = {"ops": {"raw_images": {"config": download}}} if download else None
     settings = cli_settings()
     with dagster_instance(settings) as instance:
-        try:
+        with errors_as_lines(
+            LookupError, ValueError, ExecutorUnavailable, ConnectionError, status=2
+        ):
             result = run_category(
                 args.category,
                 select=per_category or None,
@@ -125,9 +128,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 verbose=args.verbose,
                 settings=settings,
             )
-        except (LookupError, ValueError, ExecutorUnavailable, ConnectionError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
         status = _report(result, instance, settings)
     if status or not models:
         return status
@@ -154,15 +154,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ]
     if misplaced:
         options = ", ".join("--" + name.replace("_", "-") for name in misplaced)
-        print(f"error: {options}: only for featuregen train text-encoder", file=sys.stderr)
-        return 2
+        raise CommandError(f"{options}: only for featuregen train text-encoder", status=2)
     return _train([key], {"ops": {key: {"config": config}}}, args.verbose)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `run`, `train` to the `featuregen` commands."""
-    run = commands.add_parser(
+    run = add_command(
+        commands,
         "run",
+        _cmd_run,
         help="Run a category's pipeline on its link file (adds the partition if new).",
         description="Run raw_images → image_prompts → prompt_embeddings, image_embeddings for one"
         " category's link file in FEATUREGEN_LINKS_DIR; exits non-zero when the run fails.",
@@ -187,10 +188,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help=f"{TABLE_FORMATS} link files: the caption column (default caption; optional).",
     )
     run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    run.set_defaults(func=_cmd_run)
 
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
+        _cmd_train,
         help="Train the text encoder or the decoder on every category (a Dagster run).",
         description="Train aligned_text_encoder (text-encoder) or decoder_model (decoder) on the"
         " vectors of every stored category, as a run on the instance in FEATUREGEN_HOME/dagster;"
@@ -218,4 +220,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--embedding-model", help="The stored vectors to train against (default: the most stored)."
     )
     train.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
-    train.set_defaults(func=_cmd_train)

@@ -4,7 +4,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from featuregen_assets.cli.common import cli_settings, database_url, unknown_category
+from featuregen_assets.cli.common import (
+    add_command,
+    cli_settings,
+    database_url,
+    errors_as_lines,
+    require_known_category,
+)
 from featuregen_assets.core.search.modes import mode_names
 from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
 
@@ -41,17 +47,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if not args.query.strip():
             args.usage("the query is empty: give some words")
     settings = cli_settings()
-    try:
+    with errors_as_lines(ServerRefused):
         served = _served_answer(args, settings)
-    except ServerRefused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     if served is not None:
         return _print_answer(served, args.json, settings)
     with db.connection(database_url(settings)) as conn:
-        if args.category is not None and (error := unknown_category(conn, args.category)):
-            print(error, file=sys.stderr)
-            return 2
+        if args.category is not None:
+            require_known_category(conn, args.category)
         try:
             image = Path(args.image).read_bytes() if args.image else None
         except OSError as error:
@@ -64,11 +66,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
             k=args.k,
             version=args.version,
         )
-        try:
+        with errors_as_lines(LookupError, ValueError, ModelUnavailable, TinyModelMissing):
             answer = build_searcher(settings).search(conn, query)
-        except (LookupError, ValueError, ModelUnavailable, TinyModelMissing) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
     return _print_answer(answer.as_dict(), args.json, settings)
 
 
@@ -122,11 +121,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from featuregen_assets.serve.main import ServeRefused, check_exposure, serve
 
     settings = cli_settings()
-    try:
+    with errors_as_lines(ServeRefused, status=2):
         warning = check_exposure(args.host, settings.serve_token, args.no_token)
-    except ServeRefused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     if warning:
         print(warning, file=sys.stderr)
     serve(settings, database_url(settings), args.host, args.port, not args.fp32)
@@ -135,8 +131,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add `search`, `serve` to the `featuregen` commands."""
-    search = commands.add_parser(
+    search = add_command(
+        commands,
         "search",
+        _cmd_search,
         help="Search the images by words (or --image: more like this image).",
         description="A text query in one of the modes: caption (sentence vectors of the"
         " images' captions), image (the aligned text encoder over the DINOv2 vectors), keyword"
@@ -163,10 +161,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "-k", type=_result_count, default=10, help="How many results, 1 to 1,000 (default 10)."
     )
     search.add_argument("--json", action="store_true", help="Print the hits as JSON.")
-    search.set_defaults(func=_cmd_search, usage=search.error)
 
-    serve = commands.add_parser(
+    serve = add_command(
+        commands,
         "serve",
+        _cmd_serve,
         help="The search web page and JSON API (FastAPI on uvicorn).",
         description="Serve the search page at / and the API under /api/ (OpenAPI at /docs),"
         " with stored images and thumbnails by id. Binds loopback unless --host says otherwise.",
@@ -185,4 +184,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="Serve beyond loopback without FEATUREGEN_SERVE_TOKEN (refused otherwise): anyone"
         " who reaches the port can search and read every stored image.",
     )
-    serve.set_defaults(func=_cmd_serve)
