@@ -2,10 +2,6 @@
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +12,13 @@ from featuregen_assets.core.runtime.checkpoint import RowCheckpoint, discard_run
 from featuregen_assets.core.runtime.paths import checkpoints_dir
 from featuregen_assets.core.store import db
 from featuregen_assets.settings import Settings
+from featuregen_tests.killed_runs import (
+    checkpointed,
+    latest_metadata,
+    signal_when,
+    start_run,
+    store_downloaded,
+)
 from featuregen_tests.servers import jpeg_bytes
 
 NAMES = ("image_id", "prompt", "truncated")
@@ -135,25 +138,6 @@ def test_a_row_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
 IMAGES = 48
 
 
-def _run_prompts(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "featuregen_assets.cli", "run", "--category", "big"]
-        + ["--select", "image_prompts"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _all_keys(directory: Path) -> set[str]:
-    keys: set[str] = set()
-    for path in directory.glob("*.rows"):
-        with path.open("rb") as f:
-            assert np.load(f).tolist() == list(NAMES)
-            keys.update(np.load(f).tolist())
-    return keys
-
-
 def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env: Path) -> None:
     """The killed run holds the "gpu" pool slot: unless it is marked failed, reruns wait forever."""
     images = fg_env / "files"
@@ -164,14 +148,7 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
         image_id = hashlib.sha256(body).hexdigest()
         rows.append(("big", f"http://127.0.0.1/{i}.jpg", "ok", image_id, str(images / f"{i}.jpg")))
         (images / f"{i}.jpg").write_bytes(body)
-    # the link file the rows came from (featuregen run refuses a category without one)
-    (fg_env.parent / "links" / "big.txt").write_text("".join(f"{row[1]}\n" for row in rows))
-    with db.connection(Settings.from_env().database_url) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO raw_images (category, url, status, image_id, path)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            rows,
-        )
+    store_downloaded(fg_env.parent / "links", rows)
     env = {
         **os.environ,
         "FEATUREGEN_CHECKPOINT_EVERY_S": "0",
@@ -179,31 +156,24 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
         "FEATUREGEN_NUM_WORKERS": "0",
     }
 
-    first = _run_prompts(env)
+    first = start_run(env, "image_prompts")
     checkpoints = fg_env / "checkpoints" / "image_prompts" / "big"
-    deadline = time.monotonic() + 180
-    while len(list(checkpoints.rglob("*.rows"))) < 6:
-        assert first.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
+    signal_when(first, lambda: len(list(checkpoints.rglob("*.rows"))) >= 6)
     first.wait()
-    [directory] = {path.parent for path in checkpoints.rglob("*.rows")}
-    killed_with = len(_all_keys(directory))
-    assert 6 <= killed_with < IMAGES
+    directory, killed_with = checkpointed(checkpoints, NAMES)
+    assert 6 <= len(killed_with) < IMAGES
 
-    assert _run_prompts({**env, "FEATUREGEN_BATCH_SIZE": "16"}).wait(timeout=300) == 0
+    assert start_run({**env, "FEATUREGEN_BATCH_SIZE": "16"}, "image_prompts").wait(timeout=300) == 0
     with db.connection(Settings.from_env().database_url) as conn:
         generated = conn.execute(
             "SELECT count(*), count(DISTINCT image_id) FROM image_prompts"
             " WHERE source = 'generated'"
         ).fetchone()
     assert generated == (IMAGES, IMAGES)
+    metadata = latest_metadata("image_prompts")
     with dg.DagsterInstance.get() as instance:
-        [record] = instance.fetch_materializations(dg.AssetKey("image_prompts"), limit=1).records
         killed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-    metadata = record.asset_materialization.metadata
-    assert metadata["resumed"].value == killed_with
+    assert metadata["resumed"].value == len(killed_with)
     assert metadata["generated"].value == IMAGES
     assert [run.tags["featuregen/pid"] for run in killed] == [str(first.pid)]
 

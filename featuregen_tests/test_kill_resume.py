@@ -1,19 +1,21 @@
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-
-import dagster as dg
-import numpy as np
 
 from featuregen_assets.core.ingest.store_check import STORE_MARKER
 from featuregen_assets.core.store import db
 from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 from featuregen_assets.settings import Settings
+from featuregen_tests.killed_runs import (
+    checkpointed,
+    latest_metadata,
+    signal_when,
+    start_run,
+    store_downloaded,
+)
 from featuregen_tests.servers import LoopbackServer, jpeg_bytes, timed
 
 LINKS = 1000
@@ -36,23 +38,6 @@ def _slow_image(body: bytes, delay_s: list[float]):
     return handle
 
 
-def _run_cli(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "featuregen_assets.cli",
-            "run",
-            "--category",
-            "big",
-            "--select",
-            "raw_images",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-
-
 def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> None:
     delay = [0.05]
     with LoopbackServer() as server:
@@ -67,20 +52,14 @@ def test_sigkill_mid_download_then_rerun_stores_each_link_once(fg_env: Path) -> 
         links.write_text("".join(f"{url}\n" for url in urls))
         env = {**os.environ, "FEATUREGEN_DOWNLOAD_CONCURRENCY": "8"}
 
-        first = _run_cli(env)
-        deadline = time.monotonic() + 120
-        while _ok_rows() < 100:
-            assert first.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        first.send_signal(signal.SIGKILL)
+        first = start_run(env, "raw_images", quiet=False)
+        signal_when(first, lambda: _ok_rows() >= 100, within_s=120, poll_s=0.1)
         first.wait()
         interrupted = _ok_rows()
         assert 100 <= interrupted < LINKS
 
         delay[0] = 0.0
-        second = _run_cli(env)
-        assert second.wait(timeout=300) == 0
+        assert start_run(env, "raw_images", quiet=False).wait(timeout=300) == 0
 
     with db.connection(Settings.from_env().database_url) as conn:
         rows = conn.execute("SELECT url, status, image_id, path FROM raw_images").fetchall()
@@ -106,14 +85,12 @@ def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> N
         (Path(os.environ["FEATUREGEN_LINKS_DIR"]) / "big.txt").write_text(
             "".join(f"{url}\n" for url in urls)
         )
-        run = _run_cli({**os.environ, "FEATUREGEN_DOWNLOAD_CONCURRENCY": "4"})
-        deadline = time.monotonic() + 120
-        while len(finished) < links // 2:
-            assert run.poll() is None, "the run ended before it could be stopped"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        signalled = time.monotonic()
-        run.send_signal(signal.SIGTERM)
+        run = start_run(
+            {**os.environ, "FEATUREGEN_DOWNLOAD_CONCURRENCY": "4"}, "raw_images", quiet=False
+        )
+        signalled = signal_when(
+            run, lambda: len(finished) >= links // 2, signal.SIGTERM, within_s=120
+        )
         run.wait(timeout=60)
         settled = {path for path, at in finished.items() if at < signalled - 2}
 
@@ -127,25 +104,6 @@ def test_sigterm_keeps_every_link_finished_two_seconds_before(fg_env: Path) -> N
 TEXTS = 400
 
 
-def _run_text_vectors(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "featuregen_assets.cli", "run", "--category", "big"]
-        + ["--select", "prompt_embeddings"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _checkpointed_keys(directory: Path) -> set[str]:
-    keys: set[str] = set()
-    for path in directory.glob("*.rows"):
-        with path.open("rb") as f:
-            assert np.load(f).tolist() == ["text_key", "embedding"]
-            keys.update(np.load(f).tolist())
-    return keys
-
-
 def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
     """prompt_embeddings keeps what a killed run finished, as the image model steps do."""
     rows, texts = [], []
@@ -154,13 +112,8 @@ def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
         rows.append(("big", f"http://127.0.0.1/{i}.jpg", "ok", image_id, f"/nowhere/{i}.jpg"))
         texts.append((image_id, "link-file:big", "link_caption", f"a red circle number {i}"))
         texts.append((image_id, "tiny/qwen2vl@0", "generated", f"random words {i}"))
-    (fg_env.parent / "links" / "big.txt").write_text("".join(f"{row[1]}\n" for row in rows))
+    store_downloaded(fg_env.parent / "links", rows)
     with db.connection(Settings.from_env().database_url) as conn:
-        conn.cursor().executemany(
-            "INSERT INTO raw_images (category, url, status, image_id, path)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            rows,
-        )
         conn.cursor().executemany(
             "INSERT INTO image_prompts (image_id, model, source, prompt) VALUES (%s, %s, %s, %s)",
             texts,
@@ -171,20 +124,15 @@ def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
         "FEATUREGEN_BATCH_SIZE": "1",
     }
 
-    first = _run_text_vectors(env)
+    first = start_run(env, "prompt_embeddings")
     checkpoints = fg_env / "checkpoints" / "prompt_embeddings" / "big"
-    deadline = time.monotonic() + 180
-    while len(list(checkpoints.rglob("*.rows"))) < 10:
-        assert first.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
+    signal_when(first, lambda: len(list(checkpoints.rglob("*.rows"))) >= 10)
     first.wait()
-    [directory] = {path.parent for path in checkpoints.rglob("*.rows")}
-    killed_with = _checkpointed_keys(directory)
+    directory, killed_with = checkpointed(checkpoints, ["text_key", "embedding"])
     assert 10 <= len(killed_with) < TEXTS
 
-    assert _run_text_vectors({**env, "FEATUREGEN_BATCH_SIZE": "64"}).wait(timeout=300) == 0
+    again = start_run({**env, "FEATUREGEN_BATCH_SIZE": "64"}, "prompt_embeddings")
+    assert again.wait(timeout=300) == 0
     with db.connection(Settings.from_env().database_url) as conn:
         stored = conn.execute(
             "SELECT source, random_weights, count(*) FROM prompt_embeddings GROUP BY 1, 2"
@@ -196,11 +144,7 @@ def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
             ).fetchall()
         )
     assert stored == [("generated", True, TEXTS // 2), ("link_caption", False, TEXTS // 2)]
-    with dg.DagsterInstance.get() as instance:
-        [record] = instance.fetch_materializations(
-            dg.AssetKey("prompt_embeddings"), limit=1
-        ).records
-    metadata = record.asset_materialization.metadata
+    metadata = latest_metadata("prompt_embeddings")
     assert metadata["resumed"].value == len(killed_with)
     assert metadata["embedded"].value == TEXTS
     assert not list(directory.glob("*.rows")), "the stored run's checkpoint outlived it"
