@@ -3,6 +3,7 @@ DINOv2, prompts and link captions, and a registered tiny aligned text encoder.""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from transformers import AutoTokenizer, CLIPTextModel
 
 from featuregen_assets.core.ingest.image_store import ImageStore
-from featuregen_assets.core.store import db
+from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import RegisteredModel, register_model
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import TableName, ensure_hnsw_indexes
@@ -83,6 +84,16 @@ def register_text_encoder(store: SearchStore, version: str, seed: int) -> None:
     url, model = store.url, store.embedding_model
     with db.connection(url) as conn:
         register_model(conn, RegisteredModel("aligned_text_encoder", version, path, model, {}, {}))
+
+
+def search_store_in_new_database(
+    admin_url: str, prefix: str, home: Path, models_dir: Path
+) -> SearchStore:
+    """`build_search_store` in a new, migrated database named `<prefix>_<random hex>`."""
+    url = db.ensure_database(admin_url, f"{prefix}_{uuid.uuid4().hex[:12]}")
+    with db.connection(url) as conn:
+        schema.migrate(conn)
+    return build_search_store(url, home, models_dir)
 
 
 def build_search_store(url: str, home: Path, models_dir: Path) -> SearchStore:

@@ -11,18 +11,14 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from featuregen_assets.serve.app import create_app
-from featuregen_tests.search_store import build_search_store
+from featuregen_tests.app_server import served
+from featuregen_tests.search_store import search_store_in_new_database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -40,31 +36,15 @@ STATIC_MODES = ["Captions", "Image vectors", "Keywords", "Hybrid"]  # app.js's F
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> Iterator[dict]:
     """The app over a demo-like store, served by uvicorn on a free loopback port."""
-    from featuregen_assets.core.store import db, schema
+    from featuregen_assets.core.store import db
 
     home = tmp_path_factory.mktemp("page-home")
-    url = db.ensure_database(pg_admin_url, f"page_{uuid.uuid4().hex[:12]}")
-    with db.connection(url) as conn:
-        schema.migrate(conn)
-    store = build_search_store(url, home, tiny_models_dir)
-    with db.connection(url) as conn:
+    store = search_store_in_new_database(pg_admin_url, "page", home, tiny_models_dir)
+    with db.connection(store.url) as conn:
         rows = conn.execute("SELECT image_id, caption, url FROM raw_images").fetchall()
     links = {image_id: (caption, link) for image_id, caption, link in rows}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store.config()), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield {"base": f"http://127.0.0.1:{port}", "store": store, "links": links}
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(store.config())) as base:
+        yield {"base": base, "store": store, "links": links}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -17,7 +16,7 @@ from PIL import Image
 
 from featuregen_assets.core.search import engine
 from featuregen_assets.core.search.options import DEFAULT_WEIGHTS, SearchSettings, parse_weights
-from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store import db
 from featuregen_assets.core.store.registry import (
     RegisteredModel,
     promote,
@@ -26,7 +25,11 @@ from featuregen_assets.core.store.registry import (
 )
 from featuregen_assets.core.text.sentences import BUNDLED
 from featuregen_assets.serve.app import create_app
-from featuregen_tests.search_store import SearchStore, build_search_store, register_text_encoder
+from featuregen_tests.search_store import (
+    SearchStore,
+    register_text_encoder,
+    search_store_in_new_database,
+)
 
 HIT_FIELDS = {
     "image_id",
@@ -49,10 +52,8 @@ HIT_FIELDS = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> SearchStore:
-    url = db.ensure_database(pg_admin_url, f"serve_{uuid.uuid4().hex[:12]}")
-    with db.connection(url) as conn:
-        schema.migrate(conn)
-    return build_search_store(url, tmp_path_factory.mktemp("serve-home"), tiny_models_dir)
+    home = tmp_path_factory.mktemp("serve-home")
+    return search_store_in_new_database(pg_admin_url, "serve", home, tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,22 @@ from __future__ import annotations
 import base64
 import json
 import stat
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
-from featuregen_assets.core.store import db, schema
 from featuregen_assets.serve.app import create_app
 from featuregen_assets.serve.cursors import cursor_key
-from featuregen_tests.search_store import SearchStore, build_search_store
+from featuregen_tests.search_store import SearchStore, search_store_in_new_database
 
 TOKEN = "s3cret-token-for-tests"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> SearchStore:
-    url = db.ensure_database(pg_admin_url, f"guard_{uuid.uuid4().hex[:12]}")
-    with db.connection(url) as conn:
-        schema.migrate(conn)
-    return build_search_store(url, tmp_path_factory.mktemp("guard-home"), tiny_models_dir)
+    home = tmp_path_factory.mktemp("guard-home")
+    return search_store_in_new_database(pg_admin_url, "guard", home, tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

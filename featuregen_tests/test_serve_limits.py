@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from featuregen_assets.core.search.bounds import MAX_TERMS
-from featuregen_assets.core.store import db, schema
+from featuregen_assets.core.store import db
 from featuregen_assets.serve.app import create_app
 from featuregen_tests.app_server import served
-from featuregen_tests.search_store import SearchStore, build_search_store
+from featuregen_tests.search_store import SearchStore, search_store_in_new_database
 
 BULK_ROWS = 60_000
 WORDS = ("red", "green", "blue", "circle", "square", "triangle", "large", "small", "star")
@@ -28,11 +27,9 @@ MEDIUM = "red or circle or star"  # well under the statement timeout, yet not in
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, pg_admin_url: str, tiny_models_dir) -> SearchStore:
     """The demo-like store plus `BULK_ROWS` ok images whose prompts all match `HEAVY`."""
-    url = db.ensure_database(pg_admin_url, f"limits_{uuid.uuid4().hex[:12]}")
-    with db.connection(url) as conn:
-        schema.migrate(conn)
-    store = build_search_store(url, tmp_path_factory.mktemp("limits-home"), tiny_models_dir)
-    with db.connection(url) as conn:
+    home = tmp_path_factory.mktemp("limits-home")
+    store = search_store_in_new_database(pg_admin_url, "limits", home, tiny_models_dir)
+    with db.connection(store.url) as conn:
         conn.execute(
             "INSERT INTO raw_images (category, url, status, image_id, path, width, height,"
             " format) SELECT 'bulk', 'http://bulk.test/' || i, 'ok', md5(i::text) || md5(i::text),"

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from featuregen_assets.core.store import db, schema
 from featuregen_tests.app_server import free_port
-from featuregen_tests.search_store import build_search_store
+from featuregen_tests.search_store import search_store_in_new_database
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -40,11 +38,8 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reas
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pg_admin_url: str, tiny_models_dir):
     """The app in a child process: (base URL, pid)."""
-    url = db.ensure_database(pg_admin_url, f"uploads_{uuid.uuid4().hex[:12]}")
-    with db.connection(url) as conn:
-        schema.migrate(conn)
     home = tmp_path_factory.mktemp("uploads-home")
-    build_search_store(url, home, tiny_models_dir)
+    url = search_store_in_new_database(pg_admin_url, "uploads", home, tiny_models_dir).url
     port = free_port()
     env = {
         **os.environ,
