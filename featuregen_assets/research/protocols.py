@@ -22,6 +22,7 @@ from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.alignment_training import train_alignment
 from featuregen_assets.core.training.metrics import ranks_of_positives
 from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.answer_text import say
 from featuregen_assets.research.measurements import Measurement, rows
 from featuregen_assets.research.stats import RECALL_KS, Estimate, bootstrap
 from featuregen_assets.research.text_baselines import unit
@@ -194,8 +195,12 @@ def protocol_answers(run: ProtocolRun) -> list[str]:
                 for m in found
             )
             out.append(
-                f"{direction.replace('_', ' ')} on the test gallery"
-                f" ({run.context['test_gallery']}): {figures} (percent)."
+                say(
+                    "protocol_direction",
+                    direction=direction.replace("_", " "),
+                    gallery=run.context["test_gallery"],
+                    figures=figures,
+                )
             )
-    out.append(f"Published anchors: {run.context['anchors']}.")
+    out.append(say("protocol_anchors", anchors=run.context["anchors"]))
     return out

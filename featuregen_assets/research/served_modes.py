@@ -23,6 +23,7 @@ from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
 from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.training.splits import Split
+from featuregen_assets.research.answer_text import figure, say
 from featuregen_assets.research.measurements import Measurement, rows
 from featuregen_assets.research.queries import Query, QueryMatrix
 from featuregen_assets.research.text_baselines import unit
@@ -104,18 +105,11 @@ def served_mode_answer(measurements: Sequence[Measurement]) -> list[str]:
     best = max(modes, key=lambda m: (mean[m], -modes.index(m)))
 
     def described(m: str) -> str:
-        cell = {s: cells[(m, s)] for s in DEFAULT_SETS}
-        figures = ", ".join(
-            f"{s} {c.value:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]" for s, c in cell.items()
-        )
-        return f"{m} (mean {mean[m]:.3f}: {figures})"
+        figures = ", ".join(f"{s} {figure(cells[(m, s)])}" for s in DEFAULT_SETS)
+        return say("served_mode_figures", mode=m, mean=f"{mean[m]:.3f}", figures=figures)
 
     others = "; ".join(described(m) for m in sorted(modes, key=lambda m: -mean[m]) if m != best)
-    return [
-        f"Which mode should a user of this store search with? {described(best)} has the best"
-        f" mean {DEFAULT_METRIC} of the served modes on the test split; the others: {others}."
-        " The search service's default mode follows this unless FEATUREGEN_SEARCH_MODE is set."
-    ]
+    return [say("served_mode", best=described(best), metric=DEFAULT_METRIC, others=others)]
 
 
 def _list_scores(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from featuregen_assets.research.answer_text import say
 from featuregen_assets.research.sentence_encoder import MODEL_ID as MINILM
 
 TINY = "tiny"
@@ -45,27 +46,10 @@ def licence_answer(record: dict) -> str:
     image = record["embedding_model"]
     text = record.get("text_tower", {"model": None, "pretrained": True})  # none: a probe
     if not image["pretrained"]:
-        return (
-            f"Weights: the image model `{image['model']}` is a random network (tiny profile)"
-            + ("" if text["pretrained"] else ", and so is the text tower")
-            + ": pipeline validation on random weights; no finding about DINOv2. The figures"
-            " below check that every method, baseline and control runs and is scored fairly;"
-            " what DINOv2's learned space holds needs the real profile and the standard"
-            " protocols (docs/research.md, Standard protocols)."
-        )
+        too = "pretrained" if text["pretrained"] else "random"
+        return say("weights_random", image=image["model"], text_too=too)
     if not text["pretrained"]:
-        return (
-            f"Weights: the image model `{image['model']}` is pretrained, the text tower"
-            f" `{text['model']}` is random (tiny profile): findings about these image vectors"
-            " on these images, with a text side trained from scratch on their captions only"
-            " (paraphrases it never saw are out of its reach)."
-        )
+        return say("weights_random_text", image=image["model"], text=text["model"])
     if text["model"] is None:
-        return (
-            f"Weights: pretrained image model `{image['model']}`: findings about it on these"
-            " images, within this protocol."
-        )
-    return (
-        f"Weights: pretrained image model `{image['model']}` and text tower `{text['model']}`:"
-        " findings about these models on these images and queries, within this protocol."
-    )
+        return say("weights_image_only", image=image["model"])
+    return say("weights_pretrained", image=image["model"], text=text["model"])
