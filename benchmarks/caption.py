@@ -69,7 +69,7 @@ def build_2b(root: Path, device: str) -> ModelSpec:
     """Save a random-weight Qwen2-VL-2B (bf16) with the tiny tokenizer and processor files."""
     from transformers import AutoTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    tiny = ensure_tiny("qwen2vl", root)
+    tiny = ensure_tiny("captioner", root)
     tok = AutoTokenizer.from_pretrained(tiny)
     ids = {
         t: tok.convert_tokens_to_ids(t)
@@ -100,7 +100,7 @@ def build_2b(root: Path, device: str) -> ModelSpec:
     for f in tiny.iterdir():
         if f.name not in ("config.json", "model.safetensors"):
             shutil.copy(f, out)
-    return ModelSpec("qwen2vl", str(out), "random/qwen2vl-2b")
+    return ModelSpec("captioner", str(out), "random/qwen2vl-2b")
 
 
 def rate(captioner: Captioner, paths: list[Path], batch: int) -> tuple[float, list]:
@@ -196,7 +196,7 @@ def main() -> None:
         paths = write_images(root / "images", args.images)
         t0 = time.perf_counter()
         if args.arch == "tiny":
-            spec = ModelSpec("qwen2vl", str(ensure_tiny("qwen2vl", root)), "tiny/qwen2vl")
+            spec = ModelSpec("captioner", str(ensure_tiny("captioner", root)), "tiny/qwen2vl")
         else:
             spec = build_2b(root, "cuda" if gpu else "cpu")
         captioner = Captioner(

@@ -63,9 +63,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="featuregen-probe-"))
     scenes = generate_dataset(work / "data", CATEGORIES, args.per_category, args.seed)
     spec = (
-        ModelSpec("dinov2", args.dinov2, Path(args.dinov2).name)
+        ModelSpec("image_embedder", args.dinov2, Path(args.dinov2).name)
         if args.dinov2
-        else resolve_models("tiny", ensure_tiny_models(work / "home"))["dinov2"]
+        else resolve_models("tiny", ensure_tiny_models(work / "home"))["image_embedder"]
     )
     compute = ComputeSettings(device=args.device, num_workers=0)
     embedder = ImageEmbedder(spec, compute, EmbeddingSettings())

@@ -60,16 +60,16 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16 FLOP/
 
 def build_arch(name: str, root: Path) -> ModelSpec:
     """A saved model directory for ``tiny`` or a DINOv2 size (random weights, seed 0)."""
-    tiny = ensure_tiny("dinov2", root)
+    tiny = ensure_tiny("image_embedder", root)
     if name == "tiny":
-        return ModelSpec("dinov2", str(tiny), "tiny/dinov2")
+        return ModelSpec("image_embedder", str(tiny), "tiny/dinov2")
     from transformers import Dinov2Config, Dinov2Model
 
     out = root / name
     torch.manual_seed(0)
     Dinov2Model(Dinov2Config(image_size=518, patch_size=14, **ARCHS[name])).save_pretrained(out)
     shutil.copy(tiny / "preprocessor_config.json", out)
-    return ModelSpec("dinov2", str(out), f"random/{name}")
+    return ModelSpec("image_embedder", str(out), f"random/{name}")
 
 
 def _write_image(args: tuple[int, str, int]) -> None:

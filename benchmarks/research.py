@@ -107,7 +107,7 @@ def main() -> None:
 
     specs = resolve_models("tiny", ensure_tiny_models(work / "home"))
     embedder = ImageEmbedder(
-        specs["dinov2"], ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings()
+        specs["image_embedder"], ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings()
     )
     rows = list(embedder.embed_files(paths))
     vectors = np.stack([v for _, v, _ in rows])
@@ -118,7 +118,7 @@ def main() -> None:
         schema.migrate(conn)
         _store(conn, scenes, paths, ids, vectors, embedder.key)
 
-    tower = specs["clip_text"].name_or_path
+    tower = specs["text_tower"].name_or_path
     epochs = {"epochs": args.epochs} if args.epochs else {}
     align = AlignmentConfig(
         device="cpu", eval_every=0, test_phrases=HELD_OUT_COMBINATIONS, **epochs

@@ -86,13 +86,13 @@ def build_models(home: Path) -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     text_dir, image_dir = home / "clip-text-base", home / "dinov2-base"
-    tiny_text = ensure_tiny("clip_text", home)
+    tiny_text = ensure_tiny("text_tower", home)
     tokenizer_files = [p for p in tiny_text.iterdir() if "token" in p.name]
     CLIPTextModel(CLIPTextConfig(max_position_embeddings=77)).eval().save_pretrained(text_dir)
     for file in tokenizer_files:
         shutil.copy(file, text_dir / file.name)
     Dinov2Model(Dinov2Config(patch_size=14, image_size=224)).eval().save_pretrained(image_dir)
-    shutil.copy(ensure_tiny("dinov2", home) / "preprocessor_config.json", image_dir)
+    shutil.copy(ensure_tiny("image_embedder", home) / "preprocessor_config.json", image_dir)
     return text_dir, image_dir
 
 
@@ -102,7 +102,7 @@ def embedder(image_dir: Path):
     from featuregen_assets.core.vision.model_profiles import ModelSpec
     from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
-    spec = ModelSpec("dinov2", str(image_dir), "bench/dinov2-base-arch")
+    spec = ModelSpec("image_embedder", str(image_dir), "bench/dinov2-base-arch")
     return ImageEmbedder(spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings())
 
 

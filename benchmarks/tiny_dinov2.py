@@ -105,7 +105,7 @@ def main() -> None:
     files = [work / "site" / "images" / s.filename for s in scenes]
     torch.manual_seed(0)
     old = Dinov2Model(Dinov2Config(patch_size=14, image_size=224, **OLD)).eval()
-    today = Dinov2Model.from_pretrained(ensure_tiny("dinov2", work / "models")).eval()
+    today = Dinov2Model.from_pretrained(ensure_tiny("image_embedder", work / "models")).eval()
     mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 

@@ -34,7 +34,7 @@ from featuregen_assets.demo.tiny_models import TINY_WORDS, ensure_tiny  # noqa: 
 
 def _text_tower(real: bool, home: Path) -> Path:
     """The tiny tower, or a random clip-vit-base-patch32 text tower with the tiny tokenizer."""
-    tiny = ensure_tiny("clip_text", home)
+    tiny = ensure_tiny("text_tower", home)
     if not real:
         return tiny
     from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel

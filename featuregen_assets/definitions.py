@@ -29,7 +29,7 @@ from featuregen_assets.resources.io_manager import PGVECTOR_IO_MANAGER, Pgvector
 from featuregen_assets.resources.models import (
     CaptionerResource,
     ComputeResource,
-    EmbedderResource,
+    ImageEmbedderResource,
     ModelsResource,
     SentenceEncoderResource,
 )
@@ -51,9 +51,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "models": models,
         "compute": compute,
         PGVECTOR_IO_MANAGER: PgvectorIOManager(postgres=postgres),
-        "embedder": EmbedderResource(models=models, compute=compute),
+        "image_embedder": ImageEmbedderResource(models=models, compute=compute),
         "captioner": CaptionerResource(models=models, compute=compute),
-        "sentence_encoder": SentenceEncoderResource(compute=compute),
+        "sentence_encoder": SentenceEncoderResource(models=models, compute=compute),
     }
 
 

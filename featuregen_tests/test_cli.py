@@ -126,14 +126,14 @@ def test_image_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, c
 
 def test_search_by_image_without_its_model_is_one_line(fg_env: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("FEATUREGEN_MODELS", "real")
-    monkeypatch.setenv("FEATUREGEN_DINOV2", "featuregen-tests/no-such-model")
+    monkeypatch.setenv("FEATUREGEN_IMAGE_EMBEDDER", "featuregen-tests/no-such-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     picture = fg_env / "picture.png"
     picture.write_bytes(b"not read before the model")
     assert main(["search", "--image", str(picture)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: model 'featuregen-tests/no-such-model' is not in the Hugging")
-    assert "point FEATUREGEN_DINOV2 at a local copy" in line
+    assert "point FEATUREGEN_IMAGE_EMBEDDER at a local copy" in line
 
 
 def test_dev_starts_this_interpreters_dagster_without_it_on_path(
@@ -165,7 +165,7 @@ def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
 ) -> None:
     (fg_env.parent / "links" / "cafe.txt").write_text("http://127.0.0.1:9/a.png\n")
     monkeypatch.setenv("FEATUREGEN_MODELS", "real")
-    monkeypatch.setenv("FEATUREGEN_DINOV2", "featuregen-tests/no-such-model")
+    monkeypatch.setenv("FEATUREGEN_IMAGE_EMBEDDER", "featuregen-tests/no-such-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["run", "--category", "cafe", "--select", "image_embeddings"]) == 1
     captured = capsys.readouterr()
@@ -174,8 +174,8 @@ def test_a_failed_run_ends_with_its_reason_and_where_the_log_is(
     assert reasons == [
         "resource setup failed: ModelUnavailable: model 'featuregen-tests/no-such-model' is not"
         " in the Hugging Face cache and HF_HUB_OFFLINE is set: download it once where the hub"
-        " is reachable (`hf download featuregen-tests/no-such-model`), point FEATUREGEN_DINOV2"
-        " at a local copy, or use FEATUREGEN_MODELS=tiny"
+        " is reachable (`hf download featuregen-tests/no-such-model`), point"
+        " FEATUREGEN_IMAGE_EMBEDDER at a local copy, or use FEATUREGEN_MODELS=tiny"
     ]
     log = Path(where.removeprefix("full log: ").removesuffix(" (--verbose prints it all)"))
     assert log.parent == fg_env / "logs" and "Stack Trace" in log.read_text()

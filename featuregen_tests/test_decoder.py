@@ -99,7 +99,7 @@ def test_decoder_stops_at_its_plateau(scenes):
 
 def test_feature_consistency_re_encodes_with_the_image_embedder(tiny_models_dir, scenes):
     _, images, ids = scenes
-    spec = resolve_models("tiny", tiny_models_dir)["dinov2"]
+    spec = resolve_models("tiny", tiny_models_dir)["image_embedder"]
     embedder = ImageEmbedder(
         spec, ComputeSettings(device="cpu", num_workers=0), EmbeddingSettings()
     )

@@ -12,7 +12,7 @@ from transformers import AutoImageProcessor
 
 from featuregen_assets.core.vision.compute import ComputeSettings
 from featuregen_assets.core.vision.embedding import EmbeddingSettings, ImageEmbedder
-from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
+from featuregen_assets.core.vision.model_profiles import ModelSpec, resolve_model
 from featuregen_assets.core.vision.preprocess import open_rgb
 
 
@@ -37,7 +37,7 @@ def write_images(root: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def spec(tiny_models_dir: Path) -> ModelSpec:
-    return ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
+    return resolve_model("tiny", "image_embedder", tiny_models_dir)
 
 
 @pytest.fixture(scope="module")

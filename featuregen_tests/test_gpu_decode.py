@@ -18,7 +18,7 @@ from featuregen_assets.core.vision.gpu_decode import (
     read_files,
     resize_crop,
 )
-from featuregen_assets.core.vision.model_profiles import ModelSpec, tiny_dir
+from featuregen_assets.core.vision.model_profiles import resolve_model
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -108,7 +108,7 @@ def _refusing(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def test_device_decode_path_matches_the_pillow_path(
     tmp_path: Path, tiny_models_dir: Path, decoder, share: float, calls: list[int]
 ) -> None:
-    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
+    spec = resolve_model("tiny", "image_embedder", tiny_models_dir)
     compute = ComputeSettings(device="cpu", batch_size=3, num_workers=0, gpu_jpeg_share=share)
     embedder = ImageEmbedder(spec, compute, EmbeddingSettings())
     paths = _images(tmp_path)
@@ -141,7 +141,7 @@ def test_device_decode_path_matches_the_pillow_path(
 def test_gpu_jpeg_share_outside_zero_to_one_is_refused(
     tmp_path: Path, tiny_models_dir: Path
 ) -> None:
-    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
+    spec = resolve_model("tiny", "image_embedder", tiny_models_dir)
     with pytest.raises(ValueError, match="gpu_jpeg_share"):
         ImageEmbedder(spec, ComputeSettings(device="cpu", gpu_jpeg_share=1.5), EmbeddingSettings())
 
@@ -149,7 +149,7 @@ def test_gpu_jpeg_share_outside_zero_to_one_is_refused(
 def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(
     tmp_path: Path, tiny_models_dir: Path
 ) -> None:
-    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
+    spec = resolve_model("tiny", "image_embedder", tiny_models_dir)
     jpegs = _images(tmp_path)[:4]
     cycle = [*jpegs, jpegs[1]]  # a period of 5, prime to the 24 slots
 
@@ -174,7 +174,7 @@ def test_jpeg_bytes_through_reused_slots_reach_the_device_decoder_intact(
 def test_jpeg_headers_longer_than_a_slot_still_reach_the_device_decoder(
     tmp_path: Path, tiny_models_dir: Path
 ) -> None:
-    spec = ModelSpec("dinov2", str(tiny_dir("dinov2", tiny_models_dir)), "tiny/dinov2")
+    spec = resolve_model("tiny", "image_embedder", tiny_models_dir)
     pixels = np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     path = tmp_path / "profiled.jpg"  # a 200 kB ICC profile ahead of the image data
     Image.fromarray(pixels).save(path, quality=90, icc_profile=bytes(range(256)) * 800)

@@ -10,7 +10,7 @@ import pytest
 
 from featuregen_assets.core.vision.hub import HubAccess, ModelUnavailable, ensure_available
 from featuregen_assets.resources.models import ModelsResource
-from featuregen_assets.settings import MODEL_SETTINGS, Settings
+from featuregen_assets.settings import ROLE_VARIABLES, Settings
 
 MISSING = "featuregen-tests/no-such-model"
 UNREACHABLE = HubAccess("http://127.0.0.1:9")  # nothing listens there: connection refused
@@ -38,22 +38,22 @@ def hub() -> HubAccess:
 
 
 def test_a_local_directory_needs_no_hub(tmp_path):
-    ensure_available(str(tmp_path), UNREACHABLE, "FEATUREGEN_DINOV2")
+    ensure_available(str(tmp_path), UNREACHABLE, "FEATUREGEN_IMAGE_EMBEDDER")
 
 
 def test_a_model_the_hub_has_passes(hub):
-    ensure_available("featuregen-tests/present", hub, "FEATUREGEN_DINOV2")
+    ensure_available("featuregen-tests/present", hub, "FEATUREGEN_IMAGE_EMBEDDER")
 
 
 def test_an_unknown_id_is_named_as_such(hub):
     with pytest.raises(ModelUnavailable, match="check the id"):
-        ensure_available(MISSING, hub, "FEATUREGEN_DINOV2")
+        ensure_available(MISSING, hub, "FEATUREGEN_IMAGE_EMBEDDER")
 
 
 def test_an_unreachable_hub_fails_at_once_with_what_to_do():
     started = time.perf_counter()
     with pytest.raises(ModelUnavailable, match="FEATUREGEN_MODELS=tiny") as error:
-        ensure_available(MISSING, UNREACHABLE, "FEATUREGEN_DINOV2")
+        ensure_available(MISSING, UNREACHABLE, "FEATUREGEN_IMAGE_EMBEDDER")
     assert time.perf_counter() - started < 5
     assert "cannot be reached" in str(error.value)
 
@@ -61,7 +61,9 @@ def test_an_unreachable_hub_fails_at_once_with_what_to_do():
 def test_offline_mode_asks_no_hub(hub):
     with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE"):
         ensure_available(
-            "featuregen-tests/present", HubAccess(hub.endpoint, offline=True), "FEATUREGEN_DINOV2"
+            "featuregen-tests/present",
+            HubAccess(hub.endpoint, offline=True),
+            "FEATUREGEN_IMAGE_EMBEDDER",
         )
 
 
@@ -70,15 +72,18 @@ def test_the_models_resource_checks_real_models_before_loading(tmp_path):
         {"FEATUREGEN_HOME": str(tmp_path), "HF_ENDPOINT": UNREACHABLE.endpoint}
     )
     with pytest.raises(ModelUnavailable, match=MISSING):
-        ModelsResource(settings=settings, profile="real", dinov2=MISSING).spec("dinov2")
+        ModelsResource(settings=settings, profile="real", chosen={"image_embedder": MISSING}).spec(
+            "image_embedder"
+        )
 
 
 @pytest.mark.parametrize(
     ("role", "setting"),
     [
-        ("dinov2", "FEATUREGEN_DINOV2"),
-        ("qwen2vl", "FEATUREGEN_CAPTIONER"),
-        ("clip_text", "FEATUREGEN_TEXT_TOWER"),
+        ("image_embedder", "FEATUREGEN_IMAGE_EMBEDDER"),
+        ("captioner", "FEATUREGEN_CAPTIONER"),
+        ("text_tower", "FEATUREGEN_TEXT_TOWER"),
+        ("sentence_encoder", "FEATUREGEN_SENTENCE_ENCODER"),
     ],
 )
 def test_each_model_is_picked_by_its_own_setting_which_its_error_names(
@@ -91,10 +96,21 @@ def test_each_model_is_picked_by_its_own_setting_which_its_error_names(
         ModelsResource(settings=Settings.from_env(), profile="real").spec(role)
     message = str(error.value)
     assert MISSING in message and f"point {setting} at a local copy" in message
-    assert not any(var in message for _, var in MODEL_SETTINGS.values() if var != setting)
+    assert not any(var in message for var in ROLE_VARIABLES.values() if var != setting)
     local = tmp_path / "local-copy"
     local.mkdir()
     monkeypatch.setenv(setting, str(local))
     assert ModelsResource(settings=Settings.from_env(), profile="real").spec(
         role
     ).name_or_path == str(local)
+
+
+def test_the_bundled_sentence_encoder_needs_no_hub_and_others_are_checked_in_both_profiles(
+    tmp_path,
+):
+    settings = Settings.from_env({"FEATUREGEN_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    for profile in ("real", "tiny"):
+        spec = settings.model("sentence_encoder", profile)
+        assert spec.name_or_path == "all-MiniLM-L6-v2"
+        with pytest.raises(ModelUnavailable, match="FEATUREGEN_SENTENCE_ENCODER"):
+            settings.model("sentence_encoder", profile, MISSING)

@@ -13,6 +13,7 @@ import pytest
 from transformers import AutoConfig, AutoModel, AutoTokenizer, Qwen2VLForConditionalGeneration
 
 from featuregen_assets.core.vision.model_profiles import (
+    TINY_ROLES,
     TinyModelMissing,
     model_key,
     resolve_model,
@@ -45,11 +46,25 @@ def tiny_home(tmp_path_factory) -> Path:
 
 
 def test_real_profile_names_hub_ids_and_builds_nothing(tmp_path):
-    specs = resolve_models("real", tmp_path, dinov2="facebook/dinov2-small-with-registers")
-    assert specs["dinov2"].name_or_path == "facebook/dinov2-small-with-registers"
-    assert specs["qwen2vl"].model_id == "Qwen/Qwen2-VL-2B-Instruct"
-    assert specs["clip_text"].model_id == "openai/clip-vit-base-patch32"
+    chosen = {"image_embedder": "facebook/dinov2-small-with-registers"}
+    specs = resolve_models("real", tmp_path, chosen)
+    assert specs["image_embedder"].name_or_path == "facebook/dinov2-small-with-registers"
+    assert specs["captioner"].model_id == "Qwen/Qwen2-VL-2B-Instruct"
+    assert specs["text_tower"].model_id == "openai/clip-vit-base-patch32"
+    assert specs["sentence_encoder"].model_id == "all-MiniLM-L6-v2"
     assert not (tmp_path / "models").exists()
+
+
+def test_tiny_builds_keep_the_names_stored_rows_and_built_homes_hold(tiny_home):
+    specs = resolve_models("tiny", tiny_home, {"sentence_encoder": "/elsewhere/minilm"})
+    ids = {role: spec.model_id for role, spec in specs.items()}
+    assert ids == {
+        "image_embedder": "tiny/dinov2",
+        "captioner": "tiny/qwen2vl",
+        "text_tower": "tiny/clip_text",
+        "sentence_encoder": "/elsewhere/minilm",  # no tiny build: the setting serves both
+    }
+    assert specs["image_embedder"].name_or_path == str(tiny_home / "tiny" / "dinov2")
 
 
 def test_profile_from_env(monkeypatch, tmp_path):
@@ -68,9 +83,8 @@ def test_profile_from_env(monkeypatch, tmp_path):
 
 def test_tiny_build_is_deterministic(tiny_home, tmp_path):
     ensure_tiny_models(tmp_path)
-    again = resolve_models("tiny", tmp_path)
-    for role, spec in again.items():
-        assert spec.model_id == f"tiny/{role}"
+    for role in TINY_ROLES:
+        spec = resolve_model("tiny", role, tmp_path)
         assert tree_hash(Path(spec.name_or_path)) == tree_hash(tiny_dir(role, tiny_home))
 
 
@@ -81,7 +95,7 @@ from featuregen_assets.demo.tiny_models import ensure_tiny
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)
-print(ensure_tiny("dinov2", Path(sys.argv[1])))
+print(ensure_tiny("image_embedder", Path(sys.argv[1])))
 """
 
 
@@ -98,21 +112,23 @@ def test_tiny_build_is_safe_under_concurrent_processes(tiny_home, tmp_path):
     go.touch()
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
-    assert set(outs) == {str(tiny_dir("dinov2", home))}
+    assert set(outs) == {str(tiny_dir("image_embedder", home))}
     left = [p.name for p in (home / "tiny").iterdir() if not p.name.endswith(".lock")]
     assert left == ["dinov2"]
-    assert tree_hash(tiny_dir("dinov2", home)) == tree_hash(tiny_dir("dinov2", tiny_home))
+    assert tree_hash(tiny_dir("image_embedder", home)) == tree_hash(
+        tiny_dir("image_embedder", tiny_home)
+    )
 
 
 def test_tiny_models_load_like_hub_models(tiny_home):
     specs = resolve_models("tiny", tiny_home)
-    dinov2 = AutoModel.from_pretrained(specs["dinov2"].name_or_path)
+    dinov2 = AutoModel.from_pretrained(specs["image_embedder"].name_or_path)
     assert type(dinov2).__name__ == "Dinov2Model"
     assert (dinov2.config.hidden_size, dinov2.config.num_hidden_layers) == (384, 2)
     assert (dinov2.config.patch_size, dinov2.config.image_size) == (14, 112)
 
-    qwen = Qwen2VLForConditionalGeneration.from_pretrained(specs["qwen2vl"].name_or_path)
-    tok = AutoTokenizer.from_pretrained(specs["qwen2vl"].name_or_path)
+    qwen = Qwen2VLForConditionalGeneration.from_pretrained(specs["captioner"].name_or_path)
+    tok = AutoTokenizer.from_pretrained(specs["captioner"].name_or_path)
     assert qwen.config.text_config.vocab_size == len(tok)
     assert qwen.config.image_token_id == tok.convert_tokens_to_ids("<|image_pad|>")
     assert all(tok.convert_tokens_to_ids(t) != tok.unk_token_id for t in QWEN2VL_SPECIAL_TOKENS)
@@ -124,16 +140,16 @@ def test_tiny_models_load_like_hub_models(tiny_home):
     assert "<|vision_start|><|image_pad|><|vision_end|>" in text
     assert text.endswith("<|im_start|>assistant\n")
 
-    clip = AutoModel.from_pretrained(specs["clip_text"].name_or_path)
+    clip = AutoModel.from_pretrained(specs["text_tower"].name_or_path)
     assert type(clip).__name__ == "CLIPTextModel"
-    ctok = AutoTokenizer.from_pretrained(specs["clip_text"].name_or_path)
+    ctok = AutoTokenizer.from_pretrained(specs["text_tower"].name_or_path)
     ids = ctok("A large red circle at the top left, in a supermarket")["input_ids"]
     assert ids[0] == ctok.bos_token_id and ids[-1] == ctok.eos_token_id == clip.config.eos_token_id
     assert ctok.unk_token_id not in ids
 
 
 def test_model_key_names_model_and_hashes_config(tiny_home):
-    config = AutoConfig.from_pretrained(tiny_dir("dinov2", tiny_home)).to_diff_dict()
+    config = AutoConfig.from_pretrained(tiny_dir("image_embedder", tiny_home)).to_diff_dict()
     key = model_key("tiny/dinov2", config)
     assert re.fullmatch(r"tiny/dinov2@[0-9a-f]{8}", key)
     assert model_key("tiny/dinov2", dict(reversed(list(config.items())))) == key
@@ -143,7 +159,7 @@ def test_model_key_names_model_and_hashes_config(tiny_home):
 
 def test_a_tiny_model_not_built_is_one_clear_error(tmp_path):
     with pytest.raises(TinyModelMissing, match="featuregen models build-tiny"):
-        resolve_model("tiny", "dinov2", tmp_path)
+        resolve_model("tiny", "image_embedder", tmp_path)
 
 
 def test_the_tiny_vocabulary_holds_every_word_of_the_demos_captions():

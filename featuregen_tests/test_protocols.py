@@ -84,7 +84,7 @@ def test_a_protocol_trains_on_train_and_restval_and_scores_five_captions_per_tes
         karpathy / "dataset_coco.json",
         karpathy,
         embed,
-        tiny_dir("clip_text", tiny_models_dir),
+        tiny_dir("text_tower", tiny_models_dir),
         config,
         log=lambda _m: None,
     )

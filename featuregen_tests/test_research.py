@@ -411,7 +411,7 @@ def test_variants_train_on_the_recorded_split_and_cls_mean_in_its_own_space(
     pooled = lambda images: np.stack(  # noqa: E731
         [np.r_[np.asarray(im, np.float32).mean((0, 1)), 1.0] for im in images]
     )
-    tower = tiny_dir("clip_text", tiny_models_dir)
+    tower = tiny_dir("text_tower", tiny_models_dir)
     trained = train_variants(
         ["talk2dino", "siglip", "cls_mean", "talk2dino_minilm"],
         PairSet(

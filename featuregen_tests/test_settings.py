@@ -1,13 +1,17 @@
 """The one settings object: what each variable sets, and docs/configuration.md's table."""
 
 import ast
+import logging
 from pathlib import Path
 
 import pytest
 
 import featuregen_assets
+import featuregen_assets.settings as settings_module
 from featuregen_assets.core.vision.hub import HubAccess
+from featuregen_assets.core.vision.model_profiles import ROLES
 from featuregen_assets.settings import (
+    ROLE_VARIABLES,
     SECRET_VARIABLES,
     VARIABLES,
     Settings,
@@ -89,6 +93,31 @@ def test_every_variable_names_a_setting() -> None:
         value: object = Settings()
         for name in variable.path.split("."):
             value = getattr(value, name)  # raises for a path that names nothing
+
+
+def test_each_model_role_has_one_name_for_its_setting_and_variable() -> None:
+    assert set(ROLE_VARIABLES) == set(ROLES)
+    for role, variable in ROLE_VARIABLES.items():
+        assert variable == f"FEATUREGEN_{role.upper()}"
+        assert getattr(Settings(), role) == ROLES[role].real_id
+
+
+def test_a_renamed_variable_still_works_saying_once_what_replaces_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(settings_module, "_WARNED", set())
+    environ = {"FEATUREGEN_HOME": str(tmp_path), "FEATUREGEN_DINOV2": "facebook/dinov2-small"}
+    with caplog.at_level(logging.WARNING, logger="featuregen_assets.settings"):
+        assert Settings.from_env(environ).image_embedder == "facebook/dinov2-small"
+        assert Settings.from_env(environ).image_embedder == "facebook/dinov2-small"
+    assert caplog.messages == [
+        "FEATUREGEN_DINOV2 is deprecated: set FEATUREGEN_IMAGE_EMBEDDER instead"
+    ]
+    newer = {**environ, "FEATUREGEN_IMAGE_EMBEDDER": "facebook/dinov2-large"}
+    assert Settings.from_env(newer).image_embedder == "facebook/dinov2-large"
+    old = {"FEATUREGEN_HOME": str(tmp_path), "FEATUREGEN_SENTENCE_MODEL": str(tmp_path)}
+    assert Settings.from_env(old).sentence_encoder == str(tmp_path)
+    assert "`FEATUREGEN_DINOV2`, its deprecated old name" in configuration_table()
 
 
 def _environment_reads(path: Path) -> set[str]:

@@ -1,7 +1,7 @@
 """The tiny models: architecture-identical, random-weight builds of the real ones.
 
 Each is built once, deterministically (fixed seed, random weights, a small word-level
-tokenizer over the demo's words), into ``<models dir>/tiny/<role>/`` with ``save_pretrained``;
+tokenizer over the demo's words), into ``<models dir>/tiny/<build>/`` with ``save_pretrained``;
 the ``tiny`` profile then loads them through the same ``from_pretrained`` path as hub ids
 (`core.vision.model_profiles.tiny_dir`). The demo and the tests build them;
 ``featuregen models build-tiny`` does for anyone else.
@@ -16,12 +16,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from featuregen_assets.core.vision.model_profiles import ROLES, tiny_dir
+from featuregen_assets.core.vision.model_profiles import TINY_ROLES, tiny_dir
 from featuregen_assets.demo.scenes import CATEGORIES
 
 TINY_SEED = 0
 # Each role's build number: raised when its builder changes, so existing homes rebuild it.
-BUILDS = {"dinov2": 2, "qwen2vl": 1, "clip_text": 1}
+BUILDS = {"image_embedder": 2, "captioner": 1, "text_tower": 1}
 BUILD_STAMP = "featuregen-tiny-build"
 
 QWEN2VL_SPECIAL_TOKENS = (
@@ -222,7 +222,7 @@ TINY_PUNCTUATION = (".", ",", ":", ";", "!", "?", "'", '"', "-", "(", ")")
 
 def ensure_tiny_models(models_dir: Path) -> Path:
     """`models_dir`, with every role's tiny model built in it if missing (see `ensure_tiny`)."""
-    for role in ROLES:
+    for role in TINY_ROLES:
         ensure_tiny(role, models_dir)
     return models_dir
 
@@ -236,16 +236,16 @@ def ensure_tiny(role: str, models_dir: Path) -> Path:
     earlier build (`BUILDS`) is replaced: a home made before the change gets the new one.
     """
     if role not in _BUILDERS:
-        raise ValueError(f"unknown model role {role!r}: expected one of {ROLES}")
+        raise ValueError(f"no tiny build of model role {role!r}: expected one of {TINY_ROLES}")
     target = tiny_dir(role, models_dir)
     if _is_current(role, target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{role}.lock", "w") as lock:
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _is_current(role, target):
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{role}-", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             _BUILDERS[role](tmp)
             (tmp / BUILD_STAMP).write_text(f"{BUILDS[role]}\n")
@@ -433,7 +433,7 @@ def _build_clip_text(out: Path) -> None:
 
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {
-    "dinov2": _build_dinov2,
-    "qwen2vl": _build_qwen2vl,
-    "clip_text": _build_clip_text,
+    "image_embedder": _build_dinov2,
+    "captioner": _build_qwen2vl,
+    "text_tower": _build_clip_text,
 }

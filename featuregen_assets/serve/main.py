@@ -54,10 +54,10 @@ def check_exposure(host: str, token: str | None, without_token: bool) -> str | N
 
 
 def build_embedder(settings: Settings):
-    """The DINOv2 embedder of `settings`' model profile (as `image_embeddings` builds it)."""
+    """The image embedder of `settings`' model profile (as `image_embeddings` builds it)."""
     from featuregen_assets.core.vision.embedding import ImageEmbedder
 
-    return ImageEmbedder(settings.model("dinov2"), settings.compute, settings.embedding)
+    return ImageEmbedder(settings.model("image_embedder"), settings.compute, settings.embedding)
 
 
 def build_searcher(settings: Settings):
@@ -69,7 +69,7 @@ def build_searcher(settings: Settings):
 
     return Searcher(
         lambda: build_embedder(settings),
-        sentence_model=settings.sentence_model,
+        sentence_model=settings.sentence_encoder,
         settings=settings.search,
         default_mode=DefaultMode(settings.search, research_reports_dir(settings.home)),
     )
@@ -104,7 +104,7 @@ def serve(
         bound_host=host,
         allowed_hosts=settings.serve_allowed_hosts,
         token=settings.serve_token,
-        sentence_model=settings.sentence_model,
+        sentence_model=settings.sentence_encoder,
         search=settings.search,
         reports_dir=paths.research_reports_dir(settings.home),
     )

@@ -7,7 +7,7 @@ from featuregen_assets.assets.ingest.raw_images import raw_images
 from featuregen_assets.core.ingest.store_check import intact
 from featuregen_assets.core.store.feature_store import image_count, missing_embeddings
 from featuregen_assets.core.store.table import Table
-from featuregen_assets.resources.models import EmbedderResource
+from featuregen_assets.resources.models import ImageEmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 EMBEDDING = ModelStep(
@@ -23,13 +23,15 @@ EMBEDDING = ModelStep(
     deps=[raw_images], stored_in="pgvector", primary_key=["image_id", "model"], hnsw_by="model"
 )
 def image_embeddings(
-    context: dg.AssetExecutionContext, embedder: EmbedderResource, postgres: PostgresResource
+    context: dg.AssetExecutionContext,
+    image_embedder: ImageEmbedderResource,
+    postgres: PostgresResource,
 ) -> Table:
     """L2-normalised DINOv2 vectors of the category's images not yet embedded by this model.
 
     Finished vectors are checkpointed as they come; a re-run after a failure resumes there.
     """
-    model = embedder.embedder
+    model = image_embedder.model
     with postgres.connection() as conn:
         pending, damaged = intact(
             conn, missing_embeddings(conn, context.partition_key, model.key), context.partition_key
@@ -40,7 +42,7 @@ def image_embeddings(
         model.key,
         pending,
         model.embed_files,
-        embedder.compute,
+        image_embedder.compute,
         images,
         f" (dim {model.dim})",
         damaged,

@@ -31,7 +31,7 @@ def image_prompts(
 
     Finished captions are checkpointed as they come; a re-run after a failure resumes there.
     """
-    model = captioner.captioner
+    model = captioner.model
     category = context.partition_key
     with postgres.connection() as conn:
         pending, damaged = intact(

@@ -40,7 +40,7 @@ def prompt_embeddings(
 
     Finished vectors are checkpointed as they come; a re-run after a failure resumes there.
     """
-    model = sentence_encoder.sentence_model
+    model = sentence_encoder.model
     with postgres.connection() as conn:
         missing = missing_text_vectors(conn, context.partition_key, model.key)
         texts = text_count(conn, context.partition_key)

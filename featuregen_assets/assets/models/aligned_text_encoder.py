@@ -100,7 +100,7 @@ def aligned_text_encoder(
     if "test_phrases" in core:
         core["test_phrases"] = tuple(core["test_phrases"])
     settings = AlignmentConfig(device=compute.compute_settings().device, **core)
-    tower = models.spec("clip_text")
+    tower = models.spec("text_tower")
     with torch_threads(config.torch_threads):
         result = train_alignment(
             pairs.texts,

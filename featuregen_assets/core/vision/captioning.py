@@ -18,12 +18,11 @@ from torch.utils.data import DataLoader, Dataset
 from featuregen_assets.core.vision.compute import (
     ComputeSettings,
     autocast,
-    configure_cpu_threads,
     free_memory,
+    load_pretrained,
     loader_worker_init,
     loader_workers,
-    resolve_device,
-    resolve_dtype,
+    place,
 )
 from featuregen_assets.core.vision.model_profiles import ModelSpec, config_fingerprint, model_key
 from featuregen_assets.core.vision.preprocess import open_rgb
@@ -110,18 +109,14 @@ class Captioner:
         from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
 
         self.spec, self.compute, self.settings = spec, compute, settings
-        self.device = resolve_device(compute)
-        self.dtype = resolve_dtype(compute, self.device)
-        if self.device.type == "cpu":
-            configure_cpu_threads(compute)
+        self.device, self.dtype = place(compute)
         self.image_processor = AutoImageProcessor.from_pretrained(spec.name_or_path)
         self.size = {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
         self.tokenizer = AutoTokenizer.from_pretrained(spec.name_or_path, padding_side="left")
         self.prompt = chat_text(self.tokenizer, settings.instruction)
-        self.model = Qwen2VLForConditionalGeneration.from_pretrained(
-            spec.name_or_path, dtype=self.dtype, attn_implementation=compute.attn_implementation
+        self.model = load_pretrained(
+            Qwen2VLForConditionalGeneration, spec.name_or_path, compute, self.device, self.dtype
         )
-        self.model.eval().to(self.device)
         if compute.compile:
             self.model.forward = torch.compile(self.model.forward)
         eos = self.model.generation_config.eos_token_id

@@ -46,6 +46,24 @@ def resolve_dtype(settings: ComputeSettings, device: torch.device) -> torch.dtyp
     return _DTYPES[name]
 
 
+def place(settings: ComputeSettings) -> tuple[torch.device, torch.dtype]:
+    """The device and parameter dtype a model runs in (`resolve_device`, `resolve_dtype`); on
+    the CPU, torch first gets `cpu_threads(settings)` threads."""
+    device = resolve_device(settings)
+    if device.type == "cpu":
+        configure_cpu_threads(settings)
+    return device, resolve_dtype(settings, device)
+
+
+def load_pretrained(model_class, name_or_path: str, settings: ComputeSettings, device, dtype):
+    """``model_class.from_pretrained`` in `dtype` with the settings' attention, in eval mode on
+    `device`."""
+    model = model_class.from_pretrained(
+        name_or_path, dtype=dtype, attn_implementation=settings.attn_implementation
+    )
+    return model.eval().to(device)
+
+
 def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager:
     """Autocast to ``dtype`` on a GPU with reduced precision; a no-op otherwise."""
     if device.type == "cuda" and dtype != torch.float32:

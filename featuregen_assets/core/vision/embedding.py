@@ -26,12 +26,11 @@ from torch.utils.data import DataLoader, Dataset
 from featuregen_assets.core.vision.compute import (
     ComputeSettings,
     autocast,
-    configure_cpu_threads,
     free_memory,
+    load_pretrained,
     loader_worker_init,
     loader_workers,
-    resolve_device,
-    resolve_dtype,
+    place,
 )
 from featuregen_assets.core.vision.gpu_decode import (
     DeviceJpegDecoder,
@@ -130,10 +129,7 @@ class ImageEmbedder:
         if not 0.0 <= compute.gpu_jpeg_share <= 1.0:
             raise ValueError(f"gpu_jpeg_share {compute.gpu_jpeg_share}: expected 0 to 1")
         self.spec, self.compute, self.settings = spec, compute, settings
-        self.device = resolve_device(compute)
-        self.dtype = resolve_dtype(compute, self.device)
-        if self.device.type == "cpu":
-            configure_cpu_threads(compute)
+        self.device, self.dtype = place(compute)
         processor = AutoImageProcessor.from_pretrained(spec.name_or_path)
         self.transform = CropResize.from_processor(processor)
         scale = processor.rescale_factor if processor.do_rescale else 1.0
@@ -144,10 +140,7 @@ class ImageEmbedder:
         self._add = (-torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t).to(
             self.device
         )
-        self.model = AutoModel.from_pretrained(
-            spec.name_or_path, dtype=self.dtype, attn_implementation=compute.attn_implementation
-        )
-        self.model.eval().to(self.device)
+        self.model = load_pretrained(AutoModel, spec.name_or_path, compute, self.device, self.dtype)
         decode = gpu_jpeg_decoder() if self.device.type == "cuda" else None
         self._jpeg_decoder = (
             DeviceJpegDecoder(decode, self.transform, self.device) if decode else None
