@@ -50,6 +50,19 @@ def signal_when(
     return sent
 
 
+def killed_after_chunks(
+    env: dict[str, str], asset: str, home: Path, chunks: int, columns: Sequence[str]
+) -> tuple[subprocess.Popen, Path, set[str]]:
+    """Run `asset` on the category and SIGKILL it once its checkpoint under `home` holds
+    `chunks` chunks: the killed run, its checkpoint directory and the keys that holds."""
+    run = start_run(env, asset)
+    checkpoints = home / "checkpoints" / asset / CATEGORY
+    signal_when(run, lambda: len(list(checkpoints.rglob("*.rows"))) >= chunks)
+    run.wait()
+    directory, keys = checkpointed(checkpoints, columns)
+    return run, directory, keys
+
+
 def store_downloaded(links_dir: Path, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
     """`rows` (category, url, status, image_id, path) as the `raw_images` of a finished
     download, and the link file they came from (featuregen run refuses a category without)."""

@@ -13,9 +13,8 @@ from featuregen_assets.core.runtime.paths import checkpoints_dir
 from featuregen_assets.core.store import db
 from featuregen_assets.settings import Settings
 from featuregen_tests.killed_runs import (
-    checkpointed,
+    killed_after_chunks,
     latest_metadata,
-    signal_when,
     start_run,
     store_downloaded,
 )
@@ -156,11 +155,7 @@ def test_sigkill_mid_captioning_then_rerun_frees_the_gpu_pool_and_resumes(fg_env
         "FEATUREGEN_NUM_WORKERS": "0",
     }
 
-    first = start_run(env, "image_prompts")
-    checkpoints = fg_env / "checkpoints" / "image_prompts" / "big"
-    signal_when(first, lambda: len(list(checkpoints.rglob("*.rows"))) >= 6)
-    first.wait()
-    directory, killed_with = checkpointed(checkpoints, NAMES)
+    first, directory, killed_with = killed_after_chunks(env, "image_prompts", fg_env, 6, NAMES)
     assert 6 <= len(killed_with) < IMAGES
 
     assert start_run({**env, "FEATUREGEN_BATCH_SIZE": "16"}, "image_prompts").wait(timeout=300) == 0

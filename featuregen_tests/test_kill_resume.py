@@ -10,7 +10,7 @@ from featuregen_assets.core.store import db
 from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 from featuregen_assets.settings import Settings
 from featuregen_tests.killed_runs import (
-    checkpointed,
+    killed_after_chunks,
     latest_metadata,
     signal_when,
     start_run,
@@ -124,11 +124,9 @@ def test_sigkill_mid_text_vectors_then_rerun_resumes_them(fg_env: Path) -> None:
         "FEATUREGEN_BATCH_SIZE": "1",
     }
 
-    first = start_run(env, "prompt_embeddings")
-    checkpoints = fg_env / "checkpoints" / "prompt_embeddings" / "big"
-    signal_when(first, lambda: len(list(checkpoints.rglob("*.rows"))) >= 10)
-    first.wait()
-    directory, killed_with = checkpointed(checkpoints, ["text_key", "embedding"])
+    _, directory, killed_with = killed_after_chunks(
+        env, "prompt_embeddings", fg_env, 10, ["text_key", "embedding"]
+    )
     assert 10 <= len(killed_with) < TEXTS
 
     again = start_run({**env, "FEATUREGEN_BATCH_SIZE": "64"}, "prompt_embeddings")
