@@ -23,14 +23,21 @@ def served(fg_env: Path, tmp_path: Path):
         yield server
 
 
-def _materialize(instance: dg.DagsterInstance, category: str) -> dg.ExecuteInProcessResult:
+def _materialize(
+    instance: dg.DagsterInstance,
+    category: str,
+    assets: tuple = (raw_images, failure_rate_below_threshold),
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """`assets` of the `category` partition (added) on `instance`, failures kept in the result."""
     instance.add_dynamic_partitions("category", [category])
     return dg.materialize(
-        [raw_images, failure_rate_below_threshold],
+        list(assets),
         partition_key=category,
         resources=build_resources(),
         instance=instance,
         raise_on_error=False,
+        run_config=run_config,
     )
 
 
@@ -104,14 +111,7 @@ def test_failure_rate_check_blocks_a_mostly_broken_partition(
 
 def test_missing_link_file_is_a_clear_failure(fg_env: Path) -> None:
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("category", ["nowhere"])
-        result = dg.materialize(
-            [raw_images],
-            partition_key="nowhere",
-            resources=build_resources(),
-            instance=instance,
-            raise_on_error=False,
-        )
+        result = _materialize(instance, "nowhere", (raw_images,))
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "no link file for category 'nowhere'" in failure.message
@@ -129,16 +129,9 @@ def test_a_parquet_link_file_downloads_as_its_txt_does(served: DemoServer, fg_en
         pa.Table.from_pylist([*records, {"URL": None, "TEXT": "x"}]), links / "cafe.parquet"
     )
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("category", ["cafe"])
-        result = dg.materialize(
-            [raw_images],
-            partition_key="cafe",
-            resources=build_resources(),
-            instance=instance,
-            raise_on_error=False,
-            run_config={
-                "ops": {"raw_images": {"config": {"url_col": "URL", "caption_col": "TEXT"}}}
-            },
+        columns = {"url_col": "URL", "caption_col": "TEXT"}
+        result = _materialize(
+            instance, "cafe", (raw_images,), {"ops": {"raw_images": {"config": columns}}}
         )
         assert result.success
         metadata = result.asset_materializations_for_node("raw_images")[0].metadata
