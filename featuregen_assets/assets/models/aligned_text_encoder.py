@@ -14,12 +14,13 @@ from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
+    model_asset,
     promote_if_better,
     publish,
     training_data,
     training_metadata,
 )
-from featuregen_assets.resources.models import GPU_POOL, ComputeResource, ModelsResource
+from featuregen_assets.resources.models import ComputeResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 if TYPE_CHECKING:
@@ -71,12 +72,7 @@ class AlignedTextEncoderConfig(TrainingConfig):
     )
 
 
-@dg.asset(
-    deps=[image_embeddings, image_prompts],
-    group_name="models",
-    kinds={"pytorch"},
-    pool=GPU_POOL,
-)
+@model_asset(image_embeddings, image_prompts)
 def aligned_text_encoder(
     context: dg.AssetExecutionContext,
     config: AlignedTextEncoderConfig,

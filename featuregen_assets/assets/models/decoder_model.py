@@ -14,6 +14,7 @@ from pydantic import Field
 from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.models.publishing import (
     TrainingConfig,
+    model_asset,
     publish,
     training_data,
     training_metadata,
@@ -21,7 +22,7 @@ from featuregen_assets.assets.models.publishing import (
 from featuregen_assets.core.ingest.store_check import damaged_report, intact
 from featuregen_assets.core.training.plots import markdown_image
 from featuregen_assets.core.training.training_data import ImageSet, embedded_images
-from featuregen_assets.resources.models import GPU_POOL, ImageEmbedderResource
+from featuregen_assets.resources.models import ImageEmbedderResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 HEADLINE = (
@@ -53,7 +54,7 @@ class DecoderModelConfig(TrainingConfig):
     )
 
 
-@dg.asset(deps=[image_embeddings], group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
+@model_asset(image_embeddings)
 def decoder_model(
     context: dg.AssetExecutionContext,
     config: DecoderModelConfig,

@@ -1,4 +1,5 @@
-"""Shared wiring of the two training assets: config, versions, registry, metadata."""
+"""Shared wiring of the models group: its asset decorator; for the two training assets,
+config, versions, registry, metadata."""
 
 import hashlib
 import json
@@ -22,7 +23,14 @@ from featuregen_assets.core.store.registry import (
     served_model,
 )
 from featuregen_assets.core.training.plots import line_chart, markdown_image
+from featuregen_assets.resources.models import GPU_POOL
 from featuregen_assets.resources.postgres import PostgresResource
+
+
+def model_asset(*deps: dg.AssetsDefinition) -> Callable[..., dg.AssetsDefinition]:
+    """The decorator of a models-group asset: unpartitioned, reading what `deps` stored
+    through Postgres, in the GPU pool."""
+    return dg.asset(deps=list(deps), group_name="models", kinds={"pytorch"}, pool=GPU_POOL)
 
 
 class TrainingConfig(dg.Config):

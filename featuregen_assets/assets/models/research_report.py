@@ -13,7 +13,7 @@ from featuregen_assets.assets.features.image_embeddings import image_embeddings
 from featuregen_assets.assets.features.image_prompts import image_prompts
 from featuregen_assets.assets.models.aligned_text_encoder import aligned_text_encoder
 from featuregen_assets.assets.models.decoder_model import decoder_model
-from featuregen_assets.assets.models.publishing import new_version
+from featuregen_assets.assets.models.publishing import model_asset, new_version
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.store.registry import latest_model
 from featuregen_assets.core.training.plots import markdown_image
@@ -22,7 +22,7 @@ from featuregen_assets.research.variant_names import (
     VARIANTS,
     parse_variants,
 )
-from featuregen_assets.resources.models import GPU_POOL, ImageEmbedderResource, ModelsResource
+from featuregen_assets.resources.models import ImageEmbedderResource, ModelsResource
 from featuregen_assets.resources.postgres import PostgresResource
 
 NAME = "research_report"
@@ -104,12 +104,7 @@ def _slug(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9@._-]+", "-", key).strip("-")
 
 
-@dg.asset(
-    deps=[aligned_text_encoder, decoder_model, image_embeddings, image_prompts],
-    group_name="models",
-    kinds={"pytorch"},
-    pool=GPU_POOL,
-)
+@model_asset(aligned_text_encoder, decoder_model, image_embeddings, image_prompts)
 def research_report(
     context: dg.AssetExecutionContext,
     config: ResearchReportConfig,
