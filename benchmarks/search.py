@@ -213,7 +213,7 @@ def serve(url: str, home: Path, port: int) -> None:
         images_dir=home / "images",
         thumbs_dir=home / "thumbs",
         embedder_factory=lambda: embedder(home / "dinov2-base"),
-        sentence_model=BUNDLED,
+        sentence_encoder=BUNDLED,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
 

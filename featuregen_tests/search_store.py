@@ -54,7 +54,7 @@ class SearchStore:
             images_dir=self.home / "images",
             thumbs_dir=self.home / "thumbs",
             embedder_factory=lambda: tiny_embedder(self.models_dir),
-            **{"torch_threads": None, "sentence_model": BUNDLED, **overrides},
+            **{"torch_threads": None, "sentence_encoder": BUNDLED, **overrides},
         )
 
 

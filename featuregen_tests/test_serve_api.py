@@ -182,7 +182,7 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
     lists = engine.ranked_lists
     for name, attribute in (("caption", "by_caption_vectors"), ("image", "by_image_vectors")):
         monkeypatch.setattr(lists, attribute, recorded(name, getattr(lists, attribute)))
-    searcher = engine.Searcher(sentence_model=BUNDLED)
+    searcher = engine.Searcher(sentence_encoder=BUNDLED)
     query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
     sides = []
 
@@ -471,7 +471,7 @@ def test_the_random_captioners_prompts_are_searched_only_when_asked(store) -> No
         query = engine.SearchQuery(text=prompt, mode="caption", k=1)
         answers = [
             engine.Searcher(
-                sentence_model=store.config().sentence_model,
+                sentence_encoder=store.config().sentence_encoder,
                 settings=SearchSettings(random_prompts=random),
             ).search(conn, query)
             for random in (False, True)

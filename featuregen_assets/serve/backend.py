@@ -38,7 +38,7 @@ class ServeConfig:
     cached, the largest upload (bytes and pixels), how to build the image embedder (None: no
     image queries), whether the query encoders run in int8, torch's threads per request; the
     bounds on work (`limits`), the cursor key (None: a new one per process), what the guard
-    admits (`guard.GuardSettings`: bound host, further host names, token); the sentence model
+    admits (`guard.GuardSettings`: bound host, further host names, token); the sentence encoder
     of caption search, the search settings and where research reports are (the default mode)."""
 
     database_url: str
@@ -68,7 +68,7 @@ class ServeConfig:
     bound_host: str = "127.0.0.1"
     allowed_hosts: Sequence[str] = ()
     token: str | None = None
-    sentence_model: str | None = None
+    sentence_encoder: str | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
     reports_dir: Path | None = None
 
@@ -82,7 +82,7 @@ class Backend:
             config.embedder_factory,
             int8_text_encoder=config.int8_text_encoder,
             max_image_pixels=config.max_upload_pixels,
-            sentence_model=config.sentence_model,
+            sentence_encoder=config.sentence_encoder,
             settings=config.search,
             default_mode=DefaultMode(config.search, config.reports_dir),
         )

@@ -61,7 +61,7 @@ def build_embedder(settings: Settings):
 
 
 def build_searcher(settings: Settings):
-    """A `Searcher` with `settings`' sentence model, search settings and default mode (the
+    """A `Searcher` with `settings`' sentence encoder, search settings and default mode (the
     stored research report's measured best unless FEATUREGEN_SEARCH_MODE says)."""
     from featuregen_assets.core.runtime.paths import research_reports_dir
     from featuregen_assets.core.search.default_mode import DefaultMode
@@ -69,7 +69,7 @@ def build_searcher(settings: Settings):
 
     return Searcher(
         lambda: build_embedder(settings),
-        sentence_model=settings.sentence_encoder,
+        sentence_encoder=settings.sentence_encoder,
         settings=settings.search,
         default_mode=DefaultMode(settings.search, research_reports_dir(settings.home)),
     )
@@ -104,7 +104,7 @@ def serve(
         bound_host=host,
         allowed_hosts=settings.serve_allowed_hosts,
         token=settings.serve_token,
-        sentence_model=settings.sentence_encoder,
+        sentence_encoder=settings.sentence_encoder,
         search=settings.search,
         reports_dir=paths.research_reports_dir(settings.home),
     )

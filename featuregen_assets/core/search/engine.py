@@ -147,7 +147,7 @@ class Searcher:
         embedder_factory: Callable[[], object] | None = None,
         encoder_loader: Callable[[RegisteredModel], object] | None = None,
         int8_text_encoder: bool = False,
-        sentence_model: str | None = None,
+        sentence_encoder: str | None = None,
         settings: SearchSettings | None = None,
         default_mode: Callable[[], tuple[str, str]] | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
@@ -155,7 +155,7 @@ class Searcher:
         self.settings = settings or SearchSettings()
         self._max_pixels = max_image_pixels
         self.models = QueryModels(
-            embedder_factory, encoder_loader, int8_text_encoder, sentence_model
+            embedder_factory, encoder_loader, int8_text_encoder, sentence_encoder
         )
         self.weights = self.settings.weights()
         self.default_choice = default_mode or DefaultMode(self.settings)

@@ -19,7 +19,7 @@ LOADED_VERSIONS = 3  # text encoder versions kept loaded (a `version=` query loa
 
 
 class QueryModels:
-    """Query encoders. ``sentence_model`` names the sentence encoder of caption search (a
+    """Query encoders. ``sentence_encoder`` names the sentence encoder of caption search (a
     `core.text.sentences` setting; None: no caption search); ``int8`` runs the encoders'
     linear layers in int8."""
 
@@ -28,12 +28,12 @@ class QueryModels:
         embedder_factory: Callable[[], object] | None = None,
         encoder_loader: Callable[[RegisteredModel], object] | None = None,
         int8: bool = False,
-        sentence_model: str | None = None,
+        sentence_encoder: str | None = None,
     ) -> None:
         self._embedder_factory = embedder_factory
         self._encoder_loader = encoder_loader or _load_encoder
         self._int8 = int8
-        self._sentence_name = sentence_model
+        self._sentence_name = sentence_encoder
         self._encoders: OrderedDict[tuple[str, str], object] = OrderedDict()
         self._sentence = None
         self._sentence_error: str | None = None
@@ -73,11 +73,12 @@ class QueryModels:
     def sentence_problem(self, conn: psycopg.Connection) -> str:
         """Why caption search cannot run."""
         if self._sentence_name is None:
-            return "caption search is not configured (no sentence model)"
+            return "caption search is not configured (no sentence encoder)"
         model = self._load_sentence()
         if model is None:
             return (
-                f"the sentence model {self._sentence_name!r} does not load: {self._sentence_error}"
+                f"the sentence encoder {self._sentence_name!r} does not load:"
+                f" {self._sentence_error}"
             )
         return (
             f"no image texts are embedded by {model.key} yet: run the prompt_embeddings step"
