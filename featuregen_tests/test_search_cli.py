@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from featuregen_assets.cli import build_parser, main
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import process_token
 from featuregen_assets.serve.discovery import running_server
+from featuregen_tests.app_server import free_port
 from featuregen_tests.search_store import build_search_store, register_text_encoder
 
 
@@ -115,12 +115,6 @@ def test_serve_beyond_loopback_needs_a_token_or_says_it_has_none(monkeypatch, ca
             check_exposure("127.0.0.1", bad, False)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_until_answering(home: Path, server: subprocess.Popen, limit_s: float = 300) -> str:
     """The URL of the server announced in `home`, once it answers a search."""
     deadline = time.monotonic() + limit_s
@@ -144,7 +138,7 @@ def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
     local = capsys.readouterr()
     assert "answered by featuregen serve" not in local.err
 
-    port = _free_port()
+    port = free_port()
     serve = f"from featuregen_assets.cli import main; main(['serve', '--port', '{port}', '--fp32'])"
     server = subprocess.Popen(
         [sys.executable, "-c", serve],

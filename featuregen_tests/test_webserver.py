@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -7,6 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+
+from featuregen_tests.app_server import free_port
 
 QUERY = """
 {
@@ -19,16 +20,10 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_webserver_lists_assets_and_category_partitions(fg_env: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("category", ["cafe", "bank"])
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,
