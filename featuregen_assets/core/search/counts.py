@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import psycopg
 
+from featuregen_assets.core.search.expiring import Expiring
 from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD
 
 CACHE_S = 30.0  # vector totals change only when a run stores more; counting 100k costs ~50 ms
@@ -20,8 +18,7 @@ class TotalCounter:
 
     def __init__(self, random_prompts: bool = False) -> None:
         self.random_prompts = random_prompts
-        self._cache: dict[tuple, tuple[float, int]] = {}
-        self._lock = threading.Lock()
+        self._cache: Expiring[int] = Expiring(CACHE_S)
 
     def total(
         self,
@@ -36,14 +33,7 @@ class TotalCounter:
         if lists == (KEYWORD,):
             return _keyword_matches(conn, text or "", category)
         key = (IMAGE in lists and space, CAPTION in lists and sentence_model, category)
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
-            return cached[1]
-        count = _with_vectors(conn, *key, self.random_prompts)
-        with self._lock:
-            self._cache[key] = (time.monotonic(), count)
-        return count
+        return self._cache.get(key, lambda: _with_vectors(conn, *key, self.random_prompts))
 
 
 def _with_vectors(conn, space, sentence_model, category, random_prompts: bool) -> int:

@@ -6,6 +6,7 @@ import psycopg
 
 # ts_rank_cd normalisation 32: rank / (rank + 1), a score in [0, 1).
 _RANK = "ts_rank_cd(p.search, q.query, 32)"
+_STORED = "EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id AND c.status = 'ok'"
 
 
 def keyword_ranked(
@@ -21,10 +22,23 @@ def keyword_ranked(
     "a quoted phrase", `or`, `-word`.
 
     An image's score is its best-matching prompt's cover-density rank, in [0, 1). Every match
-    is ranked, so the cost grows with the number of matching prompts. ``after`` (negated
-    score, id) keeps only what ranks after it: the next page of a keyset cursor.
+    is ranked, so the cost grows with the number of matching prompts. Without a category,
+    whether an image is still stored (status ok) is checked for the best few only, after
+    ranking (twice `limit`, more while too few are). ``after`` (negated score, id) keeps only
+    what ranks after it: the next page of a keyset cursor.
     """
-    in_category = "AND c.category = %(category)s" if category else ""
+    fetch = 2 * limit
+    while True:
+        found = _ranked(conn, text, fetch, category, after)
+        kept = found if category else _still_stored(conn, found)
+        if len(kept) >= limit or len(found) < fetch:
+            return kept[:limit]
+        fetch *= 4
+
+
+def _ranked(conn, text, limit, category, after) -> list[tuple[str, float]]:
+    """The best ``limit`` matches; with a category, only stored images of that category."""
+    in_category = f"AND {_STORED} AND c.category = %(category)s)" if category else ""
     having = (
         f"HAVING (-max({_RANK})::float8, p.image_id) > (%(after_key)s::float8, %(after_id)s::text)"
         if after
@@ -33,9 +47,7 @@ def keyword_ranked(
     statement = f"""
         SELECT p.image_id, max({_RANK})::float8 AS score
         FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-        WHERE p.search @@ q.query
-          AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id
-                      AND c.status = 'ok' {in_category})
+        WHERE p.search @@ q.query {in_category}
         GROUP BY p.image_id
         {having}
         ORDER BY score DESC, p.image_id
@@ -49,3 +61,13 @@ def keyword_ranked(
         "after_id": after[1] if after else None,
     }
     return [(r[0], float(r[1])) for r in conn.execute(statement, params).fetchall()]
+
+
+def _still_stored(conn, found: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``found`` without the images no longer stored (no raw_images row with status ok)."""
+    rows = conn.execute(
+        "SELECT DISTINCT image_id FROM raw_images WHERE image_id = ANY(%s) AND status = 'ok'",
+        ([image_id for image_id, _ in found],),
+    ).fetchall()
+    stored = {image_id for (image_id,) in rows}
+    return [pair for pair in found if pair[0] in stored]

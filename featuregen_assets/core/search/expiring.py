@@ -1,0 +1,33 @@
+"""A small thread-safe cache whose entries expire: store facts that change only when a run
+stores more (how many images have vectors, which model embedded most)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+Value = TypeVar("Value")
+
+
+class Expiring(Generic[Value]):
+    """``get(key, compute)``: the value computed for ``key`` at most ``seconds`` ago, else
+    ``compute()`` (outside the lock: two threads may compute the same key once each). None
+    is not kept: what is not stored yet is looked for again on the next call."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._values: dict[Hashable, tuple[float, Value]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Value]) -> Value:
+        with self._lock:
+            cached = self._values.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.seconds:
+            return cached[1]
+        value = compute()
+        if value is not None:
+            with self._lock:
+                self._values[key] = (time.monotonic(), value)
+        return value

@@ -1,0 +1,58 @@
+"""Keyword ranking: best cover density first, only images still stored, category scope."""
+
+from __future__ import annotations
+
+import pytest
+
+from featuregen_assets.core.search.keyword import keyword_ranked
+from featuregen_assets.core.store import db
+
+# (image id, category, status, prompt): the red circles rank by how closely their words stand;
+# the file of an image whose row is no longer ok is gone (its row keeps no image id).
+IMAGES = [
+    ("gone1", "cafe", "missing", "a large red circle"),
+    ("gone2", "cafe", "damaged", "a large red circle"),
+    ("near", "cafe", "ok", "a large red circle at the top"),
+    ("apart", "bank", "ok", "a large blue square and a red circle"),
+    ("far", "bank", "ok", "a large star, a green ring, a cross and a red circle"),
+    ("other", "bank", "ok", "a yellow triangle"),
+]
+
+
+@pytest.fixture
+def conn(database_url: str):
+    with db.connection(database_url) as conn:
+        for image_id, category, status, prompt in IMAGES:
+            conn.execute(
+                "INSERT INTO raw_images (category, url, status, image_id, path)"
+                " VALUES (%s, %s, %s, %s, '')",
+                (category, f"http://x/{image_id}", status, image_id if status == "ok" else None),
+            )
+            conn.execute(
+                "INSERT INTO image_prompts (image_id, model, source, prompt)"
+                " VALUES (%s, 'test/captioner', 'generated', %s)",
+                (image_id, prompt),
+            )
+        conn.commit()
+        yield conn
+
+
+def test_ranks_stored_matches_by_cover_density(conn):
+    found = keyword_ranked(conn, "large red circle", limit=10)
+    assert [image_id for image_id, _ in found] == ["near", "apart", "far"]
+    assert found[0][1] > found[1][1] > found[2][1] > 0
+
+
+def test_images_no_longer_stored_never_fill_the_page(conn):
+    """The two best matches are gone: a one-hit page looks deeper than its first fetch."""
+    assert [image_id for image_id, _ in keyword_ranked(conn, "large red circle", limit=1)] == [
+        "near"
+    ]
+
+
+def test_category_and_cursor(conn):
+    in_bank = keyword_ranked(conn, "red circle", limit=10, category="bank")
+    assert [image_id for image_id, _ in in_bank] == ["apart", "far"]
+    first = keyword_ranked(conn, "large red circle", limit=1)[0]
+    after = keyword_ranked(conn, "large red circle", limit=10, after=(-first[1], first[0]))
+    assert [image_id for image_id, _ in after] == ["apart", "far"]
