@@ -366,8 +366,10 @@ VARIABLES = (
     Variable(
         "FEATUREGEN_HYBRID_WEIGHTS",
         "search.hybrid_weights",
-        "each list's weight in hybrid's reciprocal-rank fusion",
+        "each list's weight in hybrid's reciprocal-rank fusion (`0`: the list is not read)",
         _parse_list,
+        "the weights the stored research report chose on its validation split, else"
+        " `image=0.25,caption=2,keyword=1`",
     ),
     Variable(
         "FEATUREGEN_SEARCH_RANDOM_PROMPTS",

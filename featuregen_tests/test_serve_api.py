@@ -499,6 +499,7 @@ def test_hybrid_says_why_each_hit_came_and_weighs_its_lists(client, store) -> No
         fused = _get(weighted, q="a large red circle", mode="hybrid", k=5)["hits"]
     caption = _get(client, q="a large red circle", mode="caption", k=5)["hits"]
     assert [h["image_id"] for h in fused] == [h["image_id"] for h in caption]
+    assert all([w["list"] for w in hit["why"]] == ["caption"] for hit in fused)  # 0: not read
 
 
 def test_info_names_the_modes_default_examples_categories_and_models(client, store) -> None:
@@ -508,6 +509,8 @@ def test_info_names_the_modes_default_examples_categories_and_models(client, sto
     assert (
         info["default_mode"] == "hybrid" and "no stored research report" in info["default_reason"]
     )
+    assert info["hybrid_weights"] == parse_weights(DEFAULT_WEIGHTS)
+    assert info["hybrid_weights_reason"] == "the built-in weights"
     assert info["categories"] == {"bank": 8, "cafe": 8, "shop": 8}
     assert info["total_images"] == 24
     assert info["models"] == {

@@ -12,8 +12,13 @@ from featuregen_assets.core.search.default_mode import DefaultMode, measured_def
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.store import db
 from featuregen_assets.core.training.splits import three_way_split
-from featuregen_assets.research.queries import Query
-from featuregen_assets.research.served_modes import served_mode_answer, served_mode_rows
+from featuregen_assets.research.hybrid_tuning import candidate_weights, tune_weights
+from featuregen_assets.research.queries import Query, QueryMatrix
+from featuregen_assets.research.served_modes import (
+    fused_scores,
+    served_mode_answer,
+    served_mode_rows,
+)
 from featuregen_assets.research.text_to_image import Corpus
 from featuregen_tests.search_store import store_text_vectors
 
@@ -64,7 +69,7 @@ def test_every_served_mode_has_rows_and_the_report_chooses_the_default(
     url, corpus, queries = stored
     split = three_way_split(corpus.image_ids, 0.3, 0.2)
     with db.connection(url) as conn:
-        rows = served_mode_rows(conn, corpus, split, queries, _random_encoder)
+        rows, tuned = served_mode_rows(conn, corpus, split, queries, _random_encoder)
     by = {(m.query_set, m.method, m.metric): m for m in rows}
     for query_set in ("template", "paraphrase", "partial_object"):
         for mode in ("caption", "image", "keyword", "hybrid"):
@@ -84,6 +89,42 @@ def test_every_served_mode_has_rows_and_the_report_chooses_the_default(
     assert mode in ("caption", "hybrid") and "v1" in why
     assert DefaultMode(SearchSettings(), tmp_path)() == (mode, why)
     assert DefaultMode(SearchSettings(default_mode="keyword"), tmp_path)()[0] == "keyword"
+    # hybrid's weights: chosen on the validation images, read by the service from report.json
+    assert tuned is not None and tuned.queries > 0 and 0 <= tuned.value <= 1
+    assert sum(w > 0 for w in tuned.weights.values()) >= 2
+    report.write_text(json.dumps({"hybrid_weights": tuned.as_dict(), "rows": []}))
+    weights, why = DefaultMode(SearchSettings(), tmp_path).hybrid_weights()
+    assert weights == tuned.weights and "validation split" in why and "v1" in why
+    pinned = DefaultMode(SearchSettings(hybrid_weights=("keyword=1", "caption=1")), tmp_path)
+    assert pinned.hybrid_weights() == (
+        {"keyword": 1.0, "caption": 1.0},
+        "set by FEATUREGEN_HYBRID_WEIGHTS",
+    )
+
+
+def test_weights_are_tuned_to_what_finds_the_validation_images() -> None:
+    """Keyword ranks each query's image first, caption last: the keyword-led weights win."""
+    positives = np.eye(6, dtype=bool)
+    keyword = np.where(positives, 1.0, 0.1)
+    caption = np.where(positives, 0.0, np.arange(6.0)[None, :] + 1)
+    matrix = QueryMatrix([], positives, None, [f"q{i}" for i in range(6)], 0)
+    lists = {"caption": caption, "keyword": keyword}
+    validation = dict.fromkeys(("template", "paraphrase", "partial_object"), (lists, matrix))
+    tuned = tune_weights(validation, lambda scores, w: fused_scores(scores, list(scores), w))
+    assert tuned.value == 1.0 and tuned.queries == 18
+    assert tuned.weights["keyword"] > tuned.weights["caption"] > 0
+    assert tuned.candidates == len(candidate_weights(["caption", "keyword"]))
+
+
+def test_weight_candidates_read_two_lists_and_differ_in_more_than_scale() -> None:
+    candidates = candidate_weights(["image", "caption", "keyword"])
+    shapes = set()
+    for weights in candidates:
+        read = [w for w in weights.values() if w > 0]
+        assert len(read) >= 2
+        shapes.add(tuple(round(w / max(read), 6) for w in weights.values()))
+    assert len(shapes) == len(candidates)
+    assert {"image": 0.0, "caption": 2.0, "keyword": 1.0} in candidates
 
 
 def test_no_report_means_the_fallback_default(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 from PIL import Image
 
+from featuregen_assets.core.search.default_mode import TUNED_WEIGHTS
 from featuregen_assets.core.store.registry import RegisteredModel
 from featuregen_assets.core.training.alignment import (
     AlignedTextEncoder,
@@ -171,7 +172,8 @@ def run_comparison(
         keyword=lambda texts, ids: keyword_scores(conn, texts, ids),
     )
     measurements = compare_text_to_image(corpus, split, queries, methods)
-    measurements += served_mode_rows(conn, corpus, split, queries, trained.encode, log=log)
+    served, tuned_weights = served_mode_rows(conn, corpus, split, queries, trained.encode, log=log)
+    measurements += served
     records = (
         read_records(mask_files(conn, probe.records_dir, ".json"))
         if probe is not None and probe.records_dir is not None
@@ -193,6 +195,7 @@ def run_comparison(
         ),
         "queries_dropped_as_trained": dropped_as_trained(corpus, split, queries),
         "split_sizes": {k: len(split.of(k)) for k in ("train", "validation", "test")},
+        TUNED_WEIGHTS: tuned_weights.as_dict() if tuned_weights else None,
         "queries": str(query_file) if query_file else "test captions",
         "seeds": seeds,
         "variants": {v: VARIANTS[v] for v in learned.seconds},

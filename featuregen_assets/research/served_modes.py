@@ -7,7 +7,9 @@ caption by the nearest stored text vector (`prompt_embeddings`, the random-weigh
 texts left out), image by the aligned text encoder over the stored image vectors, keyword by
 PostgreSQL full text with the service's query syntax and rank, hybrid by the service's weighted
 reciprocal-rank fusion of the lists there are, each cut at the service's depth (ranks within
-the gallery). Same queries, gallery and intervals as every other row of the report.
+the gallery), with the weights `hybrid_tuning` chose on the validation split (the service then
+reads them from report.json). Same queries, gallery and intervals as every other row of the
+report.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.training.splits import Split
 from featuregen_assets.research.answer_text import figure, say
+from featuregen_assets.research.hybrid_tuning import TunedWeights, tune_weights
 from featuregen_assets.research.measurements import Measurement, rows
 from featuregen_assets.research.queries import Query, QueryMatrix
 from featuregen_assets.research.text_baselines import unit
@@ -50,43 +53,56 @@ def served_mode_rows(
     settings: SearchSettings | None = None,
     log: Callable[[str], None] = print,
     seed: int = 0,
-) -> list[Measurement]:
-    """Rows `served mode: <mode>` for every query set of the comparison (test gallery);
-    ``encode``: the text encoder the image mode uses; ``sentence_model``: caption search's
-    (default all-MiniLM-L6-v2); a list with nothing stored (no text vectors) is left out,
-    as the service leaves it out of hybrid."""
+) -> tuple[list[Measurement], TunedWeights | None]:
+    """Rows `served mode: <mode>` for every query set of the comparison (test gallery), and
+    hybrid's weights as tuned on the validation gallery (None: too few lists or validation
+    queries; hybrid then has the settings' weights); ``encode``: the text encoder the image
+    mode uses; ``sentence_model``: caption search's (default all-MiniLM-L6-v2); a list with
+    nothing stored (no text vectors) is left out, as the service leaves it out of hybrid."""
     from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 
     settings = settings or SearchSettings()
     trained = set(training_texts(corpus, split)[0])
-    test_ids = list(split.test)
+    test_ids, validation_ids = list(split.test), list(split.validation)
     try:
         sentence = SentenceModel(sentence_model or BUNDLED)
     except (OSError, ImportError, ValueError) as error:
         log(f"research: the sentence model does not load ({error}): no caption mode rows")
         sentence, texts = None, {}
     else:
-        texts = _gallery_text_vectors(conn, sentence.key, test_ids, settings.random_prompts)
+        texts = _gallery_text_vectors(
+            conn, sentence.key, test_ids + validation_ids, settings.random_prompts
+        )
         if not texts:
             log(f"research: no text vectors of {sentence.key} stored: no caption mode rows")
+
+    def scores_over(ids: list[str], query_set: str):
+        matrix = queries_on_test_gallery(queries, query_set, ids, trained)
+        if not matrix.texts:
+            return None
+        return _list_scores(conn, corpus, matrix, ids, encode, sentence, texts), matrix
+
+    validation = {s: found for s in DEFAULT_SETS if (found := scores_over(validation_ids, s))}
+    tuned = tune_weights(validation, lambda lists, w: fused_scores(lists, list(lists), w))
+    weights = tuned.weights if tuned else settings.weights()
+    if tuned:
+        log(f"research: hybrid's weights on the validation split: {tuned.weights}")
     out: list[Measurement] = []
     for query_set in query_sets(queries):
-        matrix = queries_on_test_gallery(queries, query_set, test_ids, trained)
-        if not matrix.texts:
+        found = scores_over(test_ids, query_set)
+        if found is None:
             continue
-        lists = _list_scores(conn, corpus, matrix, test_ids, encode, sentence, texts)
+        lists, matrix = found
         for mode in MODES:
             read = [name for name in mode.lists if name in lists]
+            if len(mode.lists) > 1:  # hybrid: a list of weight 0 is not read
+                read = [name for name in read if weights.get(name, 1.0) > 0]
             if not read:
                 continue
-            scores = (
-                lists[read[0]]
-                if len(read) == 1
-                else _fused(lists, read, settings.weights(), DEFAULT_CONSTANT)
-            )
+            scores = lists[read[0]] if len(read) == 1 else fused_scores(lists, read, weights)
             estimates = seed_estimates([scores], matrix, seed)
             out += rows(QUESTION, "retrieval", query_set, SERVED_PREFIX + mode.name, estimates)
-    return out
+    return out, tuned
 
 
 def served_mode_answer(measurements: Sequence[Measurement]) -> list[str]:
@@ -168,8 +184,11 @@ def _keyword_scores(
     return scores
 
 
-def _fused(
-    lists: ListScores, read: Sequence[str], weights: dict[str, float], constant: float
+def fused_scores(
+    lists: ListScores,
+    read: Sequence[str],
+    weights: dict[str, float],
+    constant: float = DEFAULT_CONSTANT,
 ) -> np.ndarray:
     """Weighted reciprocal-rank fusion of the lists' gallery rankings, each cut at the
     service's first hybrid depth (an image a list does not hold adds nothing)."""

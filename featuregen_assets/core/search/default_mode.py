@@ -1,5 +1,7 @@
-"""Which mode a text query without one gets: the setting, else what the store's own research
-report measured best among the served modes, else `modes.FALLBACK_DEFAULT`."""
+"""Which mode a text query without one gets, and hybrid's list weights: the settings, else
+what the store's own research report measured (the mode best among the served modes on its
+test split; the weights best on its validation split), else `modes.FALLBACK_DEFAULT` and
+`options.DEFAULT_WEIGHTS`."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import time
 from pathlib import Path
 
 from featuregen_assets.core.search.modes import BY_NAME, FALLBACK_DEFAULT, mode_named
-from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.search.options import DEFAULT_WEIGHTS, SearchSettings, parse_weights
 
 SERVED_PREFIX = "served mode: "  # report rows of the served modes: "served mode: <name>"
 DEFAULT_METRIC = "recall@5"
 DEFAULT_SETS = ("template", "paraphrase", "partial_object")  # averaged to choose the default
 RECHECK_S = 60.0  # how often a running service looks for a newer report
+TUNED_WEIGHTS = "hybrid_weights"  # report.json: the weights chosen on the validation split
 
 
 def measured_default(report_json: Path) -> tuple[str, str] | None:
@@ -46,6 +49,20 @@ def measured_default(report_json: Path) -> tuple[str, str] | None:
     )
 
 
+def measured_weights(report_json: Path) -> tuple[dict[str, float], str] | None:
+    """(weights, why) from a report.json's `TUNED_WEIGHTS`; None when it has none."""
+    try:
+        tuned = json.loads(report_json.read_text())[TUNED_WEIGHTS]
+        weights = parse_weights([f"{name}={value}" for name, value in tuned["weights"].items()])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    figures = ", ".join(f"{name}={value:g}" for name, value in weights.items())
+    return weights, (
+        f"{figures}: best mean {DEFAULT_METRIC} over {', '.join(DEFAULT_SETS)} queries on the"
+        f" validation split in the research report {report_json.parent.name}"
+    )
+
+
 def newest_report(reports_dir: Path | None) -> Path | None:
     """The newest `<version>/report.json` under the research report's artifacts, or None."""
     if reports_dir is None or not reports_dir.is_dir():
@@ -55,12 +72,14 @@ def newest_report(reports_dir: Path | None) -> Path | None:
 
 
 class DefaultMode:
-    """The default mode and why, looked up again at most every `RECHECK_S` seconds."""
+    """The default mode and hybrid's weights, each with why, looked up again at most every
+    `RECHECK_S` seconds."""
 
     def __init__(self, settings: SearchSettings, reports_dir: Path | None = None) -> None:
         self.settings = settings
         self.reports_dir = reports_dir
         self._chosen: tuple[float, tuple[str, str]] | None = None
+        self._weights: tuple[float, tuple[dict[str, float], str]] | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> tuple[str, str]:
@@ -71,6 +90,20 @@ class DefaultMode:
             if self._chosen is None or time.monotonic() - self._chosen[0] > RECHECK_S:
                 self._chosen = (time.monotonic(), self._measure())
             return self._chosen[1]
+
+    def hybrid_weights(self) -> tuple[dict[str, float], str]:
+        """(each list's weight in hybrid's fusion, one line saying what chose them)."""
+        if self.settings.hybrid_weights is not None:
+            return self.settings.weights(), "set by FEATUREGEN_HYBRID_WEIGHTS"
+        with self._lock:
+            if self._weights is None or time.monotonic() - self._weights[0] > RECHECK_S:
+                report = newest_report(self.reports_dir)
+                measured = measured_weights(report) if report else None
+                self._weights = (
+                    time.monotonic(),
+                    measured or (parse_weights(DEFAULT_WEIGHTS), "the built-in weights"),
+                )
+            return self._weights[1]
 
     def _measure(self) -> tuple[str, str]:
         report = newest_report(self.reports_dir)

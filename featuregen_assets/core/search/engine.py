@@ -151,7 +151,7 @@ class Searcher:
         int8_text_encoder: bool = False,
         sentence_encoder: str | None = None,
         settings: SearchSettings | None = None,
-        default_mode: Callable[[], tuple[str, str]] | None = None,
+        default_mode: DefaultMode | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self.settings = settings or SearchSettings()
@@ -159,7 +159,6 @@ class Searcher:
         self.models = QueryModels(
             embedder_factory, encoder_loader, int8_text_encoder, sentence_encoder
         )
-        self.weights = self.settings.weights()
         self.default_choice = default_mode or DefaultMode(self.settings)
         self._totals = TotalCounter(self.settings.random_prompts)
         self._spaces: Expiring[str | None] = Expiring(SPACE_CACHE_S)
@@ -168,6 +167,10 @@ class Searcher:
     def default_mode(self) -> str:
         """The mode a text query without one gets (`default_choice()` also says why)."""
         return mode_named(self.default_choice()[0]).name
+
+    def hybrid_weights(self) -> dict[str, float]:
+        """Each list's weight in hybrid's fusion (`DefaultMode.hybrid_weights` says why)."""
+        return self.default_choice.hybrid_weights()[0]
 
     def text_encoder(self, record: RegisteredModel):
         """The loaded encoder of ``record`` (see `QueryModels.text_encoder`)."""
@@ -214,13 +217,18 @@ class Searcher:
     def _plan(
         self, conn: psycopg.Connection, query: SearchQuery, kind: str, timings: Timings
     ) -> Plan:
-        """The lists ``kind`` reads (hybrid: every one available) and their query encoders
-        (a non-text query's vector itself; a text query's are encoded by `Plan.encode_*`)."""
+        """The lists ``kind`` reads (hybrid: every one available with a weight above 0) and
+        their query encoders (a non-text query's vector itself; a text query's are encoded by
+        `Plan.encode_*`)."""
         models = self.models
         if kind in NON_TEXT:
             vector, space = self._non_text_vector(conn, query, kind, timings)
             return Plan(kind, (IMAGE,), vector, space)
         wanted = mode_named(kind).lists
+        weights = self.hybrid_weights() if len(wanted) > 1 else {}
+        wanted = tuple(name for name in wanted if weights.get(name, 1.0) > 0)
+        if not wanted:
+            raise Unavailable("every hybrid list has weight 0: see FEATUREGEN_HYBRID_WEIGHTS")
         record = models.text_encoder_record(conn, query.version) if IMAGE in wanted else None
         if query.version is not None and record is None and IMAGE in wanted:
             raise BadQuery(f"no text encoder version {query.version!r} is registered")
@@ -233,6 +241,7 @@ class Searcher:
         if kind == CAPTION and sentence is None:
             raise Unavailable(models.sentence_problem(conn))
         plan = Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
+        plan.weights = weights
         plan.random_prompts = self.settings.random_prompts
         plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
         plan.space = record.embedding_model if record else self._most_embedded(conn)
@@ -296,7 +305,7 @@ class Searcher:
             hashlib.sha256(query.image).digest() if query.image else None,
             None if query.vector is None else np.asarray(query.vector, np.float32).tobytes(),
             query.category,
-            (query.rrf_k, sorted(self.weights.items())) if len(plan.lists) > 1 else None,
+            (query.rrf_k, sorted(plan.weights.items())) if len(plan.lists) > 1 else None,
             plan.space,
             plan.record.version if plan.record else None,
             plan.sentence_model,
@@ -382,7 +391,7 @@ class Searcher:
         for name in sorted(shared, key=lambda name: name == KEYWORD):
             found[name] = early.take(name, depth, category, rank_here(name))
         return ranked_lists.fuse(
-            {name: found[name] for name in plan.lists}, self.weights, query.rrf_k, limit, after
+            {name: found[name] for name in plan.lists}, plan.weights, query.rrf_k, limit, after
         )
 
 

@@ -33,6 +33,7 @@ def example_phrases(captions: list[str], count: int = EXAMPLES) -> list[str]:
 def store_info(conn: psycopg.Connection, searcher: Searcher) -> dict:
     """The /api/info answer (SEARCH-API.md)."""
     mode, reason = searcher.default_choice()
+    weights, weights_reason = searcher.default_choice.hybrid_weights()
     captions = [
         c
         for (c,) in conn.execute(
@@ -56,6 +57,8 @@ def store_info(conn: psycopg.Connection, searcher: Searcher) -> dict:
         "modes": [m.as_dict() for m in MODES],
         "default_mode": mode,
         "default_reason": reason,
+        "hybrid_weights": weights,
+        "hybrid_weights_reason": weights_reason,
         "examples": example_phrases(captions),
         "categories": categories,
         "total_images": total,

@@ -47,6 +47,7 @@ class Plan:
     random_prompts: bool = False  # caption search reads the random captioner's prompts too
     text_encoder: object | None = None  # encodes the image list's query vector (`encode`)
     sentence: object | None = None  # encodes the caption list's query vector (`encode`)
+    weights: dict[str, float] = field(default_factory=dict)  # hybrid's, per list
 
     def encode_image_query(self, text: str, timings: Timings) -> None:
         """The image list's query vector, if the plan reads that list and lacks it."""
