@@ -80,7 +80,8 @@ def test_every_served_mode_has_rows_and_the_report_chooses_the_default(
         caption = by[(query_set, "served mode: caption", "recall@5")].value
         assert caption > by[(query_set, "served mode: image", "recall@5")].value
     assert by[("template", "served mode: caption", "recall@1")].value == 1.0
-    [answer] = served_mode_answer(rows)
+    [answer] = served_mode_answer(rows, tuned)
+    assert "validation split" in answer and f"{tuned.value:.3f}" in answer
     (tmp_path / "v1").mkdir()
     report = tmp_path / "v1" / "report.json"
     report.write_text(json.dumps({"rows": [m.as_dict() for m in rows]}))

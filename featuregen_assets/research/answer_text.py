@@ -29,6 +29,9 @@ SENTENCES: dict[str, str] = {
     " mean $metric of the served modes on the test split; the others: $others. The search"
     " service's default mode follows this unless FEATUREGEN_SEARCH_MODE is set.",
     "served_mode_figures": "$mode (mean $mean: $figures)",
+    "served_mode_weights": "Hybrid fuses its lists with the weights $weights: the best mean"
+    " $metric ($value) of $candidates candidates on the validation split's $queries queries,"
+    " which the service reads unless FEATUREGEN_HYBRID_WEIGHTS is set.",
     # a standard protocol's answers (protocols.protocol_answers)
     "protocol_direction": "$direction on the test gallery ($gallery): $figures (percent).",
     "protocol_anchors": "Published anchors: $anchors.",

@@ -36,6 +36,7 @@ from featuregen_assets.research.answers import (
 from featuregen_assets.research.decoding import Encode as EncodeImages
 from featuregen_assets.research.decoding import compare_decoding, like_for_like_decoders
 from featuregen_assets.research.dense import ProbeData, mask_files, probe_rows
+from featuregen_assets.research.hybrid_tuning import TunedWeights
 from featuregen_assets.research.learned_ceiling import learned_ceiling
 from featuregen_assets.research.measurements import Measurement
 from featuregen_assets.research.paired import PairedTests
@@ -216,7 +217,7 @@ def run_comparison(
             conn, probe, split, dict(zip(corpus.image_ids, paths, strict=True)), log
         )
     tests = PairedTests()
-    answers = _answers(measurements, tests, context["weights"])
+    answers = _answers(measurements, tests, context["weights"], tuned_weights)
     measurements += tests.rows
     return Outcome(measurements, answers, images, context)
 
@@ -319,7 +320,12 @@ def _decoder_rows(
     return rows, _grids(outputs), context
 
 
-def _answers(measurements: list[Measurement], tests: PairedTests, weights: dict) -> list:
+def _answers(
+    measurements: list[Measurement],
+    tests: PairedTests,
+    weights: dict,
+    hybrid_weights: TunedWeights | None,
+) -> list:
     """The report's answers, opening with what the weights license; their paired tests are
     recorded in `tests`."""
     return (
@@ -329,7 +335,7 @@ def _answers(measurements: list[Measurement], tests: PairedTests, weights: dict)
         + variant_answers(measurements, tests)
         + decoder_answers(measurements, tests)
         + probe_answers(measurements, tests)
-        + served_mode_answer(measurements)
+        + served_mode_answer(measurements, hybrid_weights)
     )
 
 

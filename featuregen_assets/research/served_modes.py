@@ -105,9 +105,12 @@ def served_mode_rows(
     return out, tuned
 
 
-def served_mode_answer(measurements: Sequence[Measurement]) -> list[str]:
+def served_mode_answer(
+    measurements: Sequence[Measurement], tuned: TunedWeights | None = None
+) -> list[str]:
     """One line: the served mode a user should search with, by `DEFAULT_METRIC` averaged over
-    `DEFAULT_SETS` (what the service's default follows), each set's figure with its interval."""
+    `DEFAULT_SETS` (what the service's default follows), each set's figure with its interval;
+    and hybrid's weights, when ``tuned`` on the validation split."""
     served = [m for m in measurements if m.method.startswith(SERVED_PREFIX)]
     cells = {
         (m.method.removeprefix(SERVED_PREFIX), m.query_set): m
@@ -125,7 +128,17 @@ def served_mode_answer(measurements: Sequence[Measurement]) -> list[str]:
         return say("served_mode_figures", mode=m, mean=f"{mean[m]:.3f}", figures=figures)
 
     others = "; ".join(described(m) for m in sorted(modes, key=lambda m: -mean[m]) if m != best)
-    return [say("served_mode", best=described(best), metric=DEFAULT_METRIC, others=others)]
+    answer = say("served_mode", best=described(best), metric=DEFAULT_METRIC, others=others)
+    if tuned is not None:
+        answer += " " + say(
+            "served_mode_weights",
+            weights=", ".join(f"{name} {w:g}" for name, w in tuned.weights.items()),
+            metric=DEFAULT_METRIC,
+            value=f"{tuned.value:.3f}",
+            candidates=str(tuned.candidates),
+            queries=str(tuned.queries),
+        )
+    return [answer]
 
 
 def _list_scores(
