@@ -1,2 +1,3 @@
 """Vision models: image preprocessing, the DINOv2 embedder, the Qwen2-VL captioner, their
-device and loader settings, model resolution and the GPU input path."""
+device and loader settings, the model roles and their choice (`model_profiles`: every role's,
+the sentence encoder's too) and the GPU input path."""
