@@ -23,7 +23,7 @@ encoder, one torch thread per request); this process times each request with htt
 (keep-alive): the modes image, caption, keyword and hybrid (all three lists fused), like=<id>
 and an image upload (at most 20), each without and with a category filter (~11 % of the rows),
 k=20. The baseline is
-`core.store.search.nearest` (the bare SQL vector query: ids and distances, k=20) on a direct
+`core.store.nearest.nearest` (the bare SQL vector query: ids and distances, k=20) on a direct
 connection, with the like=<id> requests' stored vectors. Prints a markdown table with p50/p95
 and each mode's p50 ÷ the image (vector-only) request's p50 and ÷ the slowest single list's.
 """
@@ -50,9 +50,9 @@ from psycopg import sql  # noqa: E402
 from benchmarks.clustered_vectors import TYPES, unit_vectors  # noqa: E402
 from benchmarks.vector_store import machine, make_categories  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
+from featuregen_assets.core.store.nearest import nearest  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
 from featuregen_assets.core.store.schema import migrate  # noqa: E402
-from featuregen_assets.core.store.search import nearest  # noqa: E402
 from featuregen_assets.core.store.table import Table  # noqa: E402
 from featuregen_assets.core.store.table_writes import (  # noqa: E402
     TableName,

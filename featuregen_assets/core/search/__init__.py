@@ -1,8 +1,8 @@
 """Search over the feature store, shared by the HTTP API, the CLI and Python callers.
 
 One engine (`engine.Searcher`), one hit schema (`hits.Hit`). A text query is answered in a mode
-(`modes`): caption (sentence vectors of the images' texts, `core.store.text_search`), image
-(the aligned text encoder over the DINOv2 vectors, `core.store.search`), keyword (PostgreSQL
+(`modes`): caption (sentence vectors of the images' texts, `core.store.nearest`), image
+(the aligned text encoder over the DINOv2 vectors, `core.store.nearest`), keyword (PostgreSQL
 full text, `keyword`) or hybrid (weighted reciprocal-rank fusion of every available list,
 `lists`, `fusion`); the default mode is the stored report's measured best (`default_mode`).
 Other queries: a stored image's id, an uploaded image, a raw vector. Every answer carries

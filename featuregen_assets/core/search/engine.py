@@ -36,6 +36,7 @@ from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.search.plan import Plan, Timings
 from featuregen_assets.core.search.query_models import TEXT_ENCODER, QueryModels
 from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
+from featuregen_assets.core.store.nearest import stored_vector, vector_dimension
 from featuregen_assets.core.store.registry import RegisteredModel, most_embedded_model
 
 MAX_K = 1000
@@ -273,13 +274,10 @@ class Searcher:
             raise Unavailable("no image vectors are stored yet: run `featuregen run` first")
         if kind == "like":
             with timings.measure("vector"):
-                row = conn.execute(
-                    "SELECT embedding FROM image_embeddings WHERE image_id = %s AND model = %s",
-                    (query.like, space),
-                ).fetchone()
-            if row is None:
+                vector = stored_vector(conn, query.like, space)
+            if vector is None:
                 raise NotFound(f"no image {query.like!r} has a vector of {space}")
-            return row[0].to_numpy(), space
+            return vector, space
         return _checked_vector(conn, query.vector, space), space
 
     def _search(
@@ -425,17 +423,12 @@ def _keyword(conn, text, limit, category, after, timings: Timings) -> Ranked:
 
 
 def _require_vectors(conn: psycopg.Connection, model: str) -> None:
-    stored = conn.execute(
-        "SELECT 1 FROM image_embeddings WHERE model = %s LIMIT 1", (model,)
-    ).fetchone()
-    if stored is None:
+    if vector_dimension(conn, model) is None:
         raise Unavailable(f"no images are embedded by {model}: run the image_embeddings step")
 
 
 def _checked_vector(conn: psycopg.Connection, values: Sequence[float], model: str) -> np.ndarray:
-    (dim,) = conn.execute(
-        "SELECT vector_dims(embedding) FROM image_embeddings WHERE model = %s LIMIT 1", (model,)
-    ).fetchone()
+    dim = vector_dimension(conn, model)
     vector = np.asarray(values, dtype=np.float64)
     if vector.ndim != 1 or len(vector) != dim:
         raise BadQuery(f"the vector must have {dim} numbers (the store's dimension)")

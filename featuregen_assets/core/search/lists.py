@@ -11,8 +11,7 @@ import psycopg
 
 from featuregen_assets.core.search.fusion import reciprocal_rank_fusion
 from featuregen_assets.core.search.keyword import keyword_ranked
-from featuregen_assets.core.store.search import nearest
-from featuregen_assets.core.store.text_search import nearest_images_by_text
+from featuregen_assets.core.store.nearest import nearest, nearest_images_by_text
 
 Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)
 After = tuple[float, str] | None  # a keyset cursor's (sort key, image id)
