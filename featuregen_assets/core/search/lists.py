@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 
 from featuregen_assets.core.search.fusion import reciprocal_rank_fusion
-from featuregen_assets.core.search.keyword import keyword_ranked
+from featuregen_assets.core.store.full_text import keyword_ranked
 from featuregen_assets.core.store.nearest import nearest, nearest_images_by_text
 
 Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)

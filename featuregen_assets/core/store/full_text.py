@@ -1,4 +1,4 @@
-"""Keyword search: PostgreSQL full text over generated prompts and link captions."""
+"""Keyword search's query: PostgreSQL full text over generated prompts and link captions."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from featuregen_assets.core.search.keyword import keyword_ranked
 from featuregen_assets.core.store import db
+from featuregen_assets.core.store.full_text import keyword_ranked
 
 # (image id, category, status, prompt): the red circles rank by how closely their words stand;
 # the file of an image whose row is no longer ok is gone (its row keeps no image id).
