@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from featuregen_assets.cli import build_parser, main
+from featuregen_assets.cli.search_serve import LOADING_HERE
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import process_token
 from featuregen_assets.serve.discovery import running_server
@@ -137,6 +138,7 @@ def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
     assert main(["search", "a red circle", "-k", "3", "--json"]) == 0
     local = capsys.readouterr()
     assert "answered by featuregen serve" not in local.err
+    assert local.err.startswith(LOADING_HERE + "\n")  # why it takes seconds, what is faster
 
     port = free_port()
     serve = f"from featuregen_assets.cli import main; main(['serve', '--port', '{port}', '--fp32'])"

@@ -67,8 +67,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
             version=args.version,
         )
         with errors_as_lines(LookupError, ValueError, ModelUnavailable, TinyModelMissing):
-            answer = build_searcher(settings).search(conn, query)
+            searcher = build_searcher(settings)
+            if args.query is not None and (args.mode or searcher.default_mode()) != "keyword":
+                print(LOADING_HERE, file=sys.stderr)
+            answer = searcher.search(conn, query)
     return _print_answer(answer.as_dict(), args.json, settings)
+
+
+LOADING_HERE = (
+    "(no featuregen serve runs on this home: the query encoders load here, a few seconds;"
+    " a running `featuregen serve` answers in under a second)"
+)
 
 
 def _served_answer(args: argparse.Namespace, settings: "Settings") -> dict | None:
