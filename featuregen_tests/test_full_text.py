@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from featuregen_assets.core.store import db
-from featuregen_assets.core.store.full_text import keyword_ranked
+from featuregen_assets.core.store.full_text import keyword_ranked, keyword_ranked_scopes
 
 # (image id, category, status, prompt): the red circles rank by how closely their words stand;
 # the file of an image whose row is no longer ok is gone (its row keeps no image id).
@@ -56,3 +56,12 @@ def test_category_and_cursor(conn):
     first = keyword_ranked(conn, "large red circle", limit=1)[0]
     after = keyword_ranked(conn, "large red circle", limit=10, after=(-first[1], first[0]))
     assert [image_id for image_id, _ in after] == ["apart", "far"]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 10])
+def test_scopes_ranked_in_one_pass_equal_each_ranked_alone(conn, limit):
+    scopes = [(limit, None), (limit, "bank"), (limit + 1, "cafe")]
+    together = keyword_ranked_scopes(conn, "large red circle", scopes)
+    for lim, category in scopes:
+        alone = keyword_ranked(conn, "large red circle", limit=lim, category=category)
+        assert together[(lim, category)] == alone

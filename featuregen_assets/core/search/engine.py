@@ -243,6 +243,13 @@ class Searcher:
             raise Unavailable(models.sentence_problem(conn))
         plan = Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
         plan.weights = weights
+        if KEYWORD in plan.lists and query.category is not None and query.cursor is None:
+            scopes = (
+                _first_page_slots(query)
+                if len(plan.lists) > 1
+                else ((FACET_DEPTH, None), (min(query.k, MAX_RESULTS) + 1, query.category))
+            )
+            plan.keyword_pages = ranked_lists.KeywordPages(query.text, scopes)
         plan.random_prompts = self.settings.random_prompts
         plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
         plan.space = record.embedding_model if record else self._most_embedded(conn)
@@ -399,7 +406,7 @@ _SCORE_KINDS = {IMAGE: "cosine", CAPTION: "cosine", KEYWORD: "keyword"}
 def _one_list(conn, query, plan: Plan, name, limit, category, after, position, timings) -> Ranked:
     """One of the plan's ranked lists, ``limit`` long, after a cursor's ``after``."""
     if name == KEYWORD:
-        return _keyword(conn, query.text, limit, category, after, timings)
+        return _keyword(conn, query, plan, limit, category, after, timings)
     with timings.measure("vector"):
         if name == IMAGE:
             return ranked_lists.by_image_vectors(
@@ -417,9 +424,15 @@ def _one_list(conn, query, plan: Plan, name, limit, category, after, position, t
         )
 
 
-def _keyword(conn, text, limit, category, after, timings: Timings) -> Ranked:
+def _keyword(conn, query, plan: Plan, limit, category, after, timings: Timings) -> Ranked:
+    """The keyword list: a filtered first page's from `Plan.keyword_pages` (its lists ranked
+    in one pass), else ranked alone."""
     with timings.measure("keyword"):
-        return ranked_lists.by_keywords(conn, text, limit, category, after)
+        pages = plan.keyword_pages if after is None else None
+        shared = pages.get(conn, limit, category) if pages else None
+        if shared is not None:
+            return shared
+        return ranked_lists.by_keywords(conn, query.text, limit, category, after)
 
 
 def _require_vectors(conn: psycopg.Connection, model: str) -> None:

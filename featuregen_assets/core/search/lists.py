@@ -3,14 +3,15 @@ fusion. Each list is `Ranked`: (image id, score, ascending sort key), best first
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 
 from featuregen_assets.core.search.fusion import reciprocal_rank_fusion
-from featuregen_assets.core.store.full_text import keyword_ranked
+from featuregen_assets.core.store.full_text import keyword_ranked, keyword_ranked_scopes
 from featuregen_assets.core.store.nearest import nearest, nearest_images_by_text
 
 Ranked = list[tuple[str, float, float]]  # (image id, score, ascending sort key)
@@ -38,6 +39,31 @@ def by_keywords(conn: psycopg.Connection, text: str, limit: int, category, after
     """Images whose captions or prompts match ``text`` (full text), best rank first."""
     found = keyword_ranked(conn, text, limit=limit, category=category, after=after)
     return [(image_id, score, -score) for image_id, score in found]
+
+
+class KeywordPages:
+    """A filtered query's first-page keyword lists, ``scopes`` ((limit, category): its
+    facets' unfiltered list and its category's page), ranked in one pass over the matches
+    when the first of them is asked for; shared between a query's threads."""
+
+    def __init__(self, text: str, scopes: Sequence[tuple[int, str | None]]) -> None:
+        self.text = text
+        self.scopes = tuple(scopes)
+        self._lists: dict[tuple[int, str | None], Ranked] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, conn: psycopg.Connection, limit: int, category: str | None) -> Ranked | None:
+        """The list of that scope (None: not one of ``scopes``)."""
+        if (limit, category) not in self.scopes:
+            return None
+        with self._lock:
+            if self._lists is None:
+                found = keyword_ranked_scopes(conn, self.text, self.scopes)
+                self._lists = {
+                    scope: [(image_id, score, -score) for image_id, score in ranked]
+                    for scope, ranked in found.items()
+                }
+            return self._lists[(limit, category)]
 
 
 def by_caption_vectors(

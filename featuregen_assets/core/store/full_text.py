@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import psycopg
+from psycopg import sql
 
 # ts_rank_cd normalisation 32: rank / (rank + 1), a score in [0, 1).
 _RANK = "ts_rank_cd(p.search, q.query, 32)"
@@ -34,6 +37,53 @@ def keyword_ranked(
         if len(kept) >= limit or len(found) < fetch:
             return kept[:limit]
         fetch *= 4
+
+
+def keyword_ranked_scopes(
+    conn: psycopg.Connection, text: str, scopes: Sequence[tuple[int, str | None]]
+) -> dict[tuple[int, str | None], list[tuple[str, float]]]:
+    """`keyword_ranked` for several (limit, category) scopes of one query, every match ranked
+    once: what a category's first page needs beside its facets' unfiltered list."""
+    ranked = []
+    params: dict = {"text": text}
+    for i, (limit, category) in enumerate(scopes):
+        params[f"limit{i}"] = 2 * limit if category is None else limit
+        params[f"category{i}"] = category
+        where = (
+            sql.SQL("WHERE {} AND c.category = {})").format(
+                sql.SQL(_STORED.replace("p.image_id", "r.image_id")),
+                sql.Placeholder(f"category{i}"),
+            )
+            if category
+            else sql.SQL("")
+        )
+        ranked.append(
+            sql.SQL(
+                "(SELECT {i} AS scope, r.image_id, r.score FROM ranked r {where}"
+                " ORDER BY r.score DESC, r.image_id LIMIT {limit})"
+            ).format(i=sql.Literal(i), where=where, limit=sql.Placeholder(f"limit{i}"))
+        )
+    statement = sql.SQL(
+        """
+        WITH ranked AS MATERIALIZED (
+            SELECT p.image_id, max({rank})::float8 AS score
+            FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
+            WHERE p.search @@ q.query
+            GROUP BY p.image_id
+        )
+        {ranked}
+        """
+    ).format(rank=sql.SQL(_RANK), ranked=sql.SQL(" UNION ALL ").join(ranked))
+    found: list[list[tuple[str, float]]] = [[] for _ in scopes]
+    for scope, image_id, score in conn.execute(statement, params).fetchall():
+        found[scope].append((image_id, float(score)))
+    out = {}
+    for (limit, category), rows in zip(scopes, found, strict=True):
+        kept = rows if category else _still_stored(conn, rows)
+        if len(kept) < limit and len(rows) == 2 * limit and category is None:
+            kept = keyword_ranked(conn, text, limit=limit)  # many gone: look deeper
+        out[(limit, category)] = sorted(kept, key=lambda pair: (-pair[1], pair[0]))[:limit]
+    return out
 
 
 def _ranked(conn, text, limit, category, after) -> list[tuple[str, float]]:
