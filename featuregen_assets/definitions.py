@@ -96,4 +96,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_defs()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location Dagster loads (`dagster dev`, the daemon, each step process): the
+    graph with this process's settings, built when Dagster asks for it, not at import."""
+    return build_defs()

@@ -1,9 +1,16 @@
 """The wiring alone, in seconds: a mistake in assets, checks, jobs, sensors or resources fails
 here before any run."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 
-from featuregen_assets.definitions import defs
+from featuregen_assets import definitions
+
+defs = definitions.defs()  # what Dagster's loader calls
 
 
 def test_definitions_load_with_every_resource_they_need() -> None:
@@ -43,3 +50,22 @@ def test_the_graph_is_the_one_the_readme_draws() -> None:
         "image_prompts",
         "prompt_embeddings",
     }
+
+
+def test_dagster_loads_the_code_location_that_importing_only_declares(tmp_path) -> None:
+    """`dagster dev` and every step load the module named in workspace.yaml; importing it
+    builds nothing (`defs` is a `@dg.definitions` function Dagster calls)."""
+    assert not isinstance(definitions.defs, dg.Definitions)
+    root = Path(definitions.__file__).parents[1]
+    validated = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate"]
+        + ["-w", str(root / "workspace.yaml")],
+        cwd=root,
+        env={**os.environ, "FEATUREGEN_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = validated.stdout + validated.stderr
+    assert validated.returncode == 0, said[-2000:]
+    assert "Validation successful for code location featuregen." in said

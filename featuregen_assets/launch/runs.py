@@ -221,11 +221,9 @@ def category_pipeline(environ: Mapping[str, str] | None = None) -> dg.JobDefinit
     """The category pipeline built from the settings `environ` gives over this process's
     variables (None: the code location's definitions). Reconstructable: a step in a Ray job
     or a pod loads it by this name and `environ` (`reconstructable_pipeline`)."""
-    from featuregen_assets.definitions import build_defs, defs
+    from featuregen_assets.definitions import build_defs
 
-    if environ is None:
-        return defs.resolve_job_def(category_pipeline_job.name)
-    settings = Settings.from_env({**os.environ, **environ})
+    settings = None if environ is None else Settings.from_env({**os.environ, **environ})
     return build_defs(settings).resolve_job_def(category_pipeline_job.name)
 
 
