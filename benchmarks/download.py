@@ -6,10 +6,14 @@ A uvloop HTTP/1.1 server in its own process serves N distinct JPEGs of 0.3-2 meg
 (48 photo-like base images made unique per URL by a JPEG comment segment). Each contender
 runs as a child process, one after the other, on the same URL list, with the same total
 concurrency; CPU seconds come from the children's rusage, peak RSS from sampling the child's
-whole process tree (img2dataset forks workers). A plain keep-alive socket client first shows
-the server's own rate. img2dataset must be installed in `.venv-img2dataset` (`pip install
-img2dataset`); it runs with `--output_format files --resize_mode no --skip_reencode True
---compute_hash sha256`. Prints a markdown table with ratios (ours / img2dataset).
+whole process tree (img2dataset forks workers): the tree's sum and its largest process (what
+`/usr/bin/time -v` reports). A plain keep-alive socket client first shows the server's own
+rate. Besides the downloader alone, the download step as users run it: `featuregen run
+--category dlbench --select raw_images` (Dagster's step machinery, the link file, the store's
+rows) in a fresh home whose embedded PostgreSQL is started before the measurement (its server
+processes are not counted). img2dataset must be installed in `.venv-img2dataset` (`pip
+install img2dataset`); it runs with `--output_format files --resize_mode no --skip_reencode
+True --compute_hash sha256`. Prints a markdown table with ratios (ours / img2dataset).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import glob
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -153,20 +158,21 @@ def ours(url_file: Path, out: Path, concurrency: int, full_decode: bool) -> None
 
 
 def measure(command: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run `command`; wall seconds, CPU seconds (whole tree) and peak tree RSS (MB)."""
+    """Run `command`; wall seconds, CPU seconds (whole tree), peak RSS (MB) of the tree's sum
+    and of its largest process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    peak = 0
+    peak = largest = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, largest
         root = psutil.Process(proc.pid)
         while not done.is_set():
             try:
-                tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree))
+                rss = [p.memory_info().rss for p in [root, *root.children(recursive=True)]]
+                peak, largest = max(peak, sum(rss)), max(largest, *rss)
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -181,7 +187,14 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed:\n{stderr.decode()[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": peak / 2**20, "stdout": stdout.decode()}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss_mb": peak / 2**20,
+        "largest_mb": largest / 2**20,
+        "stdout": stdout.decode(),
+        "stderr": stderr.decode(),
+    }
 
 
 def child(*args: str) -> list[str]:
@@ -217,6 +230,38 @@ def run_img2dataset(url_file: Path, out: Path, n: int, concurrency: int) -> dict
     return stats
 
 
+def run_step(url_file: Path, work: Path, concurrency: int) -> dict:
+    """`featuregen run --category dlbench --select raw_images` on the URL file, in a fresh home
+    under `work`; its embedded PostgreSQL started before and stopped after the measurement."""
+    links = work / "links"
+    links.mkdir(parents=True)
+    shutil.copy(url_file, links / "dlbench.txt")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "FEATUREGEN_HOME": str(work / "home"),
+        "FEATUREGEN_LINKS_DIR": str(links),
+        "FEATUREGEN_MODELS": "tiny",
+        "FEATUREGEN_ALLOWED_NETWORKS": "127.0.0.1",
+        "FEATUREGEN_DOWNLOAD_CONCURRENCY": str(concurrency),
+        "FEATUREGEN_DOWNLOAD_PER_HOST": str(concurrency),
+    }
+    featuregen = [sys.executable, "-m", "featuregen_assets.cli"]
+    subprocess.run([*featuregen, "db", "url"], env=env, check=True, capture_output=True)
+    try:
+        command = [*featuregen, "run", "--category", "dlbench", "--select", "raw_images"]
+        stats = measure(command, env=env)
+    finally:
+        subprocess.run([*featuregen, "db", "stop"], env=env, check=True, capture_output=True)
+    # The step's last progress line (stderr): "raw_images: dlbench: D/N links, K ok, F failed,
+    # R links/s"
+    done, ok, rate = re.findall(
+        r"(\d+)/\d+ links, (\d+) ok, \d+ failed, ([\d.]+) links/s", stats["stderr"]
+    )[-1]
+    stats.update(ok=int(ok), seconds=int(done) / float(rate))
+    return stats
+
+
 def row(name: str, stats: dict, n: int) -> dict:
     return {
         "name": name,
@@ -225,19 +270,25 @@ def row(name: str, stats: dict, n: int) -> dict:
         "ips_run": n / stats["seconds"],
         "cpu_per_img_ms": 1000 * stats["cpu"] / n,
         "rss_mb": stats["rss_mb"],
+        "largest_mb": stats["largest_mb"],
     }
 
 
 def print_table(rows: list[dict], baseline: dict | None) -> None:
     print(
-        "| run | ok | images/s (process wall) | images/s (in-run) | CPU ms/image | peak RSS MB |"
-        + (" ratio images/s (wall / in-run) | ratio CPU/image | ratio RSS |" if baseline else "")
+        "| run | ok | images/s (process wall) | images/s (in-run) | CPU ms/image"
+        " | peak RSS MB (tree / largest process) |"
+        + (
+            " ratio images/s (wall / in-run) | ratio CPU/image | ratio RSS (tree / largest) |"
+            if baseline
+            else ""
+        )
     )
     print("|---|---|---|---|---|---|" + ("---|---|---|" if baseline else ""))
     for r in rows:
         line = (
             f"| {r['name']} | {r['ok']} | {r['ips_wall']:.0f} | {r['ips_run']:.0f} "
-            f"| {r['cpu_per_img_ms']:.2f} | {r['rss_mb']:.0f} |"
+            f"| {r['cpu_per_img_ms']:.2f} | {r['rss_mb']:.0f} / {r['largest_mb']:.0f} |"
         )
         if baseline and r is not baseline:
             wall_ratio = r["ips_wall"] / baseline["ips_wall"]
@@ -245,7 +296,8 @@ def print_table(rows: list[dict], baseline: dict | None) -> None:
             line += (
                 f" {wall_ratio:.2f} / {run_ratio:.2f}"
                 f" | {r['cpu_per_img_ms'] / baseline['cpu_per_img_ms']:.2f}"
-                f" | {r['rss_mb'] / baseline['rss_mb']:.2f} |"
+                f" | {r['rss_mb'] / baseline['rss_mb']:.2f}"
+                f" / {r['largest_mb'] / baseline['largest_mb']:.2f} |"
             )
         elif baseline:
             line += " | | |"
@@ -258,6 +310,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rss-links", type=int, default=20_000, help="0 to skip the RSS run")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument(
+        "--skip-step", action="store_true", help="leave out `featuregen run ... raw_images`"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--plain", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ours", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -305,6 +360,9 @@ def main() -> None:
             stats = measure(child("--ours", str(url_file), str(fresh("ours")), *conc, *extra))
             stats.update(json.loads(stats["stdout"]))
             rows.append(row(name, stats, args.n))
+        if not args.skip_step:
+            stats = run_step(url_file, fresh("step"), args.concurrency)
+            rows.append(row("`featuregen run --select raw_images` (whole process)", stats, args.n))
         baseline = None
         if not args.skip_img2dataset:
             stats = run_img2dataset(url_file, fresh("img2dataset"), args.n, args.concurrency)
