@@ -521,6 +521,7 @@ def test_info_names_the_modes_default_examples_categories_and_models(client, sto
     with db.connection(store.url) as conn:
         captions = " ".join(c for (c,) in conn.execute("SELECT caption FROM raw_images"))
     assert info["examples"] and all(example in captions for example in info["examples"])
+    assert not any(e.split()[0] in {"at", "in", "on", "near"} for e in info["examples"])  # a place
     for example in info["examples"][:2]:
         assert _get(client, q=example, mode=info["default_mode"], k=5)["hits"]
 

@@ -16,16 +16,18 @@ EXAMPLES = 6
 CAPTIONS_READ = 2000  # link captions sampled for examples
 _CLAUSES = re.compile(r",\s*|\s+and\s+")
 _PLACE = re.compile(r"\s+(at|in|on|near)\s+the\s+.*$")  # "… at the top left": kept out
+_SETTING = re.compile(r"^(at|in|on|near)\s")  # a clause that only says where ("in a cafe")
 
 
 def example_phrases(captions: list[str], count: int = EXAMPLES) -> list[str]:
     """The most frequent short phrases (2–6 words) of the captions: each caption split into
-    clauses at commas and "and", a trailing place ("at the top left") dropped."""
+    clauses at commas and "and", a trailing place ("at the top left") dropped, and clauses that
+    only say where ("in a cafe", the category every caption of it ends with) left out."""
     phrases: Counter[str] = Counter()
     for caption in captions:
         for clause in _CLAUSES.split(caption.strip().lower()):
             clause = _PLACE.sub("", clause).strip(" .")
-            if 2 <= len(clause.split()) <= 6:
+            if 2 <= len(clause.split()) <= 6 and not _SETTING.match(clause):
                 phrases[clause] += 1
     return [p for p, _ in sorted(phrases.items(), key=lambda item: (-item[1], item[0]))][:count]
 
