@@ -158,7 +158,7 @@ def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
         assert main(["search", "circle", "--category", "nowhere"]) == 2  # checked here
         assert capsys.readouterr().err.startswith("error: unknown category 'nowhere'")
     finally:
-        server.send_signal(signal.SIGINT)  # Ctrl-C
+        server.send_signal(signal.SIGTERM)  # kill, systemd, scripts/screenshot_page.py
         server.wait(timeout=60)
     assert not paths.serve_file(store.home).exists()  # removed as the server stopped
 

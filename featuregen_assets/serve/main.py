@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -108,5 +109,12 @@ def serve(
         search=settings.search,
         reports_dir=paths.research_reports_dir(settings.home),
     )
+    # uvicorn stops gracefully on SIGTERM, then raises it again: leave through `announced`.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with announced(settings.home, local_url(host, port)):
         uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+
+
+def _exit_on_signal(signum: int, _frame) -> None:
+    """Exit (status 128 + the signal) by raising, so that cleanups run on the way out."""
+    raise SystemExit(128 + signum)
