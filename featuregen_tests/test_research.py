@@ -373,6 +373,10 @@ def test_variant_answers_say_where_a_variant_wins_and_where_the_intervals_overla
     # a variant is learned: never the "best baseline" the trained encoder is set against
     [template] = [a for a in text_answers(rows) if a.startswith("template")]
     assert "tfidf_knn" in template and "siglip" not in template
+    # nor is a served mode (caption, keyword, hybrid read captions; image is the encoder)
+    served = [*rows, _recall("served mode: caption", "template", 0.95, 0.05)]
+    [template] = [a for a in text_answers(served) if a.startswith("template")]
+    assert "vectors alone, tfidf_knn (k=5)" in template and "served mode" not in template
     # with `lit` (the encoder's recipe at the variants' shorter budget) the variants face it
     short = [*rows, _recall("lit_encoder", "template", 0.85, 0.05)]
     talk2dino, siglip = variant_answers(short)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from featuregen_assets.core.search.default_mode import SERVED_PREFIX
 from featuregen_assets.research import vector_content as content
 from featuregen_assets.research.answer_text import figure, say, versus
 from featuregen_assets.research.decoding import (
@@ -72,7 +73,7 @@ def text_answers(
     vector_only = [
         m
         for m in methods
-        if not m.startswith((*LEARNED, "chance"))
+        if not m.startswith((*LEARNED, "chance", SERVED_PREFIX))  # served: their own answer
         and CAPTION_METHODS not in m
         and content.KNOWS_TRUTH not in m
     ]
