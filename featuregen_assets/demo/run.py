@@ -3,6 +3,8 @@
 import dataclasses
 import hashlib
 import json
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -239,9 +241,25 @@ def run_demo(
         print_examples(scenes, site, url, settings)  # the default mode: the report's best
     print()
     phase(f"demo finished in {phase.seconds():.0f} s")
-    print(f'tables: psql "$(featuregen db url)"   UI: dagster dev (DAGSTER_HOME={home}/dagster)')
-    print("search page and API: featuregen serve  (http://127.0.0.1:8000/)")
+    command = featuregen_command()
+    print(
+        f'tables: psql "$({command} db url)"   Dagster UI: {command} dev (http://127.0.0.1:3000/)'
+    )
+    print(f"search page and API: {command} serve  (http://127.0.0.1:8000/)")
     return 1 if failures else 0
+
+
+def featuregen_command(executable: str = sys.executable, cwd: Path | None = None) -> str:
+    """How to type this installation's `featuregen`: its name where PATH finds this one, else
+    its path (relative to the working directory when inside it, as `.venv/bin/featuregen`)."""
+    command = Path(executable).with_name("featuregen")
+    found = shutil.which("featuregen")
+    if not command.is_file() or (found and Path(found).resolve() == command.resolve()):
+        return "featuregen"
+    try:
+        return str(command.relative_to(cwd or Path.cwd()))
+    except ValueError:
+        return str(command)
 
 
 def print_examples(scenes, site: Path, url: str, settings: Settings) -> None:
