@@ -331,6 +331,10 @@ def test_the_start_page_and_the_modes_come_from_api_info(page, site) -> None:
     assert page.eval_on_selector("input[name=mode]:checked", "r => r.value") == info["default_mode"]
     default = next(m for m in info["modes"] if m["name"] == info["default_mode"])
     assert default["searches"] in page.text_content("#mode-help")
+    label = {m["name"]: m.get("label") or m["name"] for m in info["modes"]}
+    weights = info.get("hybrid_weights", {"image": 0.25, "caption": 2.0, "keyword": 1.0})
+    read = ", ".join(f"{label.get(n, n)} {w:g}" for n, w in weights.items() if w > 0)
+    assert f"Weights: {read}" in page.text_content("#mode-help")  # what hybrid reads
     other = next(m for m in info["modes"] if m["name"] != info["default_mode"])
     page.check(f"input[name=mode][value={other['name']}]", force=True)
     assert other["searches"] in page.text_content("#mode-help")
@@ -350,6 +354,25 @@ def test_the_start_page_and_the_modes_come_from_api_info(page, site) -> None:
     assert page.input_value("#q") == info["examples"][0] and not page.is_visible("#start")
     page.wait_for_selector("li.hit, #message:not([hidden])")
     assert {site["store"].categories[i] for i in _hits(page)} <= {"cafe"}
+
+
+def test_hybrid_help_says_which_lists_its_weights_leave_out_and_why(page, site) -> None:
+    info = page.request.get(site["base"] + "/api/info").json()
+    chosen = {
+        **info,
+        "default_mode": "hybrid",
+        "hybrid_weights": {"image": 0.0, "caption": 0.5, "keyword": 1.0},
+        "hybrid_weights_reason": "chosen on the validation split",
+    }
+    page.route("**/api/info", lambda route: route.fulfill(json=chosen))
+    _open(page, site["base"] + "/")
+    page.wait_for_selector("#start:not([hidden])")
+    label = {m["name"]: m.get("label") or m["name"] for m in info["modes"]}
+    said = (
+        f"Weights: {label['caption']} 0.5, {label['keyword']} 1 ({label['image']} not read),"
+        " chosen on the validation split."
+    )
+    assert said in page.text_content("#mode-help")
 
 
 def test_without_api_info_the_page_offers_its_static_modes(page, site) -> None:

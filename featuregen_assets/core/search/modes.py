@@ -41,7 +41,7 @@ MODES = (
     Mode(
         "hybrid",
         "Hybrid",
-        "all of these at once, fused by reciprocal rank",
+        "the lists above that have a weight, fused by reciprocal rank",
         (IMAGE, CAPTION, KEYWORD),
     ),
 )

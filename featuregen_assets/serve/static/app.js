@@ -125,7 +125,22 @@ function showModeHelp() {
   const chosen = mode.name === info.default_mode && info.default_reason;
   help.textContent =
     `${mode.label || mode.name} searches ${mode.searches}.` +
+    (mode.name === "hybrid" ? weightsSaid() : "") +
     (chosen ? ` The default: ${info.default_reason}` : "");
+}
+
+// Hybrid's weights as /api/info gives them: which lists it reads, and what chose them.
+function weightsSaid() {
+  const weights = Object.entries(info.hybrid_weights || {});
+  if (!weights.length) return "";
+  const label = (name) => modeInfo(name)?.label || name;
+  const read = weights.filter(([, w]) => w > 0).map(([name, w]) => `${label(name)} ${w}`);
+  const unread = weights.filter(([, w]) => !(w > 0)).map(([name]) => label(name));
+  return (
+    ` Weights: ${read.join(", ")}` +
+    (unread.length ? ` (${unread.join(", ")} not read)` : "") +
+    (info.hybrid_weights_reason ? `, ${info.hybrid_weights_reason}.` : ".")
+  );
 }
 
 // ---- the URL and the history entry's state ----
