@@ -374,8 +374,8 @@ VARIABLES = (
     Variable(
         "FEATUREGEN_SEARCH_RANDOM_PROMPTS",
         "search.random_prompts",
-        "`1`: caption search also reads the prompts of a random-weight captioner (the tiny"
-        " profile's, which are noise)",
+        "`1`: caption and keyword search also read the prompts of a random-weight captioner"
+        " (the tiny profile's, which are noise)",
         _parse_bool,
     ),
     Variable(

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from featuregen_assets.core.store import db
-from featuregen_assets.core.store.full_text import keyword_ranked, keyword_ranked_scopes
+from featuregen_assets.core.store.full_text import (
+    keyword_matches,
+    keyword_ranked,
+    keyword_ranked_scopes,
+)
+from featuregen_assets.core.vision.model_profiles import TINY_ID_PREFIX
 
 # (image id, category, status, prompt): the red circles rank by how closely their words stand;
 # the file of an image whose row is no longer ok is gone (its row keeps no image id).
@@ -65,3 +70,22 @@ def test_scopes_ranked_in_one_pass_equal_each_ranked_alone(conn, limit):
     for lim, category in scopes:
         alone = keyword_ranked(conn, "large red circle", limit=lim, category=category)
         assert together[(lim, category)] == alone
+
+
+def test_a_random_weight_captioners_prompts_match_only_when_asked_for(conn):
+    """The tiny profile's captioner writes noise: like caption search, keyword search leaves
+    its prompts out unless random prompts are asked for."""
+    conn.execute(
+        "INSERT INTO raw_images (category, url, status, image_id, path)"
+        " VALUES ('cafe', 'http://x/noise', 'ok', 'noise', '')"
+    )
+    conn.execute(
+        "INSERT INTO image_prompts (image_id, model, source, prompt)"
+        f" VALUES ('noise', '{TINY_ID_PREFIX}qwen2vl@0', 'generated', 'large red circle')"
+    )
+    found = [i for i, _ in keyword_ranked(conn, "large red circle", limit=10)]
+    assert found == ["near", "apart", "far"] and keyword_matches(conn, "red circle", None) == 3
+    both = keyword_ranked(conn, "large red circle", limit=10, random_prompts=True)
+    assert "noise" in [i for i, _ in both] and keyword_matches(conn, "red circle", None, True) == 4
+    scoped = keyword_ranked_scopes(conn, "red circle", [(10, None), (10, "cafe")])
+    assert "noise" not in {i for ranked in scoped.values() for i, _ in ranked}

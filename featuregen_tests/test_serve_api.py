@@ -141,7 +141,7 @@ def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store
     with db.connection(store.url) as conn:
         conn.execute(
             "UPDATE image_prompts SET prompt = prompt || ' beside a quokka lantern'"
-            " WHERE image_id = %s AND source = 'generated'",
+            " WHERE image_id = %s AND source = 'link_caption'",
             (prompt_match,),
         )
     try:

@@ -75,7 +75,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 LOADING_HERE = (
-    "(no featuregen serve runs on this home: the query encoders load here, a few seconds;"
+    "(no featuregen serve runs on this home: the query encoders load here, several seconds;"
     " a running `featuregen serve` answers in under a second)"
 )
 

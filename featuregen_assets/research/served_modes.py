@@ -24,6 +24,7 @@ from featuregen_assets.core.search.engine import HYBRID_DEPTHS
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
 from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD, MODES
 from featuregen_assets.core.search.options import SearchSettings
+from featuregen_assets.core.store.full_text import MATCHING
 from featuregen_assets.core.training.splits import Split
 from featuregen_assets.research.answer_text import figure, say
 from featuregen_assets.research.hybrid_tuning import TunedWeights, tune_weights
@@ -80,7 +81,9 @@ def served_mode_rows(
         matrix = queries_on_test_gallery(queries, query_set, ids, trained)
         if not matrix.texts:
             return None
-        return _list_scores(conn, corpus, matrix, ids, encode, sentence, texts), matrix
+        lists = _list_scores(conn, corpus, matrix, ids, encode, sentence, texts)
+        lists[KEYWORD] = _keyword_scores(conn, matrix.texts, ids, settings.random_prompts)
+        return lists, matrix
 
     validation = {s: found for s in DEFAULT_SETS if (found := scores_over(validation_ids, s))}
     tuned = tune_weights(validation, lambda lists, w: fused_scores(lists, list(lists), w))
@@ -144,13 +147,12 @@ def served_mode_answer(
 def _list_scores(
     conn, corpus, matrix: QueryMatrix, test_ids, encode, sentence, texts
 ) -> ListScores:
-    """Each available list's (queries, gallery) scores, -inf where the list holds no image."""
+    """The vector lists' (queries, gallery) scores, -inf where the list holds no image."""
     query_texts = [q.text for q in matrix.queries]
     gallery = unit(corpus.vectors[corpus.rows_of(test_ids)])
     lists: ListScores = {IMAGE: np.asarray(encode(query_texts)) @ gallery.T}
     if texts:
         lists[CAPTION] = _caption_scores(sentence.encode(query_texts), texts, test_ids)
-    lists[KEYWORD] = _keyword_scores(conn, query_texts, test_ids)
     return lists
 
 
@@ -180,18 +182,22 @@ def _caption_scores(
 
 
 def _keyword_scores(
-    conn: psycopg.Connection, query_texts: Sequence[str], gallery: Sequence[str]
+    conn: psycopg.Connection,
+    query_texts: Sequence[str],
+    gallery: Sequence[str],
+    random_prompts: bool,
 ) -> np.ndarray:
-    """The service's keyword rank (websearch syntax, best-matching text's ts_rank_cd) of each
-    gallery image for each query (-inf: no match)."""
+    """The service's keyword rank (websearch syntax, best-matching text's ts_rank_cd, the
+    random captioner's prompts left out as the service leaves them) of each gallery image
+    for each query (-inf: no match)."""
     column = {image_id: c for c, image_id in enumerate(gallery)}
     scores = np.full((len(query_texts), len(gallery)), -np.inf)
     for row, text in enumerate(query_texts):
         for image_id, score in conn.execute(
             "SELECT p.image_id, max(ts_rank_cd(p.search, q.query, 32))"
-            " FROM image_prompts p, websearch_to_tsquery('english', %s) AS q(query)"
-            " WHERE p.search @@ q.query AND p.image_id = ANY(%s) GROUP BY p.image_id",
-            (text, list(gallery)),
+            " FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)"
+            f" WHERE {MATCHING} AND p.image_id = ANY(%(gallery)s) GROUP BY p.image_id",
+            {"text": text, "gallery": list(gallery), "random": random_prompts},
         ):
             scores[row, column[image_id]] = score
     return scores

@@ -6,6 +6,7 @@ import psycopg
 
 from featuregen_assets.core.search.expiring import Expiring
 from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD
+from featuregen_assets.core.store.full_text import keyword_matches
 
 CACHE_S = 30.0  # vector totals change only when a run stores more; counting 100k costs ~50 ms
 
@@ -31,7 +32,7 @@ class TotalCounter:
     ) -> int:
         """The total of a query reading ``lists``."""
         if lists == (KEYWORD,):
-            return _keyword_matches(conn, text or "", category)
+            return keyword_matches(conn, text or "", category, self.random_prompts)
         key = (IMAGE in lists and space, CAPTION in lists and sentence_model, category)
         return self._cache.get(key, lambda: _with_vectors(conn, *key, self.random_prompts))
 
@@ -53,19 +54,5 @@ def _with_vectors(conn, space, sentence_model, category, random_prompts: bool) -
             "category": category,
             "random": random_prompts,
         },
-    ).fetchone()
-    return count
-
-
-def _keyword_matches(conn, text: str, category: str | None) -> int:
-    (count,) = conn.execute(
-        """
-        SELECT count(DISTINCT p.image_id)
-        FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-        WHERE p.search @@ q.query
-          AND EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id AND c.status = 'ok'
-                      AND c.category = coalesce(%(category)s, c.category))
-        """,
-        {"text": text, "category": category},
     ).fetchone()
     return count

@@ -58,8 +58,8 @@ def measured_weights(report_json: Path) -> tuple[dict[str, float], str] | None:
         return None
     figures = ", ".join(f"{name}={value:g}" for name, value in weights.items())
     return weights, (
-        f"{figures}: best mean {DEFAULT_METRIC} over {', '.join(DEFAULT_SETS)} queries on the"
-        f" validation split in the research report {report_json.parent.name}"
+        f"{figures}: chosen on the validation split of the research report"
+        f" {report_json.parent.name}"
     )
 
 

@@ -249,7 +249,9 @@ class Searcher:
                 if len(plan.lists) > 1
                 else ((FACET_DEPTH, None), (min(query.k, MAX_RESULTS) + 1, query.category))
             )
-            plan.keyword_pages = ranked_lists.KeywordPages(query.text, scopes)
+            plan.keyword_pages = ranked_lists.KeywordPages(
+                query.text, scopes, self.settings.random_prompts
+            )
         plan.random_prompts = self.settings.random_prompts
         plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
         plan.space = record.embedding_model if record else self._most_embedded(conn)
@@ -432,7 +434,9 @@ def _keyword(conn, query, plan: Plan, limit, category, after, timings: Timings) 
         shared = pages.get(conn, limit, category) if pages else None
         if shared is not None:
             return shared
-        return ranked_lists.by_keywords(conn, query.text, limit, category, after)
+        return ranked_lists.by_keywords(
+            conn, query.text, limit, category, after, plan.random_prompts
+        )
 
 
 def _require_vectors(conn: psycopg.Connection, model: str) -> None:

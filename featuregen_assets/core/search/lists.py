@@ -35,9 +35,18 @@ def by_image_vectors(
     return [(image_id, 1.0 - distance, distance) for image_id, distance in found]
 
 
-def by_keywords(conn: psycopg.Connection, text: str, limit: int, category, after: After) -> Ranked:
+def by_keywords(
+    conn: psycopg.Connection,
+    text: str,
+    limit: int,
+    category,
+    after: After,
+    random_prompts: bool = False,
+) -> Ranked:
     """Images whose captions or prompts match ``text`` (full text), best rank first."""
-    found = keyword_ranked(conn, text, limit=limit, category=category, after=after)
+    found = keyword_ranked(
+        conn, text, limit=limit, category=category, after=after, random_prompts=random_prompts
+    )
     return [(image_id, score, -score) for image_id, score in found]
 
 
@@ -46,9 +55,12 @@ class KeywordPages:
     facets' unfiltered list and its category's page), ranked in one pass over the matches
     when the first of them is asked for; shared between a query's threads."""
 
-    def __init__(self, text: str, scopes: Sequence[tuple[int, str | None]]) -> None:
+    def __init__(
+        self, text: str, scopes: Sequence[tuple[int, str | None]], random_prompts: bool = False
+    ) -> None:
         self.text = text
         self.scopes = tuple(scopes)
+        self.random_prompts = random_prompts
         self._lists: dict[tuple[int, str | None], Ranked] | None = None
         self._lock = threading.Lock()
 
@@ -58,7 +70,7 @@ class KeywordPages:
             return None
         with self._lock:
             if self._lists is None:
-                found = keyword_ranked_scopes(conn, self.text, self.scopes)
+                found = keyword_ranked_scopes(conn, self.text, self.scopes, self.random_prompts)
                 self._lists = {
                     scope: [(image_id, score, -score) for image_id, score in ranked]
                     for scope, ranked in found.items()

@@ -1,4 +1,6 @@
-"""Keyword search's query: PostgreSQL full text over generated prompts and link captions."""
+"""Keyword search's query: PostgreSQL full text over generated prompts and link captions.
+The prompts of a random-weight captioner (the tiny profile's, model keys `tiny/...`: noise)
+match only when asked for (``random_prompts``), as in caption search."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from psycopg import sql
 # ts_rank_cd normalisation 32: rank / (rank + 1), a score in [0, 1).
 _RANK = "ts_rank_cd(p.search, q.query, 32)"
 _STORED = "EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id AND c.status = 'ok'"
+# Which prompts may match: with %(random)s false, none of a tiny (random-weight) captioner's
+# (`core.vision.model_profiles.TINY_ID_PREFIX`; % doubled for the query's parameters).
+MATCHING = "p.search @@ q.query AND (%(random)s OR p.model NOT LIKE 'tiny/%%')"
 
 
 def keyword_ranked(
@@ -19,6 +24,7 @@ def keyword_ranked(
     limit: int,
     category: str | None = None,
     after: tuple[float, str] | None = None,
+    random_prompts: bool = False,
 ) -> list[tuple[str, float]]:
     """The best `limit` images (id, score) whose prompts or link captions match `text`, best
     first, ties by id. Web-search syntax: every word (English stems, stop words ignored),
@@ -32,7 +38,7 @@ def keyword_ranked(
     """
     fetch = 2 * limit
     while True:
-        found = _ranked(conn, text, fetch, category, after)
+        found = _ranked(conn, text, fetch, category, after, random_prompts)
         kept = found if category else _still_stored(conn, found)
         if len(kept) >= limit or len(found) < fetch:
             return kept[:limit]
@@ -40,12 +46,15 @@ def keyword_ranked(
 
 
 def keyword_ranked_scopes(
-    conn: psycopg.Connection, text: str, scopes: Sequence[tuple[int, str | None]]
+    conn: psycopg.Connection,
+    text: str,
+    scopes: Sequence[tuple[int, str | None]],
+    random_prompts: bool = False,
 ) -> dict[tuple[int, str | None], list[tuple[str, float]]]:
     """`keyword_ranked` for several (limit, category) scopes of one query, every match ranked
     once: what a category's first page needs beside its facets' unfiltered list."""
     ranked = []
-    params: dict = {"text": text}
+    params: dict = {"text": text, "random": random_prompts}
     for i, (limit, category) in enumerate(scopes):
         params[f"limit{i}"] = 2 * limit if category is None else limit
         params[f"category{i}"] = category
@@ -68,12 +77,16 @@ def keyword_ranked_scopes(
         WITH ranked AS MATERIALIZED (
             SELECT p.image_id, max({rank})::float8 AS score
             FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-            WHERE p.search @@ q.query
+            WHERE {matching}
             GROUP BY p.image_id
         )
         {ranked}
         """
-    ).format(rank=sql.SQL(_RANK), ranked=sql.SQL(" UNION ALL ").join(ranked))
+    ).format(
+        rank=sql.SQL(_RANK),
+        matching=sql.SQL(MATCHING),
+        ranked=sql.SQL(" UNION ALL ").join(ranked),
+    )
     found: list[list[tuple[str, float]]] = [[] for _ in scopes]
     for scope, image_id, score in conn.execute(statement, params).fetchall():
         found[scope].append((image_id, float(score)))
@@ -81,12 +94,28 @@ def keyword_ranked_scopes(
     for (limit, category), rows in zip(scopes, found, strict=True):
         kept = rows if category else _still_stored(conn, rows)
         if len(kept) < limit and len(rows) == 2 * limit and category is None:
-            kept = keyword_ranked(conn, text, limit=limit)  # many gone: look deeper
+            kept = keyword_ranked(conn, text, limit=limit, random_prompts=random_prompts)
         out[(limit, category)] = sorted(kept, key=lambda pair: (-pair[1], pair[0]))[:limit]
     return out
 
 
-def _ranked(conn, text, limit, category, after) -> list[tuple[str, float]]:
+def keyword_matches(
+    conn: psycopg.Connection, text: str, category: str | None, random_prompts: bool = False
+) -> int:
+    """How many stored images (in ``category``, if given) have a text that matches ``text``."""
+    (count,) = conn.execute(
+        f"""
+        SELECT count(DISTINCT p.image_id)
+        FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
+        WHERE {MATCHING}
+          AND {_STORED} AND c.category = coalesce(%(category)s, c.category))
+        """,
+        {"text": text, "category": category, "random": random_prompts},
+    ).fetchone()
+    return count
+
+
+def _ranked(conn, text, limit, category, after, random_prompts) -> list[tuple[str, float]]:
     """The best ``limit`` matches; with a category, only stored images of that category."""
     in_category = f"AND {_STORED} AND c.category = %(category)s)" if category else ""
     having = (
@@ -97,7 +126,7 @@ def _ranked(conn, text, limit, category, after) -> list[tuple[str, float]]:
     statement = f"""
         SELECT p.image_id, max({_RANK})::float8 AS score
         FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-        WHERE p.search @@ q.query {in_category}
+        WHERE {MATCHING} {in_category}
         GROUP BY p.image_id
         {having}
         ORDER BY score DESC, p.image_id
@@ -105,6 +134,7 @@ def _ranked(conn, text, limit, category, after) -> list[tuple[str, float]]:
     """
     params = {
         "text": text,
+        "random": random_prompts,
         "limit": limit,
         "category": category,
         "after_key": after[0] if after else None,
