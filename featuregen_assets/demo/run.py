@@ -131,7 +131,6 @@ def run_demo(
     seed: int = 0,
 ) -> int:
     """Generate, serve, ingest, caption, embed and summarise; 0 when every run succeeded."""
-    from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
     from featuregen_assets.core.store import db
     from featuregen_assets.core.store.summary import format_table, summarize
     from featuregen_assets.demo.scenes import (
@@ -208,17 +207,7 @@ def run_demo(
     )
     if not training.success:
         failures.append("training")
-    for key, figures in (
-        ("aligned_text_encoder", aligned_text_encoder.HEADLINE),
-        ("decoder_model", decoder_model.HEADLINE),
-    ):
-        events = training.asset_materializations_for_node(key)
-        if events:
-            metadata = events[0].metadata
-            shown = ", ".join(
-                f"{name} {metadata[name].value:.3g}" for name in figures if name in metadata
-            )
-            print(f"  {key}: {shown}")
+    print_headlines(training)
 
     phase("trained")
     print(FIGURES_EXPLAINED)
@@ -247,6 +236,23 @@ def run_demo(
     )
     print(f"search page and API: {command} serve  (http://127.0.0.1:8000/)")
     return 1 if failures else 0
+
+
+def print_headlines(training) -> None:
+    """Each trained model's headline figures from its materialisation's metadata."""
+    from featuregen_assets.assets.models import aligned_text_encoder, decoder_model
+
+    for key, figures in (
+        ("aligned_text_encoder", aligned_text_encoder.HEADLINE),
+        ("decoder_model", decoder_model.HEADLINE),
+    ):
+        events = training.asset_materializations_for_node(key)
+        if events:
+            metadata = events[0].metadata
+            shown = ", ".join(
+                f"{name} {metadata[name].value:.3g}" for name in figures if name in metadata
+            )
+            print(f"  {key}: {shown}")
 
 
 def featuregen_command(executable: str = sys.executable, cwd: Path | None = None) -> str:
