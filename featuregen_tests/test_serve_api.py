@@ -381,8 +381,12 @@ def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -
         for mode in ("keyword", "hybrid"):  # hybrid fuses the lists there are: keyword here
             answer = client.get("/api/search", params={"q": "a red circle", "mode": mode})
             assert answer.status_code == 200 and answer.json()["hits"] == []
-        image = client.post("/api/search/image", files={"file": ("a.png", b"x")})
-        assert image.status_code == 503
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(png, "PNG")
+        image = client.post("/api/search/image", files={"file": ("a.png", png.getvalue())})
+        assert image.status_code == 503  # an image, and no embedder to read it
+        junk = client.post("/api/search/image", files={"file": ("a.png", b"x")})
+        assert junk.status_code == 415  # no image: refused before any model is looked for
 
 
 def test_a_new_text_encoder_is_served_once_promoted_not_when_registered(client, store) -> None:

@@ -20,7 +20,8 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from featuregen_assets.core.search.default_mode import DefaultMode
-from featuregen_assets.core.search.engine import MAX_IMAGE_PIXELS, Searcher, SearchQuery
+from featuregen_assets.core.search.engine import Searcher, SearchQuery
+from featuregen_assets.core.search.image_queries import MAX_IMAGE_PIXELS
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.serve.cursors import CursorSigner
 from featuregen_assets.serve.files import StoredImages

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import psycopg
 
-from featuregen_assets.core.ingest.fetch import DownloadSettings
 from featuregen_assets.core.search import bounds
 from featuregen_assets.core.search import lists as ranked_lists
 from featuregen_assets.core.search.beside import ListsBeside, lists_beside
@@ -24,6 +23,12 @@ from featuregen_assets.core.search.errors import BadQuery, NotAnImage, NotFound,
 from featuregen_assets.core.search.expiring import Expiring
 from featuregen_assets.core.search.fusion import DEFAULT_CONSTANT
 from featuregen_assets.core.search.hits import Hit, category_counts, load_hits
+from featuregen_assets.core.search.image_queries import (
+    MAX_IMAGE_PIXELS,
+    checked_vector,
+    like_vector,
+    upload_vector,
+)
 from featuregen_assets.core.search.lists import Ranked, Why
 from featuregen_assets.core.search.modes import (
     CAPTION,
@@ -35,8 +40,6 @@ from featuregen_assets.core.search.modes import (
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.search.plan import Plan, Timings
 from featuregen_assets.core.search.query_models import TEXT_ENCODER, QueryModels
-from featuregen_assets.core.search.uploads import UploadRejected, decode_upload
-from featuregen_assets.core.store.nearest import stored_vector, vector_dimension
 from featuregen_assets.core.store.registry import RegisteredModel, most_embedded_model
 
 MAX_K = 1000
@@ -45,7 +48,6 @@ FACET_DEPTH = 50  # facets count the categories of the query's best this many, u
 HYBRID_DEPTHS = (50, 100, MAX_RESULTS)  # each list's depth: the first that covers the page
 SPACE_CACHE_S = 30.0  # which model embedded most changes only when a run stores more
 NON_TEXT = ("like", "upload", "vector")  # query kinds that are not words
-MAX_IMAGE_PIXELS = DownloadSettings.max_pixels  # an image query is held to the downloader's
 __all__ = ["BadQuery", "NotAnImage", "NotFound", "Unavailable", "TEXT_ENCODER"]
 
 # A second connection for work beside the query's own, or None when none is free right now.
@@ -273,21 +275,15 @@ class Searcher:
     ) -> tuple[np.ndarray, str]:
         """The image-space vector of a like, upload or vector query, and its space."""
         if kind == "upload":
-            embedder = self.models.image_embedder()
-            _require_vectors(conn, embedder.key)
-            with timings.measure("encode"):
-                return embed_image_bytes(embedder, query.image, self._max_pixels), embedder.key
+            return upload_vector(conn, self.models, query.image, self._max_pixels, timings)
         record = self.models.text_encoder_record(conn, None)
         space = record.embedding_model if record else self._most_embedded(conn)
         if space is None:
             raise Unavailable("no image vectors are stored yet: run `featuregen run` first")
         if kind == "like":
             with timings.measure("vector"):
-                vector = stored_vector(conn, query.like, space)
-            if vector is None:
-                raise NotFound(f"no image {query.like!r} has a vector of {space}")
-            return vector, space
-        return _checked_vector(conn, query.vector, space), space
+                return like_vector(conn, query.like, space), space
+        return checked_vector(conn, query.vector, space), space
 
     def _search(
         self,
@@ -437,40 +433,6 @@ def _keyword(conn, query, plan: Plan, limit, category, after, timings: Timings) 
         return ranked_lists.by_keywords(
             conn, query.text, limit, category, after, plan.random_prompts
         )
-
-
-def _require_vectors(conn: psycopg.Connection, model: str) -> None:
-    if vector_dimension(conn, model) is None:
-        raise Unavailable(f"no images are embedded by {model}: run the image_embeddings step")
-
-
-def _checked_vector(conn: psycopg.Connection, values: Sequence[float], model: str) -> np.ndarray:
-    dim = vector_dimension(conn, model)
-    vector = np.asarray(values, dtype=np.float64)
-    if vector.ndim != 1 or len(vector) != dim:
-        raise BadQuery(f"the vector must have {dim} numbers (the store's dimension)")
-    try:
-        bounds.check_vector_values(vector)
-    except ValueError as error:
-        raise BadQuery(str(error)) from None
-    norm = float(np.linalg.norm(vector))
-    if not norm > 0:
-        raise BadQuery("the vector must not be all zeros")
-    return (vector / norm).astype(np.float32)
-
-
-def embed_image_bytes(embedder, data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
-    """The DINOv2 vector of image file bytes, preprocessed as stored images are (decoded with
-    bounded memory: `uploads.decode_upload`)."""
-    import torch
-
-    transform = embedder.transform
-    try:
-        resized = decode_upload(data, max_pixels, transform.draft_size(), transform)
-    except UploadRejected as error:
-        raise NotAnImage(str(error)) from None
-    pixels = torch.tensor(resized)[None]
-    return embedder.embed_pixels(embedder.pixels_to_input(pixels))[0].cpu().numpy()
 
 
 def _hybrid_depth(position: int, limit: int) -> int:

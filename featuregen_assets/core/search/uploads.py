@@ -36,6 +36,17 @@ class UploadRejected(ValueError):
     """Bytes that are not an image this service decodes; the message is one line."""
 
 
+def checked_header(data: bytes, max_pixels: int):
+    """The upload's format and size from its header (`validate.inspect_image`: no pixel is
+    decoded), or ``UploadRejected`` saying why it is not an image this service decodes."""
+    try:
+        return inspect_image(data, max_pixels)
+    except ImageRejected as error:
+        reason = _REASONS.get(error.status, "is refused")
+        detail = f" ({error})" if error.status == "too_many_pixels" else ""
+        raise UploadRejected(f"the file {reason}{detail}") from None
+
+
 def decode_upload(
     data: bytes,
     max_pixels: int,
@@ -46,12 +57,7 @@ def decode_upload(
     decodes a stored file (a JPEG at the reduced scale ``draft`` allows); raises
     ``UploadRejected`` saying why not. ``prepare`` (e.g. the model's resize and crop) runs
     within the decode's slot, so the full-size image is gone before the next decode starts."""
-    try:
-        info = inspect_image(data, max_pixels)
-    except ImageRejected as error:
-        reason = _REASONS.get(error.status, "is refused")
-        detail = f" ({error})" if error.status == "too_many_pixels" else ""
-        raise UploadRejected(f"the file {reason}{detail}") from None
+    info = checked_header(data, max_pixels)
     try:
         return _DECODER.submit(lambda: prepare(_decode(data, info.format, draft))).result()
     except (OSError, ValueError, Image.DecompressionBombError) as error:
