@@ -194,8 +194,10 @@ def text_vectors(ids: list[str], rng: np.random.Generator) -> Table:
 
 
 def stored(url: str) -> tuple[list[str], np.ndarray, str]:
-    """What `fill` returned, read back from a kept store."""
+    """What `fill` returned, read back from a kept store (migrated first: a store kept by an
+    older checkout lacks the newer migrations)."""
     with db.connection(url) as conn:
+        migrate(conn)
         rows = conn.execute("SELECT image_id, category FROM raw_images ORDER BY image_id")
         ids, categories = zip(*rows.fetchall(), strict=True)
         (model,) = conn.execute("SELECT model FROM image_embeddings LIMIT 1").fetchone()
