@@ -136,7 +136,8 @@ def _latest_validation(history: list[dict[str, float]], untrained: dict[str, flo
     """The latest validation recall@5 and the epoch it was measured at (before training:
     the untrained encoder's)."""
     if history:
-        return f"validation recall@5 {history[-1]['recall@5']:.3f} (epoch {history[-1]['epoch']})"
+        last = history[-1]
+        return f"validation recall@5 {last['recall@5']:.3f} (measured at epoch {last['epoch']})"
     if untrained:
         return f"validation recall@5 {untrained['recall@5']:.3f} (untrained)"
     return "no validation images"
