@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from featuregen_assets.cli import build_parser, main
 
@@ -129,7 +130,7 @@ def test_search_by_image_without_its_model_is_one_line(fg_env: Path, monkeypatch
     monkeypatch.setenv("FEATUREGEN_IMAGE_EMBEDDER", "featuregen-tests/no-such-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     picture = fg_env / "picture.png"
-    picture.write_bytes(b"not read before the model")
+    Image.new("RGB", (8, 8)).save(picture)  # an image: its header passes, then the model
     assert main(["search", "--image", str(picture)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: model 'featuregen-tests/no-such-model' is not in the Hugging")
