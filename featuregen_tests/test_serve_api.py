@@ -182,7 +182,8 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
     lists = engine.ranked_lists
     for name, attribute in (("caption", "by_caption_vectors"), ("image", "by_image_vectors")):
         monkeypatch.setattr(lists, attribute, recorded(name, getattr(lists, attribute)))
-    searcher = engine.Searcher(sentence_encoder=BUNDLED)
+    # A searcher each: one keeps a query's facets for its category pages (tested apart).
+    searchers = [engine.Searcher(sentence_encoder=BUNDLED) for _ in range(3)]
     query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
     sides = []
 
@@ -193,11 +194,11 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
             yield side
 
     with db.connection(store.url) as conn:
-        alone = searcher.search(conn, query)
+        alone = searchers[0].search(conn, query)
         delay["s"] = 1.0
-        beside = searcher.search(conn, query, spare)
+        beside = searchers[1].search(conn, query, spare)
         delay["s"] = 0.0
-        none_free = searcher.search(conn, query, lambda: nullcontext(None))
+        none_free = searchers[2].search(conn, query, lambda: nullcontext(None))
 
     def ranked(answer) -> list[tuple[str, float]]:
         return [(hit.image_id, hit.score) for hit in answer.hits]
@@ -212,6 +213,40 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
     assert connections["image"][beside_part] == [conn] * per_query
     free_first = conn if slow == "keyword" else sides[0]
     assert connections["caption"][beside_part] == [free_first] * per_query
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "keyword", "image"])
+def test_a_category_page_after_the_same_query_keeps_its_facets(store, monkeypatch, mode) -> None:
+    """A category chip clicked after a search: the page ranks only the category's lists, and
+    its facets are the unfiltered query's, as a cold filtered query computes them."""
+    query = engine.SearchQuery(text="red circle", mode=mode, k=5)
+    in_bank = engine.SearchQuery(text="red circle", mode=mode, k=5, category="bank")
+    with db.connection(store.url) as conn:
+        cold = engine.Searcher(sentence_encoder=BUNDLED).search(conn, in_bank)
+        searcher = engine.Searcher(sentence_encoder=BUNDLED)
+        unfiltered = searcher.search(conn, query)
+        scopes = []
+        lists = engine.ranked_lists
+        for name, at in (("by_caption_vectors", 3), ("by_image_vectors", 3), ("by_keywords", 2)):
+            ranked = getattr(lists, name)  # `at`: where the category is among its arguments
+
+            def recorded(conn, *args, _ranked=ranked, _at=at, **kw):
+                scopes.append(args[_at])
+                return _ranked(conn, *args, **kw)
+
+            monkeypatch.setattr(lists, name, recorded)
+        shared = lists.keyword_ranked_scopes
+        monkeypatch.setattr(
+            lists,
+            "keyword_ranked_scopes",
+            lambda conn, text, wanted, *a: (
+                scopes.extend(c for _, c in wanted) or shared(conn, text, wanted, *a)
+            ),
+        )
+        warm = searcher.search(conn, in_bank)
+    assert warm.facets == cold.facets == unfiltered.facets
+    assert [h.image_id for h in warm.hits] == [h.image_id for h in cold.hits]
+    assert scopes and set(scopes) == {"bank"}  # no unfiltered list ranked again
 
 
 def test_fusion_constant_is_a_parameter(client) -> None:

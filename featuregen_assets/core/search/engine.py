@@ -47,6 +47,7 @@ MAX_RESULTS = 1000  # how far a query pages by cursor
 FACET_DEPTH = 50  # facets count the categories of the query's best this many, unfiltered
 HYBRID_DEPTHS = (50, 100, MAX_RESULTS)  # each list's depth: the first that covers the page
 SPACE_CACHE_S = 30.0  # which model embedded most changes only when a run stores more
+FACETS_KEPT_S, FACETS_KEPT = 30.0, 1024  # a query's facets, for its category pages after
 NON_TEXT = ("like", "upload", "vector")  # query kinds that are not words
 __all__ = ["BadQuery", "NotAnImage", "NotFound", "Unavailable", "TEXT_ENCODER"]
 
@@ -165,6 +166,7 @@ class Searcher:
         self.default_choice = default_mode or DefaultMode(self.settings)
         self._totals = TotalCounter(self.settings.random_prompts)
         self._spaces: Expiring[str | None] = Expiring(SPACE_CACHE_S)
+        self._facets: Expiring[dict[str, int]] = Expiring(FACETS_KEPT_S, FACETS_KEPT)
         self._beside = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword-lists")
 
     def default_mode(self) -> str:
@@ -195,6 +197,9 @@ class Searcher:
         kind = query.kind(self.default_mode())
         timings = Timings()
         plan = self._plan(conn, query, kind, timings)
+        if query.category is not None and query.cursor is None:
+            plan.facets = self._facets.peek(_identity(query, plan, None))
+            plan.keyword_pages = self._shared_keyword_lists(query, plan)
         names = lists_beside(plan.lists)
         if not names or spare is None:
             return self._search(conn, query, plan, timings, started, None)
@@ -209,7 +214,9 @@ class Searcher:
             if CAPTION in names:  # on a third thread, beside the image list's encoding
                 encoding = self._beside.submit(plan.encode_caption_query, query.text, timings)
             early = ListsBeside(
-                names, _first_page_slots(query), encoding.result if encoding else lambda: None
+                names,
+                _first_page_slots(query, plan.facets is not None),
+                encoding.result if encoding else lambda: None,
             )
             early.start(self._beside, side, rank_one)
             try:
@@ -245,15 +252,6 @@ class Searcher:
             raise Unavailable(models.sentence_problem(conn))
         plan = Plan(kind, tuple(name for name in wanted if name != IMAGE or record))
         plan.weights = weights
-        if KEYWORD in plan.lists and query.category is not None and query.cursor is None:
-            scopes = (
-                _first_page_slots(query)
-                if len(plan.lists) > 1
-                else ((FACET_DEPTH, None), (min(query.k, MAX_RESULTS) + 1, query.category))
-            )
-            plan.keyword_pages = ranked_lists.KeywordPages(
-                query.text, scopes, self.settings.random_prompts
-            )
         plan.random_prompts = self.settings.random_prompts
         plan.lists = tuple(n for n in plan.lists if n != CAPTION or sentence is not None)
         plan.space = record.embedding_model if record else self._most_embedded(conn)
@@ -264,6 +262,20 @@ class Searcher:
             plan.sentence = sentence
             plan.sentence_model = sentence.key
         return plan
+
+    def _shared_keyword_lists(self, query: SearchQuery, plan: Plan):
+        """A filtered first page's keyword lists, ranked in one pass (`lists.KeywordPages`):
+        the facets' unfiltered list (unless its facets are kept) and the category's page."""
+        if KEYWORD not in plan.lists:
+            return None
+        known = plan.facets is not None
+        page = (min(query.k, MAX_RESULTS) + 1, query.category)
+        scopes = (
+            _first_page_slots(query, known)
+            if len(plan.lists) > 1
+            else ((page,) if known else ((FACET_DEPTH, None), page))
+        )
+        return ranked_lists.KeywordPages(query.text, scopes, self.settings.random_prompts)
 
     def _most_embedded(self, conn: psycopg.Connection) -> str | None:
         """`most_embedded_model`, counted at most every `SPACE_CACHE_S` (a GROUP BY over
@@ -300,19 +312,7 @@ class Searcher:
             if early is None or CAPTION not in early.names:
                 plan.encode_caption_query(query.text, timings)
             # else encoded beside; `ListsBeside` waits for it before a caption list
-        identity = fingerprint(
-            plan.kind,
-            plan.lists,
-            query.text,
-            query.like,
-            hashlib.sha256(query.image).digest() if query.image else None,
-            None if query.vector is None else np.asarray(query.vector, np.float32).tobytes(),
-            query.category,
-            (query.rrf_k, sorted(plan.weights.items())) if len(plan.lists) > 1 else None,
-            plan.space,
-            plan.record.version if plan.record else None,
-            plan.sentence_model,
-        )
+        identity = _identity(query, plan, query.category)
         try:
             cursor = Cursor.decode(query.cursor, identity) if query.cursor else None
         except BadCursor as error:
@@ -330,7 +330,9 @@ class Searcher:
             ranked = _one_list(conn, query, plan, name, limit, category, after, position, timings)
             return ranked, ranked_lists.single(name, ranked, position + 1)
 
-        best, best_why = rank(FACET_DEPTH, None, None, 0)
+        # A category's first page right after the same query without it keeps that one's facets.
+        known = plan.facets is not None
+        best, best_why = ([], {}) if known else rank(FACET_DEPTH, None, None, 0)
         if page_size <= 0:
             page, why = [], {}
         elif query.category is None and cursor is None and page_size < FACET_DEPTH:
@@ -350,10 +352,12 @@ class Searcher:
                 why=why,
                 cosine_is_score=plan.lists == (CAPTION,),
             )
-            facets = category_counts(conn, [image_id for image_id, _, _ in best])
+            facets = plan.facets if known else category_counts(conn, [i for i, _, _ in best])
             total = self._totals.total(
                 conn, plan.lists, plan.space, plan.sentence_model, query.category, query.text
             )
+        if cursor is None and not known:
+            self._facets.put(_identity(query, plan, None), facets)
         next_cursor = None
         if more and page:
             last_id, _, last_key = page[-1]
@@ -441,14 +445,34 @@ def _hybrid_depth(position: int, limit: int) -> int:
     return next(d for d in HYBRID_DEPTHS if position + limit <= d or d == HYBRID_DEPTHS[-1])
 
 
-def _first_page_slots(query: SearchQuery) -> tuple[tuple[int, str | None], ...]:
+def _first_page_slots(
+    query: SearchQuery, facets_known: bool = False
+) -> tuple[tuple[int, str | None], ...]:
     """The (depth, category) of the lists a hybrid query's page fuses: the unfiltered ones its
-    facets and first page come from, and with a category the filtered ones its first page
-    comes from."""
+    facets and first page come from (unless its facets are kept), and with a category the
+    filtered ones its first page comes from."""
     if query.category is not None and query.cursor is None:
-        page_depth = _hybrid_depth(0, min(query.k, MAX_RESULTS) + 1)
-        return (FACET_DEPTH, None), (page_depth, query.category)
+        page = (_hybrid_depth(0, min(query.k, MAX_RESULTS) + 1), query.category)
+        return (page,) if facets_known else ((FACET_DEPTH, None), page)
     return ((FACET_DEPTH, None),)
+
+
+def _identity(query: SearchQuery, plan: Plan, category: str | None) -> str:
+    """What a cursor is bound to (`cursor.fingerprint`): the query, its lists, models and
+    weights, and ``category``."""
+    return fingerprint(
+        plan.kind,
+        plan.lists,
+        query.text,
+        query.like,
+        hashlib.sha256(query.image).digest() if query.image else None,
+        None if query.vector is None else np.asarray(query.vector, np.float32).tobytes(),
+        category,
+        (query.rrf_k, sorted(plan.weights.items())) if len(plan.lists) > 1 else None,
+        plan.space,
+        plan.record.version if plan.record else None,
+        plan.sentence_model,
+    )
 
 
 def search_text(

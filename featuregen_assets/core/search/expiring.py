@@ -16,10 +16,27 @@ class Expiring(Generic[Value]):
     ``compute()`` (outside the lock: two threads may compute the same key once each). None
     is not kept: what is not stored yet is looked for again on the next call."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, max_entries: int | None = None) -> None:
         self.seconds = seconds
+        self.max_entries = max_entries  # the oldest go first past it
         self._values: dict[Hashable, tuple[float, Value]] = {}
         self._lock = threading.Lock()
+
+    def peek(self, key: Hashable) -> Value | None:
+        """The value kept for ``key`` if it is fresh, else None."""
+        with self._lock:
+            cached = self._values.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.seconds:
+            return cached[1]
+        return None
+
+    def put(self, key: Hashable, value: Value) -> None:
+        """Keep ``value`` for ``key`` from now."""
+        with self._lock:
+            self._values.pop(key, None)
+            self._values[key] = (time.monotonic(), value)
+            while self.max_entries is not None and len(self._values) > self.max_entries:
+                del self._values[next(iter(self._values))]
 
     def get(self, key: Hashable, compute: Callable[[], Value]) -> Value:
         with self._lock:
@@ -28,6 +45,5 @@ class Expiring(Generic[Value]):
             return cached[1]
         value = compute()
         if value is not None:
-            with self._lock:
-                self._values[key] = (time.monotonic(), value)
+            self.put(key, value)
         return value

@@ -49,6 +49,7 @@ class Plan:
     sentence: object | None = None  # encodes the caption list's query vector (`encode`)
     weights: dict[str, float] = field(default_factory=dict)  # hybrid's, per list
     keyword_pages: object | None = None  # a filtered first page's `lists.KeywordPages`
+    facets: dict[str, int] | None = None  # kept from the same query unfiltered (`Searcher`)
 
     def encode_image_query(self, text: str, timings: Timings) -> None:
         """The image list's query vector, if the plan reads that list and lacks it."""
