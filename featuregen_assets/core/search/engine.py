@@ -197,9 +197,11 @@ class Searcher:
         kind = query.kind(self.default_mode())
         timings = Timings()
         plan = self._plan(conn, query, kind, timings)
-        if query.category is not None and query.cursor is None:
-            plan.facets = self._facets.peek(_identity(query, plan, None))
-            plan.keyword_pages = self._shared_keyword_lists(query, plan)
+        if query.cursor is None:  # a first page: its facets are kept under this, or taken
+            plan.facets_key = _identity(query, plan, None)
+            if query.category is not None:
+                plan.facets = self._facets.peek(plan.facets_key)
+                plan.keyword_pages = self._shared_keyword_lists(query, plan)
         names = lists_beside(plan.lists)
         if not names or spare is None:
             return self._search(conn, query, plan, timings, started, None)
@@ -268,13 +270,7 @@ class Searcher:
         the facets' unfiltered list (unless its facets are kept) and the category's page."""
         if KEYWORD not in plan.lists:
             return None
-        known = plan.facets is not None
-        page = (min(query.k, MAX_RESULTS) + 1, query.category)
-        scopes = (
-            _first_page_slots(query, known)
-            if len(plan.lists) > 1
-            else ((page,) if known else ((FACET_DEPTH, None), page))
-        )
+        scopes = _first_page_slots(query, plan.facets is not None, hybrid=len(plan.lists) > 1)
         return ranked_lists.KeywordPages(query.text, scopes, self.settings.random_prompts)
 
     def _most_embedded(self, conn: psycopg.Connection) -> str | None:
@@ -312,7 +308,11 @@ class Searcher:
             if early is None or CAPTION not in early.names:
                 plan.encode_caption_query(query.text, timings)
             # else encoded beside; `ListsBeside` waits for it before a caption list
-        identity = _identity(query, plan, query.category)
+        identity = (
+            plan.facets_key  # an unfiltered first page's identity is its facets' key
+            if query.category is None and plan.facets_key is not None
+            else _identity(query, plan, query.category)
+        )
         try:
             cursor = Cursor.decode(query.cursor, identity) if query.cursor else None
         except BadCursor as error:
@@ -356,8 +356,8 @@ class Searcher:
             total = self._totals.total(
                 conn, plan.lists, plan.space, plan.sentence_model, query.category, query.text
             )
-        if cursor is None and not known:
-            self._facets.put(_identity(query, plan, None), facets)
+        if plan.facets_key is not None and not known:
+            self._facets.put(plan.facets_key, facets)
         next_cursor = None
         if more and page:
             last_id, _, last_key = page[-1]
@@ -446,13 +446,15 @@ def _hybrid_depth(position: int, limit: int) -> int:
 
 
 def _first_page_slots(
-    query: SearchQuery, facets_known: bool = False
+    query: SearchQuery, facets_known: bool = False, hybrid: bool = True
 ) -> tuple[tuple[int, str | None], ...]:
-    """The (depth, category) of the lists a hybrid query's page fuses: the unfiltered ones its
-    facets and first page come from (unless its facets are kept), and with a category the
-    filtered ones its first page comes from."""
+    """The (depth, category) of the lists a query's first page reads: the unfiltered ones its
+    facets (and unfiltered page) come from, unless its facets are kept, and with a category
+    the filtered ones its page comes from (a hybrid page's `_hybrid_depth` deep, a single
+    list's one past the page)."""
     if query.category is not None and query.cursor is None:
-        page = (_hybrid_depth(0, min(query.k, MAX_RESULTS) + 1), query.category)
+        rows = min(query.k, MAX_RESULTS) + 1
+        page = (_hybrid_depth(0, rows) if hybrid else rows, query.category)
         return (page,) if facets_known else ((FACET_DEPTH, None), page)
     return ((FACET_DEPTH, None),)
 

@@ -39,10 +39,9 @@ class Expiring(Generic[Value]):
                 del self._values[next(iter(self._values))]
 
     def get(self, key: Hashable, compute: Callable[[], Value]) -> Value:
-        with self._lock:
-            cached = self._values.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.seconds:
-            return cached[1]
+        cached = self.peek(key)
+        if cached is not None:
+            return cached
         value = compute()
         if value is not None:
             self.put(key, value)

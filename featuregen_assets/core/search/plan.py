@@ -50,6 +50,7 @@ class Plan:
     weights: dict[str, float] = field(default_factory=dict)  # hybrid's, per list
     keyword_pages: object | None = None  # a filtered first page's `lists.KeywordPages`
     facets: dict[str, int] | None = None  # kept from the same query unfiltered (`Searcher`)
+    facets_key: str | None = None  # a first page's identity without its category
 
     def encode_image_query(self, text: str, timings: Timings) -> None:
         """The image list's query vector, if the plan reads that list and lacks it."""
