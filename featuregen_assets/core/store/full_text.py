@@ -11,7 +11,6 @@ from psycopg import sql
 
 # ts_rank_cd normalisation 32: rank / (rank + 1), a score in [0, 1).
 _RANK = "ts_rank_cd(p.search, q.query, 32)"
-_STORED = "EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = p.image_id AND c.status = 'ok'"
 # Which prompts may match: with %(random)s false, none of a tiny (random-weight) captioner's
 # (`core.vision.model_profiles.TINY_ID_PREFIX`; % doubled for the query's parameters).
 MATCHING = "p.search @@ q.query AND (%(random)s OR p.model NOT LIKE 'tiny/%%')"
@@ -58,14 +57,7 @@ def keyword_ranked_scopes(
     for i, (limit, category) in enumerate(scopes):
         params[f"limit{i}"] = 2 * limit if category is None else limit
         params[f"category{i}"] = category
-        where = (
-            sql.SQL("WHERE {} AND c.category = {})").format(
-                sql.SQL(_STORED.replace("p.image_id", "r.image_id")),
-                sql.Placeholder(f"category{i}"),
-            )
-            if category
-            else sql.SQL("")
-        )
+        where = sql.SQL(f"WHERE {_stored_in('r', f'%(category{i})s')}" if category else "")
         ranked.append(
             sql.SQL(
                 "(SELECT {i} AS scope, r.image_id, r.score FROM ranked r {where}"
@@ -107,8 +99,7 @@ def keyword_matches(
         f"""
         SELECT count(DISTINCT p.image_id)
         FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-        WHERE {MATCHING}
-          AND {_STORED} AND c.category = coalesce(%(category)s, c.category))
+        WHERE {MATCHING} AND {_stored_in("p", "coalesce(%(category)s, c.category)")}
         """,
         {"text": text, "category": category, "random": random_prompts},
     ).fetchone()
@@ -117,7 +108,7 @@ def keyword_matches(
 
 def _ranked(conn, text, limit, category, after, random_prompts) -> list[tuple[str, float]]:
     """The best ``limit`` matches; with a category, only stored images of that category."""
-    in_category = f"AND {_STORED} AND c.category = %(category)s)" if category else ""
+    in_category = f"AND {_stored_in('p', '%(category)s')}" if category else ""
     having = (
         f"HAVING (-max({_RANK})::float8, p.image_id) > (%(after_key)s::float8, %(after_id)s::text)"
         if after
@@ -141,6 +132,14 @@ def _ranked(conn, text, limit, category, after, random_prompts) -> list[tuple[st
         "after_id": after[1] if after else None,
     }
     return [(r[0], float(r[1])) for r in conn.execute(statement, params).fetchall()]
+
+
+def _stored_in(alias: str, category: str) -> str:
+    """SQL: the image of row ``alias`` has a stored (status ok) file in ``category`` (SQL)."""
+    return (
+        f"EXISTS (SELECT 1 FROM raw_images c WHERE c.image_id = {alias}.image_id"
+        f" AND c.status = 'ok' AND c.category = {category})"
+    )
 
 
 def _still_stored(conn, found: list[tuple[str, float]]) -> list[tuple[str, float]]:
