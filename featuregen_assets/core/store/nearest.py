@@ -64,12 +64,8 @@ def nearest(
         else:
             walk = _index_walk("image_embeddings", cast, category, after_sql)
             if ef_search is None:
-                name = hnsw_index_name(
-                    "image_embeddings", "embedding", embedding_model, dim, vector_type
-                )
-                ef_search = default_ef_search(
-                    k, filtered=bool(category), vectors=_indexed(conn, name)
-                )
+                vectors = indexed_vectors(conn, embedding_model, dim, vector_type)
+                ef_search = default_ef_search(k, filtered=bool(category), vectors=vectors)
             _set_beam(conn, ef_search)
         return _stored_only(conn, walk, params)
 
