@@ -6,10 +6,9 @@ test split; the weights best on its validation split), else `modes.FALLBACK_DEFA
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
+from featuregen_assets.core.search.expiring import Expiring
 from featuregen_assets.core.search.modes import BY_NAME, FALLBACK_DEFAULT, mode_named
 from featuregen_assets.core.search.options import DEFAULT_WEIGHTS, SearchSettings, parse_weights
 
@@ -78,37 +77,29 @@ class DefaultMode:
     def __init__(self, settings: SearchSettings, reports_dir: Path | None = None) -> None:
         self.settings = settings
         self.reports_dir = reports_dir
-        self._chosen: tuple[float, tuple[str, str]] | None = None
-        self._weights: tuple[float, tuple[dict[str, float], str]] | None = None
-        self._lock = threading.Lock()
+        self._measured: Expiring[tuple] = Expiring(RECHECK_S)
 
     def __call__(self) -> tuple[str, str]:
         """(mode name, one line saying what chose it)."""
         if self.settings.default_mode:
             return mode_named(self.settings.default_mode).name, "set by FEATUREGEN_SEARCH_MODE"
-        with self._lock:
-            if self._chosen is None or time.monotonic() - self._chosen[0] > RECHECK_S:
-                self._chosen = (time.monotonic(), self._measure())
-            return self._chosen[1]
+        return self._measured.get("mode", self._measure_mode)
 
     def hybrid_weights(self) -> tuple[dict[str, float], str]:
         """(each list's weight in hybrid's fusion, one line saying what chose them)."""
         if self.settings.hybrid_weights is not None:
             return self.settings.weights(), "set by FEATUREGEN_HYBRID_WEIGHTS"
-        with self._lock:
-            if self._weights is None or time.monotonic() - self._weights[0] > RECHECK_S:
-                report = newest_report(self.reports_dir)
-                measured = measured_weights(report) if report else None
-                self._weights = (
-                    time.monotonic(),
-                    measured or (parse_weights(DEFAULT_WEIGHTS), "the built-in weights"),
-                )
-            return self._weights[1]
+        return self._measured.get("weights", self._measure_weights)
 
-    def _measure(self) -> tuple[str, str]:
+    def _measure_mode(self) -> tuple[str, str]:
         report = newest_report(self.reports_dir)
         measured = measured_default(report) if report else None
         return measured or (
             FALLBACK_DEFAULT,
             "no stored research report measures the served modes yet: hybrid reads every list",
         )
+
+    def _measure_weights(self) -> tuple[dict[str, float], str]:
+        report = newest_report(self.reports_dir)
+        measured = measured_weights(report) if report else None
+        return measured or (parse_weights(DEFAULT_WEIGHTS), "the built-in weights")
