@@ -120,12 +120,28 @@ def test_database_commands_migrate_a_fresh_home_first(
         db.stop_embedded_server(home)
 
 
-def test_image_search_without_a_trained_encoder_is_a_clear_error(fg_env: Path, capsys) -> None:
+def _one_stored_image(database_url: str) -> None:
+    from featuregen_assets.core.store import db
+
+    with db.connection(database_url) as conn:
+        conn.execute(
+            "INSERT INTO raw_images (category, url, status, image_id)"
+            " VALUES ('cafe', 'u', 'ok', 'a')"
+        )
+
+
+def test_image_search_without_a_trained_encoder_is_a_clear_error(
+    fg_env: Path, database_url: str, capsys
+) -> None:
+    _one_stored_image(database_url)
     assert main(["search", "--mode", "image", "a red circle"]) == 1
     assert "no aligned text encoder is registered" in capsys.readouterr().err
 
 
-def test_search_by_image_without_its_model_is_one_line(fg_env: Path, monkeypatch, capsys) -> None:
+def test_search_by_image_without_its_model_is_one_line(
+    fg_env: Path, database_url: str, monkeypatch, capsys
+) -> None:
+    _one_stored_image(database_url)
     monkeypatch.setenv("FEATUREGEN_MODELS", "real")
     monkeypatch.setenv("FEATUREGEN_IMAGE_EMBEDDER", "featuregen-tests/no-such-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from featuregen_assets.cli import build_parser, main
-from featuregen_assets.cli.search_serve import LOADING_HERE
+from featuregen_assets.cli.search_serve import LOADING_HERE, NOTHING_STORED
 from featuregen_assets.core.runtime import paths
 from featuregen_assets.core.runtime.processes import process_token
 from featuregen_assets.serve.discovery import running_server
@@ -74,6 +74,14 @@ def test_search_usage_errors(store, capsys) -> None:
     assert main(["search", "circle", "--category", "nowhere"]) == 2
     err = capsys.readouterr().err
     assert err == "error: unknown category 'nowhere'; known: bank, cafe, shop\n"
+
+
+def test_search_on_an_empty_store_says_how_to_fill_it(fg_env: Path, capsys) -> None:
+    for argv in (["search", "a red circle"], ["search", "red", "--category", "cafe", "--json"]):
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.splitlines() == [f"error: {NOTHING_STORED}"]
+    assert "featuregen demo" in NOTHING_STORED and "featuregen run" in NOTHING_STORED
 
 
 def test_search_help_says_what_a_score_is(capsys) -> None:

@@ -384,6 +384,16 @@ def test_without_api_info_the_page_offers_its_static_modes(page, site) -> None:
     assert "Type a description" in page.text_content("#store-size")
 
 
+def test_an_empty_store_says_how_to_fill_it(page, site) -> None:
+    empty = {**page.request.get(site["base"] + "/api/info").json()}
+    empty.update(examples=[], categories={}, total_images=0)
+    page.route("**/api/info", lambda route: route.fulfill(json=empty))
+    _open(page, site["base"] + "/")
+    said = page.text_content("#store-size")
+    assert said.startswith("Nothing is stored yet") and "featuregen demo" in said
+    assert "featuregen run" in said and not page.is_visible("#examples")
+
+
 def test_scrolling_loads_the_next_pages_each_hit_once(page, site) -> None:
     store = site["store"]
     _open(page, site["base"] + "/?q=circle&mode=hybrid&k=6")

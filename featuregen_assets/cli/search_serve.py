@@ -5,6 +5,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from featuregen_assets.cli.common import (
+    CommandError,
     add_command,
     cli_settings,
     database_url,
@@ -31,6 +32,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from featuregen_assets.core.search.engine import SearchQuery
+    from featuregen_assets.core.search.hits import any_image_stored
     from featuregen_assets.core.store import db
     from featuregen_assets.core.vision.hub import ModelUnavailable
     from featuregen_assets.core.vision.model_profiles import TinyModelMissing
@@ -52,6 +54,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if served is not None:
         return _print_answer(served, args.json, settings)
     with db.connection(database_url(settings)) as conn:
+        if not any_image_stored(conn):
+            raise CommandError(NOTHING_STORED)
         if args.category is not None:
             require_known_category(conn, args.category)
         try:
@@ -74,6 +78,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return _print_answer(answer.as_dict(), args.json, settings)
 
 
+NOTHING_STORED = (
+    "nothing is stored yet: `featuregen demo` stores the offline demo's images,"
+    " `featuregen run --category C` downloads your own links (FEATUREGEN_LINKS_DIR/C.txt)"
+)
 LOADING_HERE = (
     "(no featuregen serve runs on this home: the query encoders load here, several seconds;"
     " a running `featuregen serve` answers in under a second)"

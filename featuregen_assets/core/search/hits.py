@@ -152,6 +152,14 @@ def category_counts(conn: psycopg.Connection, ids: Sequence[str]) -> dict[str, i
     return dict(rows)
 
 
+def any_image_stored(conn: psycopg.Connection) -> bool:
+    """Whether the store holds a downloaded image at all."""
+    (stored,) = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM raw_images WHERE status = 'ok')"
+    ).fetchone()
+    return stored
+
+
 def known_categories(conn: psycopg.Connection) -> list[str]:
     """Every category with a stored image, sorted."""
     rows = conn.execute(

@@ -324,9 +324,12 @@ function renderStart() {
   $("#categories").replaceChildren(...categories);
   $("#categories").previousElementSibling.hidden = !categories.length;
   const size = info.total_images;
-  $("#store-size").textContent = Number.isInteger(size)
-    ? `${size.toLocaleString("en")} images in the store. Type a description, or drop or paste an image.`
-    : "Type a description, or drop or paste an image.";
+  $("#store-size").textContent =
+    size === 0
+      ? "Nothing is stored yet: run `featuregen demo` (the offline demo) or `featuregen run --category C` (your own links), then reload."
+      : Number.isInteger(size)
+        ? `${size.toLocaleString("en")} images in the store. Type a description, or drop or paste an image.`
+        : "Type a description, or drop or paste an image.";
 }
 
 function showQueryImage() {
