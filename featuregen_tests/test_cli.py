@@ -16,7 +16,29 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture) -> 
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert f"featuregen {command}" in capsys.readouterr().out
+    assert f"usage: featuregen {command}" in capsys.readouterr().out  # argparse's own help
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        ([], "error: the following arguments are required: command (see featuregen --help)"),
+        (["bogus"], "error: argument command: invalid choice: 'bogus' (choose from "),
+        (
+            ["search", "x", "--bogus"],
+            "error: unrecognized arguments: --bogus (see featuregen search",
+        ),
+        (["db", "url", "extra"], "error: unrecognized arguments: extra (see featuregen db --help)"),
+        (["run"], "error: --category is required (but for the trained models) (see featuregen run"),
+        (["export", "--format", "npy"], "error: one of the arguments --category --all is required"),
+    ],
+)
+def test_usage_errors_are_one_line_like_every_command_error(argv, line, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    [said] = capsys.readouterr().err.splitlines()
+    assert said.startswith(line) and said.endswith("--help)"), said
 
 
 def test_top_level_help_lists_every_command() -> None:

@@ -462,3 +462,5 @@ def test_bad_run_and_train_arguments_are_one_line_errors(argv, message, capsys) 
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    command = " ".join(["featuregen", argv[0]])
+    assert err[0].startswith("error: ") and err[0].endswith(f"(see {command} --help)"), err

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "dev":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.usage(f"unrecognized arguments: {' '.join(extra)}")  # the command's own help
     args.extra = extra
     try:
         return args.func(args)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from featuregen_assets.cli.common import (
     VERBOSE_HELP,
-    CommandError,
     add_command,
     cli_settings,
     errors_as_lines,
@@ -98,13 +97,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     per_category = [key for key in args.select or () if key not in MODEL_ASSETS]
     if args.category is None:
         if per_category or not models:
-            raise CommandError("--category is required (but for the trained models)", status=2)
+            args.usage("--category is required (but for the trained models)")
         return _train(models, None, args.verbose)
     require_valid_category(args.category)
     if models and not per_category:
-        raise CommandError(
-            f"{', '.join(models)} train on every category: leave out --category", status=2
-        )
+        args.usage(f"{', '.join(models)} train on every category: leave out --category")
     download = {
         name: value
         for name, value in (
@@ -154,7 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ]
     if misplaced:
         options = ", ".join("--" + name.replace("_", "-") for name in misplaced)
-        raise CommandError(f"{options}: only for featuregen train text-encoder", status=2)
+        args.usage(f"{options}: only for featuregen train text-encoder")
     return _train([key], {"ops": {key: {"config": config}}}, args.verbose)
 
 
