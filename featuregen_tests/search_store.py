@@ -47,14 +47,20 @@ class SearchStore:
         return len(next(iter(self.vectors.values())))
 
     def config(self, **overrides) -> ServeConfig:
-        """A `ServeConfig` over this store, with the tiny embedder for image queries; torch's
+        """A `ServeConfig` over this store, with the tiny embedder for image queries and the
+        query encoders' ONNX graphs in the home, as `featuregen serve` has them; torch's
         threads left as they are (the tests share this process)."""
         return ServeConfig(
             database_url=self.url,
             images_dir=self.home / "images",
             thumbs_dir=self.home / "thumbs",
             embedder_factory=lambda: tiny_embedder(self.models_dir),
-            **{"torch_threads": None, "sentence_encoder": BUNDLED, **overrides},
+            **{
+                "encoder_threads": None,
+                "sentence_encoder": BUNDLED,
+                "query_graphs_dir": self.home / "query-graphs",
+                **overrides,
+            },
         )
 
 

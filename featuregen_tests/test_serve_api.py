@@ -406,7 +406,9 @@ def test_nothing_outside_the_store_is_served(client, store, path) -> None:
 def test_no_encoder_registered_is_503_with_what_to_run(database_url, tmp_path) -> None:
     from featuregen_assets.serve.app import ServeConfig
 
-    config = ServeConfig(database_url, tmp_path / "images", tmp_path / "thumbs", torch_threads=None)
+    config = ServeConfig(
+        database_url, tmp_path / "images", tmp_path / "thumbs", encoder_threads=None
+    )
     with TestClient(create_app(config), base_url="http://127.0.0.1") as client:
         response = client.get("/api/search", params={"q": "a red circle", "mode": "image"})
         detail = response.json()["detail"]

@@ -83,8 +83,9 @@ NOTHING_STORED = (
     " `featuregen run --category C` downloads your own links (FEATUREGEN_LINKS_DIR/C.txt)"
 )
 LOADING_HERE = (
-    "(no featuregen serve runs on this home: the query encoders load here, several seconds;"
-    " a running `featuregen serve` answers in under a second)"
+    "(no featuregen serve runs on this home: the query encoders load here, about a second"
+    " (the first time, their export to ONNX takes several); a running `featuregen serve`"
+    " answers at once)"
 )
 
 

@@ -281,6 +281,7 @@ def print_examples(scenes, site: Path, url: str, settings: Settings) -> None:
     mode, reason = searcher.default_choice()
     print(f"\nexample queries in the default mode, {mode} ({reason}):")
     with db.connection(url) as conn:
+        searcher.warm(conn)  # exports the query encoders' graphs: later searches skip torch
         for query, names in example_queries(scenes):
             expected = {_sha256(files[n]) for n in names}
             hits = search_text(conn, query, k=min(len(scenes), MAX_K), searcher=searcher)

@@ -37,7 +37,8 @@ SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, e
 class ServeConfig:
     """What the application serves: the database, the image store, where thumbnails are
     cached, the largest upload (bytes and pixels), how to build the image embedder (None: no
-    image queries), whether the query encoders run in int8, torch's threads per request; the
+    image queries), whether the query encoders run in int8, their threads per encoding and
+    where their ONNX Runtime graphs are kept (`QueryModels`); the
     bounds on work (`limits`), the cursor key (None: a new one per process), what the guard
     admits (`guard.GuardSettings`: bound host, further host names, token); the sentence encoder
     of caption search, the search settings and where research reports are (the default mode)."""
@@ -50,9 +51,9 @@ class ServeConfig:
     max_upload_pixels: int = MAX_IMAGE_PIXELS
     pool_size: int | None = None  # None: what the lanes can hold at once (see below)
     int8_text_encoder: bool = True
-    # One intra-op thread per search thread, or they fight over the cores (a float32 query
-    # took 4-5x longer with two threads on a busy 2-CPU host).
-    torch_threads: int | None = 1
+    # One intra-op thread per encoding (torch's or ONNX Runtime's) and search thread, or they
+    # fight over the cores (a float32 query took 4-5x longer with two on a busy 2-CPU host).
+    encoder_threads: int | None = 1
     # Threads of the two lanes (`limits.SearchPool`): keyword and hybrid text queries in
     # their own, so a flood of them never holds the threads other queries need. Each
     # keyword thread may hold two connections: threads + 2 × keyword threads ≤ pool_size.
@@ -72,6 +73,7 @@ class ServeConfig:
     sentence_encoder: str | None = None
     search: SearchSettings = field(default_factory=SearchSettings)
     reports_dir: Path | None = None
+    query_graphs_dir: Path | None = None  # None: the text encoders run on torch
 
 
 class Backend:
@@ -86,6 +88,8 @@ class Backend:
             sentence_encoder=config.sentence_encoder,
             settings=config.search,
             default_mode=DefaultMode(config.search, config.reports_dir),
+            query_graphs_dir=config.query_graphs_dir,
+            encoder_threads=config.encoder_threads,
         )
         self.images = StoredImages(config.images_dir, config.thumbs_dir)
         self.signer = CursorSigner(config.cursor_key or secrets.token_bytes(32))
@@ -106,10 +110,6 @@ class Backend:
 
     def open(self) -> None:
         """Open the pool and load the newest text encoder."""
-        if self.config.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(self.config.torch_threads)
         self.pool.open(wait=True)
         with self.pool.connection() as conn:
             self.searcher.warm(conn)

@@ -64,7 +64,7 @@ def build_embedder(settings: Settings):
 def build_searcher(settings: Settings):
     """A `Searcher` with `settings`' sentence encoder, search settings and default mode (the
     stored research report's measured best unless FEATUREGEN_SEARCH_MODE says)."""
-    from featuregen_assets.core.runtime.paths import research_reports_dir
+    from featuregen_assets.core.runtime.paths import query_graphs_dir, research_reports_dir
     from featuregen_assets.core.search.default_mode import DefaultMode
     from featuregen_assets.core.search.engine import Searcher
 
@@ -73,6 +73,7 @@ def build_searcher(settings: Settings):
         sentence_encoder=settings.sentence_encoder,
         settings=settings.search,
         default_mode=DefaultMode(settings.search, research_reports_dir(settings.home)),
+        query_graphs_dir=query_graphs_dir(settings.home),
     )
 
 
@@ -108,6 +109,7 @@ def serve(
         sentence_encoder=settings.sentence_encoder,
         search=settings.search,
         reports_dir=paths.research_reports_dir(settings.home),
+        query_graphs_dir=paths.query_graphs_dir(settings.home),
     )
     # uvicorn stops gracefully on SIGTERM, then raises it again: leave through `announced`.
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -20,6 +20,11 @@ def artifacts_dir(home: Path) -> Path:
     return home / "artifacts"
 
 
+def query_graphs_dir(home: Path) -> Path:
+    """Query encoders exported for ONNX Runtime (`core.text.query_graph`), per source."""
+    return home / "query-graphs"
+
+
 def research_reports_dir(home: Path) -> Path:
     """The research report's versions (`<version>/report.json`): the search default's source."""
     return artifacts_dir(home) / "research_report"

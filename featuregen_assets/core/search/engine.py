@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -145,23 +146,25 @@ class Searcher:
     Given a spare connection, hybrid queries rank their keyword and caption lists on it
     (`beside`) while the query is encoded for the image list and that list ranked, so a
     hybrid query costs about the longer of the two paths, not their sum. With
-    ``int8_text_encoder`` the query encoders' linear layers run in int8
-    (`quantize.with_int8_linear_layers`: about 3× faster on a CPU)."""
+    ``int8_text_encoder`` the query encoders' matrix products run with int8 weights (about
+    3× faster on a CPU); with ``query_graphs_dir`` the text encoders run as ONNX Runtime
+    graphs, ``encoder_threads`` threads each (`QueryModels`)."""
 
     def __init__(
         self,
         embedder_factory: Callable[[], object] | None = None,
-        encoder_loader: Callable[[RegisteredModel], object] | None = None,
         int8_text_encoder: bool = False,
         sentence_encoder: str | None = None,
         settings: SearchSettings | None = None,
         default_mode: DefaultMode | None = None,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        query_graphs_dir: Path | None = None,
+        encoder_threads: int | None = None,
     ) -> None:
         self.settings = settings or SearchSettings()
         self._max_pixels = max_image_pixels
         self.models = QueryModels(
-            embedder_factory, encoder_loader, int8_text_encoder, sentence_encoder
+            embedder_factory, int8_text_encoder, sentence_encoder, query_graphs_dir, encoder_threads
         )
         self.default_choice = default_mode or DefaultMode(self.settings)
         self._totals = TotalCounter(self.settings.random_prompts)
