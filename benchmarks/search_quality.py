@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from featuregen_assets.core.runtime.quiet import quiet_model_loading  # noqa: E402
 from featuregen_assets.core.search.engine import SearchQuery, Unavailable  # noqa: E402
 from featuregen_assets.core.search.modes import MODES  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries per set")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    quiet_model_loading()  # no "Loading weights" bar in the table
     settings = Settings.from_env()
     records = scenes(settings.home / "demo" / "site")
     rng = np.random.default_rng(args.seed)

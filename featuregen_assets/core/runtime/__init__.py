@@ -1,2 +1,2 @@
 """What a running step needs whatever its domain: state paths, progress lines, row checkpoints,
-process checks."""
+process checks, model loading without progress bars."""
