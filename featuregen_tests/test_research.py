@@ -303,6 +303,20 @@ def test_query_file_round_trip_and_report_files(tmp_path):
     assert "mean of 3 seeds" in headline_table(rows)
 
 
+def test_the_report_says_why_its_two_keyword_rows_differ(tmp_path):
+    from featuregen_assets.research.report import summary_lines
+
+    def row(method, value):
+        return Measurement("t", "retrieval", "template", method, "recall@5", value, 0, 1, 50)
+
+    rows = [row("keyword_fts [needs captions]", 0.4), row("served mode: keyword", 0.7)]
+    md, _ = write_report(tmp_path / "r", rows, {}, [], {})
+    [note] = [line for line in summary_lines(md) if "differ by design" in line]
+    assert note.startswith("`keyword_fts` and `served mode: keyword` differ by design")
+    md, _ = write_report(tmp_path / "one", rows[:1], {}, [], {})
+    assert "differ by design" not in md.read_text()
+
+
 def test_a_variant_is_scored_in_its_own_image_space():
     corpus, truth, basis = _corpus()
     split = three_way_split(corpus.image_ids, 0.3, 0.2)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from featuregen_assets.core.search.default_mode import SERVED_PREFIX
+from featuregen_assets.core.search.modes import KEYWORD
 from featuregen_assets.core.training.plots import interval_bars
 from featuregen_assets.research.measurements import Measurement
 from featuregen_assets.research.paired import TASK as PAIRED
@@ -16,6 +18,14 @@ from featuregen_assets.research.weights import describe
 
 HEADLINE_SETS = ("template", "paraphrase", "partial_object", "compositional")
 VECTOR_ONLY = "searches the image vectors"
+KEYWORD_BASELINE = "keyword_fts"
+KEYWORD_SERVED = SERVED_PREFIX + KEYWORD
+KEYWORD_ROWS_DIFFER = (
+    f"`{KEYWORD_BASELINE}` and `{KEYWORD_SERVED}` differ by design: the baseline matches any of"
+    " the query's words in an image's texts joined (the random-weight captioner's prompts"
+    " too), the service every word in one text at a time (websearch syntax, those prompts"
+    " left out)."
+)
 
 
 def find(
@@ -46,6 +56,13 @@ def _cell(m: Measurement | None) -> str:
 def retrieval_methods(measurements: Sequence[Measurement]) -> list[str]:
     """Retrieval methods in the order they were measured."""
     return list(dict.fromkeys(m.method for m in measurements if m.task == "retrieval"))
+
+
+def keyword_rows_note(measurements: Sequence[Measurement]) -> list[str]:
+    """Why the two keyword rows disagree, where the report has both (else nothing)."""
+    methods = retrieval_methods(measurements)
+    both = KEYWORD_SERVED in methods and any(m.startswith(KEYWORD_BASELINE) for m in methods)
+    return ["", KEYWORD_ROWS_DIFFER] if both else []
 
 
 def headline_table(measurements: Sequence[Measurement], metric: str = "recall@5") -> str:
@@ -163,6 +180,7 @@ def write_report(
         "## Headline: recall@5 on the test gallery",
         "",
         headline_table(measurements),
+        *keyword_rows_note(measurements),
         "",
     ]
     if any(m.task == PAIRED for m in measurements):
