@@ -14,6 +14,12 @@ from featuregen_assets.cli.common import (
     require_valid_category,
 )
 from featuregen_assets.core.ingest.caption_datasets import FORMATS
+from featuregen_assets.demo.report_budget import (
+    DEMO_DECODER_EPOCHS,
+    DEMO_REPORT_BUDGET,
+    DEMO_VARIANT_EPOCHS,
+    DEMO_VARIANTS,
+)
 from featuregen_assets.research.variant_names import DEFAULT_VARIANTS, VARIANTS, parse_variants
 
 if TYPE_CHECKING:
@@ -45,6 +51,34 @@ def _report_inputs(args: argparse.Namespace, home: Path) -> dict[str, str]:
     return demo
 
 
+def _report_budget(args: argparse.Namespace, home: Path) -> dict:
+    """The variants and epochs the report trains: those given; on the demo's inputs the demo's
+    for the rest (said in one line), so that a report after the demo costs what the demo's
+    did; else the asset's defaults (each variant at the encoder's epochs, like for like)."""
+    from featuregen_assets.demo.run import report_inputs
+
+    given = {
+        "variants": args.variants,
+        "variant_epochs": args.variant_epochs,
+        "decoder_epochs": args.decoder_epochs,
+    }
+    chosen = {key: value for key, value in given.items() if value is not None}
+    if any((args.queries, args.masks, args.truth)) or not report_inputs(home):
+        return chosen
+    demo = {key: value for key, value in DEMO_REPORT_BUDGET.items() if key not in chosen}
+    if demo:
+        said = {
+            "variants": f"variants {','.join(demo.get('variants', ()))}",
+            "variant_epochs": f"{demo.get('variant_epochs')} epochs each",
+            "decoder_epochs": f"decoders {demo.get('decoder_epochs')} epochs",
+        }
+        print(
+            f"budget: the demo's ({'; '.join(said[key] for key in demo)});"
+            " --variants/--variant-epochs/--decoder-epochs choose others"
+        )
+    return {**demo, **chosen}
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from featuregen_assets.research.report import summary_lines
 
@@ -72,9 +106,7 @@ def _store_report(args: argparse.Namespace, settings: "Settings") -> Path | None
             seeds=args.seeds,
             instance=instance,
             settings=settings,
-            variants=args.variants,
-            variant_epochs=args.variant_epochs,
-            decoder_epochs=args.decoder_epochs,
+            **_report_budget(args, settings.home),
         )
         if report is None:
             for line in failure_summary(result, instance, settings.home):
@@ -150,14 +182,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         type=_variants,
         metavar="LIST",
         help="Learned variants trained on the same split, comma-separated, '' for none:"
-        f" {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}).",
+        f" {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}; on the demo's inputs"
+        f" the demo's, {','.join(DEMO_VARIANTS)}).",
     )
     report.add_argument(
         "--variant-epochs",
         type=positive(int),
         metavar="N",
-        help="Epochs of each variant's training (default: the text encoder's; with fewer, add"
-        " the variant lit, the encoder's recipe at N epochs, as their like-for-like reference).",
+        help="Epochs of each variant's training (default: the text encoder's, so that each is"
+        " compared with the encoder at its budget; on the demo's inputs the demo's"
+        f" {DEMO_VARIANT_EPOCHS}). With fewer than the encoder's, add the variant lit, the"
+        " encoder's recipe at N epochs, as their like-for-like reference.",
     )
     report.add_argument(
         "--decoder-epochs",
@@ -165,7 +200,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         help="Epochs of the decoders the report trains side by side: from the stored vectors,"
         " from the 16 px original (their positive control) and from patch tokens (default: the"
-        " registered decoder's).",
+        f" registered decoder's; on the demo's inputs the demo's {DEMO_DECODER_EPOCHS}).",
     )
     report.add_argument(
         "--protocol",

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from featuregen_assets.demo.report_budget import DEMO_REPORT_BUDGET
 from featuregen_assets.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -38,13 +39,6 @@ DEMO_TORCH_THREADS = 1
 # or FEATUREGEN_NUM_WORKERS say otherwise: one torch thread and no loader processes. On 2 shared
 # vCPUs, 2 threads and 2 loader workers took 2.5x the CPU seconds (benchmarks/RESULTS.md).
 DEMO_LOADER_WORKERS = 0
-# The report's learned variants in the demo: every one, plus `lit` (the encoder's recipe at the
-# same budget, their reference), each at this many epochs instead of the encoder's 100. Chosen
-# on the validation images (benchmarks/RESULTS.md): what 2 shared cores allow in about a minute.
-DEMO_VARIANT_EPOCHS = 30
-# The report's decoders from patch tokens and from the stored vectors, at this many epochs
-# (the registered decoder's: 150).
-DEMO_DECODER_EPOCHS = 5
 
 
 class Phases:
@@ -148,7 +142,6 @@ def run_demo(
         run_category,
     )
     from featuregen_assets.research.report import summary_lines
-    from featuregen_assets.research.variant_names import DEFAULT_VARIANTS
 
     settings = demo_settings(settings)
     home = settings.home
@@ -218,9 +211,7 @@ def run_demo(
             report_inputs(home),
             instance=instance,
             settings=settings,
-            variants=("lit", *DEFAULT_VARIANTS),
-            variant_epochs=DEMO_VARIANT_EPOCHS,
-            decoder_epochs=DEMO_DECODER_EPOCHS,
+            **DEMO_REPORT_BUDGET,
         )
         if report:
             print("\n".join(summary_lines(report)))

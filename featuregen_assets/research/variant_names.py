@@ -15,7 +15,8 @@ VARIANTS: dict[str, str] = {
 }
 # What `featuregen report` trains unless told otherwise: every variant the research issue
 # lists, each at the registered encoder's epochs (`lit` adds nothing then). The demo trains
-# them and `lit` at its own few epochs (demo/run.py: DEMO_VARIANT_EPOCHS).
+# them and `lit` at its own few epochs (demo/report_budget.py), as `featuregen report` does on
+# the demo's inputs.
 DEFAULT_VARIANTS = ("talk2dino", "siglip", "cls_mean", "talk2dino_minilm")
 
 
