@@ -159,21 +159,15 @@ def test_hybrid_ranks_the_prompt_match_above_the_vector_only_match(client, store
     assert hybrid[0] == prompt_match
 
 
-@pytest.mark.parametrize("slow", ["keyword", "image"])
-@pytest.mark.parametrize("category", [None, "bank"])
-def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
-    store, monkeypatch, category, slow
-) -> None:
-    """The keyword lists go to the spare connection, the image lists stay on the query's, and
-    each caption list is ranked once, by whichever of the two is free first."""
+def _record_connections(monkeypatch, delay: dict[str, float]) -> dict[str, list]:
+    """Which connection ranks each list, in call order; each list waits ``delay[list]`` s
+    (read at the call) before it is ranked."""
     connections: dict[str, list] = {"keyword": [], "caption": [], "image": []}
-    delay = {"s": 0.0}
 
     def recorded(name, rank):
         def record(conn, *args, **kwargs):
             connections[name].append(conn)
-            if name == slow:
-                time.sleep(delay["s"])
+            time.sleep(delay.get(name, 0.0))
             return rank(conn, *args, **kwargs)
 
         return record
@@ -182,9 +176,12 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
     lists = engine.ranked_lists
     for name, attribute in (("caption", "by_caption_vectors"), ("image", "by_image_vectors")):
         monkeypatch.setattr(lists, attribute, recorded(name, getattr(lists, attribute)))
-    # A searcher each: one keeps a query's facets for its category pages (tested apart).
-    searchers = [engine.Searcher(sentence_encoder=BUNDLED) for _ in range(3)]
-    query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
+    return connections
+
+
+def _alone_beside_and_none_free(store, searchers, query, delay: dict[str, float], slow: dict):
+    """``query`` answered by one searcher each: alone, with a spare connection (the lists
+    delayed as ``slow`` says) and with none free; and the spare connections made."""
     sides = []
 
     @contextmanager
@@ -195,17 +192,34 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
 
     with db.connection(store.url) as conn:
         alone = searchers[0].search(conn, query)
-        delay["s"] = 1.0
+        delay.update(slow)
         beside = searchers[1].search(conn, query, spare)
-        delay["s"] = 0.0
+        delay.clear()
         none_free = searchers[2].search(conn, query, lambda: nullcontext(None))
+    return conn, sides, (alone, beside, none_free)
 
-    def ranked(answer) -> list[tuple[str, float]]:
-        return [(hit.image_id, hit.score) for hit in answer.hits]
 
+def _ranked(answer) -> list[tuple[str, float]]:
+    return [(hit.image_id, hit.score) for hit in answer.hits]
+
+
+@pytest.mark.parametrize("slow", ["keyword", "image"])
+@pytest.mark.parametrize("category", [None, "bank"])
+def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
+    store, monkeypatch, category, slow
+) -> None:
+    """The keyword lists go to the spare connection, the image lists stay on the query's, and
+    each caption list is ranked once, by whichever of the two is free first."""
+    delay: dict[str, float] = {}
+    connections = _record_connections(monkeypatch, delay)
+    # A searcher each: one keeps a query's facets for its category pages (tested apart).
+    searchers = [engine.Searcher(sentence_encoder=BUNDLED) for _ in range(3)]
+    query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
+    conn, sides, answers = _alone_beside_and_none_free(store, searchers, query, delay, {slow: 1.0})
+    alone, beside, none_free = answers
     assert alone.model["sentence_model"] == store.sentence_model  # all three lists fused
-    assert ranked(beside) == ranked(alone) == ranked(none_free)
-    assert ranked(alone) and beside.facets == alone.facets
+    assert _ranked(beside) == _ranked(alone) == _ranked(none_free)
+    assert _ranked(alone) and beside.facets == alone.facets
     per_query = 1 if category is None else 2  # the facets' list, and a filtered page's own
     assert len(sides) == 1 and all(len(made) == 3 * per_query for made in connections.values())
     beside_part = slice(per_query, 2 * per_query)
@@ -213,6 +227,36 @@ def test_a_hybrid_query_shares_its_lists_with_a_spare_connection(
     assert connections["image"][beside_part] == [conn] * per_query
     free_first = conn if slow == "keyword" else sides[0]
     assert connections["caption"][beside_part] == [free_first] * per_query
+
+
+@pytest.mark.parametrize("category", [None, "bank"])
+def test_a_filtered_hybrid_page_ranks_its_two_caption_lists_on_two_connections(
+    store, monkeypatch, category
+) -> None:
+    """Without the image list (weight 0), a filtered first page's caption lists (the
+    category's page and the facets' unfiltered list) go one to each connection; an
+    unfiltered page's one caption list stays on the query's. The hits are the same."""
+    delay: dict[str, float] = {}
+    connections = _record_connections(monkeypatch, delay)
+    settings = SearchSettings(hybrid_weights=("image=0", "caption=0.5", "keyword=1"))
+    searchers = [engine.Searcher(sentence_encoder=BUNDLED, settings=settings) for _ in range(3)]
+    query = engine.SearchQuery(text="red circle", mode="hybrid", category=category, k=5)
+    # The side ranks the keyword lists first (0.2 s each), then a caption list no one has
+    # claimed; the query's thread claims the category's at once and holds it 1 s.
+    conn, sides, answers = _alone_beside_and_none_free(
+        store, searchers, query, delay, {"keyword": 0.2, "caption": 1.0}
+    )
+    alone, beside, none_free = answers
+    assert alone.model["sentence_model"] == store.sentence_model
+    assert alone.model["text_encoder_version"] is None  # the image list is not read
+    assert _ranked(beside) == _ranked(alone) == _ranked(none_free)
+    assert _ranked(alone) and beside.facets == alone.facets == none_free.facets
+    per_query = 1 if category is None else 2
+    assert connections["image"] == [] and len(sides) == 1
+    assert len(connections["keyword"]) == len(connections["caption"]) == 3 * per_query
+    beside_part = slice(per_query, 2 * per_query)
+    assert connections["keyword"][beside_part] == sides * per_query
+    assert connections["caption"][beside_part] == [conn, *sides][:per_query]
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "keyword", "image"])

@@ -1,8 +1,9 @@
 """A hybrid query's first-page lists shared between its own thread and a second connection's:
 the keyword lists go beside at once, while the query's own thread encodes the query for the
-image list and ranks that; the caption lists (their query encoded on a third thread from the
-start) go to whichever of the two is free first. A hybrid query then costs about the longer
-of two balanced paths, not the sum of its lists."""
+image list and ranks that (or, without the image list, ranks a filtered page's caption list);
+the caption lists (their query encoded on a third thread from the start) go to whichever of
+the two is free first. A hybrid query then costs about the longer of two balanced paths, not
+the sum of its lists."""
 
 from __future__ import annotations
 
@@ -21,12 +22,17 @@ ListKey = tuple[str, int, str | None]  # (list name, depth, category)
 RankOne = Callable[[psycopg.Connection, str, int, str | None], Ranked]
 
 
-def lists_beside(lists: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of a query's ``lists`` may go beside: none for a single list; the keyword list,
-    and the caption list when the image list keeps the query's own thread busy."""
+def lists_beside(
+    lists: tuple[str, ...], slots: tuple[tuple[int, str | None], ...]
+) -> tuple[str, ...]:
+    """Which of a query's ``lists``, read at each of ``slots`` ((depth, category)), may go
+    beside: none for a single list; the keyword list, and the caption list when the image
+    list keeps the query's own thread busy or the query reads it at two slots (a filtered
+    first page: its category's page and its facets' unfiltered list, one on each thread)."""
     if len(lists) < 2:
         return ()
-    return tuple(name for name in lists if name == KEYWORD or (name == CAPTION and IMAGE in lists))
+    caption = IMAGE in lists or len(slots) > 1
+    return tuple(name for name in lists if name == KEYWORD or (name == CAPTION and caption))
 
 
 class ListsBeside:

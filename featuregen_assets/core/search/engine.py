@@ -205,7 +205,8 @@ class Searcher:
             if query.category is not None:
                 plan.facets = self._facets.peek(plan.facets_key)
                 plan.keyword_pages = self._shared_keyword_lists(query, plan)
-        names = lists_beside(plan.lists)
+        slots = _first_page_slots(query, plan.facets is not None)
+        names = lists_beside(plan.lists, slots)
         if not names or spare is None:
             return self._search(conn, query, plan, timings, started, None)
         with spare() as side:
@@ -218,11 +219,7 @@ class Searcher:
             encoding = None
             if CAPTION in names:  # on a third thread, beside the image list's encoding
                 encoding = self._beside.submit(plan.encode_caption_query, query.text, timings)
-            early = ListsBeside(
-                names,
-                _first_page_slots(query, plan.facets is not None),
-                encoding.result if encoding else lambda: None,
-            )
+            early = ListsBeside(names, slots, encoding.result if encoding else lambda: None)
             early.start(self._beside, side, rank_one)
             try:
                 return self._search(conn, query, plan, timings, started, early)
@@ -333,15 +330,17 @@ class Searcher:
             ranked = _one_list(conn, query, plan, name, limit, category, after, position, timings)
             return ranked, ranked_lists.single(name, ranked, position + 1)
 
+        # The page before the facets' lists (the side connection ranks those meanwhile: see
+        # `_first_page_slots`), unless an unfiltered first page is the facets' list's head.
         # A category's first page right after the same query without it keeps that one's facets.
         known = plan.facets is not None
-        best, best_why = ([], {}) if known else rank(FACET_DEPTH, None, None, 0)
-        if page_size <= 0:
-            page, why = [], {}
-        elif query.category is None and cursor is None and page_size < FACET_DEPTH:
-            page, why = best[: page_size + 1], best_why
-        else:
+        from_best = query.category is None and cursor is None and page_size < FACET_DEPTH
+        page, why = [], {}
+        if page_size > 0 and not from_best:
             page, why = rank(page_size + 1, query.category, after, position)
+        best, best_why = ([], {}) if known else rank(FACET_DEPTH, None, None, 0)
+        if page_size > 0 and from_best:
+            page, why = best[: page_size + 1], best_why
         more = len(page) > page_size and position + page_size < MAX_RESULTS
         page = page[:page_size]
         with timings.measure("metadata"):
@@ -451,14 +450,16 @@ def _hybrid_depth(position: int, limit: int) -> int:
 def _first_page_slots(
     query: SearchQuery, facets_known: bool = False, hybrid: bool = True
 ) -> tuple[tuple[int, str | None], ...]:
-    """The (depth, category) of the lists a query's first page reads: the unfiltered ones its
-    facets (and unfiltered page) come from, unless its facets are kept, and with a category
-    the filtered ones its page comes from (a hybrid page's `_hybrid_depth` deep, a single
-    list's one past the page)."""
+    """The (depth, category) of the lists a query's first page reads, in the order its own
+    thread ranks them: with a category the filtered ones its page comes from (a hybrid
+    page's `_hybrid_depth` deep, a single list's one past the page), then the unfiltered ones
+    its facets (and unfiltered page) come from, unless its facets are kept. The side
+    connection goes down the same order, so it takes the facets' caption list while the
+    query's thread ranks the category's."""
     if query.category is not None and query.cursor is None:
         rows = min(query.k, MAX_RESULTS) + 1
         page = (_hybrid_depth(0, rows) if hybrid else rows, query.category)
-        return (page,) if facets_known else ((FACET_DEPTH, None), page)
+        return (page,) if facets_known else (page, (FACET_DEPTH, None))
     return ((FACET_DEPTH, None),)
 
 
