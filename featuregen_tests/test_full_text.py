@@ -64,8 +64,11 @@ def test_category_and_cursor(conn):
 
 
 @pytest.mark.parametrize("limit", [1, 2, 10])
-def test_scopes_ranked_in_one_pass_equal_each_ranked_alone(conn, limit):
-    scopes = [(limit, None), (limit, "bank"), (limit + 1, "cafe")]
+@pytest.mark.parametrize("categories", [[None, "bank", "cafe"], ["bank"], ["cafe", "bank"]])
+def test_scopes_ranked_in_one_pass_equal_each_ranked_alone(conn, limit, categories):
+    """With or without an unfiltered scope (without one, only the scopes' categories'
+    matches are ranked)."""
+    scopes = [(limit + i, category) for i, category in enumerate(categories)]
     together = keyword_ranked_scopes(conn, "large red circle", scopes)
     for lim, category in scopes:
         alone = keyword_ranked(conn, "large red circle", limit=lim, category=category)

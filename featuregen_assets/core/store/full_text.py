@@ -51,9 +51,13 @@ def keyword_ranked_scopes(
     random_prompts: bool = False,
 ) -> dict[tuple[int, str | None], list[tuple[str, float]]]:
     """`keyword_ranked` for several (limit, category) scopes of one query, every match ranked
-    once: what a category's first page needs beside its facets' unfiltered list."""
+    once: what a category's first page needs beside its facets' unfiltered list. When every
+    scope has a category, only the matches in those categories are ranked (a category's
+    page alone, ~11 % of 100,000 images, ~2,500 matches: about a quarter less time)."""
+    categories = [category for _, category in scopes]
     ranked = []
-    params: dict = {"text": text, "random": random_prompts}
+    params: dict = {"text": text, "random": random_prompts, "categories": categories}
+    in_scopes = "" if None in categories else f"AND {_stored_in('p', 'ANY(%(categories)s)')}"
     for i, (limit, category) in enumerate(scopes):
         params[f"limit{i}"] = 2 * limit if category is None else limit
         params[f"category{i}"] = category
@@ -69,7 +73,7 @@ def keyword_ranked_scopes(
         WITH ranked AS MATERIALIZED (
             SELECT p.image_id, max({rank})::float8 AS score
             FROM image_prompts p, websearch_to_tsquery('english', %(text)s) AS q(query)
-            WHERE {matching}
+            WHERE {matching} {in_scopes}
             GROUP BY p.image_id
         )
         {ranked}
@@ -77,6 +81,7 @@ def keyword_ranked_scopes(
     ).format(
         rank=sql.SQL(_RANK),
         matching=sql.SQL(MATCHING),
+        in_scopes=sql.SQL(in_scopes),
         ranked=sql.SQL(" UNION ALL ").join(ranked),
     )
     found: list[list[tuple[str, float]]] = [[] for _ in scopes]
