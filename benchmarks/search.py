@@ -19,14 +19,15 @@ text tower architecture (12 layers, width 512) with random weights and the image
 dinov2-base architecture (12 layers, width 768), both built locally, so encoding costs what
 the real models cost on this CPU; the stored vectors are recorded as that embedder's.
 
-The app runs under uvicorn in a child process, as `featuregen serve` configures it (int8 text
-encoder, one torch thread per request); this process times each request with httpx
-(keep-alive): the modes image, caption, keyword and hybrid (all three lists fused), like=<id>
-and an image upload (at most 20), each without and with a category filter (~11 % of the rows),
-k=20. The filtered requests repeat the unfiltered ones' queries within 30 s: a category chip
-clicked after a search, whose page keeps the query's facets and ranks only the category's
-lists. Then the text modes again with the filter and queries not asked before ("~11 %, new
-query"): a first page that also ranks the facets' unfiltered lists. The baseline is
+The app runs under uvicorn in a child process, as `featuregen serve` configures it (int8
+query encoders as ONNX Runtime graphs, one thread per encoding); this process times each
+request with httpx (keep-alive): the modes image, caption, keyword and hybrid (all three lists
+fused), like=<id> and an image upload (at most 20), each without and with a category filter
+(~11 % of the rows), k=20. The filtered requests repeat the unfiltered ones' queries within
+30 s: a category chip clicked after a search, whose page keeps the query's facets and ranks
+only the category's lists. Then the text modes again with the filter and queries not asked
+before ("~11 %, new query"): a first page that also ranks the facets' unfiltered lists. The
+baseline is
 `core.store.nearest.nearest` (the bare SQL vector query: ids and distances, k=20) on a direct
 connection, with the like=<id> requests' stored vectors. Prints a markdown table with p50/p95
 and each mode's p50 ÷ the image (vector-only) request's p50 and ÷ the slowest single list's.
@@ -224,6 +225,7 @@ def serve(url: str, home: Path, port: int, weights: str) -> None:
         embedder_factory=lambda: embedder(home / "dinov2-base"),
         sentence_encoder=BUNDLED,
         search=SearchSettings(hybrid_weights=tuple(weights.split(",")) if weights else None),
+        query_graphs_dir=home / "query-graphs",
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")
 

@@ -8,7 +8,8 @@ with 1, 16 and 50 clients, each level's throughput as a ratio to one client's in
 The store is `benchmarks/search.py`'s (N clustered 768-d vectors with prompts; the text
 encoder is the clip-vit-base-patch32 text tower architecture with random weights, so a query
 costs what the real one costs on this CPU). The app runs under uvicorn in a child process
-configured as `featuregen serve` configures it (int8 text encoder, one torch thread per
+configured as `featuregen serve` configures it (MiniLM for caption search, the int8 query
+encoders as ONNX Runtime graphs where the code has them, one thread per encoding and
 request); with ``--code DIR`` the child imports featuregen from DIR instead (another checkout:
 the before figure in the same run). This process drives it with closed-loop clients (asyncio
 + httpx, keep-alive, each sends its next text query when the last is answered) for
@@ -43,15 +44,22 @@ from featuregen_assets.core.store import db  # noqa: E402
 def serve(url: str, home: Path, port: int, threads: int) -> None:
     """The child process: the app as `featuregen serve` builds it (``threads`` search threads
     if > 0), until killed."""
+    import dataclasses
+
     import uvicorn
 
+    from featuregen_assets.core.text.sentences import BUNDLED
     from featuregen_assets.serve.app import ServeConfig, create_app
 
+    fields = {field.name for field in dataclasses.fields(ServeConfig)}
     config = ServeConfig(
         database_url=url,
         images_dir=home / "images",
         thumbs_dir=home / "thumbs",
         embedder_factory=lambda: embedder(home / "dinov2-base"),
+        sentence_encoder=BUNDLED,
+        # the query encoders' ONNX graphs where the code has them (older checkouts: torch)
+        **({"query_graphs_dir": home / "query-graphs"} if "query_graphs_dir" in fields else {}),
         **({"search_threads": threads} if threads > 0 else {}),
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=port, log_level="warning")

@@ -30,6 +30,7 @@ from featuregen_assets.serve.limits import Deadline, SearchPool, bounded_connect
 T = TypeVar("T")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 SEARCH_THREADS = min(32, 4 * (os.cpu_count() or 1))
+KEYWORD_THREADS = min(16, 2 * (os.cpu_count() or 1))
 SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, else goes on
 
 
@@ -59,8 +60,11 @@ class ServeConfig:
     # keyword thread may hold two connections: threads + 2 × keyword threads ≤ pool_size.
     # A text query waits on PostgreSQL about as long as it encodes, so 4 threads per CPU:
     # on 2 CPUs 16 clients got 21 answers/s with 8 threads, 17 with 4 (serve_load.py).
+    # Hybrid, the default mode, runs in the keyword lane: 2 threads per CPU (each with a side
+    # connection) let the encodings, freed of the GIL, and PostgreSQL overlap; on 2 CPUs 16
+    # clients got 75-79 answers/s with 4 threads, 59-67 with 2 (serve_load.py, load ~5).
     search_threads: int = SEARCH_THREADS
-    keyword_threads: int = 2
+    keyword_threads: int = KEYWORD_THREADS
     # Requests waiting for a lane's thread; past it, 503 at once. With 4 per thread a full
     # queue waits about 4 requests' time, which bounds the p99 of the answered ones.
     queue_limit: int = 4 * SEARCH_THREADS
