@@ -36,6 +36,7 @@ and each mode's p50 ÷ the image (vector-only) request's p50 and ÷ the slowest 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,7 @@ from psycopg import sql  # noqa: E402
 
 from benchmarks.clustered_vectors import TYPES, unit_vectors  # noqa: E402
 from benchmarks.vector_store import machine, make_categories  # noqa: E402
+from featuregen_assets.core.runtime.quiet import quiet_model_loading  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
 from featuregen_assets.core.store.nearest import nearest  # noqa: E402
 from featuregen_assets.core.store.registry import RegisteredModel, register_model  # noqa: E402
@@ -255,6 +257,8 @@ def upload_images(count: int, seed: int) -> list[bytes]:
 
 
 def main() -> None:
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # no "Loading weights" bar (children too)
+    quiet_model_loading()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=768)
