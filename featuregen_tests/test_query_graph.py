@@ -90,6 +90,8 @@ def test_a_graph_is_exported_once_per_weights_and_torch_answers_if_export_fails(
 
 
 def test_a_text_query_is_answered_without_importing_torch(store) -> None:
+    """In a fresh process: float32 and int8 (quantized there) graphs, no torch, and the int8
+    quantizer leaves the process's logging as it was (no root handler, nothing printed)."""
     graphs = store.home / "query-graphs"
     with db.connection(store.url) as conn:  # export both graphs here (torch is loaded here)
         models = QueryModels(sentence_encoder=BUNDLED, graphs_dir=graphs)
@@ -99,11 +101,16 @@ import sys
 from pathlib import Path
 from featuregen_assets.core.search.engine import SearchQuery, Searcher
 from featuregen_assets.core.store import db
-searcher = Searcher(sentence_encoder={BUNDLED!r}, query_graphs_dir=Path({str(graphs)!r}))
-with db.connection({store.url!r}) as conn:
-    for mode in ("image", "caption", "hybrid"):
-        answer = searcher.search(conn, SearchQuery(text="a red circle", mode=mode, k=3))
-        assert len(answer.hits) == 3, mode
+for int8 in (False, True):
+    searcher = Searcher(
+        sentence_encoder={BUNDLED!r}, query_graphs_dir=Path({str(graphs)!r}), int8_text_encoder=int8
+    )
+    with db.connection({store.url!r}) as conn:
+        for mode in ("image", "caption", "hybrid"):
+            answer = searcher.search(conn, SearchQuery(text="a red circle", mode=mode, k=3))
+            assert len(answer.hits) == 3, mode
+import logging
+assert not logging.getLogger().handlers, logging.getLogger().handlers
 print(sorted(name for name in ("torch", "transformers", "sentence_transformers")
              if name in sys.modules))
 """
@@ -112,3 +119,4 @@ print(sorted(name for name in ("torch", "transformers", "sentence_transformers")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+    assert done.stderr == ""

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -99,13 +101,31 @@ def _int8_graph(directory: Path) -> Path:
 
         staging = directory / f".model.int8.{os.getpid()}.{threading.get_ident()}.onnx"
         try:
-            quantize_dynamic(
-                directory / "model.onnx", staging, weight_type=QuantType.QInt8, per_channel=True
-            )
+            with _root_logging_kept():
+                quantize_dynamic(
+                    directory / "model.onnx", staging, weight_type=QuantType.QInt8, per_channel=True
+                )
             os.replace(staging, target)  # readers see the whole file or none
         finally:
             staging.unlink(missing_ok=True)
     return target
+
+
+@contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs through `logging.warning` and the like, which give the
+    root logger a stderr handler when it has none (and it advises a pre-processing that these
+    graphs do not need): warnings and below are off while it runs, the root's handlers and
+    level restored after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def load_graph(
