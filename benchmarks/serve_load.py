@@ -128,10 +128,9 @@ def wait_for(base: str, child: subprocess.Popen, seconds: float = 600) -> None:
 
 
 def main() -> None:
-    from featuregen_assets.core.runtime.quiet import quiet_model_loading
-
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # no "Loading weights" bar (children too)
-    quiet_model_loading()
+    # No "Loading weights" bar from the server child (this process loads no model, and may
+    # import an older checkout's featuregen: `--code`).
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=768)
