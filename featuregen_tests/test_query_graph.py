@@ -18,7 +18,7 @@ from featuregen_assets.core.search.query_models import QueryModels
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.registry import served_model
 from featuregen_assets.core.text import graph_export
-from featuregen_assets.core.text.query_graph import QueryGraph
+from featuregen_assets.core.text.query_graph import QueryGraph, graph_meta
 from featuregen_assets.core.text.sentences import BUNDLED, SentenceModel
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
 from featuregen_tests.search_store import SearchStore, search_store_in_new_database
@@ -87,6 +87,20 @@ def test_a_graph_is_exported_once_per_weights_and_torch_answers_if_export_fails(
     monkeypatch.undo()
     renewed = QueryModels(graphs_dir=graphs)._load_text_encoder(encoder_dir)
     assert isinstance(renewed, QueryGraph)
+
+
+def test_a_second_export_of_the_same_weights_keeps_the_first(store, tmp_path) -> None:
+    encoder = AlignedTextEncoder.load(_encoder_dir(store))
+    graph_dir = tmp_path / "graph"
+    export = graph_export.export_text_encoder_graph
+    first = export(encoder, graph_dir, "weights-a")
+    inode = (first / "model.onnx").stat().st_ino
+    export(encoder, graph_dir, "weights-a")  # another process, the same weights: kept
+    assert (graph_dir / "model.onnx").stat().st_ino == inode
+    export(encoder, graph_dir, "weights-b")  # other weights: replaced
+    assert graph_meta(graph_dir)["source"] == "weights-b"
+    assert QueryGraph(graph_dir).encode(TEXTS).shape == (len(TEXTS), encoder.target_dim)
+    assert [path.name for path in tmp_path.iterdir()] == ["graph"]  # no staging left
 
 
 def test_a_text_query_is_answered_without_importing_torch(store) -> None:

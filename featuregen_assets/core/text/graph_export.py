@@ -6,7 +6,8 @@ the aligned text encoder (tower, pooling, head, the stored space's scaling). Eac
 token ids and attention mask, a batch of any size and length, and gives unit vectors.
 
 The directory is written beside its final place and renamed into it, so a reader never sees
-half a graph; when two processes export at once, the first rename wins and both use it.
+half a graph; when two processes export the same weights at once, the first rename wins and
+both use it (a graph of other weights is replaced).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuregen_assets.core.text.query_graph import GRAPH_FILE, GRAPH_FORMAT
+from featuregen_assets.core.text.query_graph import GRAPH_FILE, GRAPH_FORMAT, graph_meta
 
 OPSET = 17
 EXAMPLE_TEXT = "a photo of a street"
@@ -127,10 +128,12 @@ def _export(module: nn.Module, tokenizer, directory: Path, meta: dict) -> Path:
             )
         tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
         (staging / GRAPH_FILE).write_text(json.dumps({"format": GRAPH_FORMAT, **meta}, indent=2))
-        if directory.exists():
+        existing = graph_meta(directory)
+        if existing is None or existing.get("source") != meta["source"]:
             shutil.rmtree(directory, ignore_errors=True)  # a stale graph (other weights)
-        with contextlib.suppress(OSError):  # else another process renamed its export in first
-            os.rename(staging, directory)
+            with contextlib.suppress(OSError):  # else another process renamed its export first
+                os.rename(staging, directory)
+        # else another process exported the same weights first: its graph stays in use
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
