@@ -14,8 +14,10 @@ request); with ``--code DIR`` the child imports featuregen from DIR instead (ano
 the before figure in the same run). This process drives it with closed-loop clients (asyncio
 + httpx, keep-alive, each sends its next text query when the last is answered) for
 ``--seconds`` per level after a warm-up, and prints, per level: answered requests per second,
-p50 / p99 latency, 503s (backpressure) and throughput ÷ one client's. The load machine and the
-server share the CPUs: what is printed is the whole machine's throughput.
+p50 / p99 latency, 503s (backpressure), throughput ÷ one client's and the CPU cores the
+server, PostgreSQL and this load generator used. The load generator and the server share the
+CPUs: what is printed is the whole machine's throughput, and the last line says what all the
+cores would give at the first level's CPU per answer (more clients often cost a little less).
 """
 
 from __future__ import annotations
@@ -66,12 +68,42 @@ def serve(url: str, home: Path, port: int, threads: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of process ``pid`` so far (its threads included; 0 once it
+    has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def level(base: str, clients: int, seconds: float, seed: int, pid: int) -> dict:
+def postgres_pids(data_dir: Path) -> list[int]:
+    """The embedded PostgreSQL's processes: its postmaster (`postmaster.pid`) and children."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+def cpu_by_part(server_pid: int, data_dir: Path) -> dict[str, float]:
+    """CPU seconds so far of the server, PostgreSQL (this moment's processes) and this load
+    generator."""
+    return {
+        "server": cpu_seconds(server_pid),
+        "postgres": sum(cpu_seconds(pid) for pid in postgres_pids(data_dir)),
+        "clients": time.process_time(),
+    }
+
+
+async def level(
+    base: str, clients: int, seconds: float, seed: int, pid: int, data_dir: Path
+) -> dict:
     """Run ``clients`` closed-loop clients for ``seconds`` (after 2 s of warm-up)."""
     rng = np.random.default_rng(seed)
     texts = [phrase(rng) for _ in range(512)]
@@ -97,11 +129,12 @@ async def level(base: str, clients: int, seconds: float, seed: int, pid: int) ->
                     if status == 200:
                         latencies.append((done - now) * 1000)
 
-        async def cpu_while_measured() -> float:
+        async def cpu_while_measured() -> dict[str, float]:
             await asyncio.sleep(warm_until - time.perf_counter())
-            before = cpu_seconds(pid)
+            before = cpu_by_part(pid, data_dir)
             await asyncio.sleep(stop_at - time.perf_counter())
-            return (cpu_seconds(pid) - before) / seconds
+            after = cpu_by_part(pid, data_dir)
+            return {part: (after[part] - before[part]) / seconds for part in after}
 
         *_, cores = await asyncio.gather(*(one(i) for i in range(clients)), cpu_while_measured())
     return {
@@ -173,7 +206,7 @@ def main() -> None:
     try:
         wait_for(base, child)
         rows = [
-            asyncio.run(level(base, c, args.seconds, args.seed + c, child.pid))
+            asyncio.run(level(base, c, args.seconds, args.seed + c, child.pid, work / "pg"))
             for c in args.clients
         ]
     finally:
@@ -187,16 +220,25 @@ def main() -> None:
         f"{machine()}; load average after the run {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n"
     )
     print(
-        "| clients | answered / s | ÷ one client | p50 ms | p99 ms | server CPU cores | statuses |"
+        "| clients | answered / s | ÷ one client | p50 ms | p99 ms | CPU cores: server /"
+        " PostgreSQL / load generator / all | statuses |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    one = rows[0]["per_s"]
+    one = rows[0]
     for row in rows:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(row["statuses"].items()))
+        cores = row["cores"]
+        parts = " / ".join(f"{cores[part]:.2f}" for part in ("server", "postgres", "clients"))
         print(
-            f"| {row['clients']} | {row['per_s']:.1f} | {row['per_s'] / one:.2f} |"
-            f" {row['p50']:.0f} | {row['p99']:.0f} | {row['cores']:.2f} | {codes} |"
+            f"| {row['clients']} | {row['per_s']:.1f} | {row['per_s'] / one['per_s']:.2f} |"
+            f" {row['p50']:.0f} | {row['p99']:.0f} | {parts} / {sum(cores.values()):.2f} |"
+            f" {codes} |"
         )
+    busy, cpus = sum(one["cores"].values()), os.cpu_count() or 1
+    print(
+        f"\n{one['clients']} client(s) kept {busy:.2f} of the machine's {cpus} cores busy: at the"
+        f" same CPU per answer, all {cpus} would give {cpus / busy:.2f}× its throughput."
+    )
 
 
 if __name__ == "__main__":
