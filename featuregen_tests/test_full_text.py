@@ -92,3 +92,22 @@ def test_a_random_weight_captioners_prompts_match_only_when_asked_for(conn):
     assert "noise" in [i for i, _ in both] and keyword_matches(conn, "red circle", None, True) == 4
     scoped = keyword_ranked_scopes(conn, "red circle", [(10, None), (10, "cafe")])
     assert "noise" not in {i for ranked in scoped.values() for i, _ in ranked}
+
+
+def test_a_keyword_querys_total_is_kept_for_its_next_pages(conn):
+    from featuregen_assets.core.search.counts import TotalCounter
+
+    counter = TotalCounter()
+    first = counter.total(conn, ("keyword",), None, None, None, "red circle")
+    assert first == 3  # near, apart, far: still stored
+    conn.execute(
+        "INSERT INTO raw_images (category, url, status, image_id, path)"
+        " VALUES ('cafe', 'http://x/new', 'ok', 'new', '')"
+    )
+    conn.execute(
+        "INSERT INTO image_prompts (image_id, model, source, prompt)"
+        " VALUES ('new', 'test/captioner', 'generated', 'a red circle')"
+    )
+    assert counter.total(conn, ("keyword",), None, None, None, "red circle") == first  # kept
+    assert counter.total(conn, ("keyword",), None, None, "cafe", "red circle") == 2  # its own
+    assert TotalCounter().total(conn, ("keyword",), None, None, None, "red circle") == 4

@@ -8,18 +8,20 @@ from featuregen_assets.core.search.expiring import Expiring
 from featuregen_assets.core.search.modes import CAPTION, IMAGE, KEYWORD
 from featuregen_assets.core.store.full_text import keyword_matches
 
-CACHE_S = 30.0  # vector totals change only when a run stores more; counting 100k costs ~50 ms
+# Totals change only when a run stores more: counting 100k images with a vector costs ~50 ms,
+# a keyword query's matches ~20 ms (kept per query: its next pages and a repeat pay nothing).
+CACHE_S = 30.0
 
 
 class TotalCounter:
     """Vector lists rank every image in scope with a vector: their total is the images in
-    scope with an image vector (image list) or a searched text vector (caption list), cached
-    for `CACHE_S`; a keyword list alone ranks the images whose texts match. With
-    ``random_prompts`` the random-weight captioner's texts count as searched."""
+    scope with an image vector (image list) or a searched text vector (caption list); a
+    keyword list alone ranks the images whose texts match. Each total is kept `CACHE_S`.
+    With ``random_prompts`` the random-weight captioner's texts count as searched."""
 
     def __init__(self, random_prompts: bool = False) -> None:
         self.random_prompts = random_prompts
-        self._cache: Expiring[int] = Expiring(CACHE_S)
+        self._cache: Expiring[int] = Expiring(CACHE_S, max_entries=4096)
 
     def total(
         self,
@@ -32,7 +34,10 @@ class TotalCounter:
     ) -> int:
         """The total of a query reading ``lists``."""
         if lists == (KEYWORD,):
-            return keyword_matches(conn, text or "", category, self.random_prompts)
+            return self._cache.get(
+                (KEYWORD, text, category),
+                lambda: keyword_matches(conn, text or "", category, self.random_prompts),
+            )
         key = (IMAGE in lists and space, CAPTION in lists and sentence_model, category)
         return self._cache.get(key, lambda: _with_vectors(conn, *key, self.random_prompts))
 
