@@ -77,11 +77,23 @@ def test_search_usage_errors(store, capsys) -> None:
 
 
 def test_search_on_an_empty_store_says_how_to_fill_it(fg_env: Path, capsys) -> None:
-    for argv in (["search", "a red circle"], ["search", "red", "--category", "cafe", "--json"]):
+    argvs = (["search", "a red circle"], ["search", "red", "--category", "cafe", "--json"])
+    for argv in argvs:
         assert main(argv) == 1
         out, err = capsys.readouterr()
         assert out == "" and err.splitlines() == [f"error: {NOTHING_STORED}"]
     assert "featuregen demo" in NOTHING_STORED and "featuregen run" in NOTHING_STORED
+
+    server = _serve(free_port())  # its answer, no hits of nothing, does not say why: we do
+    try:
+        _wait_until_answering(fg_env, server)
+        for argv in argvs:
+            assert main(argv) == 1
+            out, err = capsys.readouterr()
+            assert out == "" and err.splitlines()[-1] == f"error: {NOTHING_STORED}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
 
 
 def test_search_help_says_what_a_score_is(capsys) -> None:
@@ -124,6 +136,14 @@ def test_serve_beyond_loopback_needs_a_token_or_says_it_has_none(monkeypatch, ca
             check_exposure("127.0.0.1", bad, False)
 
 
+def _serve(port: int) -> subprocess.Popen:
+    """`featuregen serve --port PORT --fp32` on this process's home, in a child process."""
+    serve = f"from featuregen_assets.cli import main; main(['serve', '--port', '{port}', '--fp32'])"
+    return subprocess.Popen(
+        [sys.executable, "-c", serve], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def _wait_until_answering(home: Path, server: subprocess.Popen, limit_s: float = 300) -> str:
     """The URL of the server announced in `home`, once it answers a search."""
     deadline = time.monotonic() + limit_s
@@ -149,12 +169,7 @@ def test_search_asks_the_server_running_on_its_home(store, capsys) -> None:
     assert local.err.startswith(LOADING_HERE + "\n")  # why it takes seconds, what is faster
 
     port = free_port()
-    serve = f"from featuregen_assets.cli import main; main(['serve', '--port', '{port}', '--fp32'])"
-    server = subprocess.Popen(
-        [sys.executable, "-c", serve],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = _serve(port)
     try:
         url = _wait_until_answering(store.home, server)
         assert url == f"http://127.0.0.1:{port}"

@@ -51,11 +51,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
     settings = cli_settings()
     with errors_as_lines(ServerRefused):
         served = _served_answer(args, settings)
-    if served is not None:
+    if served is not None and served["total"]:
         return _print_answer(served, args.json, settings)
     with db.connection(database_url(settings)) as conn:
         if not any_image_stored(conn):
-            raise CommandError(NOTHING_STORED)
+            raise CommandError(NOTHING_STORED)  # an empty answer would not say why
+        if served is not None:
+            return _print_answer(served, args.json, settings)
         if args.category is not None:
             require_known_category(conn, args.category)
         try:
