@@ -179,9 +179,12 @@ def _index_walk(table: str, cast: sql.Composable, category: str | None, also: sq
 
 def _set_beam(conn: psycopg.Connection, ef_search: int) -> None:
     """Iterative index scans (rows filtered out are made up for) with this HNSW beam, for the
-    rest of the transaction."""
-    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+    rest of the transaction (`SET LOCAL` both, in one round trip)."""
+    conn.execute(
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+        " set_config('hnsw.ef_search', %s, true)",
+        (str(ef_search),),
+    )
 
 
 def _indexed(conn: psycopg.Connection, index: str) -> float:
