@@ -11,6 +11,7 @@ from featuregen_assets.cli import main as cli
 from featuregen_assets.core.search.default_mode import measured_default
 from featuregen_assets.core.store import db, schema
 from featuregen_assets.core.store.registry import latest_model
+from featuregen_assets.core.text.query_graph import load_graph, text_encoder_graph
 from featuregen_assets.core.training.alignment import AlignedTextEncoder
 from featuregen_assets.core.training.decoder import FeatureDecoder
 from featuregen_assets.core.training.splits import SPLITS, Split, leaked_test_images
@@ -287,6 +288,10 @@ def test_training_assets_register_loadable_models_and_search_works(pipeline, cap
         decoder_record = latest_model(conn, "decoder_model")
     encoder = AlignedTextEncoder.load(encoder_record.path)
     assert encoder.encode(["a red circle"]).shape == (1, 384)
+    graph_dir, weights = text_encoder_graph(encoder_record.path)  # written as it was trained
+    assert load_graph(graph_dir, weights).encode(["a red circle"]) == pytest.approx(
+        encoder.encode(["a red circle"]), abs=1e-5
+    )
     decoder = FeatureDecoder.load(decoder_record.path)
     assert decoder is not None and (decoder_record.path / "reconstructions.png").is_file()
 

@@ -117,7 +117,7 @@ def aligned_text_encoder(
         embedding_model,
         recorded,
         result.metrics,
-        lambda path: _save(result, path),
+        lambda path: _save(result, path, context.log),
     )
     promotion = promote_if_better(postgres, model, PROMOTION_METRIC)
     context.log.info(promotion)
@@ -130,7 +130,14 @@ def aligned_text_encoder(
     )
 
 
-def _save(result: "TrainResult", path: Path) -> None:
-    """The encoder and, beside it, `split.json`: the train / validation / test image ids."""
+def _save(result: "TrainResult", path: Path, log) -> None:
+    """The encoder, beside it `split.json` (the train / validation / test image ids), and its
+    query graph for search (on failure, search exports it on first load: logged)."""
+    from featuregen_assets.core.text.graph_export import export_saved_text_encoder
+
     result.encoder.save(path, metrics=result.metrics)
     (path / "split.json").write_text(json.dumps(result.split.as_dict()))
+    try:
+        export_saved_text_encoder(result.encoder, path)
+    except Exception as error:  # noqa: BLE001 - the model is saved; search retries the export
+        log.warning(f"no query graph written (search exports it on first load): {error}")

@@ -22,11 +22,15 @@ import psycopg
 from featuregen_assets.core.search.errors import Unavailable
 from featuregen_assets.core.store.registry import RegisteredModel, model_version, served_model
 from featuregen_assets.core.store.table_writes import hnsw_index_name
-from featuregen_assets.core.text.query_graph import QueryGraph, load_graph, source_fingerprint
+from featuregen_assets.core.text.query_graph import (
+    QueryGraph,
+    load_graph,
+    source_fingerprint,
+    text_encoder_graph,
+)
 
 TEXT_ENCODER = "aligned_text_encoder"
 LOADED_VERSIONS = 3  # text encoder versions kept loaded (a `version=` query loads its own)
-TEXT_ENCODER_GRAPH = "query-graph"  # in the text encoder's model directory
 SENTENCE_GRAPH = "sentence-"  # + the sentence encoder's source fingerprint, in `graphs_dir`
 log = logging.getLogger(__name__)
 
@@ -113,12 +117,11 @@ class QueryModels:
             return self._sentence
 
     def _load_text_encoder(self, directory: Path):
-        """The aligned text encoder saved in ``directory``: its graph (exported into the
-        directory on first load), else the torch model."""
+        """The aligned text encoder saved in ``directory``: its graph (exported as it was
+        trained, or here on first load), else the torch model."""
         if self._graphs_dir is None:
             return self._on_torch(_load_encoder(directory))
-        source = source_fingerprint([directory / "model.safetensors", directory / "config.json"])
-        graph_dir = directory / TEXT_ENCODER_GRAPH
+        graph_dir, source = text_encoder_graph(directory)
         if graph := load_graph(graph_dir, source, self._int8, self._threads):
             return graph
         from featuregen_assets.core.text.graph_export import export_text_encoder_graph

@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featuregen_assets.core.text.query_graph import GRAPH_FILE, GRAPH_FORMAT, graph_meta
+from featuregen_assets.core.text.query_graph import (
+    GRAPH_FILE,
+    GRAPH_FORMAT,
+    graph_meta,
+    text_encoder_graph,
+)
 
 OPSET = 17
 EXAMPLE_TEXT = "a photo of a street"
@@ -104,13 +109,22 @@ def export_text_encoder_graph(encoder, directory: Path, source: str) -> Path:
     return _export(_AlignedPipeline(encoder), encoder.tokenizer, directory, meta)
 
 
+def export_saved_text_encoder(encoder, directory: Path) -> Path:
+    """The graph of ``encoder``, saved in ``directory``, where search looks for it
+    (`query_graph.text_encoder_graph`): written as the encoder is trained, so the first
+    query after its promotion does not wait for the export."""
+    graph_dir, source = text_encoder_graph(directory)
+    return export_text_encoder_graph(encoder, graph_dir, source)
+
+
 def _export(module: nn.Module, tokenizer, directory: Path, meta: dict) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         example = tokenizer([EXAMPLE_TEXT, EXAMPLE_TEXT + " at night"], padding=True)
+        device = next(module.parameters()).device  # a model trained on a GPU exports there
         inputs = tuple(
-            torch.tensor(example[name], dtype=torch.int64)
+            torch.tensor(example[name], dtype=torch.int64, device=device)
             for name in ("input_ids", "attention_mask")
         )
         axes = {0: "texts", 1: "tokens"}

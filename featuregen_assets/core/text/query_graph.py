@@ -29,6 +29,7 @@ import numpy as np
 
 GRAPH_FORMAT = "featuregen-query-graph/1"
 GRAPH_FILE = "graph.json"
+TEXT_ENCODER_GRAPH = "query-graph"  # in a saved aligned text encoder's directory
 
 
 def source_fingerprint(files: Iterable[Path]) -> str:
@@ -39,6 +40,13 @@ def source_fingerprint(files: Iterable[Path]) -> str:
         stat = path.stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def text_encoder_graph(directory: Path) -> tuple[Path, str]:
+    """Where the graph of the aligned text encoder saved in ``directory`` lives, and the
+    fingerprint of the weights it must come from."""
+    weights = [directory / "model.safetensors", directory / "config.json"]
+    return directory / TEXT_ENCODER_GRAPH, source_fingerprint(weights)
 
 
 def graph_meta(directory: Path) -> dict | None:
