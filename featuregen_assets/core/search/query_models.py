@@ -3,9 +3,10 @@ the aligned text encoder (served or asked-for version), the sentence encoder of 
 search, the image embedder of uploads.
 
 Given a directory for them, the two text encoders run as ONNX Runtime graphs
-(`core.text.query_graph`: no torch import, the GIL released while encoding), each exported
-from its torch model the first time that model loads and reused until its weights change;
-an encoder whose export fails runs on torch, as every encoder does without the directory.
+(`core.text.query_graph`: no torch import, the GIL released while encoding), reused until
+their weights change: the text encoder's as `aligned_text_encoder` wrote it, the sentence
+encoder's exported here on first load (and a text encoder's, where training wrote none). An
+encoder whose export fails runs on torch, as every encoder does without the directory.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class QueryModels:
         key = (record.version, str(record.path))
         with self._lock:
             if key not in self._encoders:
-                self._encoders[key] = self._load_text_encoder(Path(record.path))
+                self._encoders[key] = self._load_text_encoder(record.path)
                 while len(self._encoders) > LOADED_VERSIONS:
                     self._encoders.popitem(last=False)
             self._encoders.move_to_end(key)
