@@ -70,6 +70,8 @@ def test_search_usage_errors(store, capsys) -> None:
     assert "not valid text" in _usage_error(["search", undecodable], capsys)
     assert "one of them" in _usage_error(["search"], capsys)
     assert "cannot read --image" in _usage_error(["search", "--image", "/nowhere.png"], capsys)
+    for port in ("0", "99999", "http"):
+        assert "1 to 65,535" in _usage_error(["serve", "--port", port], capsys)
 
     assert main(["search", "circle", "--category", "nowhere"]) == 2
     err = capsys.readouterr().err

@@ -88,6 +88,13 @@ def add_command(
     return parser
 
 
+def whole_number(text: str, low: int, high: int) -> int:
+    """An argparse value: a whole number from ``low`` to ``high``."""
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from {low:,} to {high:,}")
+    return int(text)
+
+
 def positive(kind: type):
     """An argparse type: a number of `kind` above zero."""
 

@@ -11,6 +11,7 @@ from featuregen_assets.cli.common import (
     database_url,
     errors_as_lines,
     require_known_category,
+    whole_number,
 )
 from featuregen_assets.core.search.modes import mode_names
 from featuregen_assets.serve.main import DEFAULT_HOST, DEFAULT_PORT
@@ -23,9 +24,12 @@ def _result_count(text: str) -> int:
     """-k: a whole number of results, 1 to MAX_K."""
     from featuregen_assets.core.search.engine import MAX_K
 
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_K:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number from 1 to {MAX_K:,}")
-    return int(text)
+    return whole_number(text, 1, MAX_K)
+
+
+def _port(text: str) -> int:
+    """--port: a TCP port, 1 to 65535."""
+    return whole_number(text, 1, 65535)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -191,7 +195,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " with stored images and thumbnails by id. Binds loopback unless --host says otherwise.",
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"Default {DEFAULT_HOST}.")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"Default {DEFAULT_PORT}.")
     serve.add_argument(
         "--fp32",
         action="store_true",
