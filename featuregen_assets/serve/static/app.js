@@ -257,6 +257,7 @@ async function run(append = false) {
           onOpen: openDetail,
           onLike: searchLike,
           onBroken: () => {
+            if (mine !== generation) return; // a thumbnail of a list already replaced
             broken += 1;
             renderSummary();
           },
