@@ -3,8 +3,8 @@ Content-Security-Policy without inline scripts or styles and with every request 
 recorded: captions and full category names under results, the total, the detail view and
 keyboard navigation, the URL and history state (query image included), the start page from
 /api/info (and without it), category chips, pasting an image, more like this, scrolling by
-cursor, escaped text, messages, broken thumbnails, and /docs offline. Screenshots go to the
-test's temporary directory."""
+cursor, escaped text, messages, broken thumbnails (not counted once their list is replaced),
+and /docs offline. Screenshots go to the test's temporary directory."""
 
 from __future__ import annotations
 
@@ -442,6 +442,36 @@ def test_messages_escaping_and_broken_thumbnails(page, site) -> None:
     page.wait_for_selector("#message.error:not([hidden])")
     assert "no aligned text encoder" in page.text_content("#message")
     page.screenshot(path=page.shots / "error.png")
+
+
+def test_a_thumbnail_failing_after_its_list_was_replaced_is_not_counted(page, site) -> None:
+    # Choosing a mode and pressing Enter start two searches: a thumbnail of the first list may
+    # fail after the second list is shown. Its request is held here until then (the second
+    # list's thumbnail of the same image waits on that request or reaches the route itself).
+    answer = page.request.get(f"{site['base']}/api/search?q=circle&mode=keyword").json()
+    broken = answer["hits"][1]["image_id"]  # on screen, so its lazy thumbnail is requested
+    held: list = []
+    released = False
+
+    def hold(route) -> None:
+        if released:
+            route.fulfill(status=404)
+        else:
+            held.append(route)  # the handler may run only after the request event
+
+    page.route(f"**/thumbs/{broken}", hold)
+    with page.expect_request(f"**/thumbs/{broken}"):
+        _open(page, site["base"] + "/?q=circle&mode=keyword")
+    first = page.wait_for_selector(f"li.hit[data-id='{broken}']")
+    page.press("#q", "Enter")  # the same search again: a second list replaces the first
+    item = f"document.querySelector(\"li.hit[data-id='{broken}']\")"
+    page.wait_for_function(f"old => {item} && {item} !== old", arg=first)
+    released = True
+    for route in held:
+        route.fulfill(status=404)
+    page.wait_for_function(f"old => old.hidden && {item}.hidden", arg=first)  # both failed
+    assert page.text_content("#summary").endswith(" · 1 thumbnail could not be loaded (hidden)")
+    assert len(_hits(page)) == len(answer["hits"]) - 1
 
 
 def test_api_docs_render_offline(page, site) -> None:
