@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from featuregen_assets.core.search import engine
+from featuregen_assets.core.search import counts, engine
 from featuregen_assets.core.search.options import DEFAULT_WEIGHTS, SearchSettings, parse_weights
 from featuregen_assets.core.store import db
 from featuregen_assets.core.store.registry import (
@@ -257,6 +257,36 @@ def test_a_filtered_hybrid_page_ranks_its_two_caption_lists_on_two_connections(
     beside_part = slice(per_query, 2 * per_query)
     assert connections["keyword"][beside_part] == sides * per_query
     assert connections["caption"][beside_part] == [conn, *sides][:per_query]
+
+
+@pytest.mark.parametrize("category", [None, "cafe"])
+def test_a_keyword_query_counts_its_matches_on_a_spare_connection(
+    store, monkeypatch, category
+) -> None:
+    """A keyword query's total is counted on the spare connection while its own ranks the
+    matches, with the same answer; once the total is kept, no spare is taken."""
+    counted = []
+    matches = counts.keyword_matches
+    monkeypatch.setattr(
+        counts, "keyword_matches", lambda conn, *a: counted.append(conn) or matches(conn, *a)
+    )
+    searchers = [engine.Searcher(sentence_encoder=BUNDLED) for _ in range(3)]
+    query = engine.SearchQuery(text="red circle", mode="keyword", category=category, k=5)
+    conn, sides, answers = _alone_beside_and_none_free(store, searchers, query, {}, {})
+    alone, beside, none_free = answers
+    assert _ranked(beside) == _ranked(alone) == _ranked(none_free) != []
+    assert beside.total == alone.total == none_free.total > 0
+    assert counted == [conn, *sides, conn] and len(sides) == 1
+    taken = []
+
+    @contextmanager
+    def spare():
+        taken.append(True)
+        yield None
+
+    with db.connection(store.url) as again:
+        assert searchers[1].search(again, query, spare).total == alone.total
+    assert taken == [] and len(counted) == 3
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "keyword", "image"])

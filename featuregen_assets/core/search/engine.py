@@ -17,7 +17,7 @@ import psycopg
 from featuregen_assets.core.search import bounds
 from featuregen_assets.core.search import lists as ranked_lists
 from featuregen_assets.core.search.beside import ListsBeside, lists_beside
-from featuregen_assets.core.search.counts import TotalCounter
+from featuregen_assets.core.search.counts import Count, TotalCounter
 from featuregen_assets.core.search.cursor import BadCursor, Cursor, fingerprint
 from featuregen_assets.core.search.default_mode import DefaultMode
 from featuregen_assets.core.search.errors import BadQuery, NotAnImage, NotFound, Unavailable
@@ -207,11 +207,14 @@ class Searcher:
                 plan.keyword_pages = self._shared_keyword_lists(query, plan)
         slots = _first_page_slots(query, plan.facets is not None)
         names = lists_beside(plan.lists, slots)
-        if not names or spare is None:
-            return self._search(conn, query, plan, timings, started, None)
+        scope = (plan.lists, plan.space, plan.sentence_model, query.category, query.text)
+        if not names or spare is None:  # a keyword query counts its matches on the spare
+            with self._totals.beside(self._beside, spare, *scope) as count:
+                return self._search(conn, query, plan, timings, started, None, count)
+        count = self._totals.counter(*scope)
         with spare() as side:
             if side is None:
-                return self._search(conn, query, plan, timings, started, None)
+                return self._search(conn, query, plan, timings, started, None, count)
 
             def rank_one(side_conn, name: str, depth: int, category: str | None) -> Ranked:
                 return _one_list(side_conn, query, plan, name, depth, category, None, 0, timings)
@@ -222,7 +225,7 @@ class Searcher:
             early = ListsBeside(names, slots, encoding.result if encoding else lambda: None)
             early.start(self._beside, side, rank_one)
             try:
-                return self._search(conn, query, plan, timings, started, early)
+                return self._search(conn, query, plan, timings, started, early, count)
             finally:  # the side connection goes back only when it is idle
                 wait([early.future] + ([encoding] if encoding else []))
 
@@ -301,8 +304,10 @@ class Searcher:
         timings: Timings,
         started: float,
         early: ListsBeside | None,
+        count: Count,
     ) -> SearchAnswer:
-        """The answer, the query vectors encoded here unless ``early`` encodes them beside."""
+        """The answer, the query vectors encoded here unless ``early`` encodes them beside,
+        its total as ``count`` gives it."""
         if query.text is not None:
             plan.encode_image_query(query.text, timings)
             if early is None or CAPTION not in early.names:
@@ -355,9 +360,7 @@ class Searcher:
                 cosine_is_score=plan.lists == (CAPTION,),
             )
             facets = plan.facets if known else category_counts(conn, [i for i, _, _ in best])
-            total = self._totals.total(
-                conn, plan.lists, plan.space, plan.sentence_model, query.category, query.text
-            )
+            total = count(conn)
         if plan.facets_key is not None and not known:
             self._facets.put(plan.facets_key, facets)
         next_cursor = None
