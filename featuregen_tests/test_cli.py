@@ -142,6 +142,30 @@ def test_database_commands_migrate_a_fresh_home_first(
         db.stop_embedded_server(home)
 
 
+def test_serve_says_when_the_embedded_server_takes_its_page_cache_at_its_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import psycopg
+
+    from featuregen_assets.core.store import db
+    from featuregen_assets.serve import main as serve_main
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    monkeypatch.setattr(serve_main, "serve", lambda *args: None)
+    try:
+        assert main(["serve"]) == 0  # a new server: sized as it was made
+        assert "page cache" not in capsys.readouterr().err
+        admin = db.embedded_server_url(db.embedded_pgdata(home))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET shared_buffers = '256MB'")
+        assert main(["serve"]) == 0
+        assert "page cache grows to 256 MB at its next start" in capsys.readouterr().err
+    finally:
+        db.stop_embedded_server(home)
+
+
 def _one_stored_image(database_url: str) -> None:
     from featuregen_assets.core.store import db
 

@@ -149,8 +149,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         warning = check_exposure(args.host, settings.serve_token, args.no_token)
     if warning:
         print(warning, file=sys.stderr)
-    serve(settings, database_url(settings), args.host, args.port, not args.fp32)
+    url = database_url(settings)
+    if settings.database_url is None:
+        _say_if_page_cache_grows(url)
+    serve(settings, url, args.host, args.port, not args.fp32)
     return 0
+
+
+def _say_if_page_cache_grows(url: str) -> None:
+    """A note when the embedded server, created before it was sized, takes its page cache
+    (`db.size_shared_buffers`) only at its next start."""
+    from featuregen_assets.core.store import db
+
+    with db.connection(url) as conn:
+        pending = db.pending_shared_buffers_mb(conn)
+    if pending:
+        print(
+            f"note: the embedded PostgreSQL's page cache grows to {pending} MB at its next"
+            " start, which speeds up search over a large store: `featuregen db stop`, then"
+            " start this again",
+            file=sys.stderr,
+        )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -121,6 +121,20 @@ def size_shared_buffers(admin_url: str, memory: int) -> bool:
     return True
 
 
+def pending_shared_buffers_mb(conn: psycopg.Connection) -> int | None:
+    """The `shared_buffers` (MB) that ALTER SYSTEM set for the server's next start, where it
+    is not the running one (None: none pending)."""
+    row = conn.execute(
+        """
+        SELECT pg_size_bytes(f.setting) / 1048576 FROM pg_file_settings f, pg_settings s
+        WHERE f.name = 'shared_buffers' AND s.name = 'shared_buffers'
+          AND f.sourcefile LIKE '%%postgresql.auto.conf'
+          AND pg_size_bytes(f.setting) <> s.setting::bigint * 8192
+        """
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _with_database(admin_url: str, database: str) -> str:
     base, _, query = admin_url.partition("?")
     base = base.rsplit("/", 1)[0]
