@@ -101,6 +101,19 @@ def _index_scans(conn) -> int:
     return int(scans)
 
 
+@pytest.mark.parametrize(
+    ("bound", "small", "big"),
+    [(20, False, False), (21, True, False), (59, True, False), (60, True, True)],
+)
+def test_a_category_is_ranked_exactly_up_to_the_bound(
+    store, monkeypatch, bound, small, big
+) -> None:
+    conn = store[0]
+    monkeypatch.setattr(search, "EXACT_SCAN_MAX_IMAGES", bound)
+    assert search.ranks_exactly(conn, "small") is small  # 21 stored rows
+    assert search.ranks_exactly(conn, "big") is big  # 60
+
+
 def test_small_categories_are_ranked_without_the_index(store, monkeypatch) -> None:
     conn, vectors, _, _ = store
     monkeypatch.setattr(search, "EXACT_SCAN_MAX_IMAGES", 30)

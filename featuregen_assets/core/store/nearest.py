@@ -114,11 +114,14 @@ def indexed_vectors(
 
 def ranks_exactly(conn: psycopg.Connection, category: str | None) -> bool:
     """Whether a category is ranked exactly instead of by walking the index: one with at
-    most `EXACT_SCAN_MAX_IMAGES` stored images."""
+    most `EXACT_SCAN_MAX_IMAGES` stored images (counted no further: a large category's count
+    would grow with it)."""
     if not category:
         return False
     (size,) = conn.execute(
-        "SELECT count(*) FROM raw_images WHERE category = %s AND status = 'ok'", (category,)
+        "SELECT count(*) FROM (SELECT FROM raw_images WHERE category = %s AND status = 'ok'"
+        " LIMIT %s) counted",
+        (category, EXACT_SCAN_MAX_IMAGES + 1),
     ).fetchone()
     return size <= EXACT_SCAN_MAX_IMAGES
 
