@@ -4,6 +4,7 @@ with 1, 16 and 50 clients, each level's throughput as a ratio to one client's in
     python benchmarks/serve_load.py --keep /tmp/serve-bench          # fill once, reuse after
     python benchmarks/serve_load.py --keep /tmp/serve-bench --code /tmp/old-checkout
     python benchmarks/serve_load.py --n 20000 --seconds 20 --clients 1 4 16 50
+    python benchmarks/serve_load.py --keep /tmp/serve-bench --server-cpus 0-1  # 2 of more cores
 
 The store is `benchmarks/search.py`'s (N clustered 768-d vectors with prompts; the text
 encoder is the clip-vit-base-patch32 text tower architecture with random weights, so a query
@@ -18,6 +19,9 @@ p50 / p99 latency, 503s (backpressure), throughput ÷ one client's and the CPU c
 server, PostgreSQL and this load generator used. The load generator and the server share the
 CPUs: what is printed is the whole machine's throughput, and the last line says what all the
 cores would give at the first level's CPU per answer (more clients often cost a little less).
+With ``--server-cpus`` the server and PostgreSQL run on those CPUs only and the load
+generator on the others (a machine with more cores than the server is meant to get: the
+server's scaling on its own cores, the load generator's CPU out of it).
 """
 
 from __future__ import annotations
@@ -147,6 +151,30 @@ async def level(
     }
 
 
+def cpu_list(text: str) -> set[int]:
+    """--server-cpus: CPU numbers and ranges, "0-1" or "0,2"."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def pin(server_cpus: set[int] | None, data_dir: Path) -> set[int]:
+    """Pin PostgreSQL (its running processes, and so the backends it forks) to
+    ``server_cpus`` and this load generator to the other CPUs; the CPUs the server gets
+    (all this process may use, unpinned)."""
+    usable = os.sched_getaffinity(0)
+    if not server_cpus:
+        return usable
+    if not server_cpus < usable:
+        raise SystemExit(f"--server-cpus must be some of {sorted(usable)}, not all")
+    for pid in postgres_pids(data_dir):
+        os.sched_setaffinity(pid, server_cpus)
+    os.sched_setaffinity(0, usable - server_cpus)
+    return server_cpus
+
+
 def wait_for(base: str, child: subprocess.Popen, seconds: float = 600) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -173,6 +201,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="as benchmarks/search.py --keep")
     parser.add_argument("--code", type=Path, help="the checkout the server imports")
     parser.add_argument("--threads", type=int, default=0, help="search threads (0: the default)")
+    parser.add_argument(
+        "--server-cpus",
+        type=cpu_list,
+        help="pin the server and PostgreSQL to these CPUs (e.g. 0-1), the load generator to"
+        " the others: the server's scaling on those cores alone",
+    )
     parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -195,10 +229,12 @@ def main() -> None:
         port = probe.getsockname()[1]
     code = str((args.code or Path(__file__).resolve().parents[1]).resolve())
     env = {**os.environ, "SERVE_LOAD_CODE": code, "PYTHONPATH": code}
+    server_cpus = pin(args.server_cpus, work / "pg")
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", url, str(work), str(port), str(args.threads)],
         env=env,
         cwd=code,
+        preexec_fn=lambda: os.sched_setaffinity(0, server_cpus),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -232,6 +268,15 @@ def main() -> None:
             f" {row['p50']:.0f} | {row['p99']:.0f} | {parts} / {sum(cores.values()):.2f} |"
             f" {codes} |"
         )
+    if args.server_cpus:
+        busy, cpus = one["cores"]["server"] + one["cores"]["postgres"], len(server_cpus)
+        print(
+            f"\nServer and PostgreSQL on CPUs {sorted(server_cpus)}, the load generator on"
+            f" {sorted(os.sched_getaffinity(0))}. {one['clients']} client(s) kept {busy:.2f} of"
+            f" the server's {cpus} cores busy: at the same CPU per answer, all {cpus} would give"
+            f" {cpus / busy:.2f}× its throughput."
+        )
+        return
     busy, cpus = sum(one["cores"].values()), os.cpu_count() or 1
     print(
         f"\n{one['clients']} client(s) kept {busy:.2f} of the machine's {cpus} cores busy: at the"

@@ -3,6 +3,9 @@ query, the statement timeout, and 503 with Retry-After past the queue limit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -120,3 +123,18 @@ def test_past_the_queue_limit_is_503_with_retry_after(store) -> None:
     assert 200 in codes and 503 in codes, codes
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["detail"]
+
+
+def test_the_lanes_are_sized_by_the_cpus_the_server_may_use() -> None:
+    """A server confined to one CPU (a container's cpuset, `taskset`) sizes its lanes for one,
+    not for every CPU of the host."""
+    probe = "from featuregen_assets.serve import backend as b\n"
+    probe += "print(b.SEARCH_THREADS, b.KEYWORD_THREADS)"
+    one_cpu = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+    )
+    assert one_cpu.stdout.split() == ["4", "2"]

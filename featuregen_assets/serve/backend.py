@@ -7,7 +7,6 @@ holds what `create_app` builds from it for the application's lifetime.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from featuregen_assets.core.runtime.processes import usable_cpus
 from featuregen_assets.core.search.default_mode import DefaultMode
 from featuregen_assets.core.search.engine import Searcher, SearchQuery
 from featuregen_assets.core.search.image_queries import MAX_IMAGE_PIXELS
@@ -29,8 +29,9 @@ from featuregen_assets.serve.limits import Deadline, SearchPool, bounded_connect
 
 T = TypeVar("T")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-SEARCH_THREADS = min(32, 4 * (os.cpu_count() or 1))
-KEYWORD_THREADS = min(16, 2 * (os.cpu_count() or 1))
+# Per CPU this process may run on (a container's cpuset, `taskset`), not the host's.
+SEARCH_THREADS = min(32, 4 * usable_cpus())
+KEYWORD_THREADS = min(16, 2 * usable_cpus())
 SPARE_WAIT_S = 0.05  # a hybrid query waits this long for a second connection, else goes on
 
 
