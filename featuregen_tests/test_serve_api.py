@@ -410,6 +410,8 @@ def test_uploads_that_are_not_images_or_too_large_are_refused(client) -> None:
         ({"q": "circle", "k": "ten"}, "integer"),
         ({"q": "circle", "mode": "fuzzy"}, "caption, image, keyword, hybrid, text"),
         ({"q": "circle", "mode": "image", "version": "v9"}, "no text encoder version 'v9'"),
+        ({"q": "circle", "mode": "keyword", "version": "v9"}, "no text encoder version 'v9'"),
+        ({"q": "circle", "mode": "caption", "version": "v9"}, "no text encoder version 'v9'"),
         ({"q": "circle", "cursor": "not-a-cursor"}, "not one this service made"),
         ({}, "give q="),
     ],

@@ -91,7 +91,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             Query(description=f"{' | '.join(mode_names())}; unset: the default (/api/info)."),
         ] = None,
         version: Annotated[
-            str | None, Query(description="A registered text encoder version (image, hybrid).")
+            str | None,
+            Query(description="A registered text encoder version (read by image and hybrid)."),
         ] = None,
         like: Annotated[str | None, Query(description="Images like this stored image.")] = None,
         category: Annotated[str | None, Query(description="Only this category.")] = None,

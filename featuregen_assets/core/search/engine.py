@@ -244,9 +244,12 @@ class Searcher:
         wanted = tuple(name for name in wanted if weights.get(name, 1.0) > 0)
         if not wanted:
             raise Unavailable("every hybrid list has weight 0: see FEATUREGEN_HYBRID_WEIGHTS")
-        record = models.text_encoder_record(conn, query.version) if IMAGE in wanted else None
-        if query.version is not None and record is None and IMAGE in wanted:
+        # A version is checked in every mode, so that a mistyped one is never silently unused.
+        asked = IMAGE in wanted or query.version is not None
+        record = models.text_encoder_record(conn, query.version) if asked else None
+        if query.version is not None and record is None:
             raise BadQuery(f"no text encoder version {query.version!r} is registered")
+        record = record if IMAGE in wanted else None
         sentence = models.sentence(conn) if CAPTION in wanted else None
         if kind == IMAGE and record is None:
             raise Unavailable(
