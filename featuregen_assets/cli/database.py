@@ -68,6 +68,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
     if args.action == "url":
         print(database_url(settings))
     elif args.action == "stop":
+        _refuse_while_served(settings)
         print("stopped" if db.stop_embedded_server(settings.home) else "not running")
     elif args.action == "compact":
         from featuregen_assets.core.store.maintenance import move_vectors_into_rows
@@ -77,6 +78,18 @@ def _cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "verify":
         return _verify_store(settings, repair=args.repair)
     return 0
+
+
+def _refuse_while_served(settings: "Settings") -> None:
+    """Refuse to stop the embedded server under a `featuregen serve` of the same home: its
+    requests would fail (500, then 503 after a 10 s wait) until the server starts again."""
+    from featuregen_assets.serve.discovery import running_server
+
+    if settings.database_url is None and (url := running_server(settings.home)):
+        raise CommandError(
+            f"featuregen serve at {url} uses this database: stop it first (Ctrl-C),"
+            " then `featuregen db stop`"
+        )
 
 
 def _verify_store(settings: "Settings", *, repair: bool) -> int:

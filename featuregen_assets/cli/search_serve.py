@@ -166,8 +166,8 @@ def _say_if_page_cache_grows(url: str) -> None:
     if pending:
         print(
             f"note: the embedded PostgreSQL's page cache grows to {pending} MB at its next"
-            " start, which speeds up search over a large store: `featuregen db stop`, then"
-            " start this again",
+            " start, which speeds up search over a large store: stop this, `featuregen db"
+            " stop`, then start this again",
             file=sys.stderr,
         )
 
