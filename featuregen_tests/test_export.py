@@ -98,6 +98,18 @@ def test_an_unknown_category_lists_the_known_ones(stored, capsys):
     ]
 
 
+@pytest.mark.parametrize(
+    ("out", "reason"), [("a-file", "it is not a folder"), ("a-file/sub", "Not a directory")]
+)
+def test_an_out_that_cannot_be_a_folder_is_one_line(stored, tmp_path, capsys, out, reason):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--all", "--out", str(tmp_path / out)])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot write the export into {tmp_path / out}: {reason}")
+
+
 def test_export_needs_a_category_or_all(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--format", "npy"])

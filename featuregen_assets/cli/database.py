@@ -14,6 +14,8 @@ from featuregen_assets.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from featuregen_assets.settings import Settings
 
 
@@ -51,7 +53,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         conn.commit()  # the export reads in a transaction of its own
         if model is None:
             raise CommandError("no image embeddings stored yet")
-        with errors_as_lines(LookupError):
+        _make_folder(args, out)
+        with errors_as_lines(LookupError, OSError):
             done = export_vectors(
                 conn, model, out, args.category or "all", args.format, args.category
             )
@@ -59,6 +62,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for path in done.files:
         print(f"  {path}")
     return 0
+
+
+def _make_folder(args: argparse.Namespace, out: "Path") -> None:
+    """Make the export's folder, or say in one line why it cannot be (a usage error when
+    --out named it)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = "it is not a folder" if out.exists() else error.strerror or str(error)
+        message = f"cannot write the export into {out}: {reason}"
+        if args.out:
+            args.usage(message)
+        raise CommandError(message) from None
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
