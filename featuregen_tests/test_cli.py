@@ -305,6 +305,15 @@ def test_unknown_demo_categories_are_one_line_listing_the_valid_ones(capsys) -> 
     assert "unknown demo category 'cafes': choose from city_street, shop," in line
 
 
+@pytest.mark.parametrize("count", ["0", "-5"])
+def test_a_demo_of_no_images_is_a_usage_error_not_the_default(count: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--per-category", count])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: argument --per-category: must be above 0: {count}")
+
+
 def test_a_category_with_link_files_in_two_formats_is_refused(fg_env: Path, capsys) -> None:
     (fg_env.parent / "links" / "cafe.txt").write_text("http://127.0.0.1/a.jpg\n")
     (fg_env.parent / "links" / "cafe.jsonl").write_text('{"url": "http://127.0.0.1/a.jpg"}\n')

@@ -9,6 +9,7 @@ from featuregen_assets.cli.common import (
     cli_settings,
     database_url,
     errors_as_lines,
+    positive,
 )
 
 
@@ -71,7 +72,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " every category's pipeline with the tiny models and print what the tables hold.",
     )
     demo.add_argument(
-        "--per-category", type=int, help="Images per category (default: set by --scale)."
+        "--per-category",
+        type=positive(int),
+        help="Images per category, 1 or more (default: set by --scale).",
     )
     demo.add_argument(
         "--scale",
