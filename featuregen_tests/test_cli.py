@@ -190,6 +190,39 @@ def test_db_stop_refuses_while_serve_runs_on_the_home(
         db.stop_embedded_server(home)
 
 
+def test_serve_on_a_port_in_use_is_one_line_before_anything_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    from featuregen_assets.core.runtime import paths
+    from featuregen_assets.serve import main as serve_main
+
+    monkeypatch.setenv("FEATUREGEN_HOME", str(tmp_path))
+    monkeypatch.setattr(serve_main, "serve", lambda *args: pytest.fail("serve started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"error: cannot listen on 127.0.0.1:{port}: Address already in use" + (
+        " (pick another with --port)"
+    )
+    assert not paths.serve_file(tmp_path).exists()
+
+
+def test_a_second_serve_on_a_home_leaves_the_first_announced_as_it_stops(tmp_path: Path) -> None:
+    from featuregen_assets.core.runtime import paths
+    from featuregen_assets.serve.discovery import announced, running_server
+
+    with announced(tmp_path, "http://127.0.0.1:8001"):
+        with announced(tmp_path, "http://127.0.0.1:8002"):
+            assert running_server(tmp_path) == "http://127.0.0.1:8002"
+        assert running_server(tmp_path) == "http://127.0.0.1:8001"  # was removed before
+    assert not paths.serve_file(tmp_path).exists()
+
+
 def _one_stored_image(database_url: str) -> None:
     from featuregen_assets.core.store import db
 

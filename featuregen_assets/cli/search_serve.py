@@ -142,11 +142,13 @@ def _print_answer(answer: dict, as_json: bool, settings: "Settings") -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from featuregen_assets.serve.main import ServeRefused, check_exposure, serve
+    from featuregen_assets.serve.main import ServeRefused, check_exposure, check_port, serve
 
     settings = cli_settings()
     with errors_as_lines(ServeRefused, status=2):
         warning = check_exposure(args.host, settings.serve_token, args.no_token)
+    with errors_as_lines(ServeRefused):
+        check_port(args.host, args.port)
     if warning:
         print(warning, file=sys.stderr)
     url = database_url(settings)

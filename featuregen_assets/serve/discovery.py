@@ -28,22 +28,35 @@ def local_url(host: str, port: int) -> str:
 
 @contextmanager
 def announced(home: Path, url: str) -> Iterator[None]:
-    """`url` in the home's serve file while inside (removed after, unless replaced since)."""
+    """`url` in the home's serve file while inside; after, unless replaced since, the server
+    it replaced where that one still runs (two serves on one home), else nothing."""
     path = paths.serve_file(home)
     token = process_token()
-    staged = path.with_name(f".{path.name}.{os.getpid()}")
-    staged.write_text(json.dumps({"url": url, "process": token}))
-    staged.replace(path)
+    before = _record(path)
+    _write(path, {"url": url, "process": token})
     try:
         yield
     finally:
         if _record(path).get("process") == token:
-            path.unlink(missing_ok=True)
+            if _live_url(before) is not None:
+                _write(path, before)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _write(path: Path, record: dict) -> None:
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged.write_text(json.dumps(record))
+    staged.replace(path)
 
 
 def running_server(home: Path) -> str | None:
     """The URL of the server announced in `home` whose process still runs, else None."""
-    record = _record(paths.serve_file(home))
+    return _live_url(_record(paths.serve_file(home)))
+
+
+def _live_url(record: dict) -> str | None:
+    """The URL of a serve file's `record` where its process still runs, else None."""
     url = record.get("url")
     if isinstance(url, str) and token_alive(str(record.get("process", ""))):
         return url

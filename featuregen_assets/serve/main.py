@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import signal
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,6 +54,21 @@ def check_exposure(host: str, token: str | None, without_token: bool) -> str | N
         f"WARNING: serving on {host} with no token: anyone who reaches this port can search"
         " and read every stored image (set FEATUREGEN_SERVE_TOKEN)"
     )
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ServeRefused when ``host``:``port`` cannot be listened on (in use, no address of
+    this machine, a privileged port): before the app loads and its URL is announced, where
+    uvicorn would say so only after both."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            hint = " (pick another with --port)" if error.errno == errno.EADDRINUSE else ""
+            reason = error.strerror or str(error)
+            raise ServeRefused(f"cannot listen on {host}:{port}: {reason}{hint}") from None
 
 
 def build_embedder(settings: Settings):
