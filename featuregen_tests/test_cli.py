@@ -190,6 +190,11 @@ def test_db_stop_refuses_while_serve_runs_on_the_home(
         db.stop_embedded_server(home)
 
 
+def test_db_stop_with_an_external_database_says_it_stops_nothing(fg_env: Path, capsys) -> None:
+    assert main(["db", "stop"]) == 0
+    assert capsys.readouterr().out.startswith("no embedded server runs; FEATUREGEN_DATABASE_URL's")
+
+
 def test_serve_on_a_port_in_use_is_one_line_before_anything_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

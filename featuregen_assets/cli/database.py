@@ -85,7 +85,12 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(database_url(settings))
     elif args.action == "stop":
         _refuse_while_served(settings)
-        print("stopped" if db.stop_embedded_server(settings.home) else "not running")
+        if db.stop_embedded_server(settings.home):
+            print("stopped")
+        elif settings.database_url is not None:
+            print("no embedded server runs; FEATUREGEN_DATABASE_URL's server is yours to stop")
+        else:
+            print("not running")
     elif args.action == "compact":
         from featuregen_assets.core.store.maintenance import move_vectors_into_rows
 
