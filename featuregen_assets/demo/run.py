@@ -262,7 +262,7 @@ def featuregen_command(executable: str = sys.executable, cwd: Path | None = None
 def print_examples(scenes, site: Path, url: str, settings: Settings) -> None:
     """Search each example query over every stored image in the default mode (as `featuregen
     search` does); print where its images rank."""
-    from featuregen_assets.core.search.engine import MAX_K, search_text
+    from featuregen_assets.core.search.engine import MAX_K, SearchQuery
     from featuregen_assets.core.store import db
     from featuregen_assets.demo.scenes import example_queries
     from featuregen_assets.serve.main import build_searcher
@@ -275,7 +275,8 @@ def print_examples(scenes, site: Path, url: str, settings: Settings) -> None:
         searcher.warm(conn)  # exports the query encoders' graphs: later searches skip torch
         for query, names in example_queries(scenes):
             expected = {_sha256(files[n]) for n in names}
-            hits = search_text(conn, query, k=min(len(scenes), MAX_K), searcher=searcher)
+            every = SearchQuery(text=query, k=min(len(scenes), MAX_K))
+            hits = searcher.search(conn, every).hits
             ranks = [r for r, hit in enumerate(hits, start=1) if hit.image_id in expected]
             found = "found" if ranks and ranks[0] <= 5 else "NOT in the top 5"
             shown = ", ".join(map(str, ranks[:8])) + (" ..." if len(ranks) > 8 else "")

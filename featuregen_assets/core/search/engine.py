@@ -244,8 +244,7 @@ class Searcher:
         wanted = tuple(name for name in wanted if weights.get(name, 1.0) > 0)
         if not wanted:
             raise Unavailable("every hybrid list has weight 0: see FEATUREGEN_HYBRID_WEIGHTS")
-        # A version is checked in every mode, so that a mistyped one is never silently unused.
-        asked = IMAGE in wanted or query.version is not None
+        asked = IMAGE in wanted or query.version is not None  # a mistyped version: refused
         record = models.text_encoder_record(conn, query.version) if asked else None
         if query.version is not None and record is None:
             raise BadQuery(f"no text encoder version {query.version!r} is registered")
@@ -485,17 +484,3 @@ def _identity(query: SearchQuery, plan: Plan, category: str | None) -> str:
         plan.record.version if plan.record else None,
         plan.sentence_model,
     )
-
-
-def search_text(
-    conn: psycopg.Connection,
-    text: str,
-    *,
-    k: int = 10,
-    category: str | None = None,
-    mode: str | None = None,
-    searcher: Searcher | None = None,
-) -> list[Hit]:
-    """The first ``k`` hits of a text query (a new `Searcher` loads its models for this call)."""
-    query = SearchQuery(text=text, mode=mode, k=k, category=category)
-    return (searcher or Searcher()).search(conn, query).hits
