@@ -413,6 +413,8 @@ def test_uploads_that_are_not_images_or_too_large_are_refused(client) -> None:
         ({"q": "circle", "mode": "keyword", "version": "v9"}, "no text encoder version 'v9'"),
         ({"q": "circle", "mode": "caption", "version": "v9"}, "no text encoder version 'v9'"),
         ({"q": "circle", "cursor": "not-a-cursor"}, "not one this service made"),
+        ({"q": "the a an", "mode": "keyword"}, "skips common words"),
+        ({"q": "!!! ?", "mode": "keyword", "category": "bank"}, "skips common words"),
         ({}, "give q="),
     ],
 )
@@ -420,6 +422,13 @@ def test_bad_parameters_get_400_saying_what_is_allowed(client, params, says) -> 
     response = client.get("/api/search", params=params)
     assert response.status_code == 400
     assert says in response.json()["detail"]
+
+
+def test_only_a_keyword_query_with_no_search_terms_is_refused(client) -> None:
+    """A keyword query with words that match nothing answers with no hits; one with no
+    words but common ones is refused (above); in hybrid mode its caption list answers."""
+    assert _get(client, q="zebra", mode="keyword")["total"] == 0
+    assert _get(client, q="the a an", mode="hybrid")["hits"]
 
 
 def test_a_cursor_of_another_query_is_refused(client) -> None:

@@ -41,6 +41,7 @@ from featuregen_assets.core.search.modes import (
 from featuregen_assets.core.search.options import SearchSettings
 from featuregen_assets.core.search.plan import Plan, Timings
 from featuregen_assets.core.search.query_models import TEXT_ENCODER, QueryModels
+from featuregen_assets.core.store.full_text import has_search_terms
 from featuregen_assets.core.store.registry import RegisteredModel, most_embedded_model
 
 MAX_K = 1000
@@ -50,6 +51,10 @@ HYBRID_DEPTHS = (50, 100, MAX_RESULTS)  # each list's depth: the first that cove
 SPACE_CACHE_S = 30.0  # which model embedded most changes only when a run stores more
 FACETS_KEPT_S, FACETS_KEPT = 30.0, 1024  # a query's facets, for its category pages after
 NON_TEXT = ("like", "upload", "vector")  # query kinds that are not words
+NO_SEARCH_TERMS = (
+    "keyword search skips common words (the, a, or …) and punctuation, and the query has"
+    " nothing else: give other words, or search in caption or hybrid mode"
+)
 __all__ = ["BadQuery", "NotAnImage", "NotFound", "Unavailable", "TEXT_ENCODER"]
 
 # A second connection for work beside the query's own, or None when none is free right now.
@@ -438,12 +443,14 @@ def _keyword(conn, query, plan: Plan, limit, category, after, timings: Timings) 
     in one pass), else ranked alone."""
     with timings.measure("keyword"):
         pages = plan.keyword_pages if after is None else None
-        shared = pages.get(conn, limit, category) if pages else None
-        if shared is not None:
-            return shared
-        return ranked_lists.by_keywords(
-            conn, query.text, limit, category, after, plan.random_prompts
-        )
+        found = pages.get(conn, limit, category) if pages else None
+        if found is None:
+            found = ranked_lists.by_keywords(
+                conn, query.text, limit, category, after, plan.random_prompts
+            )
+    if not found and plan.lists == (KEYWORD,) and not has_search_terms(conn, query.text):
+        raise BadQuery(NO_SEARCH_TERMS)  # else "0 images ranked" would not say why
+    return found
 
 
 def _hybrid_depth(position: int, limit: int) -> int:

@@ -111,6 +111,15 @@ def keyword_matches(
     return count
 
 
+def has_search_terms(conn: psycopg.Connection, text: str) -> bool:
+    """Whether ``text`` leaves any term to match once PostgreSQL's English configuration has
+    dropped its stop words ("the", "a") and punctuation."""
+    (terms,) = conn.execute(
+        "SELECT numnode(websearch_to_tsquery('english', %s))", (text,)
+    ).fetchone()
+    return terms > 0
+
+
 def _ranked(conn, text, limit, category, after, random_prompts) -> list[tuple[str, float]]:
     """The best ``limit`` matches; with a category, only stored images of that category."""
     in_category = f"AND {_stored_in('p', '%(category)s')}" if category else ""
