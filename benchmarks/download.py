@@ -252,7 +252,9 @@ def run_step(url_file: Path, work: Path, concurrency: int) -> dict:
         command = [*featuregen, "run", "--category", "dlbench", "--select", "raw_images"]
         stats = measure(command, env=env)
     finally:
-        subprocess.run([*featuregen, "db", "stop"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*featuregen, "db", "stop", "--force"], env=env, check=True, capture_output=True
+        )
     # The step's last progress line (stderr): "raw_images: dlbench: D/N links, K ok, F failed,
     # R links/s"
     done, ok, rate = re.findall(

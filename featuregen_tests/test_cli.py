@@ -190,6 +190,31 @@ def test_db_stop_refuses_while_serve_runs_on_the_home(
         db.stop_embedded_server(home)
 
 
+def test_db_stop_refuses_while_other_connections_are_open_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import psycopg
+
+    from featuregen_assets.core.store import db
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    try:
+        assert main(["db", "url"]) == 0
+        url = capsys.readouterr().out.strip()
+        with psycopg.connect(url):  # as a psql session or `featuregen dev` holds one
+            assert main(["db", "stop"]) == 1
+            [line] = capsys.readouterr().err.splitlines()
+            assert line.startswith("error: 1 other connection is open to the embedded")
+            assert db.embedded_server_running(home)
+            assert main(["db", "stop", "--force"]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "stopped"
+        assert not db.embedded_server_running(home)
+    finally:
+        db.stop_embedded_server(home)
+
+
 def test_db_stop_with_an_external_database_says_it_stops_nothing(fg_env: Path, capsys) -> None:
     assert main(["db", "stop"]) == 0
     assert capsys.readouterr().out.startswith("no embedded server runs; FEATUREGEN_DATABASE_URL's")

