@@ -206,11 +206,41 @@ def test_db_stop_refuses_while_other_connections_are_open_unless_forced(
         with psycopg.connect(url):  # as a psql session or `featuregen dev` holds one
             assert main(["db", "stop"]) == 1
             [line] = capsys.readouterr().err.splitlines()
-            assert line.startswith("error: 1 other connection is open to the embedded")
+            assert line.startswith("error: the embedded PostgreSQL is in use: 1 other connection")
             assert db.embedded_server_running(home)
             assert main(["db", "stop", "--force"]) == 0
         assert capsys.readouterr().out.splitlines()[-1] == "stopped"
         assert not db.embedded_server_running(home)
+    finally:
+        db.stop_embedded_server(home)
+
+
+@pytest.mark.parametrize(("beat_s_ago", "refused"), [(5, True), (600, False)])
+def test_db_stop_refuses_while_a_dagster_daemon_beats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, beat_s_ago, refused
+) -> None:
+    """`featuregen dev`'s daemon holds no connection between its beats (every 30 s): its
+    heartbeat in the instance's table says it runs."""
+    import psycopg
+
+    from featuregen_assets.core.store import db
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
+    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
+    try:
+        assert main(["db", "url"]) == 0
+        instance = db.ensure_database(capsys.readouterr().out.strip(), "featuregen_dagster")
+        with psycopg.connect(instance) as conn:  # the table as Dagster's schema has it
+            conn.execute("CREATE TABLE daemon_heartbeats (daemon_type text, timestamp timestamp)")
+            conn.execute(
+                "INSERT INTO daemon_heartbeats VALUES"
+                " ('SENSOR', now() AT TIME ZONE 'UTC' - make_interval(secs => %s))",
+                (beat_s_ago,),
+            )
+        assert main(["db", "stop"]) == (1 if refused else 0)
+        assert ("a Dagster daemon (featuregen dev?) beat" in capsys.readouterr().err) is refused
+        assert db.embedded_server_running(home) is refused
     finally:
         db.stop_embedded_server(home)
 

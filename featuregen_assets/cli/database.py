@@ -77,6 +77,9 @@ def _make_folder(args: argparse.Namespace, out: "Path") -> None:
         raise CommandError(message) from None
 
 
+DAEMON_BEATING_S = 75  # Dagster's daemon writes a heartbeat every 30 s while it runs
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from featuregen_assets.core.store import db
 
@@ -116,18 +119,22 @@ def _refuse_while_served(settings: "Settings") -> None:
 
 
 def _refuse_while_connected(settings: "Settings") -> None:
-    """Refuse to stop the embedded server while other processes hold connections to it
-    (`featuregen dev`, a run, psql): their work would fail until it starts again."""
+    """Refuse to stop the embedded server while other processes use it (`featuregen dev`'s
+    daemon, a run, psql): their work would fail until it starts again."""
     from featuregen_assets.core.store import db
+    from featuregen_assets.launch.instance_config import seconds_since_daemon_heartbeat
 
     if settings.database_url is not None or not db.embedded_server_running(settings.home):
         return
     count = db.other_connections(db.embedded_server_url(db.embedded_pgdata(settings.home)))
-    if count:
+    beat = seconds_since_daemon_heartbeat(database_url(settings))
+    users = [f"{count} other connection{'s are' if count > 1 else ' is'} open"] if count else []
+    if beat is not None and beat < DAEMON_BEATING_S:
+        users.append(f"a Dagster daemon (featuregen dev?) beat {beat:.0f} s ago")
+    if users:
         raise CommandError(
-            f"{count} other connection{'s are' if count > 1 else ' is'} open to the embedded"
-            " PostgreSQL (featuregen dev, a run, psql?): stop what holds them, or"
-            " `featuregen db stop --force`"
+            f"the embedded PostgreSQL is in use: {'; '.join(users)}. Stop what uses it, or"
+            " run `featuregen db stop --force`"
         )
 
 

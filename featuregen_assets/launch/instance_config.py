@@ -10,8 +10,9 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+import psycopg
 import yaml
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from featuregen_assets.core.store import db
 
@@ -36,6 +37,21 @@ def instance_database_url(features_url: str) -> str:
     (created unless it exists): its URL, which Dagster reads through SQLAlchemy."""
     name = conninfo_to_dict(features_url).get("dbname") or "featuregen"
     return db.ensure_database(features_url, f"{name}_dagster")
+
+
+def seconds_since_daemon_heartbeat(features_url: str) -> float | None:
+    """Seconds since a Dagster daemon of the instance beside `features_url` last wrote its
+    heartbeat (every 30 s while it runs); None when none ever has (no instance database)."""
+    name = conninfo_to_dict(features_url).get("dbname") or "featuregen"
+    try:
+        with psycopg.connect(make_conninfo(features_url, dbname=f"{name}_dagster")) as conn:
+            (age,) = conn.execute(
+                "SELECT extract(epoch FROM (now() AT TIME ZONE 'UTC') - max(timestamp))"
+                " FROM daemon_heartbeats"
+            ).fetchone()
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
+        return None
+    return None if age is None else float(age)
 
 
 def _digest(body: str) -> str:
