@@ -126,8 +126,8 @@ def _refuse_while_connected(settings: "Settings") -> None:
 
     if settings.database_url is not None or not db.embedded_server_running(settings.home):
         return
-    count = db.other_connections(db.embedded_server_url(db.embedded_pgdata(settings.home)))
-    beat = seconds_since_daemon_heartbeat(database_url(settings))
+    url = database_url(settings)
+    count, beat = db.other_connections(url), seconds_since_daemon_heartbeat(url)
     users = [f"{count} other connection{'s are' if count > 1 else ' is'} open"] if count else []
     if beat is not None and beat < DAEMON_BEATING_S:
         users.append(f"a Dagster daemon (featuregen dev?) beat {beat:.0f} s ago")

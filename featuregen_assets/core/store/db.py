@@ -208,9 +208,10 @@ def embedded_server_running(home: Path) -> bool:
     return info is not None and info.is_running()
 
 
-def other_connections(admin_url: str) -> int:
-    """How many client connections the server holds besides the one this asks on."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+def other_connections(url: str) -> int:
+    """How many client connections the server of ``url`` holds, to any of its databases,
+    besides the one this asks on."""
+    with psycopg.connect(url, autocommit=True) as conn:
         (count,) = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
